@@ -1,0 +1,54 @@
+// backendInfo(), setThreads(n), getThreads().
+#include "addon/args.h"
+#include "addon/bindings.h"
+#include "addon/js_error.h"
+#include "calmoe/device.h"
+
+namespace calmoe::addon {
+namespace {
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const BackendInfo b = backend_info();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("cudaCompiled", b.cuda_compiled);
+    o.Set("cudaArchitectures", b.cuda_architectures);
+    o.Set("cudaRuntimeVersion", b.cuda_runtime_version);
+    o.Set("cudaDriverVersion", b.cuda_driver_version);
+    Napi::Array gpus = Napi::Array::New(env, b.gpus.size());
+    for (std::size_t i = 0; i < b.gpus.size(); ++i) {
+      Napi::Object g = Napi::Object::New(env);
+      g.Set("index", b.gpus[i].index);
+      g.Set("name", b.gpus[i].name);
+      g.Set("memoryBytes", double(b.gpus[i].total_memory));
+      g.Set("computeCapability", std::to_string(b.gpus[i].cc_major) + "." + std::to_string(b.gpus[i].cc_minor));
+      g.Set("multiprocessors", b.gpus[i].multiprocessors);
+      gpus.Set(uint32_t(i), g);
+    }
+    o.Set("gpus", gpus);
+    o.Set("cudaUnavailableReason", b.cuda_unavailable_reason);
+    o.Set("cpuThreads", b.cpu_threads);
+    o.Set("simd", b.simd);
+    return o;
+  });
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    set_cpu_threads(int(integer(arg(info, 0, "threads"), "threads", 1, 4096)));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu_threads()); }
+
+}  // namespace
+
+void register_backend(Napi::Env env, Napi::Object exports) {
+  exports.Set("backendInfo", Napi::Function::New(env, Info, "backendInfo"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
+}
+
+}  // namespace calmoe::addon

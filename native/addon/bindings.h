@@ -1,0 +1,9 @@
+// One registration function per binding file; addon.cpp calls them all.
+#pragma once
+#include <napi.h>
+
+namespace calmoe::addon {
+void register_backend(Napi::Env env, Napi::Object exports);
+void register_calibration(Napi::Env env, Napi::Object exports);
+void register_tilted(Napi::Env env, Napi::Object exports);
+}  // namespace calmoe::addon

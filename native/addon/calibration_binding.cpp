@@ -1,0 +1,232 @@
+// N-API surface of the calibration histogram (see src/metrics/ for the typed TS API).
+#include <memory>
+
+#include "addon/args.h"
+#include "addon/async_task.h"
+#include "addon/bindings.h"
+#include "calmoe/calibration.h"
+
+namespace calmoe::addon {
+namespace {
+
+Napi::Float64Array f64(Napi::Env env, std::size_t n) { return Napi::Float64Array::New(env, n); }
+
+Napi::Object group_to_js(Napi::Env env, const CalibGroupSummary& g) {
+  const std::size_t M = g.bins.size();
+  auto lower = f64(env, M), upper = f64(env, M), count = f64(env, M), conf = f64(env, M), acc = f64(env, M);
+  for (std::size_t b = 0; b < M; ++b) {
+    lower[b] = g.bins[b].lower;
+    upper[b] = g.bins[b].upper;
+    count[b] = double(g.bins[b].count);
+    conf[b] = g.bins[b].mean_confidence;
+    acc[b] = g.bins[b].accuracy;
+  }
+  Napi::Object bins = Napi::Object::New(env);
+  bins.Set("lower", lower);
+  bins.Set("upper", upper);
+  bins.Set("count", count);
+  bins.Set("meanConfidence", conf);
+  bins.Set("accuracy", acc);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ece", g.ece);
+  o.Set("mce", g.mce);
+  o.Set("rmsce", g.rmsce);
+  o.Set("bins", bins);
+  return o;
+}
+
+Napi::Object summary_to_js(Napi::Env env, const CalibSummary& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("rows", double(s.rows));
+  o.Set("accuracy", s.accuracy);
+  o.Set("nll", s.nll);
+  o.Set("brier", s.brier);
+  o.Set("ece", s.ece);
+  o.Set("mce", s.mce);
+  o.Set("rmsce", s.rmsce);
+  Napi::Array groups = Napi::Array::New(env, s.groups.size());
+  for (std::size_t g = 0; g < s.groups.size(); ++g) groups.Set(uint32_t(g), group_to_js(env, s.groups[g]));
+  o.Set("groups", groups);
+  return o;
+}
+
+CalibKind kind_arg(const Napi::Value& v) {
+  return CalibKind(choice(v, "kind", {"top-label", "classwise", "binary", "confidence"}));
+}
+
+ScoreKind score_kind_arg(const Napi::Value& v) {
+  return ScoreKind(choice(v, "input", {"probabilities", "logits"}));
+}
+
+// calibStateNew({ kind, bins, classes, edges, extras }) -> BigUint64Array
+Napi::Value StateNew(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Object o = object(arg(info, 0, "options"), "options");
+    CalibConfig c;
+    c.kind = kind_arg(o.Get("kind"));
+    c.bins = int(integer(o.Get("bins"), "bins", 1, 1 << 20));
+    c.groups = c.kind == CalibKind::Classwise ? int(integer(o.Get("classes"), "classes", 1, INT32_MAX)) : 1;
+    c.edges = BinEdges(choice(o.Get("edges"), "edges", {"right-closed", "left-closed"}));
+    c.extras = boolean(o.Get("extras"), "extras");
+    const std::vector<uint64_t> w = calib_state_new(c);
+    auto out = Napi::BigUint64Array::New(info.Env(), w.size());
+    std::copy(w.begin(), w.end(), out.Data());
+    return out;
+  });
+}
+
+// Runs `update(delta)` into a zeroed state of the same config, then merges delta into `state`.
+// Async: the update runs on a worker thread and the merge on the main thread, so concurrent
+// updates of one accumulator compose exactly (integer sums).
+template <class Update>
+Napi::Value run_update(const Napi::CallbackInfo& info, std::size_t async_index, std::vector<Napi::Value> keep, Update update) {
+  Napi::Value state_v = arg(info, 0, "state");
+  View<uint64_t> state = u64_array(state_v, "state");
+  const CalibConfig cfg = calib_state_config(state.data, state.length);
+  auto delta = std::make_shared<std::vector<uint64_t>>(calib_state_new(cfg));
+  const bool async = info.Length() > async_index && boolean(info[async_index], "async");
+  if (!async) {
+    update(*delta);
+    calib_merge(state.data, state.length, delta->data(), delta->size());
+    return info.Env().Undefined();
+  }
+  keep.push_back(state_v);
+  return AsyncTask::Start(
+      info.Env(), std::move(keep), [delta, update]() { update(*delta); },
+      [delta, state_v_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(state_v))](Napi::Env env) -> Napi::Value {
+        View<uint64_t> s = u64_array(state_v_ref->Value(), "state");
+        calib_merge(s.data, s.length, delta->data(), delta->size());
+        return env.Undefined();
+      });
+}
+
+// calibUpdateRows(state, scores, rows, cols, labels, { input, sumTolerance, device }, async)
+Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    View<const float> scores = f32_array(arg(info, 1, "scores"), "scores");
+    const int64_t rows = integer(arg(info, 2, "rows"), "rows", 0, int64_t(1) << 40);
+    const int64_t cols = integer(arg(info, 3, "cols"), "cols", 1, INT32_MAX);
+    View<const int32_t> labels = i32_array(arg(info, 4, "labels"), "labels");
+    require_length(scores.length, std::size_t(rows * cols), "scores", "elements (rows x cols)");
+    require_length(labels.length, std::size_t(rows), "labels", "labels (one per row)");
+    Napi::Object o = object(arg(info, 5, "options"), "options");
+    ScoresArg s;
+    s.data = scores.data;
+    s.rows = rows;
+    s.cols = cols;
+    s.kind = score_kind_arg(o.Get("input"));
+    s.sum_tolerance = number(o.Get("sumTolerance"), "sumTolerance");
+    const Device dev = resolve_device(device_request(o.Get("device")));
+    const int32_t* y = labels.data;
+    return run_update(info, 6, {info[1], info[4]}, [=](std::vector<uint64_t>& d) {
+      calib_update_rows(dev, s, y, d.data(), d.size());
+    });
+  });
+}
+
+// calibUpdateBinary(state, scores, labels, { device }, async)
+Napi::Value UpdateBinary(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    View<const float> p = f32_array(arg(info, 1, "scores"), "scores");
+    View<const int32_t> labels = i32_array(arg(info, 2, "labels"), "labels");
+    require_length(labels.length, p.length, "labels", "labels (one per score)");
+    Napi::Object o = object(arg(info, 3, "options"), "options");
+    const Device dev = resolve_device(device_request(o.Get("device")));
+    const float* pd = p.data;
+    const int32_t* y = labels.data;
+    const int64_t n = int64_t(p.length);
+    return run_update(info, 4, {info[1], info[2]}, [=](std::vector<uint64_t>& d) {
+      calib_update_binary(dev, pd, y, n, d.data(), d.size());
+    });
+  });
+}
+
+// calibUpdateConfidence(state, confidence, correct, { device }, async)
+Napi::Value UpdateConfidence(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    View<const float> c = f32_array(arg(info, 1, "confidence"), "confidence");
+    View<const uint8_t> ok = u8_array(arg(info, 2, "correct"), "correct");
+    require_length(ok.length, c.length, "correct", "flags (one per confidence)");
+    Napi::Object o = object(arg(info, 3, "options"), "options");
+    const Device dev = resolve_device(device_request(o.Get("device")));
+    const float* cd = c.data;
+    const uint8_t* okd = ok.data;
+    const int64_t n = int64_t(c.length);
+    return run_update(info, 4, {info[1], info[2]}, [=](std::vector<uint64_t>& d) {
+      calib_update_confidence(dev, cd, okd, n, d.data(), d.size());
+    });
+  });
+}
+
+// calibMerge(into, from)
+Napi::Value Merge(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    View<uint64_t> into = u64_array(arg(info, 0, "into"), "into");
+    View<uint64_t> from = u64_array(arg(info, 1, "from"), "from");
+    calib_merge(into.data, into.length, from.data, from.length);
+    return info.Env().Undefined();
+  });
+}
+
+// calibFinalize(state) -> summary
+Napi::Value Finalize(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    View<uint64_t> s = u64_array(arg(info, 0, "state"), "state");
+    return summary_to_js(info.Env(), calib_finalize(s.data, s.length));
+  });
+}
+
+// calibEqualMass({ kind, scores, rows, cols, labels, confidence, correct, bins, input,
+//                  sumTolerance, extras, device }, async) -> summary
+Napi::Value EqualMass(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Object o = object(arg(info, 0, "options"), "options");
+    EqualMassArg a;
+    a.kind = kind_arg(o.Get("kind"));
+    a.bins = int(integer(o.Get("bins"), "bins", 1, 1 << 20));
+    a.extras = boolean(o.Get("extras"), "extras");
+    std::vector<Napi::Value> keep;
+    if (a.kind == CalibKind::Confidence) {
+      View<const float> c = f32_array(o.Get("confidence"), "confidence");
+      View<const uint8_t> ok = u8_array(o.Get("correct"), "correct");
+      require_length(ok.length, c.length, "correct", "flags (one per confidence)");
+      a.confidence = c.data;
+      a.correct = ok.data;
+      a.n = int64_t(c.length);
+      keep = {o.Get("confidence"), o.Get("correct")};
+    } else {
+      View<const float> s = f32_array(o.Get("scores"), "scores");
+      View<const int32_t> y = i32_array(o.Get("labels"), "labels");
+      a.scores.data = s.data;
+      a.scores.rows = integer(o.Get("rows"), "rows", 0, int64_t(1) << 40);
+      a.scores.cols = a.kind == CalibKind::Binary ? 1 : integer(o.Get("cols"), "cols", 1, INT32_MAX);
+      require_length(s.length, std::size_t(a.scores.rows * a.scores.cols), "scores", "elements (rows x cols)");
+      require_length(y.length, std::size_t(a.scores.rows), "labels", "labels (one per row)");
+      a.scores.kind = score_kind_arg(o.Get("input"));
+      a.scores.sum_tolerance = number(o.Get("sumTolerance"), "sumTolerance");
+      a.labels = y.data;
+      keep = {o.Get("scores"), o.Get("labels")};
+    }
+    const Device dev = resolve_device(device_request(o.Get("device")));
+    const bool async = info.Length() > 1 && boolean(info[1], "async");
+    if (!async) return summary_to_js(info.Env(), calib_equal_mass(dev, a));
+    auto out = std::make_shared<CalibSummary>();
+    return AsyncTask::Start(
+        info.Env(), keep, [=]() { *out = calib_equal_mass(dev, a); },
+        [out](Napi::Env env) -> Napi::Value { return summary_to_js(env, *out); });
+  });
+}
+
+}  // namespace
+
+void register_calibration(Napi::Env env, Napi::Object exports) {
+  exports.Set("calibStateNew", Napi::Function::New(env, StateNew, "calibStateNew"));
+  exports.Set("calibUpdateRows", Napi::Function::New(env, UpdateRows, "calibUpdateRows"));
+  exports.Set("calibUpdateBinary", Napi::Function::New(env, UpdateBinary, "calibUpdateBinary"));
+  exports.Set("calibUpdateConfidence", Napi::Function::New(env, UpdateConfidence, "calibUpdateConfidence"));
+  exports.Set("calibMerge", Napi::Function::New(env, Merge, "calibMerge"));
+  exports.Set("calibFinalize", Napi::Function::New(env, Finalize, "calibFinalize"));
+  exports.Set("calibEqualMass", Napi::Function::New(env, EqualMass, "calibEqualMass"));
+}
+
+}  // namespace calmoe::addon

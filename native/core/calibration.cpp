@@ -1,0 +1,323 @@
+// Calibration histogram: argument and state checks, backend dispatch, merge, finalize, and
+// equal-mass binning. Per-row math: core/calibration.h.
+#include "core/calibration.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "calmoe/error.h"
+#include "core/dispatch.h"
+#include "cpu/radix_sort.h"
+
+namespace calmoe {
+namespace {
+
+using namespace calib;
+
+constexpr int kMaxBins = 1 << 20;
+constexpr int64_t kMaxBinCells = int64_t(1) << 26;  // groups x bins
+constexpr int64_t kMaxElements = int64_t(1) << 40;
+
+std::string fmt(double v) {
+  std::ostringstream s;
+  s.precision(9);
+  s << v;
+  return s.str();
+}
+
+// Shortest decimal that reads back as the same float32 (1.4f prints as 1.4, not 1.39999998).
+std::string fmt_f32(float v) {
+  for (int p = 1; p <= 9; ++p) {
+    std::ostringstream s;
+    s.precision(p);
+    s << v;
+    if (std::strtof(s.str().c_str(), nullptr) == v) return s.str();
+  }
+  return fmt(v);
+}
+
+const char* kind_name(CalibKind k) {
+  switch (k) {
+    case CalibKind::TopLabel: return "top-label";
+    case CalibKind::Classwise: return "classwise";
+    case CalibKind::Binary: return "binary";
+    case CalibKind::Confidence: return "confidence";
+  }
+  return "?";
+}
+
+void check_config(const CalibConfig& c) {
+  if (c.bins < 1 || c.bins > kMaxBins) throw_range("bins: expected an integer in [1, " + std::to_string(kMaxBins) + "], got " + std::to_string(c.bins));
+  if (c.groups < 1) throw_range("classes: expected at least 1, got " + std::to_string(c.groups));
+  if (c.kind != CalibKind::Classwise && c.groups != 1) throw_range("groups: only classwise calibration has more than one histogram");
+  if (int64_t(c.groups) * c.bins > kMaxBinCells) throw_range("bins x classes: " + std::to_string(int64_t(c.groups) * c.bins) + " histogram cells is more than the supported " + std::to_string(kMaxBinCells));
+  if (c.kind == CalibKind::Confidence && c.extras) throw_range("extras: NLL and Brier need class probabilities; not available from (confidence, correct) input");
+}
+
+void describe_issue(const KernelArgs& a, int64_t row) {
+  const RowOut r = eval_row(a, row);
+  const std::string at = std::to_string(row);
+  const char* scores = a.kind == CalibKind::Confidence ? "confidence" : "scores";
+  switch (r.issue) {
+    case kLabelRange:
+      if (a.kind == CalibKind::Binary) throw_range("labels[" + at + "] = " + std::to_string(a.labels[row]) + ": binary labels must be 0 or 1");
+      throw_range("labels[" + at + "] = " + std::to_string(a.labels[row]) + " is outside [0, " + std::to_string(a.cols) + ")");
+    case kNonFinite:
+      throw_range(std::string(scores) + ": row " + at + (a.cols > 1 ? ", column " + std::to_string(r.col) : "") + " is not finite (" + fmt_f32(a.scores[row * a.cols + (r.col < 0 ? 0 : r.col)]) + ")");
+    case kProbRange:
+      throw_range(std::string(scores) + ": row " + at + (a.cols > 1 ? ", column " + std::to_string(r.col) : "") + " = " + fmt_f32(a.scores[row * a.cols + r.col]) + " is not a probability in [0, 1]" + (a.kind == CalibKind::Confidence ? "" : " (pass input: 'logits' for unnormalised scores)"));
+    case kRowSum:
+      throw_range(std::string(scores) + ": row " + at + " sums to " + fmt_f32(r.sum) + "; probabilities must sum to 1 within sumTolerance = " + fmt_f32(a.sum_tol) + " (pass input: 'logits' for unnormalised scores)");
+    case kCorrectValue:
+      throw_range("correct[" + at + "] = " + std::to_string(int(a.correct[row])) + ": expected 0 or 1");
+    default:
+      throw_runtime("calibration: the backend reported row " + at + " as invalid but it checks out on the host (backend disagreement; please report)");
+  }
+}
+
+// Runs the kernel into fresh words and merges them into `state` only when every row was valid.
+void run_update(Device dev, const KernelArgs& a, uint64_t* state, std::size_t n_words) {
+  std::vector<uint64_t> acc(n_words, 0);
+  const int64_t bad = dispatch(dev, [&] { return cpu::calib_accumulate(a, acc.data()); },
+                               [&] { return cuda::calib_accumulate(a, acc.data()); });
+  if (bad >= 0) describe_issue(a, bad);
+  acc[kWMagic] = state[kWMagic];
+  acc[kWBins] = state[kWBins];
+  acc[kWGroups] = state[kWGroups];
+  acc[kWFlags] = state[kWFlags];
+  calib_merge(state, n_words, acc.data(), n_words);
+}
+
+KernelArgs args_for(const CalibConfig& cfg) {
+  KernelArgs a;
+  a.kind = cfg.kind;
+  a.bins = cfg.bins;
+  a.groups = cfg.groups;
+  a.left_closed = cfg.edges == BinEdges::LeftClosed;
+  a.extras = cfg.extras;
+  return a;
+}
+
+void check_rows(int64_t rows, const char* name) {
+  if (rows < 1) throw_range(std::string(name) + ": expected at least one row, got " + std::to_string(rows));
+}
+
+double fixed_to_double(uint64_t lo, uint64_t hi, int frac) { return u128_to_double(lo, hi, frac); }
+
+CalibGroupSummary summarize_group(const uint64_t* bins, int M, uint64_t rows) {
+  CalibGroupSummary g;
+  g.bins.resize(M);
+  double ece = 0, mce = 0, sq = 0;
+  const double n = double(rows);
+  for (int b = 0; b < M; ++b) {
+    const uint64_t* w = bins + int64_t(b) * kBinWords;
+    CalibBin& out = g.bins[b];
+    out.lower = double(b) / M;
+    out.upper = double(b + 1) / M;
+    out.count = w[0];
+    if (w[0] == 0) {
+      out.mean_confidence = out.accuracy = std::numeric_limits<double>::quiet_NaN();
+      continue;
+    }
+    const double conf_sum = fixed_to_double(w[2], w[3], kConfFracBits);
+    const double cnt = double(w[0]);
+    out.mean_confidence = conf_sum / cnt;
+    out.accuracy = double(w[1]) / cnt;
+    const double gap = std::fabs(double(w[1]) - conf_sum);  // n_b * |acc_b - conf_b|
+    ece += gap / n;
+    const double g1 = gap / cnt;
+    if (g1 > mce) mce = g1;
+    sq += g1 * g1 * (cnt / n);
+  }
+  g.ece = ece;
+  g.mce = mce;
+  g.rmsce = std::sqrt(sq);
+  return g;
+}
+
+}  // namespace
+
+std::vector<uint64_t> calib_state_new(const CalibConfig& cfg) {
+  check_config(cfg);
+  std::vector<uint64_t> w(state_words(cfg.bins, cfg.groups), 0);
+  w[kWMagic] = kMagic;
+  w[kWBins] = uint64_t(cfg.bins);
+  w[kWGroups] = uint64_t(cfg.groups);
+  w[kWFlags] = (cfg.edges == BinEdges::LeftClosed ? kFlagLeftClosed : 0) | (cfg.extras ? kFlagNll | kFlagBrier : 0) |
+               (uint64_t(cfg.kind) << 8);
+  return w;
+}
+
+CalibConfig calib_state_config(const uint64_t* w, std::size_t n, const char* name) {
+  const std::string nm(name);
+  if (w == nullptr || n < std::size_t(kHeaderWords) || w[kWMagic] != kMagic)
+    throw_range(nm + ": not a calmoe calibration state (bad header)");
+  CalibConfig c;
+  if (w[kWBins] < 1 || w[kWBins] > uint64_t(kMaxBins) || w[kWGroups] < 1 || w[kWGroups] > uint64_t(kMaxBinCells))
+    throw_range(nm + ": corrupt calibration state (bins/groups out of range)");
+  c.bins = int(w[kWBins]);
+  c.groups = int(w[kWGroups]);
+  const uint64_t kind = (w[kWFlags] >> 8) & 0xff;
+  if (kind > uint64_t(CalibKind::Confidence)) throw_range(nm + ": corrupt calibration state (kind)");
+  c.kind = CalibKind(kind);
+  c.edges = (w[kWFlags] & kFlagLeftClosed) ? BinEdges::LeftClosed : BinEdges::RightClosed;
+  c.extras = (w[kWFlags] & kFlagNll) != 0;
+  if (n != state_words(c.bins, c.groups)) throw_range(nm + ": corrupt calibration state (length " + std::to_string(n) + " does not match " + std::to_string(c.bins) + " bins x " + std::to_string(c.groups) + " groups)");
+  return c;
+}
+
+void calib_update_rows(Device dev, const ScoresArg& s, const int32_t* labels, uint64_t* state, std::size_t n_words) {
+  const CalibConfig cfg = calib_state_config(state, n_words);
+  if (cfg.kind != CalibKind::TopLabel && cfg.kind != CalibKind::Classwise)
+    throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no score matrix");
+  check_rows(s.rows, "scores");
+  if (s.cols < 1) throw_range("scores: expected at least one column, got " + std::to_string(s.cols));
+  if (s.cols > INT32_MAX || s.rows > kMaxElements / s.cols) throw_range("scores: " + std::to_string(s.rows) + " x " + std::to_string(s.cols) + " is larger than supported");
+  if (cfg.kind == CalibKind::Classwise && s.cols != cfg.groups)
+    throw_range("scores: has " + std::to_string(s.cols) + " columns but the classwise accumulator has " + std::to_string(cfg.groups) + " classes");
+  if (!(s.sum_tolerance >= 0 && s.sum_tolerance <= 1)) throw_range("sumTolerance: expected a number in [0, 1], got " + fmt(s.sum_tolerance));
+  if (s.data == nullptr || labels == nullptr) throw_type("scores/labels: missing data");
+  KernelArgs a = args_for(cfg);
+  a.scores = s.data;
+  a.rows = s.rows;
+  a.cols = s.cols;
+  a.score_kind = s.kind;
+  a.sum_tol = float(s.sum_tolerance);
+  a.labels = labels;
+  run_update(dev, a, state, n_words);
+}
+
+void calib_update_binary(Device dev, const float* p, const int32_t* labels, int64_t n, uint64_t* state, std::size_t n_words) {
+  const CalibConfig cfg = calib_state_config(state, n_words);
+  if (cfg.kind != CalibKind::Binary) throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no binary scores");
+  check_rows(n, "scores");
+  if (n > kMaxElements) throw_range("scores: too many rows");
+  KernelArgs a = args_for(cfg);
+  a.scores = p;
+  a.rows = n;
+  a.labels = labels;
+  run_update(dev, a, state, n_words);
+}
+
+void calib_update_confidence(Device dev, const float* conf, const uint8_t* correct, int64_t n, uint64_t* state, std::size_t n_words) {
+  const CalibConfig cfg = calib_state_config(state, n_words);
+  if (cfg.kind != CalibKind::Confidence) throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no (confidence, correct) pairs");
+  check_rows(n, "confidence");
+  if (n > kMaxElements) throw_range("confidence: too many rows");
+  KernelArgs a = args_for(cfg);
+  a.scores = conf;
+  a.rows = n;
+  a.correct = correct;
+  run_update(dev, a, state, n_words);
+}
+
+void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::size_t n_from) {
+  const CalibConfig a = calib_state_config(into, n_into, "into");
+  const CalibConfig b = calib_state_config(from, n_from, "from");
+  if (a.kind != b.kind || a.bins != b.bins || a.groups != b.groups || a.edges != b.edges || a.extras != b.extras)
+    throw_range(std::string("merge: accumulators differ (") + kind_name(a.kind) + ", " + std::to_string(a.bins) + " bins vs " +
+                kind_name(b.kind) + ", " + std::to_string(b.bins) + " bins, or in classes, edges or extras)");
+  into[kWRows] += from[kWRows];
+  into[kWCorrect] += from[kWCorrect];
+  u128_add(into[kWNllLo], into[kWNllHi], from[kWNllLo], from[kWNllHi]);
+  u128_add(into[kWBrierLo], into[kWBrierHi], from[kWBrierLo], from[kWBrierHi]);
+  for (std::size_t k = kHeaderWords; k < n_into; k += kBinWords) {
+    into[k] += from[k];
+    into[k + 1] += from[k + 1];
+    u128_add(into[k + 2], into[k + 3], from[k + 2], from[k + 3]);
+  }
+}
+
+CalibSummary calib_finalize(const uint64_t* w, std::size_t n_words) {
+  CalibSummary s;
+  s.config = calib_state_config(w, n_words);
+  s.rows = w[kWRows];
+  if (s.rows == 0) throw_range("state: no rows have been accumulated");
+  const double n = double(s.rows);
+  s.accuracy = double(w[kWCorrect]) / n;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  s.nll = s.config.extras ? fixed_to_double(w[kWNllLo], w[kWNllHi], kNllFracBits) / n : nan;
+  s.brier = s.config.extras ? fixed_to_double(w[kWBrierLo], w[kWBrierHi], kBrierFracBits) / n : nan;
+  const int M = s.config.bins;
+  for (int g = 0; g < s.config.groups; ++g) {
+    s.groups.push_back(summarize_group(w + kHeaderWords + int64_t(g) * M * kBinWords, M, s.rows));
+  }
+  for (const auto& g : s.groups) {
+    s.ece += g.ece / s.config.groups;
+    s.rmsce += g.rmsce / s.config.groups;
+    s.mce += g.mce / s.config.groups;
+  }
+  if (s.config.groups == 1) {  // exactly the group's values, no division rounding
+    s.ece = s.groups[0].ece;
+    s.mce = s.groups[0].mce;
+    s.rmsce = s.groups[0].rmsce;
+  }
+  return s;
+}
+
+CalibSummary calib_equal_mass(Device dev, const EqualMassArg& m) {
+  if (m.kind == CalibKind::Classwise) throw_range("binning: equal-mass bins are not available for classwise calibration");
+  CalibConfig cfg;
+  cfg.kind = m.kind;
+  cfg.bins = m.bins;
+  cfg.extras = m.kind == CalibKind::Confidence ? false : m.extras;
+  check_config(cfg);
+  KernelArgs a = args_for(cfg);
+  if (m.kind == CalibKind::Confidence) {
+    check_rows(m.n, "confidence");
+    a.scores = m.confidence;
+    a.rows = m.n;
+    a.correct = m.correct;
+  } else {
+    check_rows(m.scores.rows, "scores");
+    if (m.kind == CalibKind::TopLabel && (m.scores.cols < 1 || m.scores.cols > INT32_MAX || m.scores.rows > kMaxElements / m.scores.cols))
+      throw_range("scores: unsupported shape");
+    if (!(m.scores.sum_tolerance >= 0 && m.scores.sum_tolerance <= 1)) throw_range("sumTolerance: expected a number in [0, 1], got " + fmt(m.scores.sum_tolerance));
+    a.scores = m.scores.data;
+    a.rows = m.scores.rows;
+    a.cols = m.kind == CalibKind::Binary ? 1 : m.scores.cols;
+    a.score_kind = m.scores.kind;
+    a.sum_tol = float(m.scores.sum_tolerance);
+    a.labels = m.labels;
+  }
+  const int64_t N = a.rows;
+  std::vector<float> conf(N);
+  std::vector<uint8_t> pos(N);
+  a.out_conf = conf.data();
+  a.out_positive = pos.data();
+  // The kernel's equal-width bins are discarded; its totals (accuracy, NLL, Brier) are kept.
+  std::vector<uint64_t> state = calib_state_new(cfg);
+  std::vector<uint64_t> acc(state.size(), 0);
+  const int64_t bad = dispatch(dev, [&] { return cpu::calib_accumulate(a, acc.data()); },
+                               [&] { return cuda::calib_accumulate(a, acc.data()); });
+  if (bad >= 0) describe_issue(a, bad);
+  // Sort by (confidence, positive): confidences are in [0, 1], so their float bits order like
+  // the values and fit in 31 bits with the flag below them.
+  std::vector<uint32_t> keys(N);
+  for (int64_t i = 0; i < N; ++i) keys[i] = (f32_bits(conf[i]) << 1) | pos[i];
+  cpu::radix_sort_u32(keys);
+  const int M = cfg.bins;
+  for (int b = 0; b < M; ++b) {
+    const int64_t lo = int64_t(b) * N / M, hi = int64_t(b + 1) * N / M;
+    uint64_t* w = state.data() + kHeaderWords + int64_t(b) * kBinWords;
+    for (int64_t i = lo; i < hi; ++i) {
+      w[0] += 1;
+      w[1] += keys[i] & 1u;
+      u128_add(w[2], w[3], to_fixed(bits_f32(keys[i] >> 1), kConfFracBits));
+    }
+  }
+  for (int k = kWRows; k <= kWBrierHi; ++k) state[k] = acc[k];
+  CalibSummary s = calib_finalize(state.data(), state.size());
+  for (int b = 0; b < M; ++b) {
+    const int64_t lo = int64_t(b) * N / M, hi = int64_t(b + 1) * N / M;
+    CalibBin& bin = s.groups[0].bins[b];
+    bin.lower = b == 0 ? 0.0 : (lo < N ? double(bits_f32(keys[lo] >> 1)) : 1.0);
+    bin.upper = b == M - 1 ? 1.0 : (hi < N ? double(bits_f32(keys[hi] >> 1)) : 1.0);
+  }
+  return s;
+}
+
+}  // namespace calmoe

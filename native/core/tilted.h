@@ -1,0 +1,40 @@
+// Tilted loss weighting: the per-element math shared by the backends, and their contract.
+// Public API: calmoe/tilted.h. All arithmetic in double: the weights feed fp32 kernels, but the
+// reductions decide the whole batch's weighting.
+#pragma once
+#include <cmath>
+
+#include "calmoe/tilted.h"
+#include "hd.h"
+
+namespace calmoe::tilt {
+
+// Batch reductions. Backends reduce in a fixed order (results do not depend on thread count).
+struct Sums {
+  double max_scaled = -INFINITY;  // max_i eta * l_i
+  double sum_l = 0;               // sum_i l_i
+  double s = 0;                   // sum_i e_i, e_i = exp(eta * l_i - max_scaled)
+  double s_el = 0;                // sum_i e_i * l_i
+  double s_ee = 0;                // sum_i e_i^2
+};
+
+CALMOE_HD double scaled(float l, double eta) { return eta * double(l); }
+CALMOE_HD double unnormalised(float l, double eta, double max_scaled) { return exp(eta * double(l) - max_scaled); }
+
+// Gradient coefficient of example j: dL/dl_j under the chosen convention.
+CALMOE_HD double coefficient(double w, float l, double eta, double robust, TiltGradient g) {
+  return g == TiltGradient::Term ? w : w * (1.0 + eta * (double(l) - robust));
+}
+
+}  // namespace calmoe::tilt
+
+namespace calmoe::cpu {
+tilt::Sums tilted_reduce(const float* losses, int64_t n, double eta);
+void tilted_write(const float* losses, int64_t n, double eta, TiltGradient g, double max_scaled, double s,
+                  double robust, float* weights, float* coef);
+}  // namespace calmoe::cpu
+namespace calmoe::cuda {
+tilt::Sums tilted_reduce(const float* losses, int64_t n, double eta);
+void tilted_write(const float* losses, int64_t n, double eta, TiltGradient g, double max_scaled, double s,
+                  double robust, float* weights, float* coef);
+}  // namespace calmoe::cuda

@@ -1,0 +1,51 @@
+#include "core/cuda_probe.h"
+#include "cuda/runtime.cuh"
+
+namespace calmoe::cuda {
+
+void throw_cuda(cudaError_t err, const char* what) {
+  const bool oom = err == cudaErrorMemoryAllocation;
+  throw Error(ErrorKind::Runtime, std::string("CUDA ") + what + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")",
+              oom ? "CALMOE_CUDA_OOM" : "CALMOE_CUDA_ERROR");
+}
+
+const Probe& probe() {
+  static const Probe p = [] {
+    Probe r;
+    cudaRuntimeGetVersion(&r.runtime_version);
+    cudaDriverGetVersion(&r.driver_version);  // 0 when no driver is installed
+    int count = 0;
+    const cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
+      r.reason = std::string("CUDA runtime: ") + cudaGetErrorString(err);
+      cudaGetLastError();  // clear the sticky error
+      return r;
+    }
+    if (count == 0) {
+      r.reason = "the CUDA runtime found no GPU";
+      return r;
+    }
+    for (int i = 0; i < count; ++i) {
+      cudaDeviceProp prop{};
+      if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
+      GpuInfo g;
+      g.index = i;
+      g.name = prop.name;
+      g.total_memory = prop.totalGlobalMem;
+      g.cc_major = prop.major;
+      g.cc_minor = prop.minor;
+      g.multiprocessors = prop.multiProcessorCount;
+      r.gpus.push_back(g);
+    }
+    if (r.gpus.empty()) r.reason = "no GPU answered cudaGetDeviceProperties";
+    else if (r.gpus[0].cc_major < 7 || (r.gpus[0].cc_major == 7 && r.gpus[0].cc_minor < 5))
+      r.reason = "GPU 0 (" + r.gpus[0].name + ") has compute capability " + std::to_string(r.gpus[0].cc_major) + "." +
+                 std::to_string(r.gpus[0].cc_minor) + "; calmoe's kernels need 7.5 or newer";
+    return r;
+  }();
+  return p;
+}
+
+void use_default_device() { check(cudaSetDevice(0), "cudaSetDevice"); }
+
+}  // namespace calmoe::cuda

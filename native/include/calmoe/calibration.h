@@ -1,0 +1,101 @@
+// Histogram-binned calibration error (ECE, MCE, RMSCE, reliability-diagram bins) with accuracy,
+// NLL and Brier score from the same pass. Definitions: ../../shared/DESIGN.md "Calibration metrics".
+//
+// State is a flat array of uint64 words so that JS can hold it (BigUint64Array), serialise it and
+// merge it. Every sum in it is an integer: counts, and confidences / NLL / Brier as fixed-point
+// numbers (floor(x * 2^frac)) in 128 bits. Accumulation is therefore exact and order-independent:
+// threads, chunks, merges and the CUDA backend all give the same bits.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "calmoe/device.h"
+
+namespace calmoe {
+
+enum class BinEdges : uint8_t { RightClosed = 0, LeftClosed = 1 };
+enum class ScoreKind : uint8_t { Probabilities = 0, Logits = 1 };
+// TopLabel: confidence = row max. Classwise: every (row, class) pair, one histogram per class.
+// Binary: a vector of p(y = 1), "accuracy" = share of positives. Confidence: given (conf, correct).
+enum class CalibKind : uint8_t { TopLabel = 0, Classwise = 1, Binary = 2, Confidence = 3 };
+
+namespace calib {
+constexpr uint64_t kMagic = 0x43414C4D45000001ull;  // "CALME" + layout version 1
+constexpr int kHeaderWords = 10;
+constexpr int kBinWords = 4;       // count, positives, conf (128-bit: lo, hi)
+constexpr int kConfFracBits = 63;  // confidence in [0, 1]
+constexpr int kNllFracBits = 58;   // per-row NLL in [0, -log(1e-12)] < 32
+constexpr int kBrierFracBits = 60; // per-row Brier in [0, 2 + tolerance] < 8
+constexpr float kMinProb = 1e-12f; // NLL clamp: -log(max(p, 1e-12))
+// header word indices
+enum : int { kWMagic = 0, kWBins, kWGroups, kWFlags, kWRows, kWCorrect, kWNllLo, kWNllHi, kWBrierLo, kWBrierHi };
+// flags
+constexpr uint64_t kFlagLeftClosed = 1, kFlagNll = 2, kFlagBrier = 4;
+}  // namespace calib
+
+struct CalibConfig {
+  CalibKind kind = CalibKind::TopLabel;
+  int bins = 15;
+  int groups = 1;  // classes for Classwise, 1 otherwise
+  BinEdges edges = BinEdges::RightClosed;
+  bool extras = true;  // accumulate NLL and Brier (not available for Confidence)
+};
+
+std::vector<uint64_t> calib_state_new(const CalibConfig& cfg);
+// Throws RangeError (naming `name`) if `words` is not a well-formed state.
+CalibConfig calib_state_config(const uint64_t* words, std::size_t n_words, const char* name = "state");
+
+struct ScoresArg {
+  const float* data = nullptr;  // rows x cols, row-major
+  int64_t rows = 0;
+  int64_t cols = 0;
+  ScoreKind kind = ScoreKind::Probabilities;
+  double sum_tolerance = 1e-3;  // |row sum - 1| allowed for probabilities
+};
+
+// Each update validates its whole input first in the same pass and touches `state` only when all
+// of it is valid: a bad row leaves the state as it was and throws a RangeError naming the row.
+void calib_update_rows(Device dev, const ScoresArg& scores, const int32_t* labels, uint64_t* state, std::size_t n_words);
+void calib_update_binary(Device dev, const float* prob_pos, const int32_t* labels, int64_t n, uint64_t* state, std::size_t n_words);
+void calib_update_confidence(Device dev, const float* conf, const uint8_t* correct, int64_t n, uint64_t* state, std::size_t n_words);
+void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::size_t n_from);
+
+struct CalibBin {
+  double lower = 0, upper = 0;  // edges
+  uint64_t count = 0;
+  double mean_confidence = 0;   // NaN when empty
+  double accuracy = 0;          // NaN when empty (share of positives in Binary mode)
+};
+
+struct CalibGroupSummary {
+  double ece = 0, mce = 0, rmsce = 0;
+  std::vector<CalibBin> bins;
+};
+
+struct CalibSummary {
+  CalibConfig config;
+  uint64_t rows = 0;
+  double accuracy = 0;     // top-label (or thresholded at 0.5 in Binary mode)
+  double nll = 0, brier = 0;  // NaN when not accumulated
+  double ece = 0, mce = 0, rmsce = 0;  // Classwise: means over classes of the per-class values
+  std::vector<CalibGroupSummary> groups;  // one per class for Classwise, else one
+};
+
+CalibSummary calib_finalize(const uint64_t* state, std::size_t n_words);
+
+// Equal-mass (adaptive) binning: rows sorted by (confidence, correct) and cut into `bins` runs of
+// floor((b+1)N/M) - floor(bN/M) rows. Not mergeable (needs all rows); kinds TopLabel, Binary and
+// Confidence. Edges: 0, the first confidence of bins 1..M-1, 1.
+struct EqualMassArg {
+  CalibKind kind = CalibKind::TopLabel;
+  ScoresArg scores;                     // TopLabel (rows x cols) or Binary (rows x 1)
+  const int32_t* labels = nullptr;      // TopLabel, Binary
+  const float* confidence = nullptr;    // Confidence
+  const uint8_t* correct = nullptr;     // Confidence
+  int64_t n = 0;                        // Confidence
+  int bins = 15;
+  bool extras = true;
+};
+CalibSummary calib_equal_mass(Device dev, const EqualMassArg& arg);
+
+}  // namespace calmoe

@@ -1,0 +1,42 @@
+// Backend selection and the report of what was built and what can run here.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace calmoe {
+
+enum class Device : uint8_t { Cpu = 0, Cuda = 1 };
+enum class DeviceRequest : uint8_t { Auto = 0, Cpu = 1, Cuda = 2 };
+
+struct GpuInfo {
+  int index = 0;
+  std::string name;
+  std::size_t total_memory = 0;  // bytes
+  int cc_major = 0, cc_minor = 0;
+  int multiprocessors = 0;
+};
+
+struct BackendInfo {
+  bool cuda_compiled = false;
+  std::string cuda_architectures;   // what the kernels were compiled for
+  int cuda_runtime_version = 0;     // e.g. 13000
+  int cuda_driver_version = 0;      // 0 when no driver is installed
+  std::vector<GpuInfo> gpus;
+  std::string cuda_unavailable_reason;  // empty when a GPU is usable
+  int cpu_threads = 1;
+  std::string simd;                 // "avx2+fma" or "scalar"
+};
+
+BackendInfo backend_info();
+
+// 'auto' picks CUDA when a usable GPU is present, else the CPU. 'cuda' without a usable GPU
+// throws ErrorKind::Unavailable with the reason: never a silent fallback.
+Device resolve_device(DeviceRequest request);
+
+// CPU worker threads used by the CPU backend (default: hardware concurrency, or CALMOE_NUM_THREADS).
+int cpu_threads();
+void set_cpu_threads(int n);
+
+}  // namespace calmoe

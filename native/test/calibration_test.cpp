@@ -1,0 +1,375 @@
+// Calibration histogram (CPU backend) against a naive reference, golden values where libraries
+// disagree, exactness (threads, chunks, merges, SIMD vs scalar: identical bits), and bad input.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "core/calibration.h"
+#include "test_util.h"
+
+using namespace calmoe;
+
+namespace {
+
+// ---- naive reference ----------------------------------------------------------------------------
+
+// Bin by exact rational comparison with the edges i/M, in integers: c = mant * 2^-k.
+int ref_bin(float c, int M, bool left_closed) {
+  if (c <= 0.0f) return 0;
+  int e = 0;
+  const double m = std::frexp(double(c), &e);          // c = m * 2^e, m in [0.5, 1)
+  const int k = 24 - e;                                 // c = mant / 2^k
+  if (k > 100) return 0;                                // c < 2^-76: below the first edge
+  const unsigned __int128 mant = (unsigned __int128)(uint64_t)std::ldexp(m, 24);
+  const unsigned __int128 num = mant * (unsigned __int128)M;   // c*M = num / 2^k
+  const unsigned __int128 den = (unsigned __int128)1 << k;
+  int b;
+  if (left_closed) b = int(num / den);                             // floor(c*M)
+  else b = int((num + den - 1) / den) - 1;                          // ceil(c*M) - 1
+  return std::clamp(b, 0, M - 1);
+}
+
+struct RefBin {
+  int64_t n = 0, pos = 0;
+  long double conf = 0;
+};
+struct Ref {
+  std::vector<RefBin> bins;
+  int64_t rows = 0, correct = 0;
+  long double nll = 0, brier = 0;
+  double ece() const {
+    long double e = 0;
+    for (const auto& b : bins) e += std::fabs((long double)b.pos - b.conf);
+    return double(e / rows);
+  }
+  double mce() const {
+    long double m = 0;
+    for (const auto& b : bins) if (b.n) m = std::max(m, std::fabs((long double)b.pos - b.conf) / b.n);
+    return double(m);
+  }
+};
+
+Ref ref_top_label(const std::vector<float>& s, int64_t C, const std::vector<int32_t>& y, int M, bool left, bool logits) {
+  Ref r;
+  r.bins.resize(M);
+  const int64_t N = int64_t(y.size());
+  for (int64_t i = 0; i < N; ++i) {
+    const float* row = &s[i * C];
+    std::vector<double> p(C);
+    if (logits) {
+      double mx = row[0], z = 0;
+      for (int64_t j = 0; j < C; ++j) mx = std::max(mx, double(row[j]));
+      for (int64_t j = 0; j < C; ++j) z += std::exp(double(row[j]) - mx);
+      for (int64_t j = 0; j < C; ++j) p[j] = std::exp(double(row[j]) - mx) / z;
+    } else {
+      for (int64_t j = 0; j < C; ++j) p[j] = row[j];
+    }
+    const int64_t arg = std::max_element(row, row + C) - row;  // first index of the max
+    const float conf = logits ? float(p[arg]) : row[arg];
+    const int b = ref_bin(conf, M, left);
+    r.bins[b].n++;
+    r.bins[b].pos += arg == y[i];
+    r.bins[b].conf += conf;
+    r.rows++;
+    r.correct += arg == y[i];
+    r.nll += -std::log(std::max(p[y[i]], 1e-12));
+    for (int64_t j = 0; j < C; ++j) r.brier += (p[j] - (j == y[i])) * (p[j] - (j == y[i]));
+  }
+  return r;
+}
+
+std::vector<uint64_t> new_state(CalibKind kind, int M, BinEdges e, int groups = 1, bool extras = true) {
+  CalibConfig c;
+  c.kind = kind;
+  c.bins = M;
+  c.edges = e;
+  c.groups = groups;
+  c.extras = extras;
+  return calib_state_new(c);
+}
+
+CalibSummary run_rows(const std::vector<float>& s, int64_t C, const std::vector<int32_t>& y, int M, BinEdges e,
+                      ScoreKind kind = ScoreKind::Probabilities, CalibKind ck = CalibKind::TopLabel) {
+  auto st = new_state(ck, M, e, ck == CalibKind::Classwise ? int(C) : 1);
+  ScoresArg a;
+  a.data = s.data();
+  a.rows = int64_t(y.size());
+  a.cols = C;
+  a.kind = kind;
+  calib_update_rows(Device::Cpu, a, y.data(), st.data(), st.size());
+  return calib_finalize(st.data(), st.size());
+}
+
+CalibSummary run_conf(const std::vector<float>& c, const std::vector<uint8_t>& ok, int M, BinEdges e) {
+  auto st = new_state(CalibKind::Confidence, M, e, 1, false);
+  calib_update_confidence(Device::Cpu, c.data(), ok.data(), int64_t(c.size()), st.data(), st.size());
+  return calib_finalize(st.data(), st.size());
+}
+
+// ---- golden values ------------------------------------------------------------------------------
+
+// Guo et al. / sklearn-style right-closed bins put c = 1.0 into the last bin (ECE 0.475); a library
+// that opens an extra bin for 1.0 reports 0.525 (see test/fixtures/calibration-golden.json).
+TEST(golden_confidence_one_in_last_bin) {
+  for (BinEdges e : {BinEdges::RightClosed, BinEdges::LeftClosed}) {
+    const CalibSummary s = run_conf({0.95f, 1.0f}, {1, 0}, 10, e);
+    CHECK_CLOSE(s.ece, 0.475, 1e-7, 0);  // inputs are float32: 0.95f = 0.949999988
+    CHECK_EQ(s.groups[0].bins[9].count, uint64_t(2));
+  }
+}
+
+// The edge 0.5 is in bin 4 when bins are right-closed (0.51667) and bin 5 when left-closed (0.15).
+TEST(golden_edge_half) {
+  const CalibSummary r = run_conf({0.5f, 0.5f, 0.55f}, {1, 1, 0}, 10, BinEdges::RightClosed);
+  CHECK_CLOSE(r.ece, (2.0 * 0.5 + 0.55f) / 3.0, 1e-9, 0);  // = 0.516667
+  const CalibSummary l = run_conf({0.5f, 0.5f, 0.55f}, {1, 1, 0}, 10, BinEdges::LeftClosed);
+  CHECK_CLOSE(l.ece, std::fabs(2.0 / 3.0 - (0.5 + 0.5 + double(0.55f)) / 3.0), 1e-9, 0);  // = 0.15
+  CHECK_CLOSE(l.ece, 0.15, 1e-7, 0);
+}
+
+// torchmetrics BinaryCalibrationError documentation example: 2 bins -> 0.29 (MCE 0.3167).
+TEST(golden_torchmetrics_binary) {
+  const std::vector<float> p = {0.25f, 0.25f, 0.55f, 0.75f, 0.75f};
+  const std::vector<int32_t> y = {0, 0, 1, 1, 1};
+  auto st = new_state(CalibKind::Binary, 2, BinEdges::RightClosed);
+  calib_update_binary(Device::Cpu, p.data(), y.data(), 5, st.data(), st.size());
+  const CalibSummary s = calib_finalize(st.data(), st.size());
+  CHECK_CLOSE(s.ece, 0.29, 1e-7, 0);
+  CHECK_CLOSE(s.mce, 0.31666666, 1e-7, 0);
+  CHECK_CLOSE(s.accuracy, 1.0, 0, 0);  // thresholded at 0.5, every row is right
+}
+
+TEST(zero_and_one_land_in_real_bins) {
+  for (BinEdges e : {BinEdges::RightClosed, BinEdges::LeftClosed}) {
+    const CalibSummary s = run_conf({0.0f, 1.0f}, {0, 1}, 7, e);
+    CHECK_EQ(s.groups[0].bins[0].count, uint64_t(1));
+    CHECK_EQ(s.groups[0].bins[6].count, uint64_t(1));
+    CHECK_CLOSE(s.ece, 0.0, 0, 0);
+  }
+}
+
+// ---- parity with the reference ------------------------------------------------------------------
+
+void parity_case(int64_t N, int64_t C, int M, BinEdges e, bool logits, uint64_t seed) {
+  t::Rng rng(seed);
+  std::vector<float> s = logits ? std::vector<float>(std::size_t(N * C)) : t::random_probs(rng, N, C);
+  if (logits) for (auto& v : s) v = rng.normal(3.0f);
+  const auto y = t::random_labels(rng, N, C);
+  const CalibSummary got = run_rows(s, C, y, M, e, logits ? ScoreKind::Logits : ScoreKind::Probabilities);
+  const Ref ref = ref_top_label(s, C, y, M, e == BinEdges::LeftClosed, logits);
+  CHECK_EQ(got.rows, uint64_t(N));
+  CHECK_CLOSE(got.accuracy, double(ref.correct) / N, 0, 0);
+  for (int b = 0; b < M; ++b) {
+    if (logits) {  // float vs double softmax may move a row across an edge: allow one per bin
+      CHECK(std::llabs(int64_t(got.groups[0].bins[b].count) - ref.bins[b].n) <= 1);
+    } else {
+      CHECK_EQ(int64_t(got.groups[0].bins[b].count), ref.bins[b].n);
+      if (ref.bins[b].n) CHECK_EQ(int64_t(got.groups[0].bins[b].accuracy * ref.bins[b].n + 0.5), ref.bins[b].pos);
+      else CHECK(std::isnan(got.groups[0].bins[b].accuracy));
+    }
+  }
+  CHECK_CLOSE(got.ece, ref.ece(), logits ? 2e-6 : 1e-12, logits ? 1e-5 : 1e-9);
+  CHECK_CLOSE(got.mce, ref.mce(), logits ? 1e-5 : 1e-12, logits ? 1e-4 : 1e-9);
+  CHECK_CLOSE(got.nll, double(ref.nll / N), 1e-6, 1e-5);
+  CHECK_CLOSE(got.brier, double(ref.brier / N), 1e-6, 1e-5);
+}
+
+TEST(parity_probabilities_odd_sizes) {
+  uint64_t seed = 1;
+  for (int64_t N : {1, 13, 1977, 100003}) {
+    for (int64_t C : {2, 3, 10}) {
+      for (int M : {1, 10, 15}) parity_case(N, C, M, M == 10 ? BinEdges::LeftClosed : BinEdges::RightClosed, false, seed++);
+    }
+  }
+  parity_case(1977, 1000, 15, BinEdges::RightClosed, false, 99);
+  parity_case(13, 1000, 37, BinEdges::LeftClosed, false, 98);
+}
+
+TEST(parity_logits_odd_sizes) {
+  uint64_t seed = 100;
+  for (int64_t N : {1, 13, 1977, 100003}) {
+    for (int64_t C : {2, 3, 10}) parity_case(N, C, 15, BinEdges::RightClosed, true, seed++);
+  }
+  parity_case(1977, 1000, 15, BinEdges::LeftClosed, true, 199);
+}
+
+TEST(classwise_matches_reference) {
+  t::Rng rng(7);
+  const int64_t N = 1977, C = 3;
+  const int M = 10;
+  const auto p = t::random_probs(rng, N, C);
+  const auto y = t::random_labels(rng, N, C);
+  const CalibSummary s = run_rows(p, C, y, M, BinEdges::RightClosed, ScoreKind::Probabilities, CalibKind::Classwise);
+  CHECK_EQ(int(s.groups.size()), int(C));
+  double mean = 0;
+  for (int64_t j = 0; j < C; ++j) {
+    std::vector<RefBin> bins(M);
+    for (int64_t i = 0; i < N; ++i) {
+      const float c = p[i * C + j];
+      auto& b = bins[ref_bin(c, M, false)];
+      b.n++;
+      b.pos += y[i] == j;
+      b.conf += c;
+    }
+    long double e = 0;
+    for (int b = 0; b < M; ++b) {
+      CHECK_EQ(int64_t(s.groups[j].bins[b].count), bins[b].n);
+      e += std::fabs((long double)bins[b].pos - bins[b].conf);
+    }
+    CHECK_CLOSE(s.groups[j].ece, double(e / N), 1e-12, 1e-9);
+    mean += double(e / N) / C;
+  }
+  CHECK_CLOSE(s.ece, mean, 1e-12, 1e-9);
+}
+
+TEST(equal_mass_bins) {
+  t::Rng rng(11);
+  const int64_t N = 1977;
+  const int M = 15;
+  std::vector<float> c(N);
+  std::vector<uint8_t> ok(N);
+  for (int64_t i = 0; i < N; ++i) {
+    c[i] = float(std::floor(rng.uniform() * 50) / 50);  // many ties
+    ok[i] = rng.uniform() < c[i];
+  }
+  EqualMassArg a;
+  a.kind = CalibKind::Confidence;
+  a.confidence = c.data();
+  a.correct = ok.data();
+  a.n = N;
+  a.bins = M;
+  a.extras = false;
+  const CalibSummary s = calib_equal_mass(Device::Cpu, a);
+  std::vector<std::pair<float, int>> v(N);
+  for (int64_t i = 0; i < N; ++i) v[i] = {c[i], ok[i]};
+  std::sort(v.begin(), v.end());
+  long double e = 0;
+  for (int b = 0; b < M; ++b) {
+    const int64_t lo = b * N / M, hi = (b + 1) * N / M;
+    CHECK_EQ(int64_t(s.groups[0].bins[b].count), hi - lo);
+    long double conf = 0, pos = 0;
+    for (int64_t i = lo; i < hi; ++i) { conf += v[i].first; pos += v[i].second; }
+    e += std::fabs(pos - conf);
+    if (b > 0) CHECK_CLOSE(s.groups[0].bins[b].lower, v[lo].first, 0, 0);
+  }
+  CHECK_CLOSE(s.ece, double(e / N), 1e-12, 1e-9);
+  // permutation invariant, ties included
+  std::vector<int64_t> perm(N);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng.g);
+  std::vector<float> c2(N);
+  std::vector<uint8_t> ok2(N);
+  for (int64_t i = 0; i < N; ++i) { c2[i] = c[perm[i]]; ok2[i] = ok[perm[i]]; }
+  a.confidence = c2.data();
+  a.correct = ok2.data();
+  CHECK_CLOSE(calib_equal_mass(Device::Cpu, a).ece, s.ece, 0, 0);
+}
+
+// ---- exactness ----------------------------------------------------------------------------------
+
+TEST(merge_of_chunks_equals_one_shot_bitwise) {
+  t::Rng rng(3);
+  const int64_t N = 100003, C = 10;
+  const auto p = t::random_probs(rng, N, C);
+  const auto y = t::random_labels(rng, N, C);
+  auto one = new_state(CalibKind::TopLabel, 15, BinEdges::RightClosed);
+  ScoresArg a;
+  a.data = p.data();
+  a.rows = N;
+  a.cols = C;
+  calib_update_rows(Device::Cpu, a, y.data(), one.data(), one.size());
+  auto merged = new_state(CalibKind::TopLabel, 15, BinEdges::RightClosed);
+  for (int64_t b = 0; b < N;) {
+    const int64_t n = std::min<int64_t>(N - b, 1 + rng.below(20000));
+    auto part = new_state(CalibKind::TopLabel, 15, BinEdges::RightClosed);
+    ScoresArg c = a;
+    c.data = p.data() + b * C;
+    c.rows = n;
+    calib_update_rows(Device::Cpu, c, y.data() + b, part.data(), part.size());
+    calib_merge(merged.data(), merged.size(), part.data(), part.size());
+    b += n;
+  }
+  CHECK(one == merged);
+}
+
+TEST(thread_count_and_simd_do_not_change_bits) {
+  t::Rng rng(5);
+  const int64_t N = 100003, C = 10;
+  const auto p = t::random_probs(rng, N, C);
+  const auto y = t::random_labels(rng, N, C);
+  calib::KernelArgs k;
+  k.scores = p.data();
+  k.rows = N;
+  k.cols = C;
+  k.labels = y.data();
+  const std::size_t n = calib::state_words(15, 1);
+  std::vector<uint64_t> scalar1(n, 0), scalar2(n, 0), simd2(n, 0);
+  const int threads = cpu_threads();
+  set_cpu_threads(1);
+  CHECK_EQ(cpu::calib_accumulate_path(k, scalar1.data(), false), int64_t(-1));
+  set_cpu_threads(std::max(2, threads));
+  CHECK_EQ(cpu::calib_accumulate_path(k, scalar2.data(), false), int64_t(-1));
+  CHECK_EQ(cpu::calib_accumulate_path(k, simd2.data(), true), int64_t(-1));
+  set_cpu_threads(threads);
+  CHECK(scalar1 == scalar2);
+  CHECK(scalar2 == simd2);
+  k.score_kind = ScoreKind::Logits;
+  std::vector<uint64_t> l_scalar(n, 0), l_simd(n, 0);
+  cpu::calib_accumulate_path(k, l_scalar.data(), false);
+  cpu::calib_accumulate_path(k, l_simd.data(), true);
+  CHECK(l_scalar == l_simd);
+}
+
+// ---- bad input ----------------------------------------------------------------------------------
+
+TEST(bad_input_names_the_row_and_leaves_state_untouched) {
+  std::vector<float> p = {0.2f, 0.8f, 0.5f, 0.5f, 0.9f, 0.1f};
+  std::vector<int32_t> y = {1, 0, 1};
+  auto st = new_state(CalibKind::TopLabel, 10, BinEdges::RightClosed);
+  const auto before = st;
+  ScoresArg a;
+  a.data = p.data();
+  a.rows = 3;
+  a.cols = 2;
+  y[2] = 2;
+  CHECK_THROWS(calib_update_rows(Device::Cpu, a, y.data(), st.data(), st.size()), ErrorKind::Range, "labels[2] = 2 is outside [0, 2)");
+  y[2] = 1;
+  p[3] = NAN;
+  CHECK_THROWS(calib_update_rows(Device::Cpu, a, y.data(), st.data(), st.size()), ErrorKind::Range, "row 1, column 1 is not finite");
+  p[3] = 0.7f;
+  CHECK_THROWS(calib_update_rows(Device::Cpu, a, y.data(), st.data(), st.size()), ErrorKind::Range, "row 1 sums to 1.2");
+  p[3] = 1.5f;
+  CHECK_THROWS(calib_update_rows(Device::Cpu, a, y.data(), st.data(), st.size()), ErrorKind::Range, "not a probability");
+  CHECK(st == before);
+  a.rows = 0;
+  CHECK_THROWS(calib_update_rows(Device::Cpu, a, y.data(), st.data(), st.size()), ErrorKind::Range, "at least one row");
+  CHECK_THROWS(calib_finalize(st.data(), st.size()), ErrorKind::Range, "no rows");
+  CalibConfig c;
+  c.bins = 0;
+  CHECK_THROWS(calib_state_new(c), ErrorKind::Range, "bins");
+  st[0] ^= 1;
+  CHECK_THROWS(calib_finalize(st.data(), st.size()), ErrorKind::Range, "not a calmoe calibration state");
+  // the first bad row is reported even when several are bad and rows span many chunks
+  t::Rng rng(9);
+  const int64_t N = 300000;
+  auto big = t::random_probs(rng, N, 2);
+  auto labels = t::random_labels(rng, N, 2);
+  labels[250000] = -1;
+  labels[123457] = 7;
+  auto st2 = new_state(CalibKind::TopLabel, 15, BinEdges::RightClosed);
+  ScoresArg b;
+  b.data = big.data();
+  b.rows = N;
+  b.cols = 2;
+  CHECK_THROWS(calib_update_rows(Device::Cpu, b, labels.data(), st2.data(), st2.size()), ErrorKind::Range, "labels[123457] = 7");
+}
+
+TEST(merge_rejects_different_configs) {
+  auto a = new_state(CalibKind::TopLabel, 10, BinEdges::RightClosed);
+  auto b = new_state(CalibKind::TopLabel, 15, BinEdges::RightClosed);
+  CHECK_THROWS(calib_merge(a.data(), a.size(), b.data(), b.size()), ErrorKind::Range, "merge");
+}
+
+}  // namespace
+
+TEST_MAIN("calibration")

@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+// Builds the calmoe native addon (run by `npm install` / `npm ci`).
+//   CMake present  -> cmake-js: CPU backend always, CUDA backend when nvcc is found
+//                     (CALMOE_CUDA=AUTO|ON|OFF, CALMOE_CUDA_ARCHS="80-real;90-real;90-virtual").
+//   no CMake       -> node-gyp with binding.gyp: CPU backend only.
+// Flags: --tests (also build the native tests, for `npm run test:native`), --debug,
+//        --gyp (force the node-gyp build). CALMOE_SKIP_BUILD=1 skips the build entirely.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const args = new Set(process.argv.slice(2));
+const env = process.env;
+
+function log(msg) {
+  process.stderr.write(`calmoe: ${msg}\n`);
+}
+
+function run(cmd, cmdArgs) {
+  log(`${cmd} ${cmdArgs.join(' ')}`);
+  const r = spawnSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit', env });
+  if (r.error) throw r.error;
+  if (r.status !== 0) {
+    log(`build failed (${cmd} exited with ${r.status}). See the output above; docs: README.md#building-from-source`);
+    process.exit(r.status ?? 1);
+  }
+}
+
+function hasCmake() {
+  const r = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return false;
+  const m = /cmake version (\d+)\.(\d+)/.exec(r.stdout);
+  return !!m && (Number(m[1]) > 3 || (Number(m[1]) === 3 && Number(m[2]) >= 18));
+}
+
+if (env.CALMOE_SKIP_BUILD === '1') {
+  log('CALMOE_SKIP_BUILD=1: not building the native addon');
+  process.exit(0);
+}
+
+const cuda = (env.CALMOE_CUDA ?? 'AUTO').toUpperCase();
+if (!['AUTO', 'ON', 'OFF'].includes(cuda)) {
+  log(`CALMOE_CUDA must be AUTO, ON or OFF (got '${env.CALMOE_CUDA}')`);
+  process.exit(1);
+}
+const jobs = String(Math.max(1, Number(env.CALMOE_JOBS) || availableParallelism()));
+
+if (!args.has('--gyp') && hasCmake()) {
+  const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+  const cmakeArgs = [
+    cmakeJs, 'compile', '--out', 'build', '--parallel', jobs,
+    `--CDCALMOE_CUDA=${cuda}`,
+    `--CDCALMOE_BUILD_TESTS=${args.has('--tests') ? 'ON' : 'OFF'}`,
+  ];
+  if (args.has('--debug')) cmakeArgs.push('--debug');
+  run(process.execPath, cmakeArgs);
+} else {
+  if (cuda === 'ON') {
+    log('CALMOE_CUDA=ON needs CMake >= 3.18 (the node-gyp build is CPU-only). Install cmake and retry.');
+    process.exit(1);
+  }
+  if (args.has('--tests')) {
+    log('the native tests need CMake >= 3.18; install cmake to run them');
+    process.exit(1);
+  }
+  log('CMake >= 3.18 not found (or --gyp given): building the CPU-only addon with node-gyp');
+  const gyp = require.resolve('node-gyp/bin/node-gyp.js');
+  run(process.execPath, [gyp, 'rebuild', '-j', jobs]);
+}
+if (!existsSync(join(root, 'build', 'Release', 'calmoe.node')) && !existsSync(join(root, 'build', 'Debug', 'calmoe.node'))) {
+  log('the build finished but build/Release/calmoe.node is missing');
+  process.exit(1);
+}

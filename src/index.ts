@@ -1,0 +1,12 @@
+/**
+ * calmoe: calibrated Mixture-of-Experts classifiers for Node.js, on native CPU and CUDA kernels.
+ *
+ * @example
+ * import { metrics, losses, backendInfo } from 'calmoe';
+ * const report = await metrics.calibration(probs, labels, { bins: 15 });
+ */
+export * as metrics from './metrics/index.js';
+export * as losses from './losses/index.js';
+export { backendInfo, setThreads, getThreads, type BackendInfo } from './backend.js';
+export { matrix, type Matrix, type MatrixInput, type LabelsInput, type VectorInput, type Device } from './validate.js';
+export type { ErrorCode } from './errors.js';

@@ -1,0 +1,418 @@
+/**
+ * Calibration metrics: histogram-binned ECE / MCE / RMSCE with reliability-diagram bins, plus
+ * accuracy, NLL and Brier score from the same native pass. Definitions (bin edges included):
+ * shared/DESIGN.md "Calibration metrics".
+ *
+ * Plain names return promises and run off the event loop; `*Sync` variants block (use them for
+ * small inputs or inside worker threads).
+ */
+import { withCallerStack } from '../errors.js';
+import { native, type NativeBins, type NativeCalibKind, type NativeSummary } from '../native.js';
+import {
+  type Device,
+  type LabelsInput,
+  type MatrixInput,
+  type VectorInput,
+  optBool,
+  optChoice,
+  optDevice,
+  optInt,
+  optNumber,
+  readOptions,
+  toFlags,
+  toLabels,
+  toMatrix,
+  toVector,
+} from '../validate.js';
+import { rangeError, typeError } from '../errors.js';
+
+export type BinEdges = 'right-closed' | 'left-closed';
+export type Binning = 'equal-width' | 'equal-mass';
+export type ScoreInput = 'probabilities' | 'logits';
+
+export interface CalibrationOptions {
+  /** Number of bins (default 15). */
+  bins?: number;
+  /**
+   * Equal-width bin edges (default 'right-closed', as Guo et al., sklearn and the paper's code:
+   * bin = ceil(c*M) - 1; 'left-closed' as torchmetrics / netcal: floor(c*M)). c = 0 and c = 1
+   * always land in the first and last bin.
+   */
+  edges?: BinEdges;
+  /** 'equal-width' (default) or 'equal-mass' (adaptive: each bin holds N/M rows). */
+  binning?: Binning;
+  /** Whether scores are probabilities (default; rows must sum to 1) or logits (softmax first). */
+  input?: ScoreInput;
+  /** Allowed |row sum - 1| for probabilities (default 1e-3). */
+  sumTolerance?: number;
+  /** 'auto' (default: CUDA when a GPU is usable), 'cpu', or 'cuda' (an error without a GPU). */
+  device?: Device;
+}
+
+/** Per-bin statistics for a reliability diagram. Empty bins have NaN confidence and accuracy. */
+export interface ReliabilityBins {
+  lower: Float64Array;
+  upper: Float64Array;
+  count: Float64Array;
+  meanConfidence: Float64Array;
+  /** Share of correct predictions (binary mode: share of positives) in the bin. */
+  accuracy: Float64Array;
+}
+
+export interface CalibrationReport {
+  rows: number;
+  /** Top-label accuracy (binary mode: prediction p > 0.5). */
+  accuracy: number;
+  /** Mean -log(max(p[y], 1e-12)); null when computed from (confidence, correct) pairs. */
+  nll: number | null;
+  /** Mean sum_j (p_j - [j = y])^2; null when computed from (confidence, correct) pairs. */
+  brier: number | null;
+  ece: number;
+  mce: number;
+  rmsce: number;
+  bins: ReliabilityBins;
+}
+
+export interface ClasswiseCalibrationReport {
+  rows: number;
+  accuracy: number;
+  nll: number;
+  brier: number;
+  /** Classwise ECE: the mean over classes of each class's ECE (Kull et al. 2019). */
+  ece: number;
+  mce: number;
+  rmsce: number;
+  classes: Array<{ ece: number; mce: number; rmsce: number; bins: ReliabilityBins }>;
+}
+
+const ROW_OPTIONS = ['bins', 'edges', 'binning', 'input', 'sumTolerance', 'device'] as const;
+const VEC_OPTIONS = ['bins', 'edges', 'binning', 'device'] as const;
+
+interface Parsed {
+  bins: number;
+  edges: BinEdges;
+  binning: Binning;
+  input: ScoreInput;
+  sumTolerance: number;
+  device: Device;
+}
+
+function parse(options: unknown, known: readonly string[]): Parsed {
+  const o = readOptions(options, 'options', known);
+  return {
+    bins: optInt(o.bins, 'bins', 15, 1, 1 << 20),
+    edges: optChoice(o.edges, 'edges', 'right-closed', ['right-closed', 'left-closed'] as const),
+    binning: optChoice(o.binning, 'binning', 'equal-width', ['equal-width', 'equal-mass'] as const),
+    input: optChoice(o.input, 'input', 'probabilities', ['probabilities', 'logits'] as const),
+    sumTolerance: optNumber(o.sumTolerance, 'sumTolerance', 1e-3, 0, 1),
+    device: optDevice(o.device),
+  };
+}
+
+function report(s: NativeSummary, extras: boolean): CalibrationReport {
+  const g = s.groups[0];
+  return {
+    rows: s.rows,
+    accuracy: s.accuracy,
+    nll: extras ? s.nll : null,
+    brier: extras ? s.brier : null,
+    ece: s.ece,
+    mce: s.mce,
+    rmsce: s.rmsce,
+    bins: g.bins as NativeBins,
+  };
+}
+
+// ---- requests: validated inputs, ready for the sync or async native call ----------------------
+
+interface Request {
+  kind: NativeCalibKind;
+  opts: Parsed;
+  extras: boolean;
+  classes: number;
+  /** Feeds the inputs into `state` (sync or async). */
+  update(state: BigUint64Array, async: boolean): void | Promise<void>;
+  equalMass(async: boolean): NativeSummary | Promise<NativeSummary>;
+}
+
+function rowsRequest(kind: 'top-label' | 'classwise', scores: unknown, labels: unknown, options: unknown, extras = true): Request {
+  const opts = parse(options, ROW_OPTIONS);
+  const m = toMatrix(scores, 'scores');
+  const y = toLabels(labels, 'labels', m.rows);
+  if (kind === 'classwise' && opts.binning === 'equal-mass') throw rangeError('binning: equal-mass bins are not available for classwise calibration');
+  const rowOpts = { input: opts.input, sumTolerance: opts.sumTolerance, device: opts.device };
+  return {
+    kind, opts, extras, classes: m.cols,
+    update: (state, async) =>
+      async ? native().calibUpdateRows(state, m.data, m.rows, m.cols, y, rowOpts, true)
+        : native().calibUpdateRows(state, m.data, m.rows, m.cols, y, rowOpts),
+    equalMass: (async) => {
+      const a = { kind, bins: opts.bins, extras, device: opts.device, scores: m.data, rows: m.rows, cols: m.cols, labels: y, input: opts.input, sumTolerance: opts.sumTolerance };
+      return async ? native().calibEqualMass(a, true) : native().calibEqualMass(a);
+    },
+  };
+}
+
+function binaryRequest(scores: unknown, labels: unknown, options: unknown): Request {
+  const opts = parse(options, VEC_OPTIONS);
+  const p = toVector(scores, 'scores');
+  const y = toLabels(labels, 'labels', p.length);
+  return {
+    kind: 'binary', opts, extras: true, classes: 1,
+    update: (state, async) =>
+      async ? native().calibUpdateBinary(state, p, y, { device: opts.device }, true) : native().calibUpdateBinary(state, p, y, { device: opts.device }),
+    equalMass: (async) => {
+      const a = { kind: 'binary' as const, bins: opts.bins, extras: true, device: opts.device, scores: p, rows: p.length, cols: 1, labels: y, input: 'probabilities' as const, sumTolerance: 1 };
+      return async ? native().calibEqualMass(a, true) : native().calibEqualMass(a);
+    },
+  };
+}
+
+function confidenceRequest(confidence: unknown, correct: unknown, options: unknown): Request {
+  const opts = parse(options, VEC_OPTIONS);
+  const c = toVector(confidence, 'confidence');
+  const ok = toFlags(correct, 'correct', c.length);
+  return {
+    kind: 'confidence', opts, extras: false, classes: 1,
+    update: (state, async) =>
+      async ? native().calibUpdateConfidence(state, c, ok, { device: opts.device }, true) : native().calibUpdateConfidence(state, c, ok, { device: opts.device }),
+    equalMass: (async) => {
+      const a = { kind: 'confidence' as const, bins: opts.bins, extras: false, device: opts.device, confidence: c, correct: ok };
+      return async ? native().calibEqualMass(a, true) : native().calibEqualMass(a);
+    },
+  };
+}
+
+function newState(r: Request): BigUint64Array {
+  return native().calibStateNew({ kind: r.kind, bins: r.opts.bins, classes: r.classes, edges: r.opts.edges, extras: r.extras });
+}
+
+function runSync(r: Request): NativeSummary {
+  if (r.opts.binning === 'equal-mass') return r.equalMass(false) as NativeSummary;
+  const state = newState(r);
+  r.update(state, false);
+  return native().calibFinalize(state);
+}
+
+async function runAsync(r: Request): Promise<NativeSummary> {
+  if (r.opts.binning === 'equal-mass') return r.equalMass(true);
+  const state = newState(r);
+  await r.update(state, true);
+  return native().calibFinalize(state);
+}
+
+function classwise(s: NativeSummary): ClasswiseCalibrationReport {
+  return {
+    rows: s.rows, accuracy: s.accuracy, nll: s.nll, brier: s.brier, ece: s.ece, mce: s.mce, rmsce: s.rmsce,
+    classes: s.groups.map((g) => ({ ece: g.ece, mce: g.mce, rmsce: g.rmsce, bins: g.bins })),
+  };
+}
+
+// ---- public functions ---------------------------------------------------------------------------
+
+/**
+ * Top-label calibration of a rows x classes matrix of probabilities (or logits, with
+ * `input: 'logits'`): confidence = row max, prediction = first index of the max.
+ *
+ * @example
+ * const r = await calibration([[0.9, 0.1], [0.4, 0.6]], [0, 0], { bins: 10 });
+ * r.ece; r.bins.accuracy; r.nll;
+ */
+export function calibration(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): Promise<CalibrationReport> {
+  return withCallerStack(async () => report(await runAsync(rowsRequest('top-label', scores, labels, options)), true));
+}
+
+/** Synchronous {@link calibration}. */
+export function calibrationSync(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): CalibrationReport {
+  return report(runSync(rowsRequest('top-label', scores, labels, options)), true);
+}
+
+/** Expected calibration error alone (skips NLL and Brier, so the single pass is cheaper). */
+export function ece(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): Promise<number> {
+  return withCallerStack(async () => (await runAsync(rowsRequest('top-label', scores, labels, options, false))).ece);
+}
+
+/** Synchronous {@link ece}. */
+export function eceSync(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): number {
+  return runSync(rowsRequest('top-label', scores, labels, options, false)).ece;
+}
+
+/** Classwise calibration: one histogram per class over every p_ij with "correct" = (y_i = j). */
+export function classwiseCalibration(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): Promise<ClasswiseCalibrationReport> {
+  return withCallerStack(async () => classwise(await runAsync(rowsRequest('classwise', scores, labels, options))));
+}
+
+/** Synchronous {@link classwiseCalibration}. */
+export function classwiseCalibrationSync(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): ClasswiseCalibrationReport {
+  return classwise(runSync(rowsRequest('classwise', scores, labels, options)));
+}
+
+/**
+ * Binary positive-class calibration, as `expected_calibration_error(y_true, y_prob)` in sklearn
+ * style: score = p(y = 1), the bins' "accuracy" is the share of positives, labels are 0 or 1.
+ */
+export function binaryCalibration(scores: VectorInput, labels: LabelsInput, options?: Omit<CalibrationOptions, 'input' | 'sumTolerance'>): Promise<CalibrationReport> {
+  return withCallerStack(async () => report(await runAsync(binaryRequest(scores, labels, options)), true));
+}
+
+/** Synchronous {@link binaryCalibration}. */
+export function binaryCalibrationSync(scores: VectorInput, labels: LabelsInput, options?: Omit<CalibrationOptions, 'input' | 'sumTolerance'>): CalibrationReport {
+  return report(runSync(binaryRequest(scores, labels, options)), true);
+}
+
+/** Calibration from given confidences in [0, 1] and correctness flags (no NLL or Brier). */
+export function confidenceCalibration(confidence: VectorInput, correct: Uint8Array | ReadonlyArray<boolean | 0 | 1>, options?: Omit<CalibrationOptions, 'input' | 'sumTolerance'>): Promise<CalibrationReport> {
+  return withCallerStack(async () => report(await runAsync(confidenceRequest(confidence, correct, options)), false));
+}
+
+/** Synchronous {@link confidenceCalibration}. */
+export function confidenceCalibrationSync(confidence: VectorInput, correct: Uint8Array | ReadonlyArray<boolean | 0 | 1>, options?: Omit<CalibrationOptions, 'input' | 'sumTolerance'>): CalibrationReport {
+  return report(runSync(confidenceRequest(confidence, correct, options)), false);
+}
+
+// ---- streaming accumulator ----------------------------------------------------------------------
+
+export type AccumulatorMode = 'top-label' | 'classwise' | 'binary' | 'confidence';
+
+export interface AccumulatorOptions {
+  mode?: AccumulatorMode;
+  /** Required for 'classwise'. */
+  classes?: number;
+  bins?: number;
+  edges?: BinEdges;
+  /** Accumulate NLL and Brier too (default true; not available in 'confidence' mode). */
+  extras?: boolean;
+}
+
+export interface AccumulatorUpdateOptions {
+  input?: ScoreInput;
+  sumTolerance?: number;
+  device?: Device;
+}
+
+/**
+ * A mergeable calibration accumulator (equal-width bins): feed chunks, merge accumulators built
+ * elsewhere (other workers, other machines), read the report. Sums are exact integers (fixed
+ * point), so merging partial results gives exactly the one-shot result, bit for bit.
+ *
+ * @example
+ * const acc = new CalibrationAccumulator({ bins: 15 });
+ * for await (const { probs, labels } of batches) await acc.update(probs, labels);
+ * const other = CalibrationAccumulator.fromJSON(JSON.parse(received));
+ * acc.merge(other);
+ * console.log(acc.result().ece);
+ */
+export class CalibrationAccumulator {
+  readonly mode: AccumulatorMode;
+  readonly bins: number;
+  readonly edges: BinEdges;
+  readonly extras: boolean;
+  readonly classes: number;
+  #state: BigUint64Array;
+
+  constructor(options?: AccumulatorOptions) {
+    const o = readOptions(options, 'options', ['mode', 'classes', 'bins', 'edges', 'extras']);
+    this.mode = optChoice(o.mode, 'mode', 'top-label', ['top-label', 'classwise', 'binary', 'confidence'] as const);
+    this.bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
+    this.edges = optChoice(o.edges, 'edges', 'right-closed', ['right-closed', 'left-closed'] as const);
+    this.extras = optBool(o.extras, 'extras', this.mode !== 'confidence');
+    if (this.mode === 'confidence' && this.extras) throw rangeError("extras: NLL and Brier are not available in 'confidence' mode");
+    if (this.mode === 'classwise') {
+      if (o.classes === undefined) throw typeError("classes: required in 'classwise' mode");
+      this.classes = optInt(o.classes, 'classes', 0, 1, 2 ** 31 - 1);
+    } else {
+      if (o.classes !== undefined) throw rangeError(`classes: only used in 'classwise' mode (mode is '${this.mode}')`);
+      this.classes = 1;
+    }
+    this.#state = native().calibStateNew({ kind: this.mode, bins: this.bins, classes: this.classes, edges: this.edges, extras: this.extras });
+  }
+
+  /** Rows accumulated so far. */
+  get rows(): number {
+    return Number(this.#state[4]);
+  }
+
+  #request(a: unknown, b: unknown, options: unknown): Request {
+    const o = readOptions(options, 'options', ['input', 'sumTolerance', 'device']);
+    switch (this.mode) {
+      case 'top-label':
+      case 'classwise':
+        return rowsRequest(this.mode, a, b, o, this.extras);
+      case 'binary':
+        if (o.input !== undefined || o.sumTolerance !== undefined) throw rangeError("options: 'input' and 'sumTolerance' do not apply in binary mode");
+        return binaryRequest(a, b, { device: o.device });
+      case 'confidence':
+        if (o.input !== undefined || o.sumTolerance !== undefined) throw rangeError("options: 'input' and 'sumTolerance' do not apply in confidence mode");
+        return confidenceRequest(a, b, { device: o.device });
+    }
+  }
+
+  /**
+   * Adds a chunk (scores + labels; binary: p(y=1) + labels; confidence: confidence + correct)
+   * off the event loop. A chunk with any bad row is rejected whole and leaves the accumulator
+   * unchanged. Do not modify the arrays until the promise settles.
+   */
+  update(scores: MatrixInput | VectorInput, labels: LabelsInput | Uint8Array | ReadonlyArray<boolean>, options?: AccumulatorUpdateOptions): Promise<void> {
+    return withCallerStack(async () => {
+      await this.#request(scores, labels, options).update(this.#state, true);
+    });
+  }
+
+  /** Synchronous {@link update}. */
+  updateSync(scores: MatrixInput | VectorInput, labels: LabelsInput | Uint8Array | ReadonlyArray<boolean>, options?: AccumulatorUpdateOptions): void {
+    this.#request(scores, labels, options).update(this.#state, false);
+  }
+
+  /** Adds another accumulator's rows (same mode, bins, edges, classes and extras). */
+  merge(other: CalibrationAccumulator): this {
+    if (!(other instanceof CalibrationAccumulator)) throw typeError('other: expected a CalibrationAccumulator');
+    native().calibMerge(this.#state, other.#state);
+    return this;
+  }
+
+  /** The report so far (throws a RangeError when no rows were added). */
+  result(): CalibrationReport | ClasswiseCalibrationReport {
+    const s = native().calibFinalize(this.#state);
+    return this.mode === 'classwise' ? classwise(s) : report(s, this.extras);
+  }
+
+  reset(): void {
+    this.#state.fill(0n, 4);
+  }
+
+  /** A JSON-safe snapshot (the exact integer state as decimal strings). */
+  toJSON(): { format: 'calmoe.calibration-accumulator'; version: 1; state: string[] } {
+    return { format: 'calmoe.calibration-accumulator', version: 1, state: Array.from(this.#state, (v) => v.toString()) };
+  }
+
+  /** Restores an accumulator from {@link toJSON}'s output (validated). */
+  static fromJSON(json: unknown): CalibrationAccumulator {
+    const j = json as { format?: unknown; version?: unknown; state?: unknown };
+    if (j === null || typeof j !== 'object' || j.format !== 'calmoe.calibration-accumulator' || j.version !== 1 || !Array.isArray(j.state))
+      throw typeError("json: expected the output of CalibrationAccumulator.toJSON() (format 'calmoe.calibration-accumulator', version 1)");
+    const words = new BigUint64Array(j.state.length);
+    j.state.forEach((v: unknown, i: number) => {
+      if (typeof v !== 'string' || !/^\d+$/.test(v)) throw rangeError(`json.state[${i}]: expected a decimal integer string`);
+      const b = BigInt(v);
+      if (b >= 2n ** 64n) throw rangeError(`json.state[${i}]: out of range`);
+      words[i] = b;
+    });
+    // Reading the summary validates the layout (magic, bins, groups, length).
+    const kinds: AccumulatorMode[] = ['top-label', 'classwise', 'binary', 'confidence'];
+    if (words.length < 10) throw rangeError('json.state: too short to be a calibration state');
+    const flags = words[3];
+    const kind = kinds[Number((flags >> 8n) & 0xffn)];
+    if (!kind) throw rangeError('json.state: unknown accumulator mode');
+    const acc = new CalibrationAccumulator({
+      mode: kind,
+      bins: Number(words[1]),
+      classes: kind === 'classwise' ? Number(words[2]) : undefined,
+      edges: flags & 1n ? 'left-closed' : 'right-closed',
+      extras: (flags & 2n) !== 0n,
+    });
+    if (acc.#state.length !== words.length) throw rangeError('json.state: length does not match its header');
+    acc.#state.set(words);
+    native().calibMerge(new BigUint64Array(acc.#state), acc.#state);  // checks the header once more
+    return acc;
+  }
+}

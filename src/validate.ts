@@ -1,0 +1,170 @@
+/**
+ * Input normalisation and checks shared by every public entry point. Typed arrays pass through
+ * without copies; plain arrays are converted (documented on each type).
+ */
+import { rangeError, typeError } from './errors.js';
+
+export type Device = 'auto' | 'cpu' | 'cuda';
+export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
+
+/** A row-major float32 matrix: `data[i * cols + j]` is row i, column j. */
+export interface Matrix {
+  data: Float32Array;
+  rows: number;
+  cols: number;
+}
+
+/** A matrix, or rows of numbers (converted to float32; every row the same length). */
+export type MatrixInput = Matrix | ReadonlyArray<ArrayLike<number>>;
+/** Integer labels: an Int32Array, or numbers (each must be an integer). */
+export type LabelsInput = Int32Array | ReadonlyArray<number>;
+/** A float32 vector, or numbers (converted to float32). */
+export type VectorInput = Float32Array | ReadonlyArray<number>;
+
+/** Wraps a flat Float32Array as a matrix, checking the shape. */
+export function matrix(data: Float32Array, rows: number, cols: number): Matrix {
+  const m = { data, rows, cols };
+  return toMatrix(m, 'matrix');
+}
+
+const MAX_ELEMENTS = 2 ** 40;
+
+export function isInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
+}
+
+export function toMatrix(x: unknown, name: string): Matrix {
+  if (x !== null && typeof x === 'object' && !Array.isArray(x) && 'data' in x) {
+    const m = x as Partial<Matrix>;
+    if (!(m.data instanceof Float32Array)) throw typeError(`${name}.data: expected a Float32Array, got ${describe(m.data)}`);
+    if (!isInt(m.rows) || m.rows < 0) throw typeError(`${name}.rows: expected a non-negative integer, got ${describe(m.rows)}`);
+    if (!isInt(m.cols) || m.cols < 1) throw typeError(`${name}.cols: expected a positive integer, got ${describe(m.cols)}`);
+    if (m.rows * m.cols > MAX_ELEMENTS) throw rangeError(`${name}: ${m.rows} x ${m.cols} is larger than supported (2^40 elements)`);
+    if (m.data.length !== m.rows * m.cols)
+      throw rangeError(`${name}: data has ${m.data.length} elements but rows x cols = ${m.rows} x ${m.cols} = ${m.rows * m.cols}`);
+    return m as Matrix;
+  }
+  if (Array.isArray(x)) {
+    const rows = x.length;
+    if (rows === 0) throw rangeError(`${name}: expected at least one row, got an empty array`);
+    const first = x[0] as unknown;
+    if (first === null || typeof first !== 'object' || typeof (first as ArrayLike<number>).length !== 'number')
+      throw typeError(`${name}[0]: expected an array of numbers, got ${describe(first)}`);
+    const cols = (first as ArrayLike<number>).length;
+    if (cols === 0) throw rangeError(`${name}[0]: expected at least one column`);
+    const data = new Float32Array(rows * cols);
+    for (let i = 0; i < rows; i++) {
+      const row = x[i] as ArrayLike<number>;
+      if (row === null || typeof row !== 'object' || row.length !== cols)
+        throw rangeError(`${name}[${i}]: expected ${cols} numbers like row 0, got ${row === null || typeof row !== 'object' ? describe(row) : row.length}`);
+      for (let j = 0; j < cols; j++) {
+        const v = row[j];
+        if (typeof v !== 'number') throw typeError(`${name}[${i}][${j}]: expected a number, got ${describe(v)}`);
+        data[i * cols + j] = v;
+      }
+    }
+    return { data, rows, cols };
+  }
+  throw typeError(`${name}: expected { data: Float32Array, rows, cols } or an array of rows, got ${describe(x)}`);
+}
+
+export function toLabels(x: unknown, name: string, n: number): Int32Array {
+  let out: Int32Array;
+  if (x instanceof Int32Array) out = x;
+  else if (Array.isArray(x)) {
+    out = new Int32Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i] as unknown;
+      if (typeof v !== 'number') throw typeError(`${name}[${i}]: expected an integer, got ${describe(v)}`);
+      if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) throw rangeError(`${name}[${i}] = ${v}: expected an integer`);
+      out[i] = v;
+    }
+  } else throw typeError(`${name}: expected an Int32Array or an array of integers, got ${describe(x)}`);
+  if (out.length !== n) throw rangeError(`${name}: expected ${n} labels (one per row), got ${out.length}`);
+  return out;
+}
+
+export function toVector(x: unknown, name: string): Float32Array {
+  if (x instanceof Float32Array) return x;
+  if (Array.isArray(x)) {
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i] as unknown;
+      if (typeof v !== 'number') throw typeError(`${name}[${i}]: expected a number, got ${describe(v)}`);
+      out[i] = v;
+    }
+    return out;
+  }
+  throw typeError(`${name}: expected a Float32Array or an array of numbers, got ${describe(x)}`);
+}
+
+/** 0/1 flags: a Uint8Array, or booleans / 0 / 1. */
+export function toFlags(x: unknown, name: string, n: number): Uint8Array {
+  let out: Uint8Array;
+  if (x instanceof Uint8Array) out = x;
+  else if (Array.isArray(x)) {
+    out = new Uint8Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i] as unknown;
+      if (v === true || v === 1) out[i] = 1;
+      else if (v === false || v === 0) out[i] = 0;
+      else throw rangeError(`${name}[${i}]: expected a boolean or 0/1, got ${describe(v)}`);
+    }
+  } else throw typeError(`${name}: expected a Uint8Array or an array of booleans, got ${describe(x)}`);
+  if (out.length !== n) throw rangeError(`${name}: expected ${n} flags (one per row), got ${out.length}`);
+  return out;
+}
+
+/** Reads an options object: rejects unknown keys (a typo should not be silently ignored). */
+export function readOptions<K extends string>(x: unknown, name: string, known: readonly K[]): Partial<Record<K, unknown>> {
+  if (x === undefined) return {};
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) throw typeError(`${name}: expected an object, got ${describe(x)}`);
+  for (const key of Object.keys(x)) {
+    if (!(known as readonly string[]).includes(key))
+      throw rangeError(`${name}: unknown option '${key}' (known: ${known.join(', ')})`);
+  }
+  return x as Partial<Record<K, unknown>>;
+}
+
+export function optInt(v: unknown, name: string, def: number, min: number, max: number): number {
+  if (v === undefined) return def;
+  if (typeof v !== 'number') throw typeError(`${name}: expected an integer, got ${describe(v)}`);
+  if (!Number.isInteger(v) || v < min || v > max) throw rangeError(`${name}: expected an integer in [${min}, ${max}], got ${v}`);
+  return v;
+}
+
+export function reqInt(v: unknown, name: string, min: number, max: number): number {
+  if (v === undefined) throw typeError(`${name}: missing (expected an integer in [${min}, ${max}])`);
+  return optInt(v, name, min, min, max);
+}
+
+export function optNumber(v: unknown, name: string, def: number, min: number, max: number): number {
+  if (v === undefined) return def;
+  if (typeof v !== 'number') throw typeError(`${name}: expected a number, got ${describe(v)}`);
+  if (!(v >= min && v <= max)) throw rangeError(`${name}: expected a number in [${min}, ${max}], got ${v}`);
+  return v;
+}
+
+export function optChoice<T extends string>(v: unknown, name: string, def: T, choices: readonly T[]): T {
+  if (v === undefined) return def;
+  if (typeof v !== 'string' || !(choices as readonly string[]).includes(v))
+    throw (typeof v === 'string' ? rangeError : typeError)(`${name}: expected one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${typeof v === 'string' ? `'${v}'` : describe(v)}`);
+  return v as T;
+}
+
+export function optBool(v: unknown, name: string, def: boolean): boolean {
+  if (v === undefined) return def;
+  if (typeof v !== 'boolean') throw typeError(`${name}: expected a boolean, got ${describe(v)}`);
+  return v;
+}
+
+export function optDevice(v: unknown): Device {
+  return optChoice(v, 'device', 'auto', DEVICES);
+}
