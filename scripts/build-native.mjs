@@ -70,7 +70,11 @@ if (!args.has('--gyp') && hasCmake()) {
   }
   log('CMake >= 3.18 not found (or --gyp given): building the CPU-only addon with node-gyp');
   const gyp = require.resolve('node-gyp/bin/node-gyp.js');
-  run(process.execPath, [gyp, 'rebuild', '-j', jobs]);
+  const gypArgs = [gyp, 'rebuild', '-j', jobs];
+  // Offline builds: use the headers installed with this Node.js when npm has not named a nodedir.
+  const prefix = dirname(dirname(process.execPath));
+  if (!env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) gypArgs.push(`--nodedir=${prefix}`);
+  run(process.execPath, gypArgs);
 }
 if (!existsSync(join(root, 'build', 'Release', 'calmoe.node')) && !existsSync(join(root, 'build', 'Debug', 'calmoe.node'))) {
   log('the build finished but build/Release/calmoe.node is missing');
