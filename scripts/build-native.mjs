@@ -52,13 +52,11 @@ const jobs = String(Math.max(1, Number(env.CALMOE_JOBS) || availableParallelism(
 
 if (!args.has('--gyp') && hasCmake()) {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-  const cmakeArgs = [
-    cmakeJs, 'compile', '--out', 'build', '--parallel', jobs,
-    `--CDCALMOE_CUDA=${cuda}`,
-    `--CDCALMOE_BUILD_TESTS=${args.has('--tests') ? 'ON' : 'OFF'}`,
-  ];
-  if (args.has('--debug')) cmakeArgs.push('--debug');
-  run(process.execPath, cmakeArgs);
+  const common = ['--out', 'build', `--CDCALMOE_CUDA=${cuda}`, `--CDCALMOE_BUILD_TESTS=${args.has('--tests') ? 'ON' : 'OFF'}`];
+  if (args.has('--debug')) common.push('--debug');
+  // Configure every time (cheap) so that changed options take effect; the build is incremental.
+  run(process.execPath, [cmakeJs, 'configure', ...common]);
+  run(process.execPath, [cmakeJs, 'build', ...common, '--parallel', jobs]);
 } else {
   if (cuda === 'ON') {
     log('CALMOE_CUDA=ON needs CMake >= 3.18 (the node-gyp build is CPU-only). Install cmake and retry.');
