@@ -18,6 +18,8 @@ export interface NativeBins {
 }
 
 export interface NativeGroupSummary {
+  rows: number;
+  accuracy: number;
   ece: number;
   mce: number;
   rmsce: number;
@@ -32,6 +34,7 @@ export interface NativeSummary {
   ece: number;
   mce: number;
   rmsce: number;
+  overall: NativeGroupSummary;
   groups: NativeGroupSummary[];
 }
 
@@ -86,6 +89,12 @@ interface RowsOptions {
   input: NativeScoreKind;
   sumTolerance: number;
   device: NativeDevice;
+  groups?: Int32Array;
+}
+
+interface VecOptions {
+  device: NativeDevice;
+  groups?: Int32Array;
 }
 
 export interface NativeAddon {
@@ -93,13 +102,13 @@ export interface NativeAddon {
   backendInfo(): NativeBackendInfo;
   setThreads(n: number): void;
   getThreads(): number;
-  calibStateNew(o: { kind: NativeCalibKind; bins: number; classes?: number; edges: string; extras: boolean }): BigUint64Array;
+  calibStateNew(o: { kind: NativeCalibKind; bins: number; classes?: number; groups?: number; edges: string; extras: boolean }): BigUint64Array;
   calibUpdateRows(state: BigUint64Array, scores: Float32Array, rows: number, cols: number, labels: Int32Array, o: RowsOptions, async?: false): void;
   calibUpdateRows(state: BigUint64Array, scores: Float32Array, rows: number, cols: number, labels: Int32Array, o: RowsOptions, async: true): Promise<void>;
-  calibUpdateBinary(state: BigUint64Array, scores: Float32Array, labels: Int32Array, o: { device: NativeDevice }, async?: false): void;
-  calibUpdateBinary(state: BigUint64Array, scores: Float32Array, labels: Int32Array, o: { device: NativeDevice }, async: true): Promise<void>;
-  calibUpdateConfidence(state: BigUint64Array, conf: Float32Array, correct: Uint8Array, o: { device: NativeDevice }, async?: false): void;
-  calibUpdateConfidence(state: BigUint64Array, conf: Float32Array, correct: Uint8Array, o: { device: NativeDevice }, async: true): Promise<void>;
+  calibUpdateBinary(state: BigUint64Array, scores: Float32Array, labels: Int32Array, o: VecOptions, async?: false): void;
+  calibUpdateBinary(state: BigUint64Array, scores: Float32Array, labels: Int32Array, o: VecOptions, async: true): Promise<void>;
+  calibUpdateConfidence(state: BigUint64Array, conf: Float32Array, correct: Uint8Array, o: VecOptions, async?: false): void;
+  calibUpdateConfidence(state: BigUint64Array, conf: Float32Array, correct: Uint8Array, o: VecOptions, async: true): Promise<void>;
   calibMerge(into: BigUint64Array, from: BigUint64Array): void;
   calibFinalize(state: BigUint64Array): NativeSummary;
   calibEqualMass(o: NativeEqualMassArgs, async?: false): NativeSummary;

@@ -191,3 +191,41 @@ describe('device selection', () => {
     }
   });
 });
+
+describe('group calibration', () => {
+  it('each group equals calibration of its rows alone; overall equals the ungrouped report', async () => {
+    const d = randomProbs(14, 1977, 5);
+    const r = rng(15);
+    const g = Int32Array.from({ length: d.rows }, () => r.int(4));
+    const m = matrix(d.data, d.rows, d.cols);
+    const got = await metrics.groupCalibration(m, d.labels, g, { bins: 10, numGroups: 5 });
+    expect(got.overall).toEqual(metrics.calibrationSync(m, d.labels, { bins: 10 }));
+    expect(got.groups).toHaveLength(5);
+    expect(got.groups[4].rows).toBe(0);
+    expect(Number.isNaN(got.groups[4].ece)).toBe(true);
+    for (let k = 0; k < 4; k++) {
+      const idx = [...g.keys()].filter((i) => g[i] === k);
+      const rows = idx.map((i) => Array.from(d.data.subarray(i * 5, i * 5 + 5)));
+      const one = metrics.calibrationSync(rows, idx.map((i) => d.labels[i]), { bins: 10 });
+      expect(got.groups[k].ece).toBe(one.ece);
+      expect(got.groups[k].accuracy).toBeCloseTo(one.accuracy, 14);
+      expect(got.groups[k].rows).toBe(idx.length);
+    }
+    const worst = got.groups.slice(0, 4).reduce((a, b) => (b.ece > a.ece ? b : a));
+    expect(got.worst.ece?.group).toBe(worst.group);
+  });
+
+  it('grouped accumulators merge exactly and round-trip through JSON', () => {
+    const d = randomProbs(16, 3000, 3);
+    const g = Int32Array.from({ length: d.rows }, (_, i) => i % 3);
+    const a = new metrics.CalibrationAccumulator({ groups: 3 });
+    const b = new metrics.CalibrationAccumulator({ groups: 3 });
+    a.updateSync(matrix(d.data.subarray(0, 3000), 1000, 3), d.labels.subarray(0, 1000), { groups: g.subarray(0, 1000) });
+    b.updateSync(matrix(d.data.subarray(3000), 2000, 3), d.labels.subarray(1000), { groups: g.subarray(1000) });
+    const whole = metrics.groupCalibrationSync(matrix(d.data, d.rows, 3), d.labels, g);
+    expect(a.merge(b).result()).toEqual(whole);
+    expect(metrics.CalibrationAccumulator.fromJSON(JSON.parse(JSON.stringify(a))).result()).toEqual(whole);
+    expect(() => a.updateSync([[0.5, 0.25, 0.25]], [0])).toThrow(/this accumulator is grouped/);
+    expect(() => a.updateSync([[0.5, 0.25, 0.25]], [0], { groups: [3] })).toThrow(/contains id 3 but numGroups is 3/);
+  });
+});

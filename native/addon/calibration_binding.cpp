@@ -28,6 +28,8 @@ Napi::Object group_to_js(Napi::Env env, const CalibGroupSummary& g) {
   bins.Set("meanConfidence", conf);
   bins.Set("accuracy", acc);
   Napi::Object o = Napi::Object::New(env);
+  o.Set("rows", double(g.rows));
+  o.Set("accuracy", g.accuracy);
   o.Set("ece", g.ece);
   o.Set("mce", g.mce);
   o.Set("rmsce", g.rmsce);
@@ -44,6 +46,7 @@ Napi::Object summary_to_js(Napi::Env env, const CalibSummary& s) {
   o.Set("ece", s.ece);
   o.Set("mce", s.mce);
   o.Set("rmsce", s.rmsce);
+  o.Set("overall", group_to_js(env, s.overall));
   Napi::Array groups = Napi::Array::New(env, s.groups.size());
   for (std::size_t g = 0; g < s.groups.size(); ++g) groups.Set(uint32_t(g), group_to_js(env, s.groups[g]));
   o.Set("groups", groups);
@@ -58,14 +61,28 @@ ScoreKind score_kind_arg(const Napi::Value& v) {
   return ScoreKind(choice(v, "input", {"probabilities", "logits"}));
 }
 
-// calibStateNew({ kind, bins, classes, edges, extras }) -> BigUint64Array
+// Optional `groups` (Int32Array, one id per row) of an update's options object.
+const int32_t* group_ids(const Napi::Object& o, std::size_t rows) {
+  const Napi::Value v = o.Get("groups");
+  if (v.IsUndefined()) return nullptr;
+  View<const int32_t> g = i32_array(v, "groups");
+  require_length(g.length, rows, "groups", "group ids (one per row)");
+  return g.data;
+}
+
+// calibStateNew({ kind, bins, classes, groups, edges, extras }) -> BigUint64Array
 Napi::Value StateNew(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Object o = object(arg(info, 0, "options"), "options");
     CalibConfig c;
     c.kind = kind_arg(o.Get("kind"));
     c.bins = int(integer(o.Get("bins"), "bins", 1, 1 << 20));
-    c.groups = c.kind == CalibKind::Classwise ? int(integer(o.Get("classes"), "classes", 1, INT32_MAX)) : 1;
+    if (c.kind == CalibKind::Classwise) {
+      c.groups = int(integer(o.Get("classes"), "classes", 1, INT32_MAX));
+    } else if (!o.Get("groups").IsUndefined()) {
+      c.groups = int(integer(o.Get("groups"), "groups", 1, INT32_MAX));
+      c.grouped = true;
+    }
     c.edges = BinEdges(choice(o.Get("edges"), "edges", {"right-closed", "left-closed"}));
     c.extras = boolean(o.Get("extras"), "extras");
     const std::vector<uint64_t> w = calib_state_new(c);
@@ -100,7 +117,7 @@ Napi::Value run_update(const Napi::CallbackInfo& info, std::size_t async_index, 
       });
 }
 
-// calibUpdateRows(state, scores, rows, cols, labels, { input, sumTolerance, device }, async)
+// calibUpdateRows(state, scores, rows, cols, labels, { input, sumTolerance, device, groups }, async)
 Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     View<const float> scores = f32_array(arg(info, 1, "scores"), "scores");
@@ -118,13 +135,14 @@ Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
     s.sum_tolerance = number(o.Get("sumTolerance"), "sumTolerance");
     const Device dev = resolve_device(device_request(o.Get("device")));
     const int32_t* y = labels.data;
-    return run_update(info, 6, {info[1], info[4]}, [=](std::vector<uint64_t>& d) {
-      calib_update_rows(dev, s, y, d.data(), d.size());
+    const int32_t* g = group_ids(o, std::size_t(rows));
+    return run_update(info, 6, {info[1], info[4], info[5]}, [=](std::vector<uint64_t>& d) {
+      calib_update_rows(dev, s, y, d.data(), d.size(), g);
     });
   });
 }
 
-// calibUpdateBinary(state, scores, labels, { device }, async)
+// calibUpdateBinary(state, scores, labels, { device, groups }, async)
 Napi::Value UpdateBinary(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     View<const float> p = f32_array(arg(info, 1, "scores"), "scores");
@@ -135,13 +153,14 @@ Napi::Value UpdateBinary(const Napi::CallbackInfo& info) {
     const float* pd = p.data;
     const int32_t* y = labels.data;
     const int64_t n = int64_t(p.length);
-    return run_update(info, 4, {info[1], info[2]}, [=](std::vector<uint64_t>& d) {
-      calib_update_binary(dev, pd, y, n, d.data(), d.size());
+    const int32_t* g = group_ids(o, p.length);
+    return run_update(info, 4, {info[1], info[2], info[3]}, [=](std::vector<uint64_t>& d) {
+      calib_update_binary(dev, pd, y, n, d.data(), d.size(), g);
     });
   });
 }
 
-// calibUpdateConfidence(state, confidence, correct, { device }, async)
+// calibUpdateConfidence(state, confidence, correct, { device, groups }, async)
 Napi::Value UpdateConfidence(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     View<const float> c = f32_array(arg(info, 1, "confidence"), "confidence");
@@ -152,8 +171,9 @@ Napi::Value UpdateConfidence(const Napi::CallbackInfo& info) {
     const float* cd = c.data;
     const uint8_t* okd = ok.data;
     const int64_t n = int64_t(c.length);
-    return run_update(info, 4, {info[1], info[2]}, [=](std::vector<uint64_t>& d) {
-      calib_update_confidence(dev, cd, okd, n, d.data(), d.size());
+    const int32_t* g = group_ids(o, c.length);
+    return run_update(info, 4, {info[1], info[2], info[3]}, [=](std::vector<uint64_t>& d) {
+      calib_update_confidence(dev, cd, okd, n, d.data(), d.size(), g);
     });
   });
 }

@@ -52,7 +52,8 @@ const char* kind_name(CalibKind k) {
 void check_config(const CalibConfig& c) {
   if (c.bins < 1 || c.bins > kMaxBins) throw_range("bins: expected an integer in [1, " + std::to_string(kMaxBins) + "], got " + std::to_string(c.bins));
   if (c.groups < 1) throw_range("classes: expected at least 1, got " + std::to_string(c.groups));
-  if (c.kind != CalibKind::Classwise && c.groups != 1) throw_range("groups: only classwise calibration has more than one histogram");
+  if (c.grouped && c.kind == CalibKind::Classwise) throw_range("groups: classwise calibration cannot also be grouped by rows");
+  if (c.kind != CalibKind::Classwise && !c.grouped && c.groups != 1) throw_range("groups: only classwise or grouped calibration has more than one histogram");
   if (int64_t(c.groups) * c.bins > kMaxBinCells) throw_range("bins x classes: " + std::to_string(int64_t(c.groups) * c.bins) + " histogram cells is more than the supported " + std::to_string(kMaxBinCells));
   if (c.kind == CalibKind::Confidence && c.extras) throw_range("extras: NLL and Brier need class probabilities; not available from (confidence, correct) input");
 }
@@ -73,6 +74,8 @@ void describe_issue(const KernelArgs& a, int64_t row) {
       throw_range(std::string(scores) + ": row " + at + " sums to " + fmt_f32(r.sum) + "; probabilities must sum to 1 within sumTolerance = " + fmt_f32(a.sum_tol) + " (pass input: 'logits' for unnormalised scores)");
     case kCorrectValue:
       throw_range("correct[" + at + "] = " + std::to_string(int(a.correct[row])) + ": expected 0 or 1");
+    case kGroupRange:
+      throw_range("groups[" + at + "] = " + std::to_string(a.group_ids[row]) + " is outside [0, " + std::to_string(a.groups) + ")");
     default:
       throw_runtime("calibration: the backend reported row " + at + " as invalid but it checks out on the host (backend disagreement; please report)");
   }
@@ -91,6 +94,11 @@ void run_update(Device dev, const KernelArgs& a, uint64_t* state, std::size_t n_
   calib_merge(state, n_words, acc.data(), n_words);
 }
 
+void check_group_ids(const CalibConfig& cfg, const int32_t* group_ids) {
+  if (cfg.grouped && group_ids == nullptr) throw_type("groups: this accumulator is grouped; every update needs one group id per row");
+  if (!cfg.grouped && group_ids != nullptr) throw_type("groups: this accumulator is not grouped; create it with a group count to pass group ids");
+}
+
 KernelArgs args_for(const CalibConfig& cfg) {
   KernelArgs a;
   a.kind = cfg.kind;
@@ -107,9 +115,18 @@ void check_rows(int64_t rows, const char* name) {
 
 double fixed_to_double(uint64_t lo, uint64_t hi, int frac) { return u128_to_double(lo, hi, frac); }
 
-CalibGroupSummary summarize_group(const uint64_t* bins, int M, uint64_t rows) {
+// Metrics of one histogram (M bins of kBinWords words), normalised by its own row count.
+CalibGroupSummary summarize_group(const uint64_t* bins, int M) {
   CalibGroupSummary g;
   g.bins.resize(M);
+  uint64_t rows = 0, positives = 0;
+  for (int b = 0; b < M; ++b) {
+    rows += bins[int64_t(b) * kBinWords];
+    positives += bins[int64_t(b) * kBinWords + 1];
+  }
+  g.rows = rows;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  g.accuracy = rows ? double(positives) / double(rows) : nan;
   double ece = 0, mce = 0, sq = 0;
   const double n = double(rows);
   for (int b = 0; b < M; ++b) {
@@ -132,9 +149,9 @@ CalibGroupSummary summarize_group(const uint64_t* bins, int M, uint64_t rows) {
     if (g1 > mce) mce = g1;
     sq += g1 * g1 * (cnt / n);
   }
-  g.ece = ece;
-  g.mce = mce;
-  g.rmsce = std::sqrt(sq);
+  g.ece = rows ? ece : nan;
+  g.mce = rows ? mce : nan;
+  g.rmsce = rows ? std::sqrt(sq) : nan;
   return g;
 }
 
@@ -147,7 +164,7 @@ std::vector<uint64_t> calib_state_new(const CalibConfig& cfg) {
   w[kWBins] = uint64_t(cfg.bins);
   w[kWGroups] = uint64_t(cfg.groups);
   w[kWFlags] = (cfg.edges == BinEdges::LeftClosed ? kFlagLeftClosed : 0) | (cfg.extras ? kFlagNll | kFlagBrier : 0) |
-               (uint64_t(cfg.kind) << 8);
+               (cfg.grouped ? kFlagGrouped : 0) | (uint64_t(cfg.kind) << 8);
   return w;
 }
 
@@ -165,12 +182,17 @@ CalibConfig calib_state_config(const uint64_t* w, std::size_t n, const char* nam
   c.kind = CalibKind(kind);
   c.edges = (w[kWFlags] & kFlagLeftClosed) ? BinEdges::LeftClosed : BinEdges::RightClosed;
   c.extras = (w[kWFlags] & kFlagNll) != 0;
+  c.grouped = (w[kWFlags] & kFlagGrouped) != 0;
+  if ((c.grouped && c.kind == CalibKind::Classwise) || (!c.grouped && c.kind != CalibKind::Classwise && c.groups != 1))
+    throw_range(nm + ": corrupt calibration state (groups)");
   if (n != state_words(c.bins, c.groups)) throw_range(nm + ": corrupt calibration state (length " + std::to_string(n) + " does not match " + std::to_string(c.bins) + " bins x " + std::to_string(c.groups) + " groups)");
   return c;
 }
 
-void calib_update_rows(Device dev, const ScoresArg& s, const int32_t* labels, uint64_t* state, std::size_t n_words) {
+void calib_update_rows(Device dev, const ScoresArg& s, const int32_t* labels, uint64_t* state, std::size_t n_words,
+                       const int32_t* group_ids) {
   const CalibConfig cfg = calib_state_config(state, n_words);
+  check_group_ids(cfg, group_ids);
   if (cfg.kind != CalibKind::TopLabel && cfg.kind != CalibKind::Classwise)
     throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no score matrix");
   check_rows(s.rows, "scores");
@@ -187,11 +209,14 @@ void calib_update_rows(Device dev, const ScoresArg& s, const int32_t* labels, ui
   a.score_kind = s.kind;
   a.sum_tol = float(s.sum_tolerance);
   a.labels = labels;
+  a.group_ids = group_ids;
   run_update(dev, a, state, n_words);
 }
 
-void calib_update_binary(Device dev, const float* p, const int32_t* labels, int64_t n, uint64_t* state, std::size_t n_words) {
+void calib_update_binary(Device dev, const float* p, const int32_t* labels, int64_t n, uint64_t* state, std::size_t n_words,
+                         const int32_t* group_ids) {
   const CalibConfig cfg = calib_state_config(state, n_words);
+  check_group_ids(cfg, group_ids);
   if (cfg.kind != CalibKind::Binary) throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no binary scores");
   check_rows(n, "scores");
   if (n > kMaxElements) throw_range("scores: too many rows");
@@ -199,11 +224,14 @@ void calib_update_binary(Device dev, const float* p, const int32_t* labels, int6
   a.scores = p;
   a.rows = n;
   a.labels = labels;
+  a.group_ids = group_ids;
   run_update(dev, a, state, n_words);
 }
 
-void calib_update_confidence(Device dev, const float* conf, const uint8_t* correct, int64_t n, uint64_t* state, std::size_t n_words) {
+void calib_update_confidence(Device dev, const float* conf, const uint8_t* correct, int64_t n, uint64_t* state, std::size_t n_words,
+                             const int32_t* group_ids) {
   const CalibConfig cfg = calib_state_config(state, n_words);
+  check_group_ids(cfg, group_ids);
   if (cfg.kind != CalibKind::Confidence) throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no (confidence, correct) pairs");
   check_rows(n, "confidence");
   if (n > kMaxElements) throw_range("confidence: too many rows");
@@ -211,13 +239,14 @@ void calib_update_confidence(Device dev, const float* conf, const uint8_t* corre
   a.scores = conf;
   a.rows = n;
   a.correct = correct;
+  a.group_ids = group_ids;
   run_update(dev, a, state, n_words);
 }
 
 void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::size_t n_from) {
   const CalibConfig a = calib_state_config(into, n_into, "into");
   const CalibConfig b = calib_state_config(from, n_from, "from");
-  if (a.kind != b.kind || a.bins != b.bins || a.groups != b.groups || a.edges != b.edges || a.extras != b.extras)
+  if (a.kind != b.kind || a.bins != b.bins || a.groups != b.groups || a.grouped != b.grouped || a.edges != b.edges || a.extras != b.extras)
     throw_range(std::string("merge: accumulators differ (") + kind_name(a.kind) + ", " + std::to_string(a.bins) + " bins vs " +
                 kind_name(b.kind) + ", " + std::to_string(b.bins) + " bins, or in classes, edges or extras)");
   into[kWRows] += from[kWRows];
@@ -242,19 +271,34 @@ CalibSummary calib_finalize(const uint64_t* w, std::size_t n_words) {
   s.nll = s.config.extras ? fixed_to_double(w[kWNllLo], w[kWNllHi], kNllFracBits) / n : nan;
   s.brier = s.config.extras ? fixed_to_double(w[kWBrierLo], w[kWBrierHi], kBrierFracBits) / n : nan;
   const int M = s.config.bins;
-  for (int g = 0; g < s.config.groups; ++g) {
-    s.groups.push_back(summarize_group(w + kHeaderWords + int64_t(g) * M * kBinWords, M, s.rows));
+  const uint64_t* bins = w + kHeaderWords;
+  for (int g = 0; g < s.config.groups; ++g) s.groups.push_back(summarize_group(bins + int64_t(g) * M * kBinWords, M));
+  if (s.config.kind == CalibKind::Classwise) {
+    for (const auto& g : s.groups) {
+      s.ece += g.ece / s.config.groups;
+      s.rmsce += g.rmsce / s.config.groups;
+      s.mce += g.mce / s.config.groups;
+    }
+    return s;
   }
-  for (const auto& g : s.groups) {
-    s.ece += g.ece / s.config.groups;
-    s.rmsce += g.rmsce / s.config.groups;
-    s.mce += g.mce / s.config.groups;
+  if (s.config.grouped) {
+    std::vector<uint64_t> all(std::size_t(M) * kBinWords, 0);
+    for (int g = 0; g < s.config.groups; ++g) {
+      for (int b = 0; b < M; ++b) {
+        const uint64_t* src = bins + (int64_t(g) * M + b) * kBinWords;
+        uint64_t* dst = all.data() + int64_t(b) * kBinWords;
+        dst[0] += src[0];
+        dst[1] += src[1];
+        u128_add(dst[2], dst[3], src[2], src[3]);
+      }
+    }
+    s.overall = summarize_group(all.data(), M);
+  } else {
+    s.overall = s.groups[0];
   }
-  if (s.config.groups == 1) {  // exactly the group's values, no division rounding
-    s.ece = s.groups[0].ece;
-    s.mce = s.groups[0].mce;
-    s.rmsce = s.groups[0].rmsce;
-  }
+  s.ece = s.overall.ece;
+  s.mce = s.overall.mce;
+  s.rmsce = s.overall.rmsce;
   return s;
 }
 
@@ -317,6 +361,7 @@ CalibSummary calib_equal_mass(Device dev, const EqualMassArg& m) {
     bin.lower = b == 0 ? 0.0 : (lo < N ? double(bits_f32(keys[lo] >> 1)) : 1.0);
     bin.upper = b == M - 1 ? 1.0 : (hi < N ? double(bits_f32(keys[hi] >> 1)) : 1.0);
   }
+  s.overall = s.groups[0];
   return s;
 }
 

@@ -19,7 +19,8 @@ enum Issue : int32_t {
   kNonFinite = 2,   // NaN or Inf score
   kProbRange = 3,   // probability outside [0, 1]
   kRowSum = 4,      // probabilities do not sum to 1 within the tolerance
-  kCorrectValue = 5 // correctness not 0 or 1
+  kCorrectValue = 5, // correctness not 0 or 1
+  kGroupRange = 6    // group id outside [0, groups)
 };
 
 // What one row contributes.
@@ -165,6 +166,7 @@ struct KernelArgs {
   float sum_tol = 1e-3f;
   const int32_t* labels = nullptr;   // all kinds but Confidence
   const uint8_t* correct = nullptr;  // Confidence
+  const int32_t* group_ids = nullptr;  // Grouped: the histogram of each row
   int bins = 15, groups = 1;
   bool left_closed = false, extras = true;
   // Equal-mass binning asks for per-row records too (may be null): confidence, positive flag.
@@ -177,9 +179,20 @@ inline std::size_t state_words(int bins, int groups) {
   return std::size_t(kHeaderWords) + std::size_t(bins) * std::size_t(groups) * kBinWords;
 }
 
+// The histogram cell of a row's confidence (non-Classwise kinds).
+CALMOE_HD int cell_of(const KernelArgs& a, int64_t i, float conf) {
+  const int b = bin_of(conf, a.bins, a.left_closed);
+  return a.group_ids ? a.group_ids[i] * a.bins + b : b;
+}
+
 // Evaluates one row of any kind with the shared math (CPU kernels, and the core to describe the
 // first bad row reported by a backend).
 CALMOE_HD RowOut eval_row(const KernelArgs& a, int64_t i) {
+  if (a.group_ids && (a.group_ids[i] < 0 || a.group_ids[i] >= a.groups)) {
+    RowOut r;
+    r.issue = kGroupRange;
+    return r;
+  }
   switch (a.kind) {
     case CalibKind::TopLabel:
     case CalibKind::Classwise:

@@ -34,7 +34,7 @@ int64_t accumulate_scalar(const KernelArgs& a, int64_t begin, int64_t end, uint6
         add_to_bin(w, int(j) * M + bin_of(pj, M, a.left_closed), pj, j == y);
       }
     } else {
-      add_to_bin(w, bin_of(r.conf, M, a.left_closed), r.conf, r.positive);
+      add_to_bin(w, cell_of(a, i, r.conf), r.conf, r.positive);
     }
   }
   return -1;

@@ -62,7 +62,7 @@ __global__ void calib_kernel(KernelArgs a, int64_t row0, ull* g_state, ull* g_fi
         add_row_to_bin(bins, int(j) * M + bin_of(pj, M, a.left_closed), pj, j == y);
       }
     } else {
-      add_row_to_bin(bins, bin_of(r.conf, M, a.left_closed), r.conf, r.positive);
+      add_row_to_bin(bins, cell_of(a, i, r.conf), r.conf, r.positive);
     }
   }
   atomicAdd(&s_tot[kWRows], rows);
@@ -101,6 +101,7 @@ int64_t calib_accumulate(const KernelArgs& a, uint64_t* acc) {
   DeviceBuffer<float> d_scores(static_cast<std::size_t>(chunk_rows * cols));
   DeviceBuffer<int32_t> d_labels(a.labels ? std::size_t(chunk_rows) : 0);
   DeviceBuffer<uint8_t> d_correct(a.correct ? std::size_t(chunk_rows) : 0);
+  DeviceBuffer<int32_t> d_groups(a.group_ids ? std::size_t(chunk_rows) : 0);
   DeviceBuffer<float> d_out_conf(a.out_conf ? std::size_t(chunk_rows) : 0);
   DeviceBuffer<uint8_t> d_out_pos(a.out_conf ? std::size_t(chunk_rows) : 0);
   DeviceBuffer<ull> d_state(n_words), d_first_bad(1);
@@ -121,6 +122,7 @@ int64_t calib_accumulate(const KernelArgs& a, uint64_t* acc) {
     d.scores = d_scores.get();
     if (a.labels) { d_labels.upload(a.labels + row0, std::size_t(n)); d.labels = d_labels.get(); }
     if (a.correct) { d_correct.upload(a.correct + row0, std::size_t(n)); d.correct = d_correct.get(); }
+    if (a.group_ids) { d_groups.upload(a.group_ids + row0, std::size_t(n)); d.group_ids = d_groups.get(); }
     if (a.out_conf) { d.out_conf = d_out_conf.get(); d.out_positive = d_out_pos.get(); }
     const int blocks = int(std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(sms) * 8));
     if (shared) calib_kernel<true><<<blocks, kThreads, shmem>>>(d, row0, d_state.get(), d_first_bad.get());

@@ -265,6 +265,43 @@ TEST(equal_mass_bins) {
   CHECK_CLOSE(calib_equal_mass(Device::Cpu, a).ece, s.ece, 0, 0);
 }
 
+TEST(grouped_equals_separate_accumulators) {
+  t::Rng rng(21);
+  const int64_t N = 1977, C = 4;
+  const int G = 5, M = 12;
+  const auto p = t::random_probs(rng, N, C);
+  const auto y = t::random_labels(rng, N, C);
+  std::vector<int32_t> g(N);
+  for (auto& v : g) v = rng.below(G - 1);  // group G-1 stays empty
+  CalibConfig cfg;
+  cfg.bins = M;
+  cfg.groups = G;
+  cfg.grouped = true;
+  auto st = calib_state_new(cfg);
+  ScoresArg a;
+  a.data = p.data();
+  a.rows = N;
+  a.cols = C;
+  calib_update_rows(Device::Cpu, a, y.data(), st.data(), st.size(), g.data());
+  const CalibSummary s = calib_finalize(st.data(), st.size());
+  const CalibSummary all = run_rows(p, C, y, M, BinEdges::RightClosed);
+  CHECK_CLOSE(s.ece, all.ece, 0, 0);  // the groups' bins summed are the ungrouped histogram
+  CHECK_CLOSE(s.nll, all.nll, 0, 0);
+  for (int k = 0; k < G; ++k) {
+    std::vector<float> pk;
+    std::vector<int32_t> yk;
+    for (int64_t i = 0; i < N; ++i) if (g[i] == k) { pk.insert(pk.end(), &p[i * C], &p[i * C] + C); yk.push_back(y[i]); }
+    CHECK_EQ(s.groups[k].rows, uint64_t(yk.size()));
+    if (yk.empty()) { CHECK(std::isnan(s.groups[k].ece)); continue; }
+    const CalibSummary one = run_rows(pk, C, yk, M, BinEdges::RightClosed);
+    CHECK_CLOSE(s.groups[k].ece, one.ece, 0, 0);
+    CHECK_CLOSE(s.groups[k].accuracy, one.accuracy, 0, 1e-15);
+  }
+  g[100] = G;
+  CHECK_THROWS(calib_update_rows(Device::Cpu, a, y.data(), st.data(), st.size(), g.data()), ErrorKind::Range, "groups[100] = 5 is outside [0, 5)");
+  CHECK_THROWS(calib_update_rows(Device::Cpu, a, y.data(), st.data(), st.size()), ErrorKind::Type, "grouped");
+}
+
 // ---- exactness ----------------------------------------------------------------------------------
 
 TEST(merge_of_chunks_equals_one_shot_bitwise) {

@@ -54,6 +54,29 @@ TEST(calibration_states_identical) {
         accumulate(Device::Cuda, CalibKind::Classwise, p, 100, y, ScoreKind::Logits, 15, BinEdges::RightClosed));
 }
 
+TEST(grouped_states_identical) {
+  t::Rng rng(31);
+  const int64_t N = 100003, C = 10;
+  const auto p = t::random_probs(rng, N, C);
+  const auto y = t::random_labels(rng, N, C);
+  std::vector<int32_t> g(N);
+  for (auto& v : g) v = rng.below(300);  // 300 groups x 15 bins: the global-atomics path
+  for (int groups : {7, 300}) {
+    for (auto& v : g) v %= groups;
+    CalibConfig c;
+    c.groups = groups;
+    c.grouped = true;
+    auto a = calib_state_new(c), b = calib_state_new(c);
+    ScoresArg s;
+    s.data = p.data();
+    s.rows = N;
+    s.cols = C;
+    calib_update_rows(Device::Cpu, s, y.data(), a.data(), a.size(), g.data());
+    calib_update_rows(Device::Cuda, s, y.data(), b.data(), b.size(), g.data());
+    CHECK(a == b);
+  }
+}
+
 TEST(calibration_first_bad_row_agrees) {
   t::Rng rng(3);
   const int64_t N = 100003, C = 10;

@@ -73,6 +73,31 @@ export interface CalibrationReport {
   bins: ReliabilityBins;
 }
 
+/** One group's slice of a {@link GroupCalibrationReport}; NaN metrics when the group is empty. */
+export interface GroupStats {
+  group: number;
+  rows: number;
+  /** Share of correct rows (binary mode: share of positives). */
+  accuracy: number;
+  ece: number;
+  mce: number;
+  rmsce: number;
+  bins: ReliabilityBins;
+}
+
+export interface GroupCalibrationReport {
+  /** All rows together (NLL and Brier are over all rows). */
+  overall: CalibrationReport;
+  groups: GroupStats[];
+  /** The non-empty groups with the highest ECE and the lowest accuracy (null when all are empty). */
+  worst: { ece: GroupStats | null; accuracy: GroupStats | null };
+}
+
+export interface GroupCalibrationOptions extends CalibrationOptions {
+  /** Number of groups (default: the largest id + 1); ids must lie in [0, numGroups). */
+  numGroups?: number;
+}
+
 export interface ClasswiseCalibrationReport {
   rows: number;
   accuracy: number;
@@ -130,19 +155,45 @@ interface Request {
   opts: Parsed;
   extras: boolean;
   classes: number;
+  /** Grouped requests: the number of groups (every row names its group). */
+  groups?: number;
   /** Feeds the inputs into `state` (sync or async). */
   update(state: BigUint64Array, async: boolean): void | Promise<void>;
   equalMass(async: boolean): NativeSummary | Promise<NativeSummary>;
 }
 
-function rowsRequest(kind: 'top-label' | 'classwise', scores: unknown, labels: unknown, options: unknown, extras = true): Request {
+/** Group ids of a grouped request: validated integers in [0, numGroups). */
+interface GroupArg {
+  ids: Int32Array;
+  count: number;
+}
+
+function groupArg(ids: unknown, n: number, count: unknown): GroupArg {
+  const g = toLabels(ids, 'groups', n);
+  let max = -1;
+  for (let i = 0; i < g.length; i++) {
+    if (g[i] < 0) throw rangeError(`groups[${i}] = ${g[i]}: expected a group id >= 0`);
+    if (g[i] > max) max = g[i];
+  }
+  const c = optInt(count, 'numGroups', max + 1, 1, 2 ** 31 - 1);
+  if (max >= c) throw rangeError(`groups: contains id ${max} but numGroups is ${c}`);
+  return { ids: g, count: c };
+}
+
+function noEqualMass(opts: Parsed, g: GroupArg | undefined) {
+  if (g && opts.binning === 'equal-mass') throw rangeError('binning: equal-mass bins are not available with groups');
+}
+
+function rowsRequest(kind: 'top-label' | 'classwise', scores: unknown, labels: unknown, options: unknown, extras = true, groups?: GroupArg): Request {
   const opts = parse(options, ROW_OPTIONS);
   const m = toMatrix(scores, 'scores');
   const y = toLabels(labels, 'labels', m.rows);
   if (kind === 'classwise' && opts.binning === 'equal-mass') throw rangeError('binning: equal-mass bins are not available for classwise calibration');
-  const rowOpts = { input: opts.input, sumTolerance: opts.sumTolerance, device: opts.device };
+  noEqualMass(opts, groups);
+  if (groups && groups.ids.length !== m.rows) throw rangeError(`groups: expected ${m.rows} group ids (one per row), got ${groups.ids.length}`);
+  const rowOpts = { input: opts.input, sumTolerance: opts.sumTolerance, device: opts.device, groups: groups?.ids };
   return {
-    kind, opts, extras, classes: m.cols,
+    kind, opts, extras, classes: m.cols, groups: groups?.count,
     update: (state, async) =>
       async ? native().calibUpdateRows(state, m.data, m.rows, m.cols, y, rowOpts, true)
         : native().calibUpdateRows(state, m.data, m.rows, m.cols, y, rowOpts),
@@ -153,14 +204,16 @@ function rowsRequest(kind: 'top-label' | 'classwise', scores: unknown, labels: u
   };
 }
 
-function binaryRequest(scores: unknown, labels: unknown, options: unknown): Request {
+function binaryRequest(scores: unknown, labels: unknown, options: unknown, groups?: GroupArg): Request {
   const opts = parse(options, VEC_OPTIONS);
   const p = toVector(scores, 'scores');
   const y = toLabels(labels, 'labels', p.length);
+  noEqualMass(opts, groups);
+  if (groups && groups.ids.length !== p.length) throw rangeError(`groups: expected ${p.length} group ids (one per row), got ${groups.ids.length}`);
+  const o = { device: opts.device, groups: groups?.ids };
   return {
-    kind: 'binary', opts, extras: true, classes: 1,
-    update: (state, async) =>
-      async ? native().calibUpdateBinary(state, p, y, { device: opts.device }, true) : native().calibUpdateBinary(state, p, y, { device: opts.device }),
+    kind: 'binary', opts, extras: true, classes: 1, groups: groups?.count,
+    update: (state, async) => (async ? native().calibUpdateBinary(state, p, y, o, true) : native().calibUpdateBinary(state, p, y, o)),
     equalMass: (async) => {
       const a = { kind: 'binary' as const, bins: opts.bins, extras: true, device: opts.device, scores: p, rows: p.length, cols: 1, labels: y, input: 'probabilities' as const, sumTolerance: 1 };
       return async ? native().calibEqualMass(a, true) : native().calibEqualMass(a);
@@ -168,14 +221,16 @@ function binaryRequest(scores: unknown, labels: unknown, options: unknown): Requ
   };
 }
 
-function confidenceRequest(confidence: unknown, correct: unknown, options: unknown): Request {
+function confidenceRequest(confidence: unknown, correct: unknown, options: unknown, groups?: GroupArg): Request {
   const opts = parse(options, VEC_OPTIONS);
   const c = toVector(confidence, 'confidence');
   const ok = toFlags(correct, 'correct', c.length);
+  noEqualMass(opts, groups);
+  if (groups && groups.ids.length !== c.length) throw rangeError(`groups: expected ${c.length} group ids (one per row), got ${groups.ids.length}`);
+  const o = { device: opts.device, groups: groups?.ids };
   return {
-    kind: 'confidence', opts, extras: false, classes: 1,
-    update: (state, async) =>
-      async ? native().calibUpdateConfidence(state, c, ok, { device: opts.device }, true) : native().calibUpdateConfidence(state, c, ok, { device: opts.device }),
+    kind: 'confidence', opts, extras: false, classes: 1, groups: groups?.count,
+    update: (state, async) => (async ? native().calibUpdateConfidence(state, c, ok, o, true) : native().calibUpdateConfidence(state, c, ok, o)),
     equalMass: (async) => {
       const a = { kind: 'confidence' as const, bins: opts.bins, extras: false, device: opts.device, confidence: c, correct: ok };
       return async ? native().calibEqualMass(a, true) : native().calibEqualMass(a);
@@ -184,7 +239,7 @@ function confidenceRequest(confidence: unknown, correct: unknown, options: unkno
 }
 
 function newState(r: Request): BigUint64Array {
-  return native().calibStateNew({ kind: r.kind, bins: r.opts.bins, classes: r.classes, edges: r.opts.edges, extras: r.extras });
+  return native().calibStateNew({ kind: r.kind, bins: r.opts.bins, classes: r.classes, groups: r.groups, edges: r.opts.edges, extras: r.extras });
 }
 
 function runSync(r: Request): NativeSummary {
@@ -199,6 +254,18 @@ async function runAsync(r: Request): Promise<NativeSummary> {
   const state = newState(r);
   await r.update(state, true);
   return native().calibFinalize(state);
+}
+
+function grouped(s: NativeSummary, extras: boolean): GroupCalibrationReport {
+  const overall: CalibrationReport = {
+    rows: s.rows, accuracy: s.accuracy, nll: extras ? s.nll : null, brier: extras ? s.brier : null,
+    ece: s.ece, mce: s.mce, rmsce: s.rmsce, bins: s.overall.bins,
+  };
+  const groups: GroupStats[] = s.groups.map((g, i) => ({ group: i, rows: g.rows, accuracy: g.accuracy, ece: g.ece, mce: g.mce, rmsce: g.rmsce, bins: g.bins }));
+  const nonEmpty = groups.filter((g) => g.rows > 0);
+  const worst = (key: 'ece' | 'accuracy', higherIsWorse: boolean) =>
+    nonEmpty.length ? nonEmpty.reduce((a, b) => ((higherIsWorse ? b[key] > a[key] : b[key] < a[key]) ? b : a)) : null;
+  return { overall, groups, worst: { ece: worst('ece', true), accuracy: worst('accuracy', false) } };
 }
 
 function classwise(s: NativeSummary): ClasswiseCalibrationReport {
@@ -270,6 +337,34 @@ export function confidenceCalibrationSync(confidence: VectorInput, correct: Uint
   return report(runSync(confidenceRequest(confidence, correct, options)), false);
 }
 
+/**
+ * Calibration per group of rows (a user's group labels, or a mask as groups 0/1): one histogram
+ * per group in the same single pass, plus the overall report and the worst group.
+ *
+ * @example
+ * const r = await groupCalibration(probs, labels, regionOfEachRow);
+ * r.worst.ece?.group; r.groups.map((g) => g.ece);
+ */
+export function groupCalibration(scores: MatrixInput, labels: LabelsInput, groups: LabelsInput, options?: GroupCalibrationOptions): Promise<GroupCalibrationReport> {
+  return withCallerStack(async () => {
+    const { request } = groupRequest(scores, labels, groups, options);
+    return grouped(await runAsync(request), true);
+  });
+}
+
+/** Synchronous {@link groupCalibration}. */
+export function groupCalibrationSync(scores: MatrixInput, labels: LabelsInput, groups: LabelsInput, options?: GroupCalibrationOptions): GroupCalibrationReport {
+  return grouped(runSync(groupRequest(scores, labels, groups, options).request), true);
+}
+
+function groupRequest(scores: unknown, labels: unknown, groups: unknown, options: unknown) {
+  const o = readOptions(options, 'options', [...ROW_OPTIONS, 'numGroups']);
+  const { numGroups, ...rest } = o;
+  const m = toMatrix(scores, 'scores');
+  const g = groupArg(groups, m.rows, numGroups);
+  return { request: rowsRequest('top-label', m, labels, rest, true, g) };
+}
+
 // ---- streaming accumulator ----------------------------------------------------------------------
 
 export type AccumulatorMode = 'top-label' | 'classwise' | 'binary' | 'confidence';
@@ -278,6 +373,8 @@ export interface AccumulatorOptions {
   mode?: AccumulatorMode;
   /** Required for 'classwise'. */
   classes?: number;
+  /** Keep one histogram per group of rows (not in 'classwise' mode); every update passes group ids. */
+  groups?: number;
   bins?: number;
   edges?: BinEdges;
   /** Accumulate NLL and Brier too (default true; not available in 'confidence' mode). */
@@ -288,6 +385,8 @@ export interface AccumulatorUpdateOptions {
   input?: ScoreInput;
   sumTolerance?: number;
   device?: Device;
+  /** Group id of each row (required when the accumulator was created with `groups`). */
+  groups?: LabelsInput;
 }
 
 /**
@@ -308,10 +407,12 @@ export class CalibrationAccumulator {
   readonly edges: BinEdges;
   readonly extras: boolean;
   readonly classes: number;
+  /** Number of row groups (0 when not grouped). */
+  readonly groups: number;
   #state: BigUint64Array;
 
   constructor(options?: AccumulatorOptions) {
-    const o = readOptions(options, 'options', ['mode', 'classes', 'bins', 'edges', 'extras']);
+    const o = readOptions(options, 'options', ['mode', 'classes', 'groups', 'bins', 'edges', 'extras']);
     this.mode = optChoice(o.mode, 'mode', 'top-label', ['top-label', 'classwise', 'binary', 'confidence'] as const);
     this.bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
     this.edges = optChoice(o.edges, 'edges', 'right-closed', ['right-closed', 'left-closed'] as const);
@@ -324,7 +425,11 @@ export class CalibrationAccumulator {
       if (o.classes !== undefined) throw rangeError(`classes: only used in 'classwise' mode (mode is '${this.mode}')`);
       this.classes = 1;
     }
-    this.#state = native().calibStateNew({ kind: this.mode, bins: this.bins, classes: this.classes, edges: this.edges, extras: this.extras });
+    if (o.groups !== undefined && this.mode === 'classwise') throw rangeError("groups: not available in 'classwise' mode");
+    this.groups = optInt(o.groups, 'groups', 0, 1, 2 ** 31 - 1);
+    this.#state = native().calibStateNew({
+      kind: this.mode, bins: this.bins, classes: this.classes, groups: this.groups || undefined, edges: this.edges, extras: this.extras,
+    });
   }
 
   /** Rows accumulated so far. */
@@ -333,17 +438,21 @@ export class CalibrationAccumulator {
   }
 
   #request(a: unknown, b: unknown, options: unknown): Request {
-    const o = readOptions(options, 'options', ['input', 'sumTolerance', 'device']);
+    const { groups: ids, ...o } = readOptions(options, 'options', ['input', 'sumTolerance', 'device', 'groups']);
+    if (this.groups && ids === undefined) throw typeError('options.groups: this accumulator is grouped; pass one group id per row');
+    if (!this.groups && ids !== undefined) throw rangeError('options.groups: this accumulator was created without groups');
+    const rows = a !== null && typeof a === 'object' && 'rows' in a ? (a as { rows: number }).rows : (a as ArrayLike<unknown>)?.length;
+    const g = this.groups ? groupArg(ids, rows, this.groups) : undefined;
     switch (this.mode) {
       case 'top-label':
       case 'classwise':
-        return rowsRequest(this.mode, a, b, o, this.extras);
+        return rowsRequest(this.mode, a, b, o, this.extras, g);
       case 'binary':
         if (o.input !== undefined || o.sumTolerance !== undefined) throw rangeError("options: 'input' and 'sumTolerance' do not apply in binary mode");
-        return binaryRequest(a, b, { device: o.device });
+        return binaryRequest(a, b, { device: o.device }, g);
       case 'confidence':
         if (o.input !== undefined || o.sumTolerance !== undefined) throw rangeError("options: 'input' and 'sumTolerance' do not apply in confidence mode");
-        return confidenceRequest(a, b, { device: o.device });
+        return confidenceRequest(a, b, { device: o.device }, g);
     }
   }
 
@@ -371,9 +480,10 @@ export class CalibrationAccumulator {
   }
 
   /** The report so far (throws a RangeError when no rows were added). */
-  result(): CalibrationReport | ClasswiseCalibrationReport {
+  result(): CalibrationReport | ClasswiseCalibrationReport | GroupCalibrationReport {
     const s = native().calibFinalize(this.#state);
-    return this.mode === 'classwise' ? classwise(s) : report(s, this.extras);
+    if (this.mode === 'classwise') return classwise(s);
+    return this.groups ? grouped(s, this.extras) : report(s, this.extras);
   }
 
   reset(): void {
@@ -403,10 +513,12 @@ export class CalibrationAccumulator {
     const flags = words[3];
     const kind = kinds[Number((flags >> 8n) & 0xffn)];
     if (!kind) throw rangeError('json.state: unknown accumulator mode');
+    const isGrouped = (flags & 8n) !== 0n;
     const acc = new CalibrationAccumulator({
       mode: kind,
       bins: Number(words[1]),
       classes: kind === 'classwise' ? Number(words[2]) : undefined,
+      groups: isGrouped ? Number(words[2]) : undefined,
       edges: flags & 1n ? 'left-closed' : 'right-closed',
       extras: (flags & 2n) !== 0n,
     });

@@ -31,12 +31,16 @@ constexpr float kMinProb = 1e-12f; // NLL clamp: -log(max(p, 1e-12))
 enum : int { kWMagic = 0, kWBins, kWGroups, kWFlags, kWRows, kWCorrect, kWNllLo, kWNllHi, kWBrierLo, kWBrierHi };
 // flags
 constexpr uint64_t kFlagLeftClosed = 1, kFlagNll = 2, kFlagBrier = 4;
+constexpr uint64_t kFlagGrouped = 8;  // rows carry a group id; one histogram per group
 }  // namespace calib
 
 struct CalibConfig {
   CalibKind kind = CalibKind::TopLabel;
   int bins = 15;
-  int groups = 1;  // classes for Classwise, 1 otherwise
+  // Classwise: the number of classes. Grouped (TopLabel, Binary, Confidence): the number of row
+  // groups, each row naming its group (per-group audits). Otherwise 1.
+  int groups = 1;
+  bool grouped = false;
   BinEdges edges = BinEdges::RightClosed;
   bool extras = true;  // accumulate NLL and Brier (not available for Confidence)
 };
@@ -55,9 +59,13 @@ struct ScoresArg {
 
 // Each update validates its whole input first in the same pass and touches `state` only when all
 // of it is valid: a bad row leaves the state as it was and throws a RangeError naming the row.
-void calib_update_rows(Device dev, const ScoresArg& scores, const int32_t* labels, uint64_t* state, std::size_t n_words);
-void calib_update_binary(Device dev, const float* prob_pos, const int32_t* labels, int64_t n, uint64_t* state, std::size_t n_words);
-void calib_update_confidence(Device dev, const float* conf, const uint8_t* correct, int64_t n, uint64_t* state, std::size_t n_words);
+// `group_ids` (one per row, in [0, groups)) is required by a grouped state and refused otherwise.
+void calib_update_rows(Device dev, const ScoresArg& scores, const int32_t* labels, uint64_t* state, std::size_t n_words,
+                       const int32_t* group_ids = nullptr);
+void calib_update_binary(Device dev, const float* prob_pos, const int32_t* labels, int64_t n, uint64_t* state, std::size_t n_words,
+                         const int32_t* group_ids = nullptr);
+void calib_update_confidence(Device dev, const float* conf, const uint8_t* correct, int64_t n, uint64_t* state, std::size_t n_words,
+                             const int32_t* group_ids = nullptr);
 void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::size_t n_from);
 
 struct CalibBin {
@@ -68,7 +76,9 @@ struct CalibBin {
 };
 
 struct CalibGroupSummary {
-  double ece = 0, mce = 0, rmsce = 0;
+  uint64_t rows = 0;       // rows in this histogram
+  double accuracy = 0;     // share of positives over its bins (NaN when empty)
+  double ece = 0, mce = 0, rmsce = 0;  // NaN when empty
   std::vector<CalibBin> bins;
 };
 
@@ -77,8 +87,11 @@ struct CalibSummary {
   uint64_t rows = 0;
   double accuracy = 0;     // top-label (or thresholded at 0.5 in Binary mode)
   double nll = 0, brier = 0;  // NaN when not accumulated
-  double ece = 0, mce = 0, rmsce = 0;  // Classwise: means over classes of the per-class values
-  std::vector<CalibGroupSummary> groups;  // one per class for Classwise, else one
+  // Classwise: means over classes of the per-class values. Grouped: over all rows (the groups'
+  // bins summed). Otherwise the one histogram's values.
+  double ece = 0, mce = 0, rmsce = 0;
+  CalibGroupSummary overall;              // Grouped: all rows in one histogram; otherwise groups[0] or empty
+  std::vector<CalibGroupSummary> groups;  // one per class (Classwise) or group (Grouped), else one
 };
 
 CalibSummary calib_finalize(const uint64_t* state, std::size_t n_words);
