@@ -48,6 +48,15 @@ CALMOE_HD int bin_of(float c, int M, bool left_closed) {
 
 CALMOE_HD float nll_of(float p) { return -fm::log_f32(p > kMinProb ? p : kMinProb); }
 
+// Row sums use one fixed association in every backend (scalar, SIMD, CUDA), so a row's sum, and
+// with it its validity and (for logits) its confidence, has the same bits everywhere: eight
+// interleaved partial sums s_k = sum over j = k mod 8, in increasing j, combined as
+// ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)) -- the natural order of an 8-lane register.
+struct Sum8 {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  CALMOE_HD float total() const { return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7])); }
+};
+
 // One row of probabilities. Validation: label in [0, C), every p in [0, 1] (NaN fails), and
 // |sum - 1| <= tol. Confidence = max, prediction = first index of the max.
 CALMOE_HD RowOut row_probs(const float* p, int64_t C, int32_t y, float tol, bool extras) {
@@ -55,23 +64,29 @@ CALMOE_HD RowOut row_probs(const float* p, int64_t C, int32_t y, float tol, bool
   if (y < 0 || int64_t(y) >= C) { r.issue = kLabelRange; return r; }
   float best = p[0];
   int64_t arg = 0;
-  float sum = 0.0f;
-  for (int64_t j = 0; j < C; ++j) {
-    const float v = p[j];
-    if (!(v >= 0.0f && v <= 1.0f)) { r.issue = is_finite_f32(v) ? kProbRange : kNonFinite; r.col = int32_t(j); return r; }
-    if (v > best) { best = v; arg = j; }
-    sum += v;
+  Sum8 sum, other;  // other: sum over j != y of p_j^2 (no cancellation, never negative)
+  for (int64_t j0 = 0; j0 < C; j0 += 8) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int k = 0; k < 8; ++k) {  // k is a compile-time lane index once unrolled (registers on CUDA)
+      const int64_t j = j0 + k;
+      if (j >= C) break;
+      const float v = p[j];
+      if (!(v >= 0.0f && v <= 1.0f)) { r.issue = is_finite_f32(v) ? kProbRange : kNonFinite; r.col = int32_t(j); return r; }
+      if (v > best) { best = v; arg = j; }
+      sum.s[k] += v;
+      if (extras && j != y) other.s[k] = fm::fma_f32(v, v, other.s[k]);
+    }
   }
-  r.sum = sum;
-  if (!(fabsf(sum - 1.0f) <= tol)) { r.issue = kRowSum; return r; }
+  r.sum = sum.total();
+  if (!(fabsf(r.sum - 1.0f) <= tol)) { r.issue = kRowSum; return r; }
   r.conf = best;
   r.correct = r.positive = (arg == y);
   if (extras) {
     const float py = p[y];
-    float other = 0.0f;  // sum over j != y of p_j^2: no cancellation, never negative
-    for (int64_t j = 0; j < C; ++j) if (j != y) other = fm::fma_f32(p[j], p[j], other);
     const float q = 1.0f - py;
-    r.brier = fm::fma_f32(q, q, other);
+    r.brier = fm::fma_f32(q, q, other.total());
     r.nll = nll_of(py);
   }
   return r;
@@ -88,22 +103,30 @@ CALMOE_HD RowOut row_logits(const float* z, int64_t C, int32_t y, bool extras) {
     if (!is_finite_f32(v)) { r.issue = kNonFinite; r.col = int32_t(j); return r; }
     if (v > zmax) { zmax = v; arg = j; }
   }
-  float s = 0.0f, other = 0.0f;
-  for (int64_t j = 0; j < C; ++j) {
-    const float e = fm::exp_f32(z[j] - zmax);
-    s += e;
-    if (extras && j != y) other = fm::fma_f32(e, e, other);
+  Sum8 s, other;
+  for (int64_t j0 = 0; j0 < C; j0 += 8) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int k = 0; k < 8; ++k) {
+      const int64_t j = j0 + k;
+      if (j >= C) break;
+      const float e = fm::exp_f32(z[j] - zmax);
+      s.s[k] += e;
+      if (extras && j != y) other.s[k] = fm::fma_f32(e, e, other.s[k]);
+    }
   }
+  const float st = s.total();
   r.zmax = zmax;
-  r.denom = s;
-  r.conf = 1.0f / s;  // the max term is exp(0) = 1
+  r.denom = st;
+  r.conf = 1.0f / st;  // the max term is exp(0) = 1
   r.correct = r.positive = (arg == y);
   if (extras) {
     const float zy = z[y] - zmax;
-    const float py = fm::exp_f32(zy) / s;
+    const float py = fm::exp_f32(zy) / st;
     const float q = 1.0f - py;
-    r.brier = fm::fma_f32(q, q, other / (s * s));
-    const float nll = fm::log_f32(s) - zy;
+    r.brier = fm::fma_f32(q, q, other.total() / (st * st));
+    const float nll = fm::log_f32(st) - zy;
     r.nll = nll < kMaxNll ? nll : kMaxNll;
   }
   return r;

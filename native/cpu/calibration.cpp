@@ -73,7 +73,9 @@ int64_t calib_accumulate_path(const KernelArgs& a, uint64_t* acc, bool allow_sim
     if (begin > first_bad.load(std::memory_order_relaxed)) return;  // an earlier row already failed
     const int64_t end = std::min(a.rows, begin + chunk_rows);
     uint64_t* w = partial[worker].data();
-    const int64_t bad = simd ? avx2::calib_accumulate(a, begin, end, w) : accumulate_scalar(a, begin, end, w);
+    int64_t from = begin;
+    if (simd) from = -2 - avx2::calib_accumulate(a, begin, end, w);  // rows the SIMD path left over
+    const int64_t bad = accumulate_scalar(a, from, end, w);
     if (bad >= 0) {
       int64_t cur = first_bad.load();
       while (bad < cur && !first_bad.compare_exchange_weak(cur, bad)) {}

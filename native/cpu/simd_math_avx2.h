@@ -1,0 +1,83 @@
+// AVX2 versions of core/fastmath.h: the same operations in the same order, lane by lane, so
+// every lane rounds exactly as the scalar function does. Include only from *_avx2.cpp files.
+#pragma once
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+#include "core/fastmath.h"
+
+namespace calmoe::cpu::avx2 {
+
+// log_f32 for normal, positive, finite x (callers clamp: p >= 1e-12, softmax sums >= 1).
+[[gnu::always_inline]] inline __m256 log8(__m256 x) {
+  using namespace calmoe::fm::c;
+  const __m256i u = _mm256_castps_si256(x);
+  __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(u, 23), _mm256_set1_epi32(126));
+  __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(u, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f000000)));
+  const __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(kSqrtHalf), _CMP_LT_OQ);
+  e = _mm256_add_epi32(e, _mm256_castps_si256(small));  // -1 where small (mask is all ones)
+  const __m256 one = _mm256_set1_ps(1.0f);
+  m = _mm256_blendv_ps(_mm256_sub_ps(m, one), _mm256_sub_ps(_mm256_add_ps(m, m), one), small);
+  const __m256 z = _mm256_mul_ps(m, m);
+  __m256 p = _mm256_set1_ps(kL8);
+  p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(kL7));
+  p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(kL6));
+  p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(kL5));
+  p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(kL4));
+  p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(kL3));
+  p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(kL2));
+  p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(kL1));
+  p = _mm256_fmadd_ps(p, m, _mm256_set1_ps(kL0));
+  __m256 y = _mm256_mul_ps(_mm256_mul_ps(m, z), p);
+  const __m256 fe = _mm256_cvtepi32_ps(e);
+  y = _mm256_fmadd_ps(fe, _mm256_set1_ps(kLn2Lo), y);
+  y = _mm256_fmadd_ps(_mm256_set1_ps(-0.5f), z, y);
+  __m256 r = _mm256_add_ps(m, y);
+  return _mm256_fmadd_ps(fe, _mm256_set1_ps(kLn2Hi), r);
+}
+
+// exp_f32 for finite x <= 0 (softmax terms z - max).
+[[gnu::always_inline]] inline __m256 exp8_nonpos(__m256 x) {
+  using namespace calmoe::fm::c;
+  const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(kExpLo), _CMP_LT_OQ);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 nn = _mm256_sub_ps(_mm256_setzero_ps(), n);
+  __m256 r = _mm256_fmadd_ps(nn, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fmadd_ps(nn, _mm256_set1_ps(kLn2Lo), r);
+  __m256 q = _mm256_set1_ps(kE5);
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kE4));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kE3));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kE2));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kE1));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kE0));
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  __m256 y = _mm256_add_ps(_mm256_fmadd_ps(q, r2, r), _mm256_set1_ps(1.0f));
+  const __m256i ni = _mm256_cvtps_epi32(n);  // exact: n is integral
+  const __m256i n1 = _mm256_max_epi32(ni, _mm256_set1_epi32(-126));
+  const __m256i n2 = _mm256_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23)));
+  // scalar multiplies by 2^n2 only when n2 != 0; multiplying by 2^0 = 1 is exact, so do it always
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));
+  return _mm256_andnot_ps(under, y);
+}
+
+// floor(x * 2^frac) for 4 non-negative finite floats (as core/fixed_point.h to_fixed), in 64-bit lanes.
+[[gnu::always_inline]] inline __m256i to_fixed4(__m128 x, int frac_bits) {
+  const __m128i u = _mm_castps_si128(x);
+  const __m128i e = _mm_and_si128(_mm_srli_epi32(u, 23), _mm_set1_epi32(0xff));
+  const __m128i is_norm = _mm_cmpgt_epi32(e, _mm_setzero_si128());
+  __m128i m = _mm_and_si128(u, _mm_set1_epi32(0x007fffff));
+  m = _mm_or_si128(m, _mm_and_si128(is_norm, _mm_set1_epi32(0x00800000)));
+  const __m128i e1 = _mm_max_epi32(e, _mm_set1_epi32(1));
+  const __m128i shift = _mm_add_epi32(e1, _mm_set1_epi32(frac_bits - 150));
+  const __m256i m64 = _mm256_cvtepu32_epi64(m);
+  const __m256i s64 = _mm256_cvtepi32_epi64(shift);
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i left = _mm256_sllv_epi64(m64, _mm256_max_epi32(s64, zero));  // counts < 64 here
+  const __m256i right = _mm256_srlv_epi64(m64, _mm256_sub_epi64(zero, s64)); // >= 64 gives 0
+  return _mm256_blendv_epi8(right, left, _mm256_cmpgt_epi64(s64, _mm256_set1_epi64x(-1)));
+}
+
+}  // namespace calmoe::cpu::avx2
+#endif
