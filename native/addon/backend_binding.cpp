@@ -30,6 +30,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("cudaUnavailableReason", b.cuda_unavailable_reason);
     o.Set("cpuThreads", b.cpu_threads);
     o.Set("simd", b.simd);
+    o.Set("gemm", b.gemm);
+    o.Set("blasAvailable", b.blas_available);
     return o;
   });
 }

@@ -1,16 +1,21 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
-//   calmoe_bench [w3|bandwidth] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all]
+//   calmoe_bench [w3|bandwidth|gemm] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 
 #include "calmoe/calmoe.h"
+#include "cpu/gemm.h"
 #include "cpu/thread_pool.h"
 
 using namespace calmoe;
@@ -119,6 +124,194 @@ void run_w3(const Opts& o) {
   }
 }
 
+// ---- gemm workload: the MoE expert GEMMs (native/cpu/gemm.h), builtin vs BLAS, and the FP32 peak --
+// Wall-clock GFLOP/s use the best of `repeat` samples (each >= 50 ms of calls). On a shared
+// machine wall time includes time other processes take, so every line also has a CPU-time figure
+// (CLOCK_PROCESS_CPUTIME_ID: the pool's threads block, never spin, while idle): GFLOP/s per busy
+// core, compared with the per-core peak of a register-only FMA loop.
+
+double cpu_time_s(clockid_t id) {
+  timespec ts{};
+  clock_gettime(id, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// 12 independent FMA chains (latency 4 x 2 pipes needs 8): flops = iters * 12 * 8 * 2.
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iters) {
+  __m256 a0 = _mm256_set1_ps(0.1f), a1 = _mm256_set1_ps(0.2f), a2 = _mm256_set1_ps(0.3f), a3 = _mm256_set1_ps(0.4f);
+  __m256 a4 = _mm256_set1_ps(0.5f), a5 = _mm256_set1_ps(0.6f), a6 = _mm256_set1_ps(0.7f), a7 = _mm256_set1_ps(0.8f);
+  __m256 a8 = _mm256_set1_ps(0.9f), a9 = _mm256_set1_ps(1.0f), a10 = _mm256_set1_ps(1.1f), a11 = _mm256_set1_ps(1.2f);
+  const __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+    a0 = _mm256_fmadd_ps(a0, m, c), a1 = _mm256_fmadd_ps(a1, m, c), a2 = _mm256_fmadd_ps(a2, m, c);
+    a3 = _mm256_fmadd_ps(a3, m, c), a4 = _mm256_fmadd_ps(a4, m, c), a5 = _mm256_fmadd_ps(a5, m, c);
+    a6 = _mm256_fmadd_ps(a6, m, c), a7 = _mm256_fmadd_ps(a7, m, c), a8 = _mm256_fmadd_ps(a8, m, c);
+    a9 = _mm256_fmadd_ps(a9, m, c), a10 = _mm256_fmadd_ps(a10, m, c), a11 = _mm256_fmadd_ps(a11, m, c);
+  }
+  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+  alignas(32) float out[8];
+  _mm256_store_ps(out, s);
+  return out[0] + out[7];
+}
+bool have_avx2_fma() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+float fma_loop_avx2(int64_t) { return 0; }
+bool have_avx2_fma() { return false; }
+#endif
+
+struct Peak {
+  double all = 0;       // GFLOP/s, all threads, wall clock
+  double per_core = 0;  // GFLOP/s of one core, by its CPU time
+};
+
+// The FP32 FMA peak: one FMA loop per thread, all at once.
+Peak fp32_peak(int repeat) {
+  Peak p;
+  if (!have_avx2_fma()) return p;
+  const int threads = cpu_threads();
+  const int64_t iters = 20000000;  // 3.84 GFLOP per thread
+  const double flops = double(iters) * 12 * 8 * 2;
+  for (int r = 0; r < repeat; ++r) {
+    std::vector<double> cpu(static_cast<std::size_t>(threads));
+    std::vector<float> sums(static_cast<std::size_t>(threads));
+    const double t0 = now_s();
+    cpu::parallel_for(threads, [&](int64_t t, int) {
+      const double c0 = cpu_time_s(CLOCK_THREAD_CPUTIME_ID);
+      sums[t] = fma_loop_avx2(iters);
+      cpu[t] = cpu_time_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+    });
+    const double wall = now_s() - t0;
+    if (!(sums[0] == sums[0])) std::fprintf(stderr, "fma loop: NaN\n");  // uses the results
+    p.all = std::max(p.all, flops * threads / wall / 1e9);
+    for (double c : cpu) p.per_core = std::max(p.per_core, flops / c / 1e9);
+  }
+  return p;
+}
+
+struct GemmCase {
+  const char* name;  // what the GEMM is in the MoE step
+  int64_t M, N, K;
+  bool ta, gather;  // A transposed; A's rows (or, transposed, its k rows) gathered through an index list
+};
+
+void run_gemm(const Opts& o) {
+  const Peak peak = fp32_peak(o.repeat);
+  emit("gemm", "fma-loop", "fp32_peak", peak.all, "GFLOP/s", "cpu", "machine");
+  emit("gemm", "fma-loop", "fp32_peak_per_core", peak.per_core, "GFLOP/s", "cpu", "machine");
+  const GemmCase cases[] = {
+      {"x.w1", 256, 128, 128, false, false},     // H = X W1, one expert's rows (W1: d = h = 128)
+      {"x.w1", 2048, 128, 128, false, false},    // the whole W1 batch
+      {"h.w2", 256, 10, 128, false, false},      // Z = H W2, C = 10
+      {"h.w2", 2048, 10, 128, false, false},
+      {"x.w1", 2048, 2048, 1024, false, false},  // W1L: d = 1024, h = 2048
+      {"x[idx].w1", 2048, 128, 128, false, true},  // gathered rows, as the experts see them
+      {"x[idx]^T.dh", 128, 128, 2048, true, true}, // dW1: a reduction over the rows
+  };
+  std::vector<std::string> backends = {"builtin"};
+  if (cpu::gemm_blas_available()) backends.push_back("blas");
+  else std::fprintf(stderr, "gemm: built without a CBLAS: builtin only\n");
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const GemmCase& c : cases) {
+    const int64_t a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K;
+    std::vector<float> A(static_cast<std::size_t>(a_rows * a_cols)), B(static_cast<std::size_t>(c.K * c.N)), C(static_cast<std::size_t>(c.M * c.N));
+    for (auto& v : A) v = nd(rng);
+    for (auto& v : B) v = nd(rng);
+    std::vector<int32_t> idx(static_cast<std::size_t>(a_rows));
+    for (int64_t i = 0; i < a_rows; ++i) idx[i] = int32_t(i);
+    std::shuffle(idx.begin(), idx.end(), rng);
+    cpu::GemmArgs g;
+    g.M = c.M, g.N = c.N, g.K = c.K;
+    g.a = {A.data(), a_cols, c.ta, c.gather ? idx.data() : nullptr};
+    g.b = {B.data(), c.N};
+    g.c = C.data(), g.ldc = c.N;
+    const double flops = 2.0 * double(c.M) * double(c.N) * double(c.K);
+    const int64_t calls = std::max<int64_t>(1, int64_t(0.05 * 30e9 / flops));  // ~50 ms per sample
+    for (const std::string& b : backends) {
+      cpu::set_gemm_backend(b.c_str());
+      double best_wall = 1e30, best_cpu = 1e30;
+      for (int r = 0; r <= o.repeat; ++r) {  // the first sample warms up
+        const double w0 = now_s(), c0 = cpu_time_s(CLOCK_PROCESS_CPUTIME_ID);
+        for (int64_t k = 0; k < calls; ++k) cpu::sgemm(g);
+        const double wall = (now_s() - w0) / calls, cpu = (cpu_time_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / calls;
+        if (r == 0) continue;
+        best_wall = std::min(best_wall, wall);
+        best_cpu = std::min(best_cpu, cpu);
+      }
+      char mode[160];
+      std::snprintf(mode, sizeof mode, "%s %s %lldx%lldx%lld", cpu::gemm_backend(), c.name, (long long)c.M, (long long)c.N, (long long)c.K);
+      const double gf = flops / best_wall / 1e9, gf_core = flops / best_cpu / 1e9;
+      emit("gemm", mode, "gflops", gf, "GFLOP/s", "cpu");
+      emit("gemm", mode, "gflops_per_core_cpu_time", gf_core, "GFLOP/s", "cpu");
+      if (peak.all > 0) {
+        emit("gemm", mode, "fraction_of_peak", gf / peak.all, "ratio", "cpu");
+        emit("gemm", mode, "fraction_of_core_peak_cpu_time", gf_core / peak.per_core, "ratio", "cpu");
+      }
+      std::fprintf(stderr, "gemm %-40s %7.1f GFLOP/s wall (%4.0f%% of %.0f), %6.1f per core by CPU time (%4.0f%% of %.1f)\n", mode, gf,
+                   peak.all > 0 ? 100 * gf / peak.all : 0.0, peak.all, gf_core, peak.per_core > 0 ? 100 * gf_core / peak.per_core : 0.0,
+                   peak.per_core);
+    }
+  }
+  // The MoE forward of W1 top-1: 2048 rows dispatched unevenly to 8 experts (d = h = 128),
+  // H_e = gelu(X[idx_e] W1_e + b1_e) with the pre-activation saved: one sgemm_batch vs a loop of sgemm.
+  {
+    const int64_t B = 2048, d = 128, h = 128, E = 8;
+    const int64_t counts[E] = {512, 384, 320, 256, 224, 160, 128, 64};
+    std::vector<float> X(static_cast<std::size_t>(B * d)), W(static_cast<std::size_t>(E * d * h)), bias(static_cast<std::size_t>(E * h));
+    std::vector<float> H(static_cast<std::size_t>(B * h)), pre(static_cast<std::size_t>(B * h));
+    for (auto& v : X) v = nd(rng);
+    for (auto& v : W) v = 0.05f * nd(rng);
+    for (auto& v : bias) v = 0.05f * nd(rng);
+    std::vector<int32_t> idx(static_cast<std::size_t>(B));
+    for (int64_t i = 0; i < B; ++i) idx[i] = int32_t(i);
+    std::shuffle(idx.begin(), idx.end(), rng);
+    std::vector<cpu::GemmArgs> gs(static_cast<std::size_t>(E));
+    int64_t off = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      cpu::GemmArgs& g = gs[e];
+      g.M = counts[e], g.N = h, g.K = d;
+      g.a = {X.data(), d, false, idx.data() + off};
+      g.b = {W.data() + e * d * h, h};
+      g.c = H.data() + off * h, g.ldc = h;
+      g.bias = bias.data() + e * h, g.act = cpu::Act::Gelu;
+      g.pre = pre.data() + off * h, g.ldpre = h;
+      off += counts[e];
+    }
+    const double flops = 2.0 * double(B) * double(d) * double(h);
+    const int64_t calls = std::max<int64_t>(1, int64_t(0.05 * 30e9 / flops));
+    for (const std::string& b : backends)
+      for (bool batched : {true, false}) {
+        cpu::set_gemm_backend(b.c_str());
+        double best_wall = 1e30, best_cpu = 1e30;
+        for (int r = 0; r <= o.repeat; ++r) {
+          const double w0 = now_s(), c0 = cpu_time_s(CLOCK_PROCESS_CPUTIME_ID);
+          for (int64_t k = 0; k < calls; ++k) {
+            if (batched) cpu::sgemm_batch(gs.data(), E);
+            else for (const cpu::GemmArgs& g : gs) cpu::sgemm(g);
+          }
+          const double wall = (now_s() - w0) / calls, cpu = (cpu_time_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / calls;
+          if (r == 0) continue;
+          best_wall = std::min(best_wall, wall);
+          best_cpu = std::min(best_cpu, cpu);
+        }
+        char mode[160];
+        std::snprintf(mode, sizeof mode, "%s moe-fwd-gelu %s 8 experts 2048x128x128", cpu::gemm_backend(), batched ? "sgemm_batch" : "sgemm-loop");
+        const double gf = flops / best_wall / 1e9, gf_core = flops / best_cpu / 1e9;
+        emit("gemm", mode, "gflops", gf, "GFLOP/s", "cpu");
+        emit("gemm", mode, "gflops_per_core_cpu_time", gf_core, "GFLOP/s", "cpu");
+        std::fprintf(stderr, "gemm %-58s %7.1f GFLOP/s wall (%4.0f%% of %.0f), %6.1f per core by CPU time (%4.0f%% of %.1f)\n", mode, gf,
+                     peak.all > 0 ? 100 * gf / peak.all : 0.0, peak.all, gf_core, peak.per_core > 0 ? 100 * gf_core / peak.per_core : 0.0,
+                     peak.per_core);
+      }
+  }
+  cpu::set_gemm_backend("builtin");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -141,7 +334,8 @@ int main(int argc, char** argv) {
   try {
     if (o.workload == "w3") run_w3(o);
     else if (o.workload == "bandwidth") emit("bandwidth", "memory-read", "bandwidth", read_bandwidth_gbs(o.repeat), "GB/s", "cpu", "machine");
-    else { std::fprintf(stderr, "unknown workload %s (known: w3, bandwidth)\n", o.workload.c_str()); return 2; }
+    else if (o.workload == "gemm") run_gemm(o);
+    else { std::fprintf(stderr, "unknown workload %s (known: w3, bandwidth, gemm)\n", o.workload.c_str()); return 2; }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "calmoe_bench: %s\n", e.what());
     return 1;

@@ -6,6 +6,7 @@
 #if CALMOE_WITH_CUDA
 #include "calmoe_build_config.h"
 #endif
+#include "cpu/gemm.h"
 #include "cpu/simd.h"
 
 namespace calmoe {
@@ -14,6 +15,8 @@ BackendInfo backend_info() {
   BackendInfo info;
   info.cpu_threads = cpu_threads();
   info.simd = cpu::simd_level();
+  info.gemm = cpu::gemm_backend();
+  info.blas_available = cpu::gemm_blas_available();
 #if CALMOE_WITH_CUDA
   info.cuda_compiled = true;
   info.cuda_architectures = CALMOE_CUDA_ARCHS;

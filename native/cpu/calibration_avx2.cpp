@@ -133,7 +133,7 @@ CALMOE_INLINE RowStats logits_row(const float* row, int64_t Crt, int32_t y) {
   __m256i bad = _mm256_setzero_si256();
   __m256 s = _mm256_setzero_ps(), other = _mm256_setzero_ps();
   auto accumulate = [&](__m256 v, int64_t j0, __m256 m) {
-    const __m256 e = exp8_nonpos(_mm256_sub_ps(v, m));
+    const __m256 e = exp8(_mm256_sub_ps(v, m));
     s = _mm256_add_ps(s, e);
     if (kExtras) {
       const __m256 w = _mm256_andnot_ps(is_label(j0, y), e);
@@ -295,7 +295,7 @@ int64_t run(const KernelArgs& a, int64_t begin, int64_t end, uint64_t* w) {
       c = _mm256_div_ps(one, sv);
       if (kExtras) {
         const __m256 z = _mm256_load_ps(zy);
-        const __m256 p = _mm256_div_ps(exp8_nonpos(z), sv);
+        const __m256 p = _mm256_div_ps(exp8(z), sv);
         const __m256 q = _mm256_sub_ps(one, p);
         brier.add8(_mm256_fmadd_ps(q, q, _mm256_div_ps(_mm256_load_ps(other), _mm256_mul_ps(sv, sv))), kBrierFracBits);
         nll.add8(_mm256_min_ps(_mm256_sub_ps(log8(sv), z), _mm256_set1_ps(kMaxNll)), kNllFracBits);

@@ -36,12 +36,11 @@ namespace calmoe::cpu::avx2 {
   return _mm256_fmadd_ps(fe, _mm256_set1_ps(kLn2Hi), r);
 }
 
-// exp_f32 for finite x <= 0 (softmax terms z - max).
-[[gnu::always_inline]] inline __m256 exp8_nonpos(__m256 x) {
+// exp_f32 lane by lane over its whole domain: +inf above ~88.72, 0 below ~-103.97, NaN stays NaN.
+[[gnu::always_inline]] inline __m256 exp8(__m256 x) {
   using namespace calmoe::fm::c;
-  const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(kExpLo), _CMP_LT_OQ);
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 nn = _mm256_sub_ps(_mm256_setzero_ps(), n);
+  const __m256 nn = _mm256_xor_ps(n, _mm256_set1_ps(-0.0f));  // -n
   __m256 r = _mm256_fmadd_ps(nn, _mm256_set1_ps(kLn2Hi), x);
   r = _mm256_fmadd_ps(nn, _mm256_set1_ps(kLn2Lo), r);
   __m256 q = _mm256_set1_ps(kE5);
@@ -50,16 +49,16 @@ namespace calmoe::cpu::avx2 {
   q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kE2));
   q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kE1));
   q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kE0));
-  const __m256 r2 = _mm256_mul_ps(r, r);
-  __m256 y = _mm256_add_ps(_mm256_fmadd_ps(q, r2, r), _mm256_set1_ps(1.0f));
-  const __m256i ni = _mm256_cvtps_epi32(n);  // exact: n is integral
-  const __m256i n1 = _mm256_max_epi32(ni, _mm256_set1_epi32(-126));
+  __m256 y = _mm256_add_ps(_mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  const __m256i ni = _mm256_cvtps_epi32(n);  // exact: n is integral (lanes out of range are replaced below)
+  const __m256i n1 = _mm256_min_epi32(_mm256_max_epi32(ni, _mm256_set1_epi32(-126)), _mm256_set1_epi32(127));
   const __m256i n2 = _mm256_sub_epi32(ni, n1);
   const __m256i bias = _mm256_set1_epi32(127);
   y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23)));
-  // scalar multiplies by 2^n2 only when n2 != 0; multiplying by 2^0 = 1 is exact, so do it always
-  y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));
-  return _mm256_andnot_ps(under, y);
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));  // 2^0 = 1 is exact
+  y = _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(kExpLo), _CMP_LT_OQ), y);
+  y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, _mm256_set1_ps(kExpHi), _CMP_GT_OQ));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));  // NaN stays NaN
 }
 
 // floor(x * 2^frac) for 4 non-negative finite floats (as core/fixed_point.h to_fixed), in 64-bit lanes.

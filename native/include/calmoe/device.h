@@ -27,6 +27,8 @@ struct BackendInfo {
   std::string cuda_unavailable_reason;  // empty when a GPU is usable
   int cpu_threads = 1;
   std::string simd;                 // "avx2+fma" or "scalar"
+  std::string gemm;                 // the CPU GEMM in use: "builtin-avx2", "builtin-scalar", "openblas", "blas"
+  bool blas_available = false;      // a BLAS was linked at build time (CALMOE_GEMM=blas selects it)
 };
 
 BackendInfo backend_info();
