@@ -10,6 +10,7 @@
 
 #include "calmoe/error.h"
 #include "core/dispatch.h"
+#include "core/format.h"
 #include "cpu/radix_sort.h"
 
 namespace calmoe {
@@ -21,23 +22,7 @@ constexpr int kMaxBins = 1 << 20;
 constexpr int64_t kMaxBinCells = int64_t(1) << 26;  // groups x bins
 constexpr int64_t kMaxElements = int64_t(1) << 40;
 
-std::string fmt(double v) {
-  std::ostringstream s;
-  s.precision(9);
-  s << v;
-  return s.str();
-}
 
-// Shortest decimal that reads back as the same float32 (1.4f prints as 1.4, not 1.39999998).
-std::string fmt_f32(float v) {
-  for (int p = 1; p <= 9; ++p) {
-    std::ostringstream s;
-    s.precision(p);
-    s << v;
-    if (std::strtof(s.str().c_str(), nullptr) == v) return s.str();
-  }
-  return fmt(v);
-}
 
 const char* kind_name(CalibKind k) {
   switch (k) {

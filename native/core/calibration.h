@@ -6,6 +6,7 @@
 #include "calmoe/calibration.h"
 #include "fastmath.h"
 #include "fixed_point.h"
+#include "sum8.h"
 #include "hd.h"
 
 namespace calmoe::calib {
@@ -47,15 +48,6 @@ CALMOE_HD int bin_of(float c, int M, bool left_closed) {
 }
 
 CALMOE_HD float nll_of(float p) { return -fm::log_f32(p > kMinProb ? p : kMinProb); }
-
-// Row sums use one fixed association in every backend (scalar, SIMD, CUDA), so a row's sum, and
-// with it its validity and (for logits) its confidence, has the same bits everywhere: eight
-// interleaved partial sums s_k = sum over j = k mod 8, in increasing j, combined as
-// ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)) -- the natural order of an 8-lane register.
-struct Sum8 {
-  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  CALMOE_HD float total() const { return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7])); }
-};
 
 // One row of probabilities. Validation: label in [0, C), every p in [0, 1] (NaN fails), and
 // |sum - 1| <= tol. Confidence = max, prediction = first index of the max.

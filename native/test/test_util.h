@@ -42,9 +42,12 @@ inline bool close(double got, double want, double atol, double rtol) {
   return std::fabs(got - want) <= atol + rtol * std::fabs(want);
 }
 
+// T_FILTER=substring runs only the matching cases (for debugging).
 inline int run_all(const char* suite) {
   int failed_cases = 0;
+  const char* filter = std::getenv("T_FILTER");
   for (auto& c : cases()) {
+    if (filter && std::string(c.name).find(filter) == std::string::npos) continue;
     const int before = failures();
     try {
       c.fn();

@@ -1,0 +1,215 @@
+// MoE entry points: engine selection, prediction, and the training loop (device-agnostic: the
+// engine does the math, this file does epochs, shuffling, schedules, validation, progress,
+// cancellation and the divergence guard).
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "calmoe/calibration.h"
+#include "calmoe/error.h"
+#include "core/moe_engine.h"
+#include "cpu/thread_pool.h"
+
+namespace calmoe {
+namespace {
+
+void check_dataset(const MoEConfig& c, const Dataset& d, const char* name) {
+  const std::string nm(name);
+  if (d.rows < 1) throw_range(nm + ": expected at least one row");
+  if (d.x == nullptr || d.y == nullptr) throw_type(nm + ": missing data");
+  for (int64_t i = 0; i < d.rows; ++i) {
+    if (d.y[i] < 0 || d.y[i] >= c.classes)
+      throw_range(nm + " labels[" + std::to_string(i) + "] = " + std::to_string(d.y[i]) + " is outside [0, " + std::to_string(c.classes) + ")");
+  }
+  // non-finite features poison every later step: reject them up front, naming the first
+  const int64_t n = d.rows * c.input_dim;
+  const int64_t chunk = int64_t(1) << 18, chunks = (n + chunk - 1) / chunk;
+  std::vector<int64_t> first(std::size_t(chunks), -1);
+  cpu::parallel_for(chunks, [&](int64_t k, int) {
+    for (int64_t i = k * chunk, e = std::min(n, (k + 1) * chunk); i < e; ++i) {
+      if (!std::isfinite(d.x[i])) { first[k] = i; return; }
+    }
+  });
+  for (int64_t f : first) {
+    if (f >= 0) throw_range(nm + " x: row " + std::to_string(f / c.input_dim) + ", feature " + std::to_string(f % c.input_dim) + " is not finite");
+  }
+}
+
+void check_fit(const FitConfig& f) {
+  if (f.epochs < 1 || f.epochs > (int64_t(1) << 31)) throw_range("epochs: expected an integer >= 1, got " + std::to_string(f.epochs));
+  if (f.batch_size < 1 || f.batch_size > (int64_t(1) << 24)) throw_range("batchSize: expected an integer in [1, 2^24], got " + std::to_string(f.batch_size));
+  const OptimizerConfig& o = f.optimizer;
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw_range("optimizer.lr: expected a finite number > 0");
+  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay)) throw_range("optimizer.weightDecay: expected a finite number >= 0");
+  if (!(o.momentum >= 0 && o.momentum < 1)) throw_range("optimizer.momentum: expected a number in [0, 1)");
+  if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1)) throw_range("optimizer.betas: expected numbers in [0, 1)");
+  if (!(o.eps > 0)) throw_range("optimizer.eps: expected a number > 0");
+  if (!(o.clip_norm >= 0) || !std::isfinite(o.clip_norm)) throw_range("clipNorm: expected a finite number >= 0");
+  const ObjectiveConfig& ob = f.objective;
+  if (!std::isfinite(ob.eta)) throw_range("objective.eta: expected a finite number");
+  if (ob.warmup_epochs < 0) throw_range("objective.warmupEpochs: expected an integer >= 0");
+  if (!(ob.balance_alpha >= 0) || !std::isfinite(ob.balance_alpha)) throw_range("balanceLoss: expected a finite number >= 0");
+  if (!(ob.tau_regret >= 0) || !(ob.tau_disagreement >= 0)) throw_range("objective thresholds: expected numbers >= 0");
+  if (f.schedule.warmup_steps < 0) throw_range("schedule.warmupSteps: expected an integer >= 0");
+  if (!(f.schedule.min_lr_ratio >= 0 && f.schedule.min_lr_ratio <= 1)) throw_range("schedule.minLrRatio: expected a number in [0, 1]");
+}
+
+struct Validation {
+  double loss, accuracy, ece;
+};
+
+Validation validate(moe::Engine& e, const MoEConfig& c, const Dataset& v) {
+  std::vector<float> probs(static_cast<std::size_t>(v.rows * c.classes));
+  PredictOutputs out;
+  out.probs = probs.data();
+  e.predict(v.x, v.rows, out);
+  CalibConfig cc;
+  auto st = calib_state_new(cc);
+  ScoresArg s;
+  s.data = probs.data();
+  s.rows = v.rows;
+  s.cols = c.classes;
+  s.sum_tolerance = 1e-3;
+  calib_update_rows(Device::Cpu, s, v.y, st.data(), st.size());
+  const CalibSummary sum = calib_finalize(st.data(), st.size());
+  return {sum.nll, sum.accuracy, sum.ece};
+}
+
+}  // namespace
+
+namespace moe {
+std::unique_ptr<Engine> make_engine(Device dev, const MoEConfig& c, float* params, const float* temps, int64_t max_batch) {
+  if (dev == Device::Cuda)
+    throw Error(ErrorKind::Unavailable, "device 'cuda': the CUDA MoE engine is not implemented yet; use device 'cpu' (or 'auto')",
+                "CALMOE_CUDA_UNAVAILABLE");
+  return cpu::make_moe_engine(c, params, temps, max_batch);
+}
+}  // namespace moe
+
+Device moe_resolve_device(DeviceRequest request) {
+  if (request == DeviceRequest::Auto) return Device::Cpu;  // until the CUDA MoE engine exists
+  if (request == DeviceRequest::Cuda) resolve_device(request);  // a missing GPU is reported first
+  return request == DeviceRequest::Cuda ? Device::Cuda : Device::Cpu;
+}
+
+void moe_predict(Device dev, const MoEConfig& c, const float* params, const float* temps, const float* x, int64_t rows,
+                 const PredictOutputs& out) {
+  moe_check_config(c);
+  if (rows < 1) throw_range("x: expected at least one row");
+  if (out.probs == nullptr) throw_type("probs: missing output");
+  // the engine only reads the parameters when predicting
+  auto e = moe::make_engine(dev, c, const_cast<float*>(params), temps, 1);
+  e->predict(x, rows, out);
+}
+
+std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, const float* temps, const Dataset& train,
+                              const Dataset* val, const FitConfig& fit, const std::atomic<bool>* cancel,
+                              const std::function<void(const Progress&)>& report, bool* cancelled) {
+  moe_check_config(c);
+  check_fit(fit);
+  check_dataset(c, train, "train");
+  if (val) check_dataset(c, *val, "validation");
+  if (cancelled) *cancelled = false;
+  const int64_t N = train.rows, B = std::min(fit.batch_size, N);
+  const int64_t batches = (N + B - 1) / B, total = batches * fit.epochs;
+  auto engine = moe::make_engine(dev, c, params, temps, B);
+  std::vector<int32_t> order(static_cast<std::size_t>(N));
+  std::iota(order.begin(), order.end(), 0);
+  uint64_t rng = fit.seed ^ 0x6a09e667f3bcc909ull;
+  auto next = [&rng]() {  // splitmix64
+    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  std::vector<EpochLog> history;
+  int64_t step = 0;
+  for (int64_t epoch = 0; epoch < fit.epochs; ++epoch) {
+    if (fit.shuffle) {
+      for (int64_t i = N - 1; i > 0; --i) std::swap(order[i], order[next() % uint64_t(i + 1)]);
+    }
+    const bool robust = epoch >= fit.objective.warmup_epochs;
+    const auto t0 = std::chrono::steady_clock::now();
+    EpochLog log;
+    log.epoch = epoch;
+    log.robust_active = robust && fit.objective.kind != ObjectiveKind::Erm;
+    double loss_sum = 0, obj_sum = 0, acc_sum = 0;
+    int64_t seen = 0;
+    for (int64_t bi = 0; bi < batches; ++bi) {
+      if (cancel && cancel->load()) {
+        if (cancelled) *cancelled = true;
+        engine->sync_to_host(params);
+        return history;
+      }
+      moe::Batch b;
+      b.x = train.x;
+      b.y = train.y;
+      b.rows = order.data() + bi * B;
+      b.size = std::min(B, N - bi * B);
+      const std::string where = "step " + std::to_string(step + 1) + " (epoch " + std::to_string(epoch + 1) + ", batch " + std::to_string(bi + 1) + ")";
+      StepStats st;
+      try {
+        st = engine->forward_backward(b, fit.objective, robust);
+      } catch (const Error& e) {
+        engine->sync_to_host(params);
+        throw Error(e.kind(), std::string("training diverged at ") + where + ": " + e.what() +
+                                   "; the parameters keep their values from the previous step", "CALMOE_DIVERGED");
+      }
+      const double lr = schedule_lr(fit.schedule, fit.optimizer.lr, step, total);
+      const double norm = engine->update(fit.optimizer, lr);
+      if (!std::isfinite(norm) || !std::isfinite(st.objective)) {
+        engine->sync_to_host(params);
+        throw Error(ErrorKind::Range, "training diverged at " + where + ": the " +
+                                          (std::isfinite(st.objective) ? "gradient or the updated parameters are" : "loss is") +
+                                          " not finite; the parameters keep their values from the previous step (lower the learning rate or set clipNorm)",
+                    "CALMOE_DIVERGED");
+      }
+      ++step;
+      st.grad_norm = norm;
+      st.lr = lr;
+      loss_sum += st.mean_loss * double(b.size);
+      obj_sum += st.objective * double(b.size);
+      acc_sum += st.accuracy * double(b.size);
+      seen += b.size;
+      log.lr = lr;
+      if (report && fit.progress_every > 0 && (bi + 1) % fit.progress_every == 0) {
+        Progress p;
+        p.epoch = epoch;
+        p.batch = bi;
+        p.batches = batches;
+        p.step = step;
+        p.step_stats = st;
+        report(p);
+      }
+    }
+    log.steps = batches;
+    log.loss = loss_sum / double(seen);
+    log.objective = obj_sum / double(seen);
+    log.accuracy = acc_sum / double(seen);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log.seconds = secs;
+    log.examples_per_s = secs > 0 ? double(seen) / secs : 0;
+    if (val) {
+      const Validation v = validate(*engine, c, *val);
+      log.has_validation = true;
+      log.val_loss = v.loss;
+      log.val_accuracy = v.accuracy;
+      log.val_ece = v.ece;
+    }
+    history.push_back(log);
+    if (report) {
+      Progress p;
+      p.epoch_end = true;
+      p.epoch = epoch;
+      p.batches = batches;
+      p.step = step;
+      p.epoch_log = log;
+      report(p);
+    }
+  }
+  engine->sync_to_host(params);
+  return history;
+}
+
+}  // namespace calmoe

@@ -1,0 +1,41 @@
+// The backend side of an MoE model: one engine per (model, device) owns the workspaces, the
+// gradient and the optimiser state, sized once (no allocation per step). The CPU engine works on
+// the caller's parameter array in place; a device engine keeps its own copy and syncs on demand.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "calmoe/moe.h"
+
+namespace calmoe::moe {
+
+struct Batch {
+  const float* x = nullptr;     // dataset rows x input_dim (host)
+  const int32_t* y = nullptr;   // dataset labels (host)
+  const int32_t* rows = nullptr;  // this batch's row indices into x and y
+  int64_t size = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Forward and backward of one batch into the engine's gradient; stats of the batch.
+  // Throws RangeError if a per-example loss is not finite.
+  virtual StepStats forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active) = 0;
+  // The gradient of the last forward_backward (host memory, parameter layout).
+  virtual const float* gradient() = 0;
+  // Clips, then updates the parameters; returns the pre-clip global gradient norm. Leaves the
+  // parameters unchanged and returns a non-finite norm if the gradient or the update is not finite.
+  virtual double update(const OptimizerConfig& opt, double lr) = 0;
+  virtual void predict(const float* x, int64_t rows, const PredictOutputs& out) = 0;
+  // Copies the engine's parameters to `host` (a no-op when it works on them in place).
+  virtual void sync_to_host(float* host) = 0;
+};
+
+std::unique_ptr<Engine> make_engine(Device dev, const MoEConfig& c, float* params, const float* temperatures, int64_t max_batch);
+
+}  // namespace calmoe::moe
+
+namespace calmoe::cpu {
+std::unique_ptr<moe::Engine> make_moe_engine(const MoEConfig& c, float* params, const float* temperatures, int64_t max_batch);
+}

@@ -1,0 +1,27 @@
+// Training objectives as per-example coefficients: L = sum_i c_i l_i in value and gradient
+// (c_i = dL/dl_i). Definitions: DESIGN.md "Objectives". Host code: the per-example losses of a
+// batch are few (B), every backend hands them here.
+#pragma once
+#include <cstdint>
+
+#include "calmoe/moe.h"
+
+namespace calmoe::moe {
+
+struct ObjectiveInput {
+  const float* loss = nullptr;       // l_i (B)
+  const float* regret = nullptr;     // robust-filtered: relu(l_i - min over active experts of l_ik) (B)
+  const float* disagree = nullptr;   // robust-filtered: sum_s gate_s ||p_s - p||^2 (B)
+  int64_t batch = 0;
+  bool single_active = false;        // hard routing: one active expert, so R is empty
+};
+
+struct ObjectiveResult {
+  double value = 0;
+  int64_t filtered = 0;  // |R| for robust-filtered
+};
+
+// Fills coef (B). ERM when !robust_active (warm-up epochs).
+ObjectiveResult objective_coefficients(const ObjectiveConfig& cfg, bool robust_active, const ObjectiveInput& in, float* coef);
+
+}  // namespace calmoe::moe

@@ -1,0 +1,18 @@
+#include "cpu/moe_rows.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/moe_math.h"
+
+#include "cpu/simd.h"
+
+namespace calmoe::cpu::moe_rows {
+namespace baseline {
+#include "cpu/moe_rows_impl.h"
+const Table& table() { return impl::table(); }
+}  // namespace baseline
+
+const Table& table() { return use_avx2() ? avx2::table() : baseline::table(); }
+}  // namespace calmoe::cpu::moe_rows

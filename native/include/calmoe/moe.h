@@ -1,0 +1,159 @@
+// Mixture-of-Experts classifier: configuration, parameter layout, inference and training.
+// The model and objectives are defined in ../../shared/DESIGN.md ("Model", "Objectives").
+//
+// Parameters live in one flat float32 array owned by the caller (JS holds it as a Float32Array),
+// laid out by moe_layout(): the router's layers, then each expert's layers; a layer is its
+// weight (in x out, row-major: y = x W + b) followed by its bias (out).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "calmoe/device.h"
+#include "calmoe/tilted.h"
+
+namespace calmoe {
+
+enum class Routing : uint8_t {
+  Soft = 0,  // p = sum_k r_k p_k over all experts
+  TopK = 1,  // the k largest r (ties to the lower index), renormalised; k = 1 is Switch-style top-1
+  Hard = 2,  // p = p_k* (k* = argmax r); trained with the competitive estimator (see moe_math.h)
+};
+enum class Activation : uint8_t { Relu = 0, Gelu = 1 };
+
+struct MoEConfig {
+  int64_t input_dim = 0, classes = 0, experts = 0;
+  std::vector<int64_t> expert_hidden;  // hidden sizes of each expert MLP; empty = linear experts
+  std::vector<int64_t> router_hidden;  // hidden sizes of the router; empty = linear router
+  Activation activation = Activation::Relu;
+  Routing routing = Routing::Soft;
+  int64_t top_k = 2;                   // TopK only, in [1, experts]
+  float router_temperature = 1.0f;     // r = softmax(g / tau)
+};
+
+// The device MoE work runs on for a request ('auto' is the CPU until the CUDA engine exists).
+Device moe_resolve_device(DeviceRequest request);
+
+// Throws RangeError naming the field when the configuration is unusable.
+void moe_check_config(const MoEConfig& c);
+
+// Experts active per row: K (soft), top_k (topk), 1 (hard at inference).
+int64_t moe_active_experts(const MoEConfig& c, bool training);
+
+struct ParamTensor {
+  std::string name;  // "router.0.weight", "experts.3.1.bias", ...
+  int64_t offset = 0;
+  std::vector<int64_t> shape;
+};
+struct ParamLayout {
+  std::vector<ParamTensor> tensors;
+  int64_t total = 0;
+  // offsets of the first router layer / expert k's first layer, and sizes, for the kernels
+  int64_t router_offset = 0, router_size = 0;
+  std::vector<int64_t> expert_offset;
+  int64_t expert_size = 0;
+};
+ParamLayout moe_layout(const MoEConfig& c);
+
+enum class InitKind : uint8_t {
+  Default = 0,  // PyTorch Linear default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+  Normal = 1,   // every parameter ~ N(0, std)
+};
+// Seeded, portable (the same bits on every machine and backend).
+void moe_init_params(const MoEConfig& c, float* params, uint64_t seed, InitKind kind, float normal_std);
+
+// ---- inference ---------------------------------------------------------------------------------
+struct PredictOutputs {
+  float* probs = nullptr;          // rows x C (required)
+  float* routing = nullptr;        // rows x K: r = softmax(g / tau)          (optional)
+  int32_t* selected = nullptr;     // rows x A: active experts, ascending      (optional)
+  float* gates = nullptr;          // rows x A: mixture weight of each active  (optional)
+  float* expert_probs = nullptr;   // rows x A x C: each active expert's p_k  (optional)
+};
+// A (active experts per row) = moe_active_experts(c, false). `temperatures` (K, may be null = 1).
+void moe_predict(Device dev, const MoEConfig& c, const float* params, const float* temperatures, const float* x,
+                 int64_t rows, const PredictOutputs& out);
+
+// ---- training ----------------------------------------------------------------------------------
+enum class ObjectiveKind : uint8_t { Erm = 0, Robust = 1, RobustFiltered = 2 };
+struct ObjectiveConfig {
+  ObjectiveKind kind = ObjectiveKind::Erm;
+  double eta = 2.0;
+  TiltGradient gradient = TiltGradient::Term;
+  int64_t warmup_epochs = 0;       // ERM epochs before the robust term
+  double tau_regret = 1e-6, tau_disagreement = 0.01;
+  bool median_disagreement = false;  // filter: disagreement above the batch median instead of tau_d
+  double balance_alpha = 0;          // Switch load-balancing loss weight (0 = off)
+};
+
+enum class OptimizerKind : uint8_t { Sgd = 0, AdamW = 1 };
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::AdamW;
+  double lr = 1e-3;
+  double weight_decay = 1e-4;  // AdamW: decoupled; SGD: added to the gradient (L2)
+  double momentum = 0.0;       // SGD
+  bool nesterov = false;       // SGD
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // AdamW
+  double clip_norm = 0;        // global gradient-norm clipping (0 = off)
+};
+
+enum class ScheduleKind : uint8_t { Constant = 0, Cosine = 1 };
+struct ScheduleConfig {
+  ScheduleKind kind = ScheduleKind::Constant;
+  int64_t warmup_steps = 0;   // linear warm-up from 0 to lr
+  double min_lr_ratio = 0.0;  // cosine floor as a fraction of lr
+};
+double schedule_lr(const ScheduleConfig& s, double base_lr, int64_t step, int64_t total_steps);
+
+struct FitConfig {
+  int64_t epochs = 1, batch_size = 128;
+  bool shuffle = true;
+  uint64_t seed = 0;
+  ObjectiveConfig objective;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  int64_t progress_every = 0;  // batches between progress reports (0: epoch ends only)
+};
+
+struct StepStats {
+  double objective = 0;   // the minimised value (incl. balance loss)
+  double mean_loss = 0;   // mean per-example loss (hard: the competitive surrogate)
+  double accuracy = 0;    // of the batch's predictions
+  double grad_norm = 0;   // before clipping
+  double lr = 0;
+  int64_t filtered = 0;   // robust-filtered: rows in R
+};
+
+struct EpochLog {
+  int64_t epoch = 0, steps = 0;
+  double loss = 0, objective = 0, accuracy = 0, lr = 0, seconds = 0, examples_per_s = 0;
+  bool has_validation = false;
+  double val_loss = 0, val_accuracy = 0, val_ece = 0;
+  bool robust_active = false;
+};
+
+struct Progress {
+  bool epoch_end = false;
+  int64_t epoch = 0, batch = 0, batches = 0, step = 0;
+  StepStats step_stats;
+  EpochLog epoch_log;
+};
+
+struct Dataset {
+  const float* x = nullptr;   // rows x input_dim
+  const int32_t* y = nullptr; // rows
+  int64_t rows = 0;
+};
+
+// Trains `params` in place; on return they hold the last finished step (cancelled or not).
+// `cancel` is polled between steps. A non-finite loss or gradient stops training with a
+// RangeError naming the step; the parameters keep their last finite values.
+// `report` is called on the training thread (must not throw).
+std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, const float* temperatures,
+                              const Dataset& train, const Dataset* validation, const FitConfig& fit,
+                              const std::atomic<bool>* cancel, const std::function<void(const Progress&)>& report,
+                              bool* cancelled);
+
+}  // namespace calmoe

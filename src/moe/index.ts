@@ -1,0 +1,2 @@
+export * from './classifier.js';
+export type { MoEOptions, OptimizerOptions, ScheduleOptions, ObjectiveOptions, Routing as RoutingMode, Activation } from './options.js';
