@@ -25,6 +25,7 @@ import {
   toVector,
 } from '../validate.js';
 import { rangeError, typeError } from '../errors.js';
+import { type WordStateJSON, wordsFromJSON, wordsToJSON } from '../word-state.js';
 
 export type BinEdges = 'right-closed' | 'left-closed';
 export type Binning = 'equal-width' | 'equal-mass';
@@ -491,22 +492,13 @@ export class CalibrationAccumulator {
   }
 
   /** A JSON-safe snapshot (the exact integer state as decimal strings). */
-  toJSON(): { format: 'calmoe.calibration-accumulator'; version: 1; state: string[] } {
-    return { format: 'calmoe.calibration-accumulator', version: 1, state: Array.from(this.#state, (v) => v.toString()) };
+  toJSON(): WordStateJSON<'calmoe.calibration-accumulator'> {
+    return wordsToJSON('calmoe.calibration-accumulator', this.#state);
   }
 
   /** Restores an accumulator from {@link toJSON}'s output (validated). */
   static fromJSON(json: unknown): CalibrationAccumulator {
-    const j = json as { format?: unknown; version?: unknown; state?: unknown };
-    if (j === null || typeof j !== 'object' || j.format !== 'calmoe.calibration-accumulator' || j.version !== 1 || !Array.isArray(j.state))
-      throw typeError("json: expected the output of CalibrationAccumulator.toJSON() (format 'calmoe.calibration-accumulator', version 1)");
-    const words = new BigUint64Array(j.state.length);
-    j.state.forEach((v: unknown, i: number) => {
-      if (typeof v !== 'string' || !/^\d+$/.test(v)) throw rangeError(`json.state[${i}]: expected a decimal integer string`);
-      const b = BigInt(v);
-      if (b >= 2n ** 64n) throw rangeError(`json.state[${i}]: out of range`);
-      words[i] = b;
-    });
+    const words = wordsFromJSON(json, 'calmoe.calibration-accumulator', 'CalibrationAccumulator.toJSON()');
     // Reading the summary validates the layout (magic, bins, groups, length).
     const kinds: AccumulatorMode[] = ['top-label', 'classwise', 'binary', 'confidence'];
     if (words.length < 10) throw rangeError('json.state: too short to be a calibration state');
