@@ -1,0 +1,109 @@
+// N-API surface of the temperature-scaling NLL (see src/calibrate/ for the typed TS API).
+// temperatureNll(scores, rows, cols, labels, temperature,
+//                { input, sumTolerance, rowStride, weights, name, device }, async)
+//   -> { weight, nll, d1, d2, rows }
+// temperatureApply(scores, rows, cols, temperature, { ... }, async) -> Float32Array
+#include <memory>
+
+#include "addon/args.h"
+#include "addon/async_task.h"
+#include "addon/bindings.h"
+#include "calmoe/error.h"
+#include "calmoe/temperature.h"
+
+namespace calmoe::addon {
+namespace {
+
+Napi::Object eval_to_js(Napi::Env env, const TemperatureEval& e) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("weight", e.weight);
+  o.Set("nll", e.nll);
+  o.Set("d1", e.d1);
+  o.Set("d2", e.d2);
+  o.Set("rows", double(e.rows));
+  return o;
+}
+
+// The score view and its options (input, sumTolerance, rowStride, name), checked to lie inside
+// the array: (rows - 1) * stride + cols elements.
+TemperatureArg view_arg(const View<const float>& scores, int64_t rows, int64_t cols, const Napi::Object& o) {
+  TemperatureArg a;
+  a.kind = ScoreKind(choice(o.Get("input"), "input", {"probabilities", "logits"}));
+  a.sum_tolerance = number(o.Get("sumTolerance"), "sumTolerance");
+  a.row_stride = o.Get("rowStride").IsUndefined() ? cols : integer(o.Get("rowStride"), "rowStride", cols, int64_t(1) << 40);
+  if (!o.Get("name").IsUndefined()) {
+    if (!o.Get("name").IsString()) throw_type("name: expected a string");
+    a.name = o.Get("name").As<Napi::String>().Utf8Value();
+  }
+  const int64_t need = rows == 0 ? 0 : (rows - 1) * a.row_stride + cols;
+  if (int64_t(scores.length) < need)
+    throw_range(a.name + ": has " + std::to_string(scores.length) + " elements but " + std::to_string(rows) + " rows of " + std::to_string(cols) +
+                " columns with row stride " + std::to_string(a.row_stride) + " need " + std::to_string(need));
+  a.scores = scores.data;
+  a.rows = rows;
+  a.cols = cols;
+  return a;
+}
+
+Napi::Value TemperatureNll(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    View<const float> scores = f32_array(arg(info, 0, "scores"), "scores");
+    const int64_t rows = integer(arg(info, 1, "rows"), "rows", 0, int64_t(1) << 40);
+    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
+    View<const int32_t> labels = i32_array(arg(info, 3, "labels"), "labels");
+    const double temperature = number(arg(info, 4, "temperature"), "temperature");
+    Napi::Object o = object(arg(info, 5, "options"), "options");
+    TemperatureArg a = view_arg(scores, rows, cols, o);
+    require_length(labels.length, std::size_t(rows), "labels", "labels (one per row)");
+    std::vector<Napi::Value> keep = {info[0], info[3]};
+    if (!o.Get("weights").IsUndefined()) {
+      View<const float> w = f32_array(o.Get("weights"), "weights");
+      require_length(w.length, std::size_t(rows), "weights", "weights (one per row)");
+      a.weights = w.data;
+      keep.push_back(o.Get("weights"));
+    }
+    a.labels = labels.data;
+    const Device dev = resolve_device(device_request(o.Get("device")));
+    const bool async = info.Length() > 6 && boolean(info[6], "async");
+    if (!async) return eval_to_js(info.Env(), temperature_nll(dev, a, temperature));
+    auto out = std::make_shared<TemperatureEval>();
+    return AsyncTask::Start(
+        info.Env(), keep, [=]() { *out = temperature_nll(dev, a, temperature); },
+        [out](Napi::Env env) -> Napi::Value { return eval_to_js(env, *out); });
+  });
+}
+
+// temperatureApply(scores, rows, cols, temperature, { input, sumTolerance, rowStride, name, device }, async)
+//   -> Float32Array (rows x cols scaled probabilities)
+Napi::Value TemperatureApply(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    View<const float> scores = f32_array(arg(info, 0, "scores"), "scores");
+    const int64_t rows = integer(arg(info, 1, "rows"), "rows", 0, int64_t(1) << 40);
+    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
+    const double temperature = number(arg(info, 3, "temperature"), "temperature");
+    Napi::Object o = object(arg(info, 4, "options"), "options");
+    TemperatureArg a = view_arg(scores, rows, cols, o);
+    const Device dev = resolve_device(device_request(o.Get("device")));
+    if (rows < 1) throw_range(a.name + ": expected at least one row, got " + std::to_string(rows));
+    auto out = Napi::Float32Array::New(info.Env(), std::size_t(rows * cols));
+    float* od = out.Data();
+    const bool async = info.Length() > 5 && boolean(info[5], "async");
+    if (!async) {
+      temperature_apply(dev, a, temperature, od);
+      return out;
+    }
+    auto out_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(out.As<Napi::Value>()));
+    return AsyncTask::Start(
+        info.Env(), {info[0], out}, [=]() { temperature_apply(dev, a, temperature, od); },
+        [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); });
+  });
+}
+
+}  // namespace
+
+void register_temperature(Napi::Env env, Napi::Object exports) {
+  exports.Set("temperatureNll", Napi::Function::New(env, TemperatureNll, "temperatureNll"));
+  exports.Set("temperatureApply", Napi::Function::New(env, TemperatureApply, "temperatureApply"));
+}
+
+}  // namespace calmoe::addon
