@@ -1,15 +1,22 @@
 /**
- * `npm run bench [-- <workload...>] [--rows N] [--classes C] [--repeat R] [--threads T]`
+ * `npm run bench [-- <workload...>] [--rows N] [--classes C] [--repeat R] [--threads T]
+ *   [--batch B] [--backend cpu,wasm]`
  * Prints one JSON line per measurement on stdout ({system, workload, mode, metric, value, unit,
- * threads, device}); progress and a readable summary on stderr. Workloads: w3 (default: all).
+ * threads, device}); progress and a readable summary on stderr. Workloads: w1, w2 (MoE train
+ * step and eval, calmoe), w3 (ECE), w1-tfjs, w2-tfjs (peers in TensorFlow.js, bench/peers/)
+ * (default: all). --rows is W3's rows (10,000,000) or W2's
+ * (200,000); --batch is W1's batch (2048); --backend limits the TensorFlow.js backends.
  */
 import { setThreads } from 'calmoe';
 import { note } from './common.js';
+import { runTfjsW1, runTfjsW2 } from './peers/tfjs-moe.js';
+import { runW1 } from './w1-train.js';
+import { runW2 } from './w2-eval.js';
 import { runW3 } from './w3-ece.js';
 
 const argv = process.argv.slice(2);
 const workloads: string[] = [];
-const opts = { rows: 10_000_000, classes: 10, repeat: 5 };
+const opts = { rows: 0, classes: 10, repeat: 5, batch: 2048, backends: undefined as string[] | undefined };
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   const next = () => {
@@ -21,11 +28,17 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--classes') opts.classes = next();
   else if (a === '--repeat') opts.repeat = next();
   else if (a === '--threads') setThreads(next());
+  else if (a === '--batch') opts.batch = next();
+  else if (a === '--backend') opts.backends = (argv[++i] ?? '').split(',');
   else if (a.startsWith('-')) throw new RangeError(`unknown option ${a}`);
   else workloads.push(a);
 }
-const all = ['w3'];
+const all = ['w1', 'w2', 'w3', 'w1-tfjs', 'w2-tfjs'];
 for (const w of workloads) if (!all.includes(w)) throw new RangeError(`unknown workload '${w}' (known: ${all.join(', ')})`);
 const run = workloads.length ? workloads : all;
-if (run.includes('w3')) await runW3(opts);
+if (run.includes('w1')) await runW1(opts);
+if (run.includes('w2')) await runW2({ ...opts, rows: opts.rows || 200_000 });
+if (run.includes('w3')) await runW3({ ...opts, rows: opts.rows || 10_000_000 });
+if (run.includes('w1-tfjs')) await runTfjsW1(opts);
+if (run.includes('w2-tfjs')) await runTfjsW2({ ...opts, rows: opts.rows || 200_000 });
 note('done');

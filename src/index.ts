@@ -7,6 +7,12 @@
  */
 export * as metrics from './metrics/index.js';
 export * as losses from './losses/index.js';
+export { MoEClassifier } from './moe/index.js';
+export type * from './moe/index.js';
+export * as calibrate from './calibrate/index.js';
+export * as audit from './audit/index.js';
+export * as report from './report/index.js';
+export * as drift from './drift/index.js';
 export { backendInfo, setThreads, getThreads, type BackendInfo } from './backend.js';
 export { matrix, type Matrix, type MatrixInput, type LabelsInput, type VectorInput, type Device } from './validate.js';
 export type { ErrorCode } from './errors.js';

@@ -55,6 +55,9 @@ export interface NativeBackendInfo {
   cudaUnavailableReason: string;
   cpuThreads: number;
   simd: string;
+  /** The CPU GEMM in use ('builtin-avx2', 'builtin-scalar', 'openblas'; CALMOE_GEMM=blas selects a linked BLAS). */
+  gemm: string;
+  blasAvailable: boolean;
 }
 
 export type NativeCalibKind = 'top-label' | 'classwise' | 'binary' | 'confidence';
@@ -85,6 +88,48 @@ export interface NativeEqualMassArgs {
   correct?: Uint8Array;
 }
 
+export interface NativeTemperatureEval {
+  weight: number;
+  nll: number;
+  d1: number;
+  d2: number;
+  rows: number;
+}
+
+export interface NativeTemperatureOptions {
+  input: NativeScoreKind;
+  sumTolerance: number;
+  device: NativeDevice;
+  rowStride?: number;
+  weights?: Float32Array;
+  name?: string;
+}
+
+export interface NativeMoeAuditArgs {
+  rows: number;
+  slots: number;
+  experts?: number;
+  classes?: number;
+  routing: Float32Array;
+  expertIds?: Int32Array;
+  expertProbs?: Float32Array;
+  mixture?: Float32Array;
+  labels?: Int32Array;
+  sumTolerance: number;
+  device: NativeDevice;
+  outputs: { top1?: boolean; maxWeight?: boolean; entropy?: boolean; disagreement?: boolean; loss?: boolean; regret?: boolean; ownProbs?: boolean };
+}
+
+export interface NativeMoeAuditRows {
+  top1?: Int32Array;
+  maxWeight?: Float32Array;
+  entropy?: Float32Array;
+  disagreement?: Float32Array;
+  loss?: Float32Array;
+  regret?: Float32Array;
+  ownProbs?: Float32Array;
+}
+
 interface RowsOptions {
   input: NativeScoreKind;
   sumTolerance: number;
@@ -97,8 +142,136 @@ interface VecOptions {
   groups?: Int32Array;
 }
 
+export interface NativeMoEConfig {
+  inputDim: number;
+  classes: number;
+  experts: number;
+  expertHidden: number[];
+  routerHidden: number[];
+  activation: 'relu' | 'gelu';
+  routing: 'soft' | 'topk' | 'hard';
+  topK: number;
+  routerTemperature: number;
+}
+
+export interface NativeMoEFitOptions {
+  epochs: number;
+  batchSize: number;
+  shuffle: boolean;
+  seed: number;
+  progressEvery: number;
+  clipNorm: number;
+  balanceLoss: number;
+  optimizer: { type: 'sgd' | 'adamw'; lr: number; weightDecay: number; momentum: number; nesterov: boolean; beta1: number; beta2: number; eps: number };
+  schedule: { type: 'constant' | 'cosine'; warmupSteps: number; minLrRatio: number };
+  objective: {
+    type: 'erm' | 'robust' | 'robust-filtered'; eta: number; gradient: 'term' | 'through'; warmupEpochs: number;
+    tauRegret: number; tauDisagreement: number; medianDisagreement: boolean;
+  };
+}
+
+export interface NativeEpochLog {
+  epoch: number;
+  steps: number;
+  loss: number;
+  objective: number;
+  accuracy: number;
+  lr: number;
+  seconds: number;
+  examplesPerSecond: number;
+  robustActive: boolean;
+  valLoss?: number;
+  valAccuracy?: number;
+  valEce?: number;
+}
+
+export interface NativeBatchLog {
+  epoch: number;
+  batch: number;
+  batches: number;
+  step: number;
+  objective: number;
+  loss: number;
+  accuracy: number;
+  gradNorm: number;
+  lr: number;
+  filtered: number;
+}
+
+export type NativeProgress = (NativeEpochLog & { type: 'epoch' }) | (NativeBatchLog & { type: 'batch' });
+
+export interface NativePrediction {
+  probs: Float32Array;
+  routing?: Float32Array;
+  selected?: Int32Array;
+  gates?: Float32Array;
+  expertProbs?: Float32Array;
+  active: number;
+}
+
+interface PredictFlags {
+  routing: boolean;
+  selected: boolean;
+  gates: boolean;
+  expertProbs: boolean;
+  device: NativeDevice;
+}
+
+export type NativeKsMethod = 'auto' | 'exact' | 'asymp';
+export type NativeCorrection = 'none' | 'bh' | 'by' | 'bonferroni';
+
+export interface NativeDriftReportOptions {
+  method: NativeKsMethod;
+  epsilon: number;
+  correction: NativeCorrection;
+  alpha: number;
+}
+
+export interface NativeDriftCompareOptions extends NativeDriftReportOptions {
+  ks: boolean;
+  bins: number;
+  device: NativeDevice;
+}
+
+export interface NativeDriftReport {
+  features: number;
+  referenceRows: number;
+  currentRows: number;
+  histogram: boolean;
+  statistic: Float64Array;
+  pValue: Float64Array;
+  adjustedPValue: Float64Array;
+  psi: Float64Array;
+  sign: Int8Array;
+  drifted: Uint8Array;
+  order: Int32Array;
+  method: Array<'exact' | 'asymp' | 'auto'>;
+  psiBins: number;
+  psiEdges: Float32Array;
+  psiReferenceCounts: Float64Array;
+  psiCurrentCounts: Float64Array;
+}
+
+export interface NativeDriftMonitorConfig {
+  features: number;
+  bins: number;
+  refinement: number;
+  referenceRows: number;
+  currentRows: number;
+  chunks: number;
+}
+
 export interface NativeAddon {
   abiVersion: number;
+  moeLayout(config: NativeMoEConfig): { total: number; tensors: Array<{ name: string; offset: number; shape: number[] }> };
+  moeInit(config: NativeMoEConfig, params: Float32Array, seed: number, init: 'default' | 'normal', std: number): void;
+  moePredict(config: NativeMoEConfig, params: Float32Array, temps: Float32Array | undefined, x: Float32Array, rows: number, o: PredictFlags, async?: false): NativePrediction;
+  moePredict(config: NativeMoEConfig, params: Float32Array, temps: Float32Array | undefined, x: Float32Array, rows: number, o: PredictFlags, async: true): Promise<NativePrediction>;
+  moeFit(
+    config: NativeMoEConfig, params: Float32Array, temps: Float32Array | undefined, x: Float32Array, y: Int32Array, rows: number,
+    xVal: Float32Array | undefined, yVal: Int32Array | undefined, valRows: number, options: NativeMoEFitOptions,
+    onProgress: (p: NativeProgress) => void, device: NativeDevice,
+  ): { promise: Promise<{ epochs: NativeEpochLog[]; cancelled: boolean }>; cancel: () => void };
   backendInfo(): NativeBackendInfo;
   setThreads(n: number): void;
   getThreads(): number;
@@ -117,6 +290,24 @@ export interface NativeAddon {
     o: { weights: boolean; coefficients: boolean; device: NativeDevice }, async?: false): NativeTiltedResult;
   tiltedWeights(losses: Float32Array, eta: number, gradient: 'term' | 'through',
     o: { weights: boolean; coefficients: boolean; device: NativeDevice }, async: true): Promise<NativeTiltedResult>;
+  temperatureNll(scores: Float32Array, rows: number, cols: number, labels: Int32Array, temperature: number, o: NativeTemperatureOptions, async?: false): NativeTemperatureEval;
+  temperatureNll(scores: Float32Array, rows: number, cols: number, labels: Int32Array, temperature: number, o: NativeTemperatureOptions, async: true): Promise<NativeTemperatureEval>;
+  temperatureApply(scores: Float32Array, rows: number, cols: number, temperature: number, o: NativeTemperatureOptions, async?: false): Float32Array;
+  temperatureApply(scores: Float32Array, rows: number, cols: number, temperature: number, o: NativeTemperatureOptions, async: true): Promise<Float32Array>;
+  moeAuditRows(o: NativeMoeAuditArgs, async?: false): NativeMoeAuditRows;
+  moeAuditRows(o: NativeMoeAuditArgs, async: true): Promise<NativeMoeAuditRows>;
+  driftCompare(ref: Float32Array, refRows: number, cur: Float32Array, curRows: number, cols: number, o: NativeDriftCompareOptions, async?: false): NativeDriftReport;
+  driftCompare(ref: Float32Array, refRows: number, cur: Float32Array, curRows: number, cols: number, o: NativeDriftCompareOptions, async: true): Promise<NativeDriftReport>;
+  driftKsPValue(statistic: number, n1: number, n2: number, method: NativeKsMethod): { pValue: number; statistic: number; method: 'exact' | 'asymp' };
+  driftAdjust(pValues: Float64Array, method: NativeCorrection): Float64Array;
+  driftMonitorNew(ref: Float32Array, rows: number, cols: number, o: { bins: number; refinement: number; device: NativeDevice }, async?: false): BigUint64Array;
+  driftMonitorNew(ref: Float32Array, rows: number, cols: number, o: { bins: number; refinement: number; device: NativeDevice }, async: true): Promise<BigUint64Array>;
+  driftMonitorUpdate(state: BigUint64Array, cur: Float32Array, rows: number, cols: number, o: { device: NativeDevice }, async?: false): void;
+  driftMonitorUpdate(state: BigUint64Array, cur: Float32Array, rows: number, cols: number, o: { device: NativeDevice }, async: true): Promise<void>;
+  driftMonitorMerge(into: BigUint64Array, from: BigUint64Array): void;
+  driftMonitorReset(state: BigUint64Array): void;
+  driftMonitorConfig(state: BigUint64Array): NativeDriftMonitorConfig;
+  driftMonitorReport(state: BigUint64Array, o: NativeDriftReportOptions): NativeDriftReport;
 }
 
 const EXPECTED_ABI = 1;

@@ -9,6 +9,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   calmoe::addon::register_backend(env, exports);
   calmoe::addon::register_calibration(env, exports);
   calmoe::addon::register_tilted(env, exports);
+  calmoe::addon::register_moe(env, exports);
+  calmoe::addon::register_temperature(env, exports);
+  calmoe::addon::register_audit(env, exports);
+  calmoe::addon::register_drift(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

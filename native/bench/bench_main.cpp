@@ -335,7 +335,11 @@ int main(int argc, char** argv) {
     if (o.workload == "w3") run_w3(o);
     else if (o.workload == "bandwidth") emit("bandwidth", "memory-read", "bandwidth", read_bandwidth_gbs(o.repeat), "GB/s", "cpu", "machine");
     else if (o.workload == "gemm") run_gemm(o);
-    else { std::fprintf(stderr, "unknown workload %s (known: w3, bandwidth, gemm)\n", o.workload.c_str()); return 2; }
+    else if (o.workload == "peak") {
+      const Peak peak = fp32_peak(o.repeat);
+      emit("peak", "fma-loop", "fp32_peak", peak.all, "GFLOP/s", "cpu", "machine");
+      emit("peak", "fma-loop", "fp32_peak_per_core", peak.per_core, "GFLOP/s", "cpu", "machine");
+    } else { std::fprintf(stderr, "unknown workload %s (known: w3, bandwidth, gemm, peak)\n", o.workload.c_str()); return 2; }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "calmoe_bench: %s\n", e.what());
     return 1;

@@ -520,14 +520,16 @@ double CpuEngine::update(const OptimizerConfig& o, double lr) {
 
 void CpuEngine::predict(const float* x, int64_t rows, const PredictOutputs& out) {
   const int64_t K = c_.experts, C = c_.classes;
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(4096, rows));
+  // ~1024 rows per expert per chunk keeps each expert's input and hidden activations in cache
+  // (measured on W2: soft best at 1024-row chunks, top-1 flat from 4096 rows up)
+  const int64_t a = moe_active_experts(c_, false);
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(rows, std::clamp<int64_t>(1024 * K / a, 1024, 8192)));
   Vec<int32_t>& idx = predict_rows_;
   idx.resize(static_cast<std::size_t>(chunk));
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
     for (int64_t i = 0; i < n; ++i) idx[i] = int32_t(r0 + i);
     forward(infer_, x, idx.data(), n, false);
-    const int64_t a = infer_.a;
     std::memcpy(out.probs + r0 * C, infer_.p.data(), std::size_t(n * C) * sizeof(float));
     if (out.routing) std::memcpy(out.routing + r0 * K, infer_.r.data(), std::size_t(n * K) * sizeof(float));
     if (out.selected) std::memcpy(out.selected + r0 * a, infer_.sel.data(), std::size_t(n * a) * sizeof(int32_t));

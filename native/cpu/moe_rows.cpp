@@ -10,6 +10,7 @@
 
 namespace calmoe::cpu::moe_rows {
 namespace baseline {
+inline void row_softmax(const float* v, int64_t n, float inv_t, float* out) { moe::softmax(v, n, inv_t, out); }
 #include "cpu/moe_rows_impl.h"
 const Table& table() { return impl::table(); }
 }  // namespace baseline

@@ -7,9 +7,42 @@
 
 #include "core/moe_math.h"
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+#include "cpu/simd_math_avx2.h"
+#endif
+
 namespace calmoe::cpu::moe_rows {
 #if defined(__AVX2__) && defined(__FMA__)
 namespace avx2 {
+
+// moe::softmax 8 lanes at a time: lane k holds columns j = k mod 8, so the exp sums follow
+// Sum8's order and exp8 rounds as fm::exp_f32: the same bits as the scalar function.
+inline void row_softmax(const float* v, int64_t n, float inv_t, float* out) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  auto mask = [&](int64_t j0) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n - j0)), lanes); };
+  float m = v[0];
+  for (int64_t j = 1; j < n; ++j) m = v[j] > m ? v[j] : m;
+  const __m256 vm = _mm256_set1_ps(m), vt = _mm256_set1_ps(inv_t);
+  __m256 s = _mm256_setzero_ps();
+  for (int64_t j0 = 0; j0 < n; j0 += 8) {
+    const __m256i mk = mask(j0);
+    const __m256 x = _mm256_maskload_ps(v + j0, mk);
+    const __m256 e = _mm256_and_ps(calmoe::cpu::avx2::exp8(_mm256_mul_ps(_mm256_sub_ps(x, vm), vt)), _mm256_castsi256_ps(mk));
+    _mm256_maskstore_ps(out + j0, mk, e);
+    s = _mm256_add_ps(s, e);
+  }
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  const float inv = 1.0f / _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+  const __m256 vi = _mm256_set1_ps(inv);
+  for (int64_t j0 = 0; j0 < n; j0 += 8) {
+    const __m256i mk = mask(j0);
+    _mm256_maskstore_ps(out + j0, mk, _mm256_mul_ps(_mm256_maskload_ps(out + j0, mk), vi));
+  }
+}
+
 #include "cpu/moe_rows_impl.h"
 const Table& table() { return impl::table(); }
 }  // namespace avx2

@@ -1,6 +1,8 @@
 // Included by moe_rows.cpp (baseline) and moe_rows_avx2.cpp (AVX2+FMA) inside their namespace,
 // after their own global includes of <algorithm>, <cstring>, <vector>, core/moe_math.h and
-// cpu/moe_rows.h (so it includes nothing itself); see moe_rows.h. The bodies are the per-row
+// cpu/moe_rows.h (so it includes nothing itself), and after each defines
+// row_softmax(v, n, inv_temperature, out): moe::softmax, or a vector version with its bits; see
+// moe_rows.h. The bodies are the per-row
 // halves of cpu/moe_engine.cpp's forward and backward.
 
 namespace impl {
@@ -11,7 +13,7 @@ namespace fm = calmoe::fm;
 
 inline void route(const Ctx& c, int64_t b, int64_t e) {
   for (int64_t i = b; i < e; ++i) {
-    moe::softmax(c.g + i * c.K, c.K, c.inv_tau, c.r + i * c.K);
+    row_softmax(c.g + i * c.K, c.K, c.inv_tau, c.r + i * c.K);
     c.denom[i] = moe::select_experts(c.r + i * c.K, c.K, c.routing, c.a, c.sel + i * c.a, c.gate + i * c.a);
   }
 }
@@ -21,7 +23,7 @@ inline void expert_softmax(const Ctx& c, int64_t b, int64_t e) {
   for (int64_t pos = b; pos < e; ++pos) {
     while (c.offset[k + 1] <= pos) ++k;
     float* z = c.p_expert + pos * c.C;
-    moe::softmax(z, c.C, c.inv_temp[k], z);
+    row_softmax(z, c.C, c.inv_temp[k], z);
   }
 }
 

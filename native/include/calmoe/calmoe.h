@@ -4,3 +4,6 @@
 #include "calmoe/device.h"
 #include "calmoe/error.h"
 #include "calmoe/tilted.h"
+#include "calmoe/temperature.h"
+#include "calmoe/audit.h"
+#include "calmoe/drift.h"
