@@ -35,6 +35,8 @@ CALMOE_INLINE __m256 hmax8(__m256 v) {  // the max, broadcast to every lane
   return _mm256_max_ps(m, _mm256_permute_ps(m, 0xb1));
 }
 
+CALMOE_INLINE __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
 CALMOE_INLINE __m256i tail_mask(int64_t n) {  // lanes [0, n) set
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -218,31 +220,31 @@ struct Acc4 {
 };
 
 // Histogram cells for one worker's run: kReplicas copies (rows go round-robin) so consecutive
-// rows falling in the same bin do not wait on each other's read-modify-write; confidence sums
-// as two 64-bit halves (no carry chain per row; a run has fewer than 2^32 rows). Folded into the
+// rows falling in the same bin do not wait on each other's read-modify-write. Folded into the
 // state's 128-bit words at the end.
 class Hist {
  public:
   static constexpr int kReplicas = 4;
   static constexpr int64_t kMaxReplicatedCells = 256;
   explicit Hist(int64_t cells)
-      : cells_(cells), reps_(cells <= kMaxReplicatedCells ? kReplicas : 1), rep_mask_(reps_ - 1), w_(std::size_t(cells * reps_ * 4), 0) {}
+      : cells_(cells), reps_(cells <= kMaxReplicatedCells ? kReplicas : 1), rep_mask_(reps_ - 1), w_(std::size_t(cells * reps_ * 3), 0) {}
+  // word 0: count << 32 | positives (a run has fewer than 2^32 rows); words 1, 2: the low and
+  // high 32-bit halves of the fixed-point confidences, summed separately (no carry chain).
   CALMOE_INLINE void add(int replica, int32_t cell, bool positive, uint64_t fixed_conf) {
-    uint64_t* b = w_.data() + (int64_t(replica & rep_mask_) * cells_ + cell) * 4;  // reps_ is a power of two
-    b[0] += 1;
-    b[1] += positive ? 1u : 0u;
-    b[2] += fixed_conf & 0xffffffffu;
-    b[3] += fixed_conf >> 32;
+    uint64_t* b = w_.data() + (int64_t(replica & rep_mask_) * cells_ + cell) * 3;  // reps_ is a power of two
+    b[0] += (uint64_t(1) << 32) | uint64_t(positive);
+    b[1] += fixed_conf & 0xffffffffu;
+    b[2] += fixed_conf >> 32;
   }
   void fold_into(uint64_t* state) const {
     for (int r = 0; r < reps_; ++r) {
       for (int64_t c = 0; c < cells_; ++c) {
-        const uint64_t* b = w_.data() + (int64_t(r) * cells_ + c) * 4;
+        const uint64_t* b = w_.data() + (int64_t(r) * cells_ + c) * 3;
         uint64_t* out = state + kHeaderWords + c * kBinWords;
-        out[0] += b[0];
-        out[1] += b[1];
-        u128_add(out[2], out[3], b[2]);                    // + lo
-        u128_add(out[2], out[3], b[3] << 32, b[3] >> 32);  // + hi * 2^32
+        out[0] += b[0] >> 32;
+        out[1] += b[0] & 0xffffffffu;
+        u128_add(out[2], out[3], b[1]);                    // + lo
+        u128_add(out[2], out[3], b[2] << 32, b[2] >> 32);  // + hi * 2^32
       }
     }
   }
@@ -252,6 +254,109 @@ class Hist {
   int reps_, rep_mask_;
   std::vector<uint64_t> w_;
 };
+
+// Probabilities with at most 16 columns: rows go in blocks of 8 with the rows in the lanes.
+// Each row's 16 floats from its start (two 8-float loads; past the row they read the next row,
+// or nothing at the matrix's end) are transposed 8 rows at a time, giving column j of the block
+// as one vector. Max, first argmax, the range check and the row sums (in Sum8's association:
+// lane k = the columns j = k mod 8, in increasing j) are then vertical: the same bits as the
+// scalar row_probs, a few instructions per row.
+template <bool kExtras, int kC>
+int64_t run_probs_columns(const KernelArgs& a, int64_t begin, int64_t end, uint64_t* w) {
+  static_assert(kC > 0 && kC <= 16, "two 8x8 transposes");
+  constexpr int64_t C = kC;
+  const int M = a.bins;
+  const int64_t total_floats = a.rows * C;
+  Hist hist(int64_t(a.groups) * M);
+  Acc4 nll, brier;
+  uint64_t rows = 0, correct = 0;
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  alignas(32) int32_t cell[8];
+  alignas(32) uint64_t fx[8];
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    const float* base = a.scores + i * C;
+    __m256 lo[8], hi[8];
+    for (int k = 0; k < 8; ++k) {
+      const float* row = base + k * C;
+      const int64_t at = (i + k) * C;
+      lo[k] = at + 8 <= total_floats ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, tail_mask(total_floats - at));
+      if (C > 8) hi[k] = at + 16 <= total_floats ? _mm256_loadu_ps(row + 8) : _mm256_maskload_ps(row + 8, tail_mask(total_floats - at - 8));
+    }
+    transpose8(lo);  // lo[j]: column j of the 8 rows
+    if (C > 8) transpose8(hi);
+    auto col = [&](int j) { return j < 8 ? lo[j] : hi[j - 8]; };
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.labels + i));
+    __m256 best = col(0), mn = col(0);
+    __m256i arg = _mm256_setzero_si256();
+    __m256 part[8];  // Sum8's lane partials, 8 rows wide
+    __m256 oth[8];
+    __m256 py = zero;
+#pragma GCC unroll 16
+    for (int j = 0; j < kC; ++j) {
+      const __m256 v = col(j);
+      const __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);  // strict: the first max wins
+      best = _mm256_blendv_ps(best, v, gt);
+      arg = _mm256_blendv_epi8(arg, _mm256_set1_epi32(j), _mm256_castps_si256(gt));
+      mn = _mm256_min_ps(mn, v);
+      part[j & 7] = j < 8 ? _mm256_add_ps(zero, v) : _mm256_add_ps(part[j & 7], v);
+      if (kExtras) {
+        const __m256 is_y = _mm256_castsi256_ps(_mm256_cmpeq_epi32(y, _mm256_set1_epi32(j)));
+        const __m256 wv = _mm256_andnot_ps(is_y, v);  // fma(0, 0, acc) == acc: skips j == y
+        oth[j & 7] = _mm256_fmadd_ps(wv, wv, j < 8 ? zero : oth[j & 7]);
+        py = _mm256_blendv_ps(py, v, is_y);
+      }
+    }
+#pragma GCC unroll 8
+    for (int k = kC; k < 8; ++k) {
+      part[k] = zero;
+      if (kExtras) oth[k] = zero;
+    }
+    const __m256 total = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(part[0], part[4]), _mm256_add_ps(part[2], part[6])),
+                                       _mm256_add_ps(_mm256_add_ps(part[1], part[5]), _mm256_add_ps(part[3], part[7])));
+    // validity: every p in [0, 1] (min >= 0, max <= 1; NaN or Inf make the sum fail), |sum - 1|
+    // <= tol, label in [0, C), group in range. Any failure: the scalar path names the row.
+    const __m256 range_ok = _mm256_and_ps(_mm256_cmp_ps(mn, zero, _CMP_GE_OQ), _mm256_cmp_ps(best, one, _CMP_LE_OQ));
+    const __m256 sum_ok = _mm256_and_ps(range_ok, _mm256_cmp_ps(abs8(_mm256_sub_ps(total, one)), _mm256_set1_ps(a.sum_tol), _CMP_LE_OQ));
+    const __m256i label_ok = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), y), _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(C)), y));
+    __m256i ok = _mm256_and_si256(_mm256_castps_si256(sum_ok), label_ok);
+    __m256i g = _mm256_setzero_si256();
+    if (a.group_ids) {
+      g = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group_ids + i));
+      ok = _mm256_and_si256(ok, _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), g), _mm256_cmpgt_epi32(_mm256_set1_epi32(a.groups), g)));
+    }
+    if (_mm256_movemask_ps(_mm256_castsi256_ps(ok)) != 0xff) break;
+    if (kExtras) {
+      const __m256 other = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(oth[0], oth[4]), _mm256_add_ps(oth[2], oth[6])),
+                                         _mm256_add_ps(_mm256_add_ps(oth[1], oth[5]), _mm256_add_ps(oth[3], oth[7])));
+      const __m256 q = _mm256_sub_ps(one, py);
+      brier.add8(_mm256_fmadd_ps(q, q, other), kBrierFracBits);
+      nll.add8(_mm256_sub_ps(_mm256_setzero_ps(), log8(_mm256_max_ps(py, _mm256_set1_ps(kMinProb)))), kNllFracBits);
+    }
+    const unsigned hits = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(arg, y))));
+    __m256i b = bins8(best, M, a.left_closed);
+    if (a.group_ids) b = _mm256_add_epi32(b, _mm256_mullo_epi32(g, _mm256_set1_epi32(M)));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(cell), b);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(fx), to_fixed4(_mm256_castps256_ps128(best), kConfFracBits));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(fx + 4), to_fixed4(_mm256_extractf128_ps(best, 1), kConfFracBits));
+    if (a.out_conf) _mm256_storeu_ps(a.out_conf + i, best);
+    for (int k = 0; k < 8; ++k) {
+      const bool hit_k = (hits >> k) & 1u;
+      hist.add(k, cell[k], hit_k, fx[k]);
+      if (a.out_conf) a.out_positive[i + k] = uint8_t(hit_k);
+    }
+    rows += 8;
+    correct += uint64_t(__builtin_popcount(hits));
+  }
+  hist.fold_into(w);
+  w[kWRows] += rows;
+  w[kWCorrect] += correct;
+  if (kExtras) {
+    nll.flush(w[kWNllLo], w[kWNllHi]);
+    brier.flush(w[kWBrierLo], w[kWBrierHi]);
+  }
+  return -2 - i;
+}
 
 template <bool kExtras, bool kLogits, int kC>
 int64_t run(const KernelArgs& a, int64_t begin, int64_t end, uint64_t* w) {
@@ -342,7 +447,10 @@ namespace {
 template <bool kExtras, bool kLogits, int kC = 1>
 int64_t run_cols(const KernelArgs& a, int64_t begin, int64_t end, uint64_t* w) {
   if constexpr (kC <= 16) {
-    if (a.cols == kC) return run<kExtras, kLogits, kC>(a, begin, end, w);
+    if (a.cols == kC) {
+      if constexpr (!kLogits) return run_probs_columns<kExtras, kC>(a, begin, end, w);
+      return run<kExtras, kLogits, kC>(a, begin, end, w);
+    }
     return run_cols<kExtras, kLogits, kC + 1>(a, begin, end, w);
   } else {
     return run<kExtras, kLogits, 0>(a, begin, end, w);
