@@ -35,6 +35,15 @@ void for_rows(int64_t n, F&& fn) {
 
 Act gemm_act(Activation a) { return a == Activation::Gelu ? Act::Gelu : Act::Relu; }
 
+// Rows `rows[0..n)` of x as a GEMM operand: a plain view when they are consecutive (prediction,
+// soft routing), so the GEMM can read them in place instead of gathering and packing them.
+GemmOperand rows_of(const float* x, int64_t d, const int32_t* rows, int64_t n, bool trans) {
+  bool consecutive = true;
+  for (int64_t j = 1; j < n && consecutive; ++j) consecutive = rows[j] == rows[0] + j;
+  if (consecutive && n > 0) return GemmOperand{x + int64_t(rows[0]) * d, d, trans, nullptr};
+  return GemmOperand{x, d, trans, rows};
+}
+
 // out[j] (+)= sum over rows of m[i * ld + j], rows in order, in double: bias gradients.
 void column_sums(const float* m, int64_t rows, int64_t cols, int64_t ld, float* out) {
   const int64_t blocks = (cols + 63) / 64;
@@ -172,7 +181,7 @@ void CpuEngine::forward(Pass& f, const float* x, const int32_t* xrows, int64_t n
 
   // router: hidden layers then logits, rows gathered from x
   {
-    GemmOperand in{x, d, false, f.xrows.data()};
+    GemmOperand in = rows_of(x, d, f.xrows.data(), n, false);
     int64_t hoff = 0;
     for (int64_t l = 0; l < router_.layers(); ++l) {
       const bool last = l + 1 == router_.layers();
@@ -237,7 +246,7 @@ void CpuEngine::forward(Pass& f, const float* x, const int32_t* xrows, int64_t n
         g.M = nk;
         g.N = out_dim;
         g.K = in_dim;
-        g.a = l == 0 ? GemmOperand{x, d, false, f.entry_x.data() + o} : GemmOperand{f.eact.data() + prev_off + o * in_dim, in_dim, false, nullptr};
+        g.a = l == 0 ? rows_of(x, d, f.entry_x.data() + o, nk, false) : GemmOperand{f.eact.data() + prev_off + o * in_dim, in_dim, false, nullptr};
         g.b = GemmOperand{W(expert_, layout_.expert_offset[k], l), out_dim, false, nullptr};
         g.bias = Bias(expert_, layout_.expert_offset[k], l);
         if (last) {
@@ -523,6 +532,7 @@ void CpuEngine::predict(const float* x, int64_t rows, const PredictOutputs& out)
   // ~1024 rows per expert per chunk keeps each expert's input and hidden activations in cache
   // (measured on W2: soft best at 1024-row chunks, top-1 flat from 4096 rows up)
   const int64_t a = moe_active_experts(c_, false);
+
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(rows, std::clamp<int64_t>(1024 * K / a, 1024, 8192)));
   Vec<int32_t>& idx = predict_rows_;
   idx.resize(static_cast<std::size_t>(chunk));
