@@ -532,7 +532,6 @@ void CpuEngine::predict(const float* x, int64_t rows, const PredictOutputs& out)
   // ~1024 rows per expert per chunk keeps each expert's input and hidden activations in cache
   // (measured on W2: soft best at 1024-row chunks, top-1 flat from 4096 rows up)
   const int64_t a = moe_active_experts(c_, false);
-
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(rows, std::clamp<int64_t>(1024 * K / a, 1024, 8192)));
   Vec<int32_t>& idx = predict_rows_;
   idx.resize(static_cast<std::size_t>(chunk));
