@@ -16,6 +16,8 @@
 
 #include "calmoe/calmoe.h"
 #include "cpu/gemm.h"
+#include "core/calibration.h"
+#include "core/cuda_probe.h"
 #include "cpu/thread_pool.h"
 
 using namespace calmoe;
@@ -121,6 +123,26 @@ void run_w3(const Opts& o) {
       if (dev == Device::Cpu) emit("w3", mode, "fraction_of_read_bound", bytes / t / 1e9 / bw, "ratio", dname.c_str());
       std::fprintf(stderr, "w3 %s %s: ece=%.6f time=%.4fs (includes host-device copies on cuda)\n", dname.c_str(), mode, ece, t);
     }
+#if CALMOE_WITH_CUDA
+    if (dev == Device::Cuda) {  // the kernel alone, on rows already on the device
+      const double copy_bw = cuda::copy_bandwidth_gbs(std::size_t(1) << 30, o.repeat);
+      emit("w3", "device-copy", "bandwidth", copy_bw, "GB/s", "cuda", "machine");
+      for (bool extras : {false, true}) {
+        calib::KernelArgs k;
+        k.scores = p.data();
+        k.rows = N;
+        k.cols = C;
+        k.labels = y.data();
+        k.extras = extras;
+        const double t = cuda::calib_kernel_seconds(k, o.repeat);
+        const char* mode = extras ? "ece+nll+brier-kernel" : "ece-kernel";
+        emit("w3", mode, "throughput", double(N) / t, "rows/s", "cuda");
+        emit("w3", mode, "bandwidth", bytes / t / 1e9, "GB/s", "cuda");
+        emit("w3", mode, "fraction_of_copy_bandwidth", bytes / t / 1e9 / copy_bw, "ratio", "cuda");
+        std::fprintf(stderr, "w3 cuda %s: %.3f ms, %.1f GB/s of probabilities (device copy %.1f GB/s)\n", mode, t * 1e3, bytes / t / 1e9, copy_bw);
+      }
+    }
+#endif
   }
 }
 

@@ -232,4 +232,7 @@ int64_t calib_accumulate_path(const calib::KernelArgs& args, uint64_t* acc, bool
 }
 namespace calmoe::cuda {
 int64_t calib_accumulate(const calib::KernelArgs& args, uint64_t* acc);
+// For the benchmark: uploads the rows once, then times `repeat` kernel passes (after a warm-up)
+// with CUDA events; the best pass in seconds. TopLabel / Classwise / Binary with labels.
+double calib_kernel_seconds(const calib::KernelArgs& args, int repeat);
 }

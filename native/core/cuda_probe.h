@@ -17,4 +17,8 @@ struct Probe {
 // Queried once per process (the answer does not change while it runs).
 const Probe& probe();
 
+// For the benchmark: device-to-device copy bandwidth (bytes read + written per second, GB/s), the
+// best of `repeat` copies of `bytes` -- what a memory-bound kernel can hope to reach.
+double copy_bandwidth_gbs(std::size_t bytes, int repeat);
+
 }  // namespace calmoe::cuda

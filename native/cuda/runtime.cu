@@ -48,4 +48,26 @@ const Probe& probe() {
 
 void use_default_device() { check(cudaSetDevice(0), "cudaSetDevice"); }
 
+double copy_bandwidth_gbs(std::size_t bytes, int repeat) {
+  use_default_device();
+  DeviceBuffer<char> a(bytes), b(bytes);
+  a.zero(bytes);
+  cudaEvent_t t0, t1;
+  check(cudaEventCreate(&t0), "cudaEventCreate");
+  check(cudaEventCreate(&t1), "cudaEventCreate");
+  double best = 0;
+  for (int r = 0; r <= repeat; ++r) {
+    check(cudaEventRecord(t0), "cudaEventRecord");
+    check(cudaMemcpy(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy D2D");
+    check(cudaEventRecord(t1), "cudaEventRecord");
+    check(cudaEventSynchronize(t1), "cudaEventSynchronize");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, t0, t1), "cudaEventElapsedTime");
+    if (r > 0) best = std::max(best, 2.0 * double(bytes) / (double(ms) / 1e3) / 1e9);  // read + write
+  }
+  cudaEventDestroy(t0);
+  cudaEventDestroy(t1);
+  return best;
+}
+
 }  // namespace calmoe::cuda

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# GPU verification in one go (../shared/GPU.md): build the native core with CUDA for the card,
+# run the native tests (CUDA kernels against the CPU backend), compute-sanitizer memcheck (and
+# racecheck on the shared-memory kernels), the native benchmark and, side by side in the same run,
+# the PyTorch peers; a Node smoke test when a node binary is available. Needs only CMake, nvcc,
+# python3 (+ torch for the peers). Everything goes to one folder:
+#   scripts/gpu-verify.sh [out-dir]      (default: $OUT if set, else bench/results/gpu-<date>)
+# Time budget: about 8 minutes on an H100/H200 with 16 cores (the PyTorch compile runs are the
+# slowest part; CALMOE_VERIFY_QUICK=1 skips torch.compile).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M)}}"
+mkdir -p "$out"
+log() { printf '== %s\n' "$*" | tee -a "$out/summary.txt"; }
+arch="${CALMOE_CUDA_ARCHS:-90}"
+jobs="$(nproc 2>/dev/null || echo 8)"
+status=0
+
+log "machine: $(hostname) $(date -u)"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1; nvcc --version 2>&1 | tail -2; cmake --version | head -1; } | tee "$out/machine.txt"
+
+log "configure + build (CUDA arch $arch)"
+if ! { cmake -S . -B build-gpu -DCALMOE_BUILD_TESTS=ON -DCALMOE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_BUILD_TYPE=Release \
+       && cmake --build build-gpu -j "$jobs"; } > "$out/build.txt" 2>&1; then
+  log "BUILD FAILED (see build.txt)"; tail -40 "$out/build.txt"; exit 1
+fi
+
+log "native tests"
+ctest --test-dir build-gpu --output-on-failure --timeout 600 > "$out/ctest.txt" 2>&1 || status=1
+grep -E "tests passed|Failed|SKIPPED|\*\*\*" "$out/ctest.txt" | tee -a "$out/summary.txt"
+
+if command -v compute-sanitizer > /dev/null; then
+  for t in cuda_parity_test temperature_cuda_test audit_cuda_test drift_cuda_test; do
+    [ -x "build-gpu/$t" ] || continue
+    log "compute-sanitizer memcheck $t"
+    compute-sanitizer --tool memcheck --error-exitcode 9 "build-gpu/$t" > "$out/memcheck-$t.txt" 2>&1 || { status=1; log "memcheck $t: errors"; }
+    tail -2 "$out/memcheck-$t.txt" | tee -a "$out/summary.txt"
+  done
+  for t in cuda_parity_test drift_cuda_test; do  # kernels with shared-memory histograms / reductions
+    [ -x "build-gpu/$t" ] || continue
+    log "compute-sanitizer racecheck $t"
+    compute-sanitizer --tool racecheck --error-exitcode 9 "build-gpu/$t" > "$out/racecheck-$t.txt" 2>&1 || { status=1; log "racecheck $t: errors"; }
+    tail -2 "$out/racecheck-$t.txt" | tee -a "$out/summary.txt"
+  done
+else
+  log "compute-sanitizer not found: skipped"
+fi
+
+log "native benchmark (W3 on the GPU and CPU, GEMM on the CPU)"
+build-gpu/calmoe_bench w3 --device all > "$out/bench-native.jsonl" 2> "$out/bench-native.err" || status=1
+cat "$out/bench-native.err" | tee -a "$out/summary.txt"
+
+if python3 -c "import torch" > /dev/null 2>&1; then
+  log "PyTorch peers (W1, W1L, W2, W3 on the GPU)"
+  extra=""
+  [ "${CALMOE_VERIFY_QUICK:-0}" = 1 ] && extra="--no-compile"
+  timeout 420 python3 scripts/gpu/torch_moe.py $extra > "$out/bench-pytorch.jsonl" 2> "$out/bench-pytorch.err" || log "pytorch peers: exit $?"
+  tail -5 "$out/bench-pytorch.err" | tee -a "$out/summary.txt"
+else
+  log "python3 has no torch: PyTorch peers skipped"
+fi
+
+node_bin="$(command -v node || ls .tools/node*/bin/node 2>/dev/null | head -1)"
+if [ -n "$node_bin" ]; then
+  log "Node smoke test ($("$node_bin" --version))"
+  CALMOE_ADDON_PATH= "$node_bin" -e "
+    import('./dist/index.js').then(async (m) => {
+      const info = m.backendInfo(); console.log(JSON.stringify(info));
+      const p = new Float32Array([0.9, 0.1, 0.3, 0.7]); const y = new Int32Array([0, 1]);
+      const a = m.metrics.calibrationSync(m.matrix(p, 2, 2), y, { device: 'cpu' });
+      const b = m.metrics.calibrationSync(m.matrix(p, 2, 2), y, { device: 'cuda' });
+      if (a.ece !== b.ece) throw new Error('cpu/cuda disagree'); console.log('smoke ok', a.ece);
+    })" > "$out/node-smoke.txt" 2>&1 || { status=1; log "node smoke failed"; }
+  tail -2 "$out/node-smoke.txt" | tee -a "$out/summary.txt"
+else
+  log "no node binary: Node smoke test skipped"
+fi
+
+log "done (status $status); logs in $out"
+exit $status
