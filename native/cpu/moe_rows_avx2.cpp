@@ -43,6 +43,55 @@ inline void row_softmax(const float* v, int64_t n, float inv_t, float* out) {
   }
 }
 
+// softmax of 8 rows of n <= 16 at once, in place: the rows' first 16 floats transposed so that
+// lane r holds row r (columns past n, possibly the next row's, are loaded but never used or
+// stored); max, exp and the Sum8-ordered sums are then vertical. The same bits as row_softmax.
+inline void softmax8(float* rows, int64_t n, float inv_t, int64_t avail) {
+  using calmoe::cpu::avx2::exp8;
+  using calmoe::cpu::avx2::transpose8;
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i hi_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n - 8)), lanes);
+  const __m256i lo_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n)), lanes);
+  __m256 lo[8], hi[8];
+  for (int r = 0; r < 8; ++r) {  // full loads while they stay within the `avail` floats, else masked
+    float* row = rows + r * n;
+    lo[r] = r * n + 8 <= avail ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, lo_mask);
+    hi[r] = n <= 8 ? _mm256_setzero_ps() : r * n + 16 <= avail ? _mm256_loadu_ps(row + 8) : _mm256_maskload_ps(row + 8, hi_mask);
+  }
+  transpose8(lo);
+  transpose8(hi);
+  auto col = [&](int64_t j) -> __m256& { return j < 8 ? lo[j] : hi[j - 8]; };
+  __m256 m = col(0);
+  for (int64_t j = 1; j < n; ++j) m = _mm256_max_ps(col(j), m);  // max(v, m): v > m ? v : m
+  const __m256 vt = _mm256_set1_ps(inv_t);
+  __m256 part[8];
+  for (int k = 0; k < 8; ++k) part[k] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    col(j) = exp8(_mm256_mul_ps(_mm256_sub_ps(col(j), m), vt));
+    part[j & 7] = _mm256_add_ps(part[j & 7], col(j));
+  }
+  const __m256 total = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(part[0], part[4]), _mm256_add_ps(part[2], part[6])),
+                                     _mm256_add_ps(_mm256_add_ps(part[1], part[5]), _mm256_add_ps(part[3], part[7])));
+  const __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), total);
+  for (int64_t j = 0; j < n; ++j) col(j) = _mm256_mul_ps(col(j), inv);
+  transpose8(lo);
+  transpose8(hi);
+  for (int r = 0; r < 8; ++r) {
+    float* row = rows + r * n;
+    if (n >= 8) _mm256_storeu_ps(row, lo[r]);
+    else _mm256_maskstore_ps(row, lo_mask, lo[r]);
+    if (n > 8) _mm256_maskstore_ps(row + 8, hi_mask, hi[r]);
+  }
+}
+
+inline void rows_softmax(float* rows, int64_t count, int64_t n, float inv_t) {
+  int64_t r = 0;
+  if (n <= 16) {
+    for (; r + 8 <= count; r += 8) softmax8(rows + r * n, n, inv_t, (count - r) * n);  // never read past the run
+  }
+  for (; r < count; ++r) row_softmax(rows + r * n, n, inv_t, rows + r * n);
+}
+
 #include "cpu/moe_rows_impl.h"
 const Table& table() { return impl::table(); }
 }  // namespace avx2

@@ -1,8 +1,9 @@
 // Included by moe_rows.cpp (baseline) and moe_rows_avx2.cpp (AVX2+FMA) inside their namespace,
 // after their own global includes of <algorithm>, <cstring>, <vector>, core/moe_math.h and
 // cpu/moe_rows.h (so it includes nothing itself), and after each defines
-// row_softmax(v, n, inv_temperature, out): moe::softmax, or a vector version with its bits; see
-// moe_rows.h. The bodies are the per-row
+// row_softmax(v, n, inv_temperature, out) (moe::softmax, or a vector version with its bits) and
+// rows_softmax(rows, count, n, inv_temperature) (in place over `count` consecutive rows of n);
+// see moe_rows.h. The bodies are the per-row
 // halves of cpu/moe_engine.cpp's forward and backward.
 
 namespace impl {
@@ -20,10 +21,11 @@ inline void route(const Ctx& c, int64_t b, int64_t e) {
 
 inline void expert_softmax(const Ctx& c, int64_t b, int64_t e) {
   int64_t k = 0;
-  for (int64_t pos = b; pos < e; ++pos) {
+  for (int64_t pos = b; pos < e;) {
     while (c.offset[k + 1] <= pos) ++k;
-    float* z = c.p_expert + pos * c.C;
-    row_softmax(z, c.C, c.inv_temp[k], z);
+    const int64_t run = std::min(e, c.offset[k + 1]) - pos;  // entries of expert k: one temperature
+    rows_softmax(c.p_expert + pos * c.C, run, c.C, c.inv_temp[k]);
+    pos += run;
   }
 }
 

@@ -337,6 +337,26 @@ TEST(row_loops_simd_matches_baseline) {
       CHECK(gate1 == gate2);
     }
   }
+  // expert softmax over runs of entries (blocks of 8 rows and a remainder), per temperature
+  for (int64_t C : {1, 3, 8, 10, 16, 17}) {
+    const int64_t entries = 45;
+    std::vector<float> z(entries * C);
+    for (auto& v : z) v = rng.normal(3.0f);
+    std::vector<int64_t> offset = {0, 9, 9, 30, entries};  // experts of 9, 0, 21 and 15 entries
+    std::vector<float> inv_t = {1.0f, 0.5f, 2.0f, 0.8f};
+    cpu::moe_rows::Ctx c;
+    c.C = C;
+    c.offset = offset.data();
+    c.inv_temp = inv_t.data();
+    std::vector<float> a = z, b = z;
+    c.p_expert = a.data();
+    cpu::moe_rows::baseline::table().expert_softmax(c, 0, entries);
+    c.p_expert = b.data();
+    cpu::moe_rows::avx2::table().expert_softmax(c, 3, 40);  // a run split at both ends
+    cpu::moe_rows::avx2::table().expert_softmax(c, 0, 3);
+    cpu::moe_rows::avx2::table().expert_softmax(c, 40, entries);
+    CHECK(a == b);
+  }
 }
 
 TEST(bad_input) {
