@@ -337,8 +337,15 @@ int64_t run_probs_columns(const KernelArgs& a, int64_t begin, int64_t end, uint6
     __m256i b = bins8(best, M, a.left_closed);
     if (a.group_ids) b = _mm256_add_epi32(b, _mm256_mullo_epi32(g, _mm256_set1_epi32(M)));
     _mm256_store_si256(reinterpret_cast<__m256i*>(cell), b);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(fx), to_fixed4(_mm256_castps256_ps128(best), kConfFracBits));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(fx + 4), to_fixed4(_mm256_extractf128_ps(best, 1), kConfFracBits));
+    // a valid row's max is >= (1 - tol) / C, normally far above 2^-40, where the shift-only
+    // conversion is exact; a generous sumTolerance can allow smaller ones: the general path then
+    if (_mm256_movemask_ps(_mm256_cmp_ps(best, _mm256_set1_ps(0x1p-30f), _CMP_GE_OQ)) == 0xff) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(fx), to_fixed4_large(_mm256_castps256_ps128(best), kConfFracBits));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(fx + 4), to_fixed4_large(_mm256_extractf128_ps(best, 1), kConfFracBits));
+    } else {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(fx), to_fixed4(_mm256_castps256_ps128(best), kConfFracBits));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(fx + 4), to_fixed4(_mm256_extractf128_ps(best, 1), kConfFracBits));
+    }
     if (a.out_conf) _mm256_storeu_ps(a.out_conf + i, best);
     for (int k = 0; k < 8; ++k) {
       const bool hit_k = (hits >> k) & 1u;

@@ -98,5 +98,14 @@ namespace calmoe::cpu::avx2 {
   return _mm256_blendv_epi8(right, left, _mm256_cmpgt_epi64(s64, _mm256_set1_epi64x(-1)));
 }
 
+// to_fixed4 for values known to be normal and >= 2^(-frac_bits + 23) (every bit lands at or
+// above 2^-frac: a left shift, no rounding): top-label confidences of valid rows (>= 1/C).
+[[gnu::always_inline]] inline __m256i to_fixed4_large(__m128 x, int frac_bits) {
+  const __m128i u = _mm_castps_si128(x);
+  const __m128i m = _mm_or_si128(_mm_and_si128(u, _mm_set1_epi32(0x007fffff)), _mm_set1_epi32(0x00800000));
+  const __m128i shift = _mm_add_epi32(_mm_srli_epi32(u, 23), _mm_set1_epi32(frac_bits - 150));
+  return _mm256_sllv_epi64(_mm256_cvtepu32_epi64(m), _mm256_cvtepu32_epi64(shift));
+}
+
 }  // namespace calmoe::cpu::avx2
 #endif

@@ -394,6 +394,20 @@ TEST(simd_matches_scalar_bitwise_across_shapes) {
         }
       }
     }
+    // tiny confidences (allowed by a generous sumTolerance) take the general fixed-point path
+    if (C <= 16) {
+      std::vector<float> tiny(static_cast<std::size_t>(N * C), 1e-35f);
+      calib::KernelArgs k;
+      k.scores = tiny.data();
+      k.rows = N;
+      k.cols = C;
+      k.labels = y.data();
+      k.sum_tol = 1.0f;
+      std::vector<uint64_t> a(calib::state_words(15, 1), 0), b(calib::state_words(15, 1), 0);
+      CHECK_EQ(cpu::calib_accumulate_path(k, a.data(), false), int64_t(-1));
+      CHECK_EQ(cpu::calib_accumulate_path(k, b.data(), true), int64_t(-1));
+      CHECK(a == b);
+    }
     // an invalid row deep inside SIMD blocks is still reported exactly
     std::vector<float> bad = p;
     bad[(N / 2) * C] = NAN;
