@@ -42,6 +42,22 @@ if command -v compute-sanitizer > /dev/null; then
     compute-sanitizer --tool racecheck --error-exitcode 9 "build-gpu/$t" > "$out/racecheck-$t.txt" 2>&1 || { status=1; log "racecheck $t: errors"; }
     tail -2 "$out/racecheck-$t.txt" | tee -a "$out/summary.txt"
   done
+  # the MoE engine and its GEMM (native/cuda/moe_engine.cu, gemm.cu, moe_rows.cu): the sanitizers
+  # on a subset of their tests (T_FILTER: cases whose name contains it; the full tests ran above).
+  # Not yet timed on a GPU: expect a few minutes; drop lines from the list when time is short.
+  while read -r tool t filter; do
+    [ -x "build-gpu/$t" ] || continue
+    log "compute-sanitizer $tool $t ($filter)"
+    T_FILTER="$filter" compute-sanitizer --tool "$tool" --error-exitcode 9 "build-gpu/$t" > "$out/$tool-$t-$filter.txt" 2>&1 || { status=1; log "$tool $t $filter: errors"; }
+    tail -2 "$out/$tool-$t-$filter.txt" | tee -a "$out/summary.txt"
+  done <<'LIST'
+memcheck moe_cuda_test every_mode
+memcheck moe_cuda_test predict
+memcheck gemm_cuda_test grouped
+initcheck moe_cuda_test every_mode
+racecheck gemm_cuda_test grouped
+racecheck moe_cuda_test dispatch
+LIST
 else
   log "compute-sanitizer not found: skipped"
 fi
@@ -49,6 +65,11 @@ fi
 log "native benchmark (W3 on the GPU and CPU, GEMM on the CPU)"
 build-gpu/calmoe_bench w3 --device all > "$out/bench-native.jsonl" 2> "$out/bench-native.err" || status=1
 cat "$out/bench-native.err" | tee -a "$out/summary.txt"
+
+log "native benchmark: MoE training steps on the GPU (W1, W1L; FP32 GEMM, then TF32)"
+{ build-gpu/calmoe_bench w1 --device cuda && build-gpu/calmoe_bench w1l --device cuda \
+  && build-gpu/calmoe_bench w1l --device cuda --cuda-gemm tf32 --modes top2,hard; } >> "$out/bench-native.jsonl" 2> "$out/bench-moe.err" || status=1
+cat "$out/bench-moe.err" | tee -a "$out/summary.txt"
 
 if python3 -c "import torch" > /dev/null 2>&1; then
   log "PyTorch peers (W1, W1L, W2, W3 on the GPU)"

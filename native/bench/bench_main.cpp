@@ -1,6 +1,7 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
-//   calmoe_bench [w3|bandwidth|gemm] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
+//   calmoe_bench [w3|w1|w1l|bandwidth|gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
+//                [--cuda-gemm fp32|tf32] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,7 +19,11 @@
 #include "cpu/gemm.h"
 #include "core/calibration.h"
 #include "core/cuda_probe.h"
+#include "core/moe_engine.h"
 #include "cpu/thread_pool.h"
+#if CALMOE_WITH_CUDA
+#include "cuda/gemm.cuh"
+#endif
 
 using namespace calmoe;
 
@@ -30,6 +35,8 @@ struct Opts {
   int64_t classes = 10;
   int repeat = 5;
   std::string device = "all";
+  std::string cuda_gemm = "fp32";
+  std::string modes = "soft,top2,top1,hard";
 };
 
 double now_s() {
@@ -143,6 +150,75 @@ void run_w3(const Opts& o) {
       }
     }
 #endif
+  }
+}
+
+// ---- W1 / W1L: MoE training steps (DESIGN.md "Performance") -------------------------------------
+// Full steps through the moe::Engine interface, as moe_fit runs them: the host gathers the batch
+// (on CUDA: into pinned staging, copied in), forward, objective (tilted, eta = 0.5, weights held
+// constant), backward, plain SGD update (lr 0.1; update() returns the gradient norm, so every step
+// ends synchronised). W1: B = 2048, d = h = 128, C = 10, K = 8; W1L: B = 16384, d = 1024, h = 2048,
+// C = 100, K = 16. One hidden layer per expert (relu), linear router; parameters ~ N(0, 0.05),
+// x ~ N(0, 1) seeded, uniform labels; the batch is the whole dataset. Modes soft, top2, top1
+// (topk k = 1, Switch-style) and hard (the competitive estimator: every expert runs in training).
+// Best of `repeat` steps after one warm-up step. W1L runs on the CPU only with --device cpu.
+void run_w1(const Opts& o, bool large) {
+  const char* wl = large ? "w1l" : "w1";
+  const int64_t B = large ? 16384 : 2048, d = large ? 1024 : 128, h = large ? 2048 : 128, C = large ? 100 : 10, K = large ? 16 : 8;
+  std::vector<std::string> devices;
+  const bool gpu = resolve_device(DeviceRequest::Auto) == Device::Cuda;
+  if (o.device == "cpu" || (o.device == "all" && !large)) devices.push_back("cpu");
+  if (o.device == "cuda" || (o.device == "all" && gpu)) devices.push_back("cuda");
+#if CALMOE_WITH_CUDA
+  if (!cuda::set_gemm_math(o.cuda_gemm.c_str())) throw_range("--cuda-gemm: expected fp32 or tf32");
+#endif
+  const std::string system = o.cuda_gemm == "tf32" ? "calmoe-native-tf32" : "calmoe-native";
+  std::vector<float> x(static_cast<std::size_t>(B * d));
+  std::vector<int32_t> y(static_cast<std::size_t>(B)), rows(static_cast<std::size_t>(B));
+  {
+    std::mt19937_64 g(42);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (auto& v : x) v = nd(g);
+    for (auto& v : y) v = int32_t(g() % uint64_t(C));
+    for (int64_t i = 0; i < B; ++i) rows[i] = int32_t(i);
+  }
+  std::fprintf(stderr, "%s: train step B=%lld d=%lld h=%lld C=%lld K=%lld, tilted eta=0.5 (term), SGD lr 0.1; best of %d steps after 1 warm-up\n",
+               large ? "W1L" : "W1", (long long)B, (long long)d, (long long)h, (long long)C, (long long)K, o.repeat);
+  for (const std::string& dname : devices) {
+    const Device dev = dname == "cuda" ? resolve_device(DeviceRequest::Cuda) : Device::Cpu;
+    for (const char* mode : {"soft", "top2", "top1", "hard"}) {
+      if (("," + o.modes + ",").find(std::string(",") + mode + ",") == std::string::npos) continue;
+      MoEConfig c;
+      c.input_dim = d;
+      c.classes = C;
+      c.experts = K;
+      c.expert_hidden = {h};
+      c.routing = std::strcmp(mode, "soft") == 0 ? Routing::Soft : std::strcmp(mode, "hard") == 0 ? Routing::Hard : Routing::TopK;
+      c.top_k = std::strcmp(mode, "top2") == 0 ? 2 : 1;
+      std::vector<float> params(static_cast<std::size_t>(moe_layout(c).total));
+      moe_init_params(c, params.data(), 1, InitKind::Normal, 0.05f);
+      ObjectiveConfig ob;
+      ob.kind = ObjectiveKind::Robust;
+      ob.eta = 0.5;
+      ob.gradient = TiltGradient::Term;
+      OptimizerConfig op;
+      op.kind = OptimizerKind::Sgd;
+      op.lr = 0.1;
+      op.weight_decay = 0;
+      auto engine = moe::make_engine(dev, c, params.data(), nullptr, B);
+      const moe::Batch batch{x.data(), y.data(), rows.data(), B};
+      double last_loss = 0;
+      const double t = best_time(o.repeat, [&] {
+        last_loss = engine->forward_backward(batch, ob, true).mean_loss;
+        engine->update(op, op.lr);
+      });
+      const int64_t active = c.routing == Routing::TopK ? c.top_k : K;  // hard trains every expert
+      const double flops_per_row = 3.0 * double(2 * d * K + active * 2 * (d * h + h * C));
+      emit(wl, mode, "throughput", double(B) / t, "examples/s", dname.c_str(), system.c_str());
+      emit(wl, mode, "gflops", double(B) * flops_per_row / t / 1e9, "GFLOP/s", dname.c_str(), system.c_str());
+      std::fprintf(stderr, "  %s %s %s: %.0f examples/s (%.3f ms/step, %.1f GFLOP/s; mean loss %.4f)\n", system.c_str(), dname.c_str(), mode,
+                   double(B) / t, t * 1e3, double(B) * flops_per_row / t / 1e9, last_loss);
+    }
   }
 }
 
@@ -348,6 +424,8 @@ int main(int argc, char** argv) {
     else if (a == "--classes") o.classes = std::atoll(next("--classes"));
     else if (a == "--repeat") o.repeat = std::atoi(next("--repeat"));
     else if (a == "--device") o.device = next("--device");
+    else if (a == "--cuda-gemm") o.cuda_gemm = next("--cuda-gemm");
+    else if (a == "--modes") o.modes = next("--modes");
     else if (a == "--threads") set_cpu_threads(std::atoi(next("--threads")));
     else if (a[0] != '-') o.workload = a;
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
@@ -355,13 +433,15 @@ int main(int argc, char** argv) {
   if (o.rows < 1 || o.classes < 1 || o.repeat < 1) { std::fprintf(stderr, "rows, classes and repeat must be >= 1\n"); return 2; }
   try {
     if (o.workload == "w3") run_w3(o);
+    else if (o.workload == "w1") run_w1(o, false);
+    else if (o.workload == "w1l") run_w1(o, true);
     else if (o.workload == "bandwidth") emit("bandwidth", "memory-read", "bandwidth", read_bandwidth_gbs(o.repeat), "GB/s", "cpu", "machine");
     else if (o.workload == "gemm") run_gemm(o);
     else if (o.workload == "peak") {
       const Peak peak = fp32_peak(o.repeat);
       emit("peak", "fma-loop", "fp32_peak", peak.all, "GFLOP/s", "cpu", "machine");
       emit("peak", "fma-loop", "fp32_peak_per_core", peak.per_core, "GFLOP/s", "cpu", "machine");
-    } else { std::fprintf(stderr, "unknown workload %s (known: w3, bandwidth, gemm, peak)\n", o.workload.c_str()); return 2; }
+    } else { std::fprintf(stderr, "unknown workload %s (known: w3, w1, w1l, bandwidth, gemm, peak)\n", o.workload.c_str()); return 2; }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "calmoe_bench: %s\n", e.what());
     return 1;

@@ -39,3 +39,11 @@ std::unique_ptr<Engine> make_engine(Device dev, const MoEConfig& c, float* param
 namespace calmoe::cpu {
 std::unique_ptr<moe::Engine> make_moe_engine(const MoEConfig& c, float* params, const float* temperatures, int64_t max_batch);
 }
+
+#if CALMOE_WITH_CUDA
+namespace calmoe::cuda {
+// The CUDA engine (native/cuda/moe_engine.cu): parameters, gradient and optimiser state on the
+// device; the same semantics as the CPU engine. Needs a usable GPU (resolve_device checks first).
+std::unique_ptr<moe::Engine> make_moe_engine(const MoEConfig& c, float* params, const float* temperatures, int64_t max_batch);
+}
+#endif

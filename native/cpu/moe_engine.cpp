@@ -10,6 +10,7 @@
 #include "calmoe/error.h"
 #include "core/moe_engine.h"
 #include "core/moe_math.h"
+#include "core/moe_row_bodies.h"
 #include "core/objective.h"
 #include "core/optimizer.h"
 #include "cpu/gemm.h"
@@ -275,14 +276,7 @@ void CpuEngine::forward(Pass& f, const float* x, const int32_t* xrows, int64_t n
 
 moe_rows::Ctx CpuEngine::row_ctx(Pass& f, bool training) {
   moe_rows::Ctx c;
-  c.K = c_.experts;
-  c.C = c_.classes;
-  c.a = f.a;
-  c.routing = (training && c_.routing == Routing::Hard) ? Routing::Soft : c_.routing;
-  c.hard = training && c_.routing == Routing::Hard;
-  c.single = c_.routing == Routing::TopK && c_.top_k == 1;
-  c.hard_prediction = c.hard;
-  c.inv_tau = 1.0f / c_.router_temperature;
+  moe::set_row_modes(c, c_, f.a, training);
   c.inv_temp = inv_temp_.data();
   c.g = f.g.data();
   c.r = f.r.data();

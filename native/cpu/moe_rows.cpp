@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/moe_math.h"
+#include "core/moe_row_bodies.h"
 
 #include "cpu/simd.h"
 

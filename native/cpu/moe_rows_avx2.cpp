@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/moe_math.h"
+#include "core/moe_row_bodies.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>

@@ -9,44 +9,15 @@
 #include "core/moe_math.h"
 #include "cpu/moe_rows.h"
 #include "moe_reference.h"
+#include "moe_cases.h"
 #include "test_util.h"
 
 using namespace calmoe;
+using moe_cases::Case;
+using moe_cases::cfg;
+using moe_cases::obj;
 
 namespace {
-
-struct Case {
-  const char* name;
-  MoEConfig c;
-  ObjectiveConfig o;
-  int64_t batch;
-  bool robust_active = true;
-  bool temps = false;
-};
-
-MoEConfig cfg(int64_t d, int64_t C, int64_t K, Routing r, int64_t k, std::vector<int64_t> eh, std::vector<int64_t> rh,
-              Activation a = Activation::Relu, float tau = 1.0f) {
-  MoEConfig c;
-  c.input_dim = d;
-  c.classes = C;
-  c.experts = K;
-  c.routing = r;
-  c.top_k = k;
-  c.expert_hidden = std::move(eh);
-  c.router_hidden = std::move(rh);
-  c.activation = a;
-  c.router_temperature = tau;
-  return c;
-}
-
-ObjectiveConfig obj(ObjectiveKind k, TiltGradient g = TiltGradient::Term, double eta = 1.5, double balance = 0) {
-  ObjectiveConfig o;
-  o.kind = k;
-  o.gradient = g;
-  o.eta = eta;
-  o.balance_alpha = balance;
-  return o;
-}
 
 // Checks the engine's objective and gradient against the reference at a random point.
 void check_case(const Case& cs, uint64_t seed, int max_params_checked = 400) {

@@ -1,0 +1,93 @@
+// CUDA GEMM of the MoE engine: C = alpha * A B + beta * C with the epilogue of cpu/gemm.h (bias,
+// activation, saved pre-activation, backward through an activation), row gathers on either operand
+// fused into the operand loads, and grouped launches (one launch for every expert's GEMM, sizes
+// read on the device, so no host synchronisation is needed to learn them).
+//
+// Semantics are exactly cpu::GemmArgs' (native/cpu/gemm.h): element (i, j) of a logical operand
+// is p[row(i) * ld + j], or with trans p[row(j) * ld + i], row(r) = rows ? rows[r] : r; epilogue
+// per element: v = alpha * sum_k A B + beta * C (C unread when beta == 0; A and B unread when
+// alpha == 0 or K == 0); v += bias[j]; pre = v; v = act(v); v *= act'(dact_pre); C = v.
+//
+// Math modes:
+//   Fp32 (default, exact): a shared-memory tiled SIMT kernel. Every output element is one thread's
+//     fused multiply-add chain over k in increasing order within blocks of kGemmKC = 256, blocks
+//     added in k order (v = alpha*acc [+ beta*C] for the first, v = fma(alpha, acc, v) after) --
+//     the summation order of the CPU builtin GEMM, so both backends give the same bits for the
+//     same operands (and run to run: no atomics, no split-K).
+//   Tf32 (opt-in, sm_80+): the same tiles through tensor cores (nvcuda::wmma, precision::tf32,
+//     fp32 accumulation); deterministic run to run, not equal to Fp32. Chosen with
+//     CALMOE_CUDA_GEMM=tf32 or set_gemm_math(); not the default until measured on a GPU.
+//
+// This header is plain C++ outside the __CUDACC__ sections, so host tests can include it.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/hd.h"
+
+namespace calmoe::cuda {
+
+enum class GemmAct : int32_t { None = 0, Relu = 1, Gelu = 2 };
+enum class GemmMath : int32_t { Fp32 = 0, Tf32 = 1 };
+
+// Device pointers. trans and rows as cpu::GemmOperand. No implicit padding in these structs: they
+// are copied to and within device memory whole, and compute-sanitizer's initcheck would flag
+// padding bytes that no member assignment writes.
+struct GemmOperand {
+  const float* p = nullptr;
+  int64_t ld = 0;
+  const int32_t* rows = nullptr;
+  int32_t trans = 0;
+  int32_t reserved = 0;
+};
+
+struct GemmDesc {
+  int64_t M = 0, N = 0, K = 0;
+  GemmOperand a, b;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  float alpha = 1, beta = 0;
+  const float* bias = nullptr;       // N values
+  float* pre = nullptr;              // M x N, ldpre
+  int64_t ldpre = 0;
+  const float* dact_pre = nullptr;   // M x N, ld_dact
+  int64_t ld_dact = 0;
+  GemmAct act = GemmAct::None;
+  GemmAct dact = GemmAct::None;
+};
+static_assert(sizeof(GemmOperand) == 32 && sizeof(GemmDesc) == 8 * 3 + 2 * 32 + 8 * 9, "no padding");
+
+constexpr int kGemmTileM = 64;     // output tile of one thread block
+constexpr int kGemmTileN = 64;
+constexpr int64_t kGemmKC = 256;   // summation blocks: cpu::gemm_detail::kKC
+
+// Thread blocks (output tiles) of one GEMM: 0 when M or N is 0.
+CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N) {
+  return (M > 0 && N > 0) ? ((M + kGemmTileM - 1) / kGemmTileM) * ((N + kGemmTileN - 1) / kGemmTileN) : 0;
+}
+
+// The math mode in use: from env CALMOE_CUDA_GEMM ("fp32" default, "tf32"), read once, or set.
+GemmMath gemm_math();
+// "fp32" or "tf32"; false (nothing changed) for other names. Tf32 is used only on sm_80 or newer
+// (the launcher falls back to Fp32 on older cards).
+bool set_gemm_math(const char* name);
+const char* gemm_math_name(GemmMath m);
+
+// One GEMM described on the host (its pointers are device pointers): one launch on `stream`.
+void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream);
+
+// tile_start[0..count] = exclusive prefix of gemm_tiles(M, N) over d_desc (all on the device):
+// one tiny kernel, so descriptors written by an earlier kernel need no host round trip.
+void gemm_plan(const GemmDesc* d_desc, int count, int64_t* d_tile_start, cudaStream_t stream);
+
+// `count` GEMMs in one launch of max_tiles blocks (max_tiles >= tile_start[count]; the blocks past
+// it return at once). Each block finds its GEMM by a binary search over tile_start.
+void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math,
+                  cudaStream_t stream);
+
+// For tests and benchmarks: descriptors in host memory (device pointers inside): uploads them,
+// plans, runs one grouped launch and synchronises.
+void gemm_batch_sync(const GemmDesc* host_desc, int count, GemmMath math);
+
+}  // namespace calmoe::cuda

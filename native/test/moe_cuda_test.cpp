@@ -1,0 +1,540 @@
+// The CUDA MoE engine (native/cuda/moe_engine.cu) against the CPU engine, which moe_test checks
+// against finite differences of a double-precision reference:
+//   - one forward_backward on the same batch, for every routing mode, expert/router shape,
+//     activation, objective and odd batch size: StepStats and EVERY gradient element within
+//     atol 1e-5 + rtol 1e-3 (FP32, possibly different summation orders; the CUDA GEMM uses the CPU
+//     builtin GEMM's order, so most elements are expected to be bit-identical: the test prints the
+//     share and the largest difference per case), and the same bits on a second CUDA run;
+//   - 50-step moe_fit on both devices with the same data, seed and config: per-step objective and
+//     gradient norm within atol 1e-4 + rtol 2e-3, final parameters within atol 2e-3 + rtol 2e-2
+//     (chaotic growth of rounding differences; Adam amplifies signs of tiny gradients), and two
+//     CUDA fits give the same bits;
+//   - predict (probs, routing, selected experts, gates, each active expert's probs) over rows that
+//     span several prediction chunks;
+//   - the dispatch alone (stable order: an expert's entries in ascending row order) against the
+//     CPU's fill, with empty experts, one expert taking every row, chunk edges;
+//   - a routing truth table (router weights 0, tied biases): ties go to the lower index, empty
+//     experts get exactly zero gradient;
+//   - the update's divergence contract and bad input.
+// Skipped, loudly, without a usable GPU (exit 77).
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "core/moe_engine.h"
+#include "cpu/gemm.h"
+#include "moe_cases.h"
+#include "test_util.h"
+
+#if CALMOE_WITH_CUDA
+#include "cuda/gemm.cuh"
+#include "cuda/moe_rows.cuh"
+#endif
+
+using namespace calmoe;
+using moe_cases::Case;
+using moe_cases::cfg;
+using moe_cases::obj;
+
+namespace {
+
+// The name of the parameter tensor holding flat index i ("experts.2.0.weight[17]").
+std::string param_name(const ParamLayout& lay, int64_t i) {
+  for (const ParamTensor& t : lay.tensors) {
+    int64_t n = 1;
+    for (int64_t s : t.shape) n *= s;
+    if (i >= t.offset && i < t.offset + n) return t.name + "[" + std::to_string(i - t.offset) + "]";
+  }
+  return "?";
+}
+
+// Compares arrays element by element within atol + rtol |want|; reports the first few offenders
+// by name (when a layout is given) and returns the count; prints the share of identical bits.
+int64_t compare(const char* what, const std::string& tag, const float* got, const float* want, int64_t n, double atol, double rtol,
+                const ParamLayout* lay = nullptr, bool quiet = false) {
+  int64_t bad = 0, same = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    same += std::memcmp(&got[i], &want[i], sizeof(float)) == 0;
+    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
+    if (!t::close(got[i], want[i], atol, rtol)) {
+      if (++bad <= 5) {
+        char msg[512];
+        std::snprintf(msg, sizeof msg, "%s: %s %s: cuda %.9g, cpu %.9g", tag.c_str(), what, lay ? param_name(*lay, i).c_str() : std::to_string(i).c_str(),
+                      double(got[i]), double(want[i]));
+        t::fail(__FILE__, __LINE__, msg);
+      }
+    }
+  }
+  if (bad > 5) t::fail(__FILE__, __LINE__, tag + ": " + what + ": " + std::to_string(bad) + " elements outside the tolerance in all");
+  if (!quiet)
+    std::printf("  info %s: %s: %lld/%lld bit-identical, max |cuda - cpu| = %.3g\n", tag.c_str(), what, (long long)same, (long long)n, worst);
+  return bad;
+}
+
+std::vector<Case> step_cases() {
+  const auto relu = Activation::Relu, gelu = Activation::Gelu;
+  std::vector<Case> cs = {
+      {"soft linear K=1 (plain MLP)", cfg(5, 3, 1, Routing::Soft, 1, {}, {}), obj(ObjectiveKind::Erm), 13},
+      {"soft mlp K=3 relu", cfg(6, 4, 3, Routing::Soft, 3, {5}, {}), obj(ObjectiveKind::Erm), 13},
+      {"soft gelu mlp router temps", cfg(6, 3, 3, Routing::Soft, 3, {4}, {5}, gelu, 0.7f), obj(ObjectiveKind::Erm), 13, true, true},
+      {"top2 of 3", cfg(6, 4, 3, Routing::TopK, 2, {5}, {}), obj(ObjectiveKind::Erm), 13},
+      {"top2 of 8 B=1977", cfg(20, 10, 8, Routing::TopK, 2, {16}, {}), obj(ObjectiveKind::Robust, TiltGradient::Term, 0.5), 1977},
+      {"topK=K of 3", cfg(5, 3, 3, Routing::TopK, 3, {4}, {}), obj(ObjectiveKind::Erm), 13},
+      {"top1 switch of 3", cfg(6, 4, 3, Routing::TopK, 1, {5}, {}), obj(ObjectiveKind::Erm), 13},
+      {"top1 switch of 8 linear B=1977", cfg(9, 5, 8, Routing::TopK, 1, {}, {}), obj(ObjectiveKind::Erm), 1977},
+      {"hard competitive of 3", cfg(6, 4, 3, Routing::Hard, 1, {5}, {}), obj(ObjectiveKind::Erm), 13},
+      {"hard mlp router gelu temps", cfg(6, 3, 3, Routing::Hard, 1, {4}, {4}, gelu), obj(ObjectiveKind::Erm), 13, true, true},
+      {"hard K=8 B=1977 robust term", cfg(12, 6, 8, Routing::Hard, 1, {10}, {}), obj(ObjectiveKind::Robust, TiltGradient::Term, 2.0), 1977},
+      {"robust term soft", cfg(6, 4, 3, Routing::Soft, 3, {5}, {}), obj(ObjectiveKind::Robust, TiltGradient::Term, 2.0), 13},
+      {"robust through top2", cfg(6, 4, 3, Routing::TopK, 2, {5}, {}), obj(ObjectiveKind::Robust, TiltGradient::Through, 2.0), 13},
+      {"robust through negative eta", cfg(6, 4, 3, Routing::Soft, 3, {}, {}), obj(ObjectiveKind::Robust, TiltGradient::Through, -1.0), 13},
+      {"filtered term soft", cfg(6, 4, 3, Routing::Soft, 3, {5}, {}), obj(ObjectiveKind::RobustFiltered, TiltGradient::Term, 2.0), 13},
+      {"filtered through top2 of 8", cfg(7, 4, 8, Routing::TopK, 2, {5}, {}), obj(ObjectiveKind::RobustFiltered, TiltGradient::Through, 2.0), 200},
+      {"filtered hard (2x ERM)", cfg(6, 4, 3, Routing::Hard, 1, {5}, {}), obj(ObjectiveKind::RobustFiltered), 13},
+      {"robust warm-up (inactive)", cfg(6, 4, 3, Routing::Soft, 3, {5}, {}), obj(ObjectiveKind::Robust, TiltGradient::Through, 2.0), 13, false},
+      {"balance top2 of 8", cfg(6, 4, 8, Routing::TopK, 2, {5}, {}), obj(ObjectiveKind::Erm, TiltGradient::Term, 0, 0.3), 129},
+      {"balance + two hidden layers gelu", cfg(5, 3, 3, Routing::Soft, 3, {4, 3}, {6, 5}, gelu), obj(ObjectiveKind::Erm, TiltGradient::Term, 0, 0.2), 13},
+      {"three hidden layers relu top2", cfg(7, 5, 3, Routing::TopK, 2, {9, 6, 4}, {}, relu), obj(ObjectiveKind::Erm), 33},
+      {"batch of one top2", cfg(6, 4, 3, Routing::TopK, 2, {5}, {}), obj(ObjectiveKind::Robust, TiltGradient::Through, 2.0), 1},
+      {"batch of one hard", cfg(6, 4, 8, Routing::Hard, 1, {5}, {3}), obj(ObjectiveKind::Erm), 1},
+      {"d=100 K=8 top2 wide", cfg(100, 10, 8, Routing::TopK, 2, {70}, {}), obj(ObjectiveKind::Robust, TiltGradient::Term, 0.5), 333},
+      {"B=1977 soft K=3 long rows", cfg(300, 3, 3, Routing::Soft, 3, {80}, {}), obj(ObjectiveKind::Robust, TiltGradient::Through, 1.0), 1977},
+  };
+  ObjectiveConfig med = obj(ObjectiveKind::RobustFiltered, TiltGradient::Through, 2.0);
+  med.median_disagreement = true;
+  cs.push_back({"filtered median", cfg(6, 4, 3, Routing::Soft, 3, {5}, {}), med, 14});
+  return cs;
+}
+
+// A dataset of n rows (x ~ N(0, 1), uniform labels) and a batch of `batch` distinct rows in a
+// scrambled order (so the row gather is exercised).
+struct Data {
+  std::vector<float> x;
+  std::vector<int32_t> y, rows;
+};
+Data make_data(t::Rng& rng, const MoEConfig& c, int64_t batch) {
+  Data d;
+  const int64_t n = batch + 7;
+  d.x.resize(std::size_t(n * c.input_dim));
+  for (auto& v : d.x) v = rng.normal(1.0f);
+  d.y = t::random_labels(rng, n, c.classes);
+  std::vector<int32_t> all(static_cast<std::size_t>(n));
+  std::iota(all.begin(), all.end(), 0);
+  std::shuffle(all.begin(), all.end(), rng.g);
+  d.rows.assign(all.begin(), all.begin() + batch);
+  return d;
+}
+
+TEST(forward_backward_matches_cpu_every_mode) {
+  uint64_t seed = 100;
+  for (const Case& cs : step_cases()) {
+    const MoEConfig& c = cs.c;
+    const ParamLayout lay = moe_layout(c);
+    std::vector<float> params(std::size_t(lay.total));
+    moe_init_params(c, params.data(), seed, InitKind::Normal, 0.4f);
+    t::Rng rng(seed++);
+    Data d = make_data(rng, c, cs.batch);
+    std::vector<float> temps(std::size_t(c.experts), 1.0f);
+    for (int64_t k = 0; k < c.experts; ++k) temps[k] = 0.5f + 0.3f * float(k);
+    const float* tp = cs.temps ? temps.data() : nullptr;
+    moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), cs.batch};
+
+    auto cpu = moe::make_engine(Device::Cpu, c, params.data(), tp, cs.batch);
+    const StepStats sc = cpu->forward_backward(b, cs.o, cs.robust_active);
+    const std::vector<float> gc(cpu->gradient(), cpu->gradient() + lay.total);
+    auto gpu = moe::make_engine(Device::Cuda, c, params.data(), tp, cs.batch + 5);
+    const StepStats sg = gpu->forward_backward(b, cs.o, cs.robust_active);
+    const std::vector<float> gg(gpu->gradient(), gpu->gradient() + lay.total);
+
+    const std::string tag = cs.name;
+    CHECK_CLOSE(sg.objective, sc.objective, 1e-5, 1e-4);
+    CHECK_CLOSE(sg.mean_loss, sc.mean_loss, 1e-5, 1e-4);
+    CHECK_CLOSE(sg.accuracy, sc.accuracy, 2.0 / double(cs.batch) + 1e-12, 0);  // a near-tie may flip one row
+    CHECK(std::llabs(sg.filtered - sc.filtered) <= 1);
+    if (sg.objective != sc.objective) std::printf("  info %s: objective cuda %.17g cpu %.17g\n", tag.c_str(), sg.objective, sc.objective);
+    compare("gradient", tag, gg.data(), gc.data(), lay.total, 1e-5, 1e-3, &lay);
+    // deterministic: a second step on the same engine gives the same bits
+    const StepStats sg2 = gpu->forward_backward(b, cs.o, cs.robust_active);
+    const float* gg2 = gpu->gradient();
+    CHECK(sg2.objective == sg.objective);
+    if (std::memcmp(gg2, gg.data(), gg.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, tag + ": two CUDA steps on the same batch differ");
+    // the engine never changed its parameters
+    std::vector<float> back(params.size());
+    gpu->sync_to_host(back.data());
+    CHECK(back == params);
+  }
+}
+
+// One fit per device; per-step stats through the progress callback.
+struct FitRun {
+  std::vector<StepStats> steps;
+  std::vector<EpochLog> logs;
+  std::vector<float> params;
+};
+FitRun fit_on(Device dev, const MoEConfig& c, const FitConfig& f, const Data& d, const Dataset* val) {
+  FitRun r;
+  r.params.resize(std::size_t(moe_layout(c).total));
+  moe_init_params(c, r.params.data(), 5, InitKind::Default, 0);
+  Dataset ds{d.x.data(), d.y.data(), int64_t(d.y.size())};
+  r.logs = moe_fit(dev, c, r.params.data(), nullptr, ds, val, f, nullptr, [&](const Progress& p) {
+    if (!p.epoch_end) r.steps.push_back(p.step_stats);
+  }, nullptr);
+  return r;
+}
+
+TEST(fifty_step_fits_match_cpu) {
+  struct FitCase {
+    const char* name;
+    MoEConfig c;
+    ObjectiveConfig o;
+    OptimizerKind opt;
+  };
+  std::vector<FitCase> cases = {
+      {"soft mlp adamw cosine clip", cfg(12, 5, 4, Routing::Soft, 4, {16}, {}), obj(ObjectiveKind::Erm), OptimizerKind::AdamW},
+      {"top2 sgd momentum robust term", cfg(12, 5, 4, Routing::TopK, 2, {16}, {}), obj(ObjectiveKind::Robust, TiltGradient::Term, 0.5), OptimizerKind::Sgd},
+      {"top1 sgd", cfg(12, 5, 4, Routing::TopK, 1, {16}, {}), obj(ObjectiveKind::Erm), OptimizerKind::Sgd},
+      {"hard gelu mlp router robust through", cfg(12, 5, 4, Routing::Hard, 1, {16}, {8}, Activation::Gelu), obj(ObjectiveKind::Robust, TiltGradient::Through, 1.0), OptimizerKind::AdamW},
+      {"filtered top2 + balance", cfg(12, 5, 8, Routing::TopK, 2, {16}, {}), obj(ObjectiveKind::RobustFiltered, TiltGradient::Term, 2.0, 0.01), OptimizerKind::Sgd},
+  };
+  for (const FitCase& fc : cases) {
+    t::Rng rng(77);
+    const MoEConfig& c = fc.c;
+    Data d = make_data(rng, c, 633);  // 640 rows: 10 batches of 64 per epoch, 5 epochs
+    for (int64_t i = 0; i < 640; ++i)  // a learnable rule, so the loss moves
+      d.y[i] = (d.x[i * c.input_dim] > 0 ? 1 : 0) + (d.x[i * c.input_dim + 1] > 0.5f ? 2 : 0);
+    Data v = make_data(rng, c, 93);
+    Dataset val{v.x.data(), v.y.data(), int64_t(v.y.size())};
+    FitConfig f;
+    f.epochs = 5;
+    f.batch_size = 64;
+    f.seed = 3;
+    f.progress_every = 1;
+    f.objective = fc.o;
+    f.objective.warmup_epochs = fc.o.kind == ObjectiveKind::Erm ? 0 : 1;
+    f.optimizer.kind = fc.opt;
+    if (fc.opt == OptimizerKind::Sgd) {
+      f.optimizer.lr = 0.05;
+      f.optimizer.momentum = 0.9;
+    } else {
+      f.optimizer.lr = 1e-2;
+      f.optimizer.clip_norm = 1.0;
+      f.schedule.kind = ScheduleKind::Cosine;
+      f.schedule.warmup_steps = 5;
+    }
+    const FitRun a = fit_on(Device::Cpu, c, f, d, &val);
+    const FitRun b = fit_on(Device::Cuda, c, f, d, &val);
+    const std::string tag = fc.name;
+    CHECK_EQ(b.steps.size(), std::size_t(50));
+    CHECK_EQ(a.steps.size(), b.steps.size());
+    int bad = 0;
+    for (std::size_t s = 0; s < std::min(a.steps.size(), b.steps.size()); ++s) {
+      const StepStats &x = a.steps[s], &y = b.steps[s];
+      if (!t::close(y.objective, x.objective, 1e-4, 2e-3) || !t::close(y.grad_norm, x.grad_norm, 1e-4, 2e-3) || !t::close(y.lr, x.lr, 0, 1e-12)) {
+        if (++bad <= 3) {
+          char msg[256];
+          std::snprintf(msg, sizeof msg, "%s: step %zu: objective cuda %.9g cpu %.9g, grad norm cuda %.9g cpu %.9g", tag.c_str(), s + 1,
+                        y.objective, x.objective, y.grad_norm, x.grad_norm);
+          t::fail(__FILE__, __LINE__, msg);
+        }
+      }
+    }
+    CHECK_EQ(a.logs.size(), b.logs.size());
+    for (std::size_t e = 0; e < std::min(a.logs.size(), b.logs.size()); ++e) {
+      CHECK_CLOSE(b.logs[e].loss, a.logs[e].loss, 1e-4, 2e-3);
+      CHECK_CLOSE(b.logs[e].val_loss, a.logs[e].val_loss, 1e-4, 5e-3);
+      CHECK_CLOSE(b.logs[e].val_accuracy, a.logs[e].val_accuracy, 3.0 / 93, 0);
+    }
+    std::printf("  info %s: loss %.6f -> %.6f (cpu %.6f -> %.6f)\n", tag.c_str(), b.logs.front().loss, b.logs.back().loss, a.logs.front().loss,
+                a.logs.back().loss);
+    const ParamLayout lay = moe_layout(c);
+    compare("parameters after 50 steps", tag, b.params.data(), a.params.data(), lay.total, 2e-3, 2e-2, &lay);
+    const FitRun again = fit_on(Device::Cuda, c, f, d, &val);
+    if (again.params != b.params) t::fail(__FILE__, __LINE__, tag + ": two CUDA fits differ");
+  }
+}
+
+TEST(predict_matches_cpu) {
+  t::Rng rng(9);
+  struct P {
+    MoEConfig c;
+    int64_t rows;
+  };
+  const std::vector<P> ps = {
+      {cfg(10, 7, 5, Routing::TopK, 2, {12}, {}), 20011},           // two chunks of 16384 rows
+      {cfg(10, 7, 5, Routing::Soft, 5, {12}, {6}, Activation::Gelu), 13},
+      {cfg(10, 7, 5, Routing::Hard, 1, {12}, {}), 33000},           // three chunks
+      {cfg(10, 7, 8, Routing::TopK, 1, {}, {}), 1},
+      {cfg(10, 3, 1, Routing::Soft, 1, {4}, {}), 129},
+  };
+  for (const P& p : ps) {
+    const MoEConfig& c = p.c;
+    const int64_t K = c.experts, C = c.classes, a = moe_active_experts(c, false), n = p.rows;
+    std::vector<float> params(std::size_t(moe_layout(c).total));
+    moe_init_params(c, params.data(), 11, InitKind::Normal, 0.5f);
+    std::vector<float> x(std::size_t(n * c.input_dim));
+    for (auto& v : x) v = rng.normal();
+    std::vector<float> temps(static_cast<std::size_t>(K));
+    for (int64_t k = 0; k < K; ++k) temps[k] = 0.6f + 0.2f * float(k);
+    struct Out {
+      std::vector<float> p, r, g, e;
+      std::vector<int32_t> s;
+    } o[2];
+    for (int dev = 0; dev < 2; ++dev) {
+      Out& q = o[dev];
+      q.p.resize(std::size_t(n * C));
+      q.r.resize(std::size_t(n * K));
+      q.g.resize(std::size_t(n * a));
+      q.e.resize(std::size_t(n * a * C));
+      q.s.resize(std::size_t(n * a));
+      PredictOutputs out;
+      out.probs = q.p.data();
+      out.routing = q.r.data();
+      out.gates = q.g.data();
+      out.expert_probs = q.e.data();
+      out.selected = q.s.data();
+      auto e = moe::make_engine(dev ? Device::Cuda : Device::Cpu, c, params.data(), temps.data(), 1);
+      e->predict(x.data(), n, out);
+    }
+    const std::string tag = "predict K=" + std::to_string(K) + " a=" + std::to_string(a) + " rows=" + std::to_string(n);
+    compare("probs", tag, o[1].p.data(), o[0].p.data(), n * C, 1e-6, 1e-4);
+    compare("routing", tag, o[1].r.data(), o[0].r.data(), n * K, 1e-6, 1e-4);
+    compare("gates", tag, o[1].g.data(), o[0].g.data(), n * a, 1e-6, 1e-4);
+    compare("expert probs", tag, o[1].e.data(), o[0].e.data(), n * a * C, 1e-6, 1e-4);
+    int64_t diff = 0;
+    for (int64_t i = 0; i < n * a; ++i) diff += o[1].s[i] != o[0].s[i];
+    if (diff) t::fail(__FILE__, __LINE__, tag + ": selected experts differ on " + std::to_string(diff) + " entries");
+  }
+}
+
+#if CALMOE_WITH_CUDA
+// The CPU engine's stable fill (cpu/moe_engine.cpp), for the dispatch test.
+void cpu_dispatch(const std::vector<int32_t>& sel, int64_t n, int64_t a, int64_t K, std::vector<int32_t>& pos, std::vector<int32_t>& row,
+                  std::vector<int64_t>& offset) {
+  std::vector<int64_t> count(std::size_t(K), 0);
+  for (int64_t i = 0; i < n * a; ++i) ++count[sel[i]];
+  offset.assign(std::size_t(K + 1), 0);
+  for (int64_t k = 0; k < K; ++k) offset[k + 1] = offset[k] + count[k];
+  std::vector<int64_t> cursor(offset.begin(), offset.begin() + K);
+  pos.assign(std::size_t(n * a), -1);
+  row.assign(std::size_t(n * a), -1);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t s = 0; s < a; ++s) {
+      const int64_t p = cursor[sel[i * a + s]]++;
+      pos[i * a + s] = int32_t(p);
+      row[p] = int32_t(i);
+    }
+  }
+}
+
+TEST(dispatch_is_the_cpu_stable_fill) {
+  t::Rng rng(21);
+  int cases = 0;
+  for (int64_t K : {1, 3, 8, 300}) {
+    for (int64_t a : {1, 2, 3}) {
+      if (a > K) continue;
+      for (int64_t n : {1, 127, 128, 129, 1000}) {
+        for (int pattern = 0; pattern < 3; ++pattern) {
+          // 0: random; 1: every row chooses the first a experts (the others are empty); 2: only
+          // the experts of even index are ever chosen (gaps) and rows repeat in blocks
+          std::vector<int32_t> sel(std::size_t(n * a));
+          for (int64_t i = 0; i < n; ++i) {
+            std::vector<int32_t> pick;
+            if (pattern == 1) {
+              for (int64_t s = 0; s < a; ++s) pick.push_back(int32_t(s));
+            } else {
+              std::vector<int32_t> all;
+              for (int64_t k = 0; k < K; ++k)
+                if (pattern == 0 || k % 2 == 0 || (K + 1) / 2 < a) all.push_back(int32_t(k));
+              t::Rng local(pattern == 2 ? uint64_t(i / 16) : rng.g());
+              std::shuffle(all.begin(), all.end(), local.g);
+              pick.assign(all.begin(), all.begin() + a);
+              std::sort(pick.begin(), pick.end());
+            }
+            std::copy(pick.begin(), pick.end(), sel.begin() + i * a);
+          }
+          std::vector<int32_t> pos(std::size_t(n * a)), row(std::size_t(n * a)), wpos, wrow;
+          std::vector<int64_t> off(std::size_t(K + 1)), woff;
+          cuda::moe_rows::dispatch_host(sel.data(), n, a, K, pos.data(), row.data(), off.data());
+          cpu_dispatch(sel, n, a, K, wpos, wrow, woff);
+          const bool ok = pos == wpos && row == wrow && off == woff;
+          if (!ok) {
+            char msg[160];
+            std::snprintf(msg, sizeof msg, "dispatch K=%lld a=%lld n=%lld pattern %d differs from the CPU's stable fill", (long long)K, (long long)a,
+                          (long long)n, pattern);
+            t::fail(__FILE__, __LINE__, msg);
+          }
+          ++cases;
+        }
+      }
+    }
+  }
+  // a == K: every row has every expert (soft, hard training): entry (i, k) = k n + i
+  for (int64_t K : {1, 4}) {
+    const int64_t n = 130;
+    std::vector<int32_t> sel(std::size_t(n * K));
+    for (int64_t i = 0; i < n * K; ++i) sel[i] = int32_t(i % K);
+    std::vector<int32_t> pos(sel.size()), row(sel.size()), wpos, wrow;
+    std::vector<int64_t> off(std::size_t(K + 1)), woff;
+    cuda::moe_rows::dispatch_host(sel.data(), n, K, K, pos.data(), row.data(), off.data());
+    cpu_dispatch(sel, n, K, K, wpos, wrow, woff);
+    CHECK(pos == wpos && row == wrow && off == woff);
+  }
+  std::printf("  info dispatch: %d selection patterns\n", cases);
+}
+#endif
+
+TEST(routing_truth_table_ties_and_empty_experts) {
+  // router weights 0 and biases (1, 1, 0, 1): r ties between experts 0, 1 and 3 on every row;
+  // top1 and hard pick expert 0 (ties to the lower index), top2 picks 0 and 1: experts 2 and 3
+  // (and 1 for top1 / hard inference) get no rows
+  for (Routing rt : {Routing::TopK, Routing::Hard}) {
+    for (int64_t k : {1, 2}) {
+      if (rt == Routing::Hard && k == 2) continue;
+      MoEConfig c = cfg(6, 4, 4, rt, k, {5}, {});
+      const ParamLayout lay = moe_layout(c);
+      std::vector<float> params(std::size_t(lay.total));
+      moe_init_params(c, params.data(), 3, InitKind::Normal, 0.5f);
+      for (int64_t i = 0; i < lay.router_size; ++i) params[i] = 0.0f;
+      const float bias[4] = {1, 1, 0, 1};
+      std::memcpy(params.data() + c.input_dim * c.experts, bias, sizeof bias);
+      t::Rng rng(5);
+      const int64_t n = 45;
+      Data d = make_data(rng, c, n);
+      const int64_t a = moe_active_experts(c, false);
+      std::vector<int32_t> sel[2];
+      std::vector<float> probs[2], grads[2];
+      for (int dev = 0; dev < 2; ++dev) {
+        sel[dev].resize(std::size_t(n * a));
+        probs[dev].resize(std::size_t(n * c.classes));
+        PredictOutputs out;
+        out.probs = probs[dev].data();
+        out.selected = sel[dev].data();
+        auto e = moe::make_engine(dev ? Device::Cuda : Device::Cpu, c, params.data(), nullptr, n);
+        e->predict(d.x.data(), n, out);
+        moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), n};
+        e->forward_backward(b, obj(ObjectiveKind::Erm), true);
+        grads[dev].assign(e->gradient(), e->gradient() + lay.total);
+      }
+      const std::string tag = std::string(rt == Routing::Hard ? "hard" : "topk") + " k=" + std::to_string(k);
+      for (int64_t i = 0; i < n; ++i) {
+        CHECK_EQ(sel[1][i * a], 0);
+        if (a == 2) CHECK_EQ(sel[1][i * a + 1], 1);
+      }
+      CHECK(sel[0] == sel[1]);
+      compare("probs", tag, probs[1].data(), probs[0].data(), n * c.classes, 1e-6, 1e-4);
+      compare("gradient", tag, grads[1].data(), grads[0].data(), lay.total, 1e-5, 1e-3, &lay);
+      // experts without rows in training (topk: not selected; hard trains every expert)
+      if (rt == Routing::TopK) {
+        for (int64_t e = k; e < 4; ++e) {
+          const int64_t o = lay.expert_offset[e];
+          bool zero = true;
+          for (int64_t i = 0; i < lay.expert_size; ++i) zero &= grads[1][o + i] == 0.0f;
+          if (!zero) t::fail(__FILE__, __LINE__, tag + ": expert " + std::to_string(e) + " has no rows but a non-zero gradient");
+        }
+      }
+    }
+  }
+}
+
+TEST(update_divergence_keeps_parameters) {
+  MoEConfig c = cfg(6, 4, 3, Routing::TopK, 2, {5}, {});
+  const ParamLayout lay = moe_layout(c);
+  std::vector<float> params(std::size_t(lay.total));
+  moe_init_params(c, params.data(), 1, InitKind::Normal, 0.5f);
+  t::Rng rng(6);
+  Data d = make_data(rng, c, 20);
+  auto e = moe::make_engine(Device::Cuda, c, params.data(), nullptr, 20);
+  moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), 20};
+  e->forward_backward(b, obj(ObjectiveKind::Erm), true);
+  OptimizerConfig o;
+  o.kind = OptimizerKind::Sgd;
+  o.weight_decay = 3e38;  // g + wd p ~ 1e38, times lr = 1e38: every non-zero parameter overflows
+  const double norm = e->update(o, 1e38);
+  CHECK(!std::isfinite(norm));
+  std::vector<float> back(params.size());
+  e->sync_to_host(back.data());
+  CHECK(back == params);
+  // one clipped AdamW step on fresh engines: the CPU's step
+  std::vector<float> cpu_params = params;
+  auto cpu = moe::make_engine(Device::Cpu, c, cpu_params.data(), nullptr, 20);
+  auto gpu = moe::make_engine(Device::Cuda, c, params.data(), nullptr, 20);
+  cpu->forward_backward(b, obj(ObjectiveKind::Erm), true);
+  gpu->forward_backward(b, obj(ObjectiveKind::Erm), true);
+  o.kind = OptimizerKind::AdamW;
+  o.weight_decay = 1e-2;
+  o.clip_norm = 0.1;
+  const double n_cpu = cpu->update(o, 1e-2);
+  const double n_gpu = gpu->update(o, 1e-2);
+  CHECK_CLOSE(n_gpu, n_cpu, 1e-9, 1e-5);
+  gpu->sync_to_host(back.data());
+  compare("parameters after one clipped AdamW step", "update", back.data(), cpu_params.data(), lay.total, 1e-6, 1e-4, &lay);
+}
+
+#if CALMOE_WITH_CUDA
+// The opt-in TF32 GEMMs (sm_80+; Fp32 elsewhere): close to the CPU in norm (10-bit mantissas in
+// the products: ||g_tf32 - g_cpu|| <= 5% ||g_cpu||, about 1% measured with an emulation of the
+// rounding; objective within 1%), and deterministic. Wrong fragment indexing would be ~100% off.
+// Soft and hard routing only: no discrete top-k choice that a rounding difference could flip.
+TEST(tf32_gemm_mode_is_close_and_deterministic) {
+  const std::vector<Case> cases = {
+      {"tf32 soft mlp", cfg(64, 10, 4, Routing::Soft, 4, {96}, {}), obj(ObjectiveKind::Erm), 300},
+      {"tf32 hard mlp router gelu", cfg(48, 7, 3, Routing::Hard, 1, {40, 24}, {16}, Activation::Gelu), obj(ObjectiveKind::Robust), 257},
+  };
+  cuda::set_gemm_math("tf32");
+  uint64_t seed = 500;
+  for (const Case& cs : cases) {
+    const MoEConfig& c = cs.c;
+    const ParamLayout lay = moe_layout(c);
+    std::vector<float> params(std::size_t(lay.total));
+    moe_init_params(c, params.data(), seed, InitKind::Default, 0);
+    t::Rng rng(seed++);
+    Data d = make_data(rng, c, cs.batch);
+    moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), cs.batch};
+    auto cpu = moe::make_engine(Device::Cpu, c, params.data(), nullptr, cs.batch);
+    auto gpu = moe::make_engine(Device::Cuda, c, params.data(), nullptr, cs.batch);  // reads the math mode now
+    const StepStats sc = cpu->forward_backward(b, cs.o, true);
+    const StepStats sg = gpu->forward_backward(b, cs.o, true);
+    CHECK_CLOSE(sg.objective, sc.objective, 1e-4, 1e-2);
+    const std::vector<float> gc(cpu->gradient(), cpu->gradient() + lay.total);
+    const std::vector<float> gg(gpu->gradient(), gpu->gradient() + lay.total);
+    double diff = 0, ref = 0;
+    for (int64_t i = 0; i < lay.total; ++i) {
+      diff += (double(gg[i]) - gc[i]) * (double(gg[i]) - gc[i]);
+      ref += double(gc[i]) * gc[i];
+    }
+    std::printf("  info %s: ||g_cuda - g_cpu|| / ||g_cpu|| = %.3g\n", cs.name, std::sqrt(diff / ref));
+    if (!(std::sqrt(diff) <= 0.05 * std::sqrt(ref))) t::fail(__FILE__, __LINE__, std::string(cs.name) + ": gradient too far from the CPU's");
+    gpu->forward_backward(b, cs.o, true);
+    if (std::memcmp(gpu->gradient(), gg.data(), gg.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, std::string(cs.name) + ": two runs differ");
+  }
+  cuda::set_gemm_math("fp32");
+}
+#endif
+
+TEST(bad_input) {
+  MoEConfig c = cfg(4, 3, 2, Routing::TopK, 1, {}, {});
+  std::vector<float> params(std::size_t(moe_layout(c).total), 0.1f);
+  const float bad_t[2] = {1.0f, 0.0f};
+  CHECK_THROWS(moe::make_engine(Device::Cuda, c, params.data(), bad_t, 4), ErrorKind::Range, "temperatures[1]");
+  auto e = moe::make_engine(Device::Cuda, c, params.data(), nullptr, 4);
+  std::vector<float> x(40, 0.5f);
+  std::vector<int32_t> y(10, 0), rows = {0, 1, 2, 3, 4};
+  moe::Batch b{x.data(), y.data(), rows.data(), 5};
+  CHECK_THROWS(e->forward_backward(b, obj(ObjectiveKind::Erm), true), ErrorKind::Range, "batch: expected 1..4 rows, got 5");
+}
+
+}  // namespace
+
+int main() {
+  std::string why;
+  if (!t::gpu_usable(&why)) {
+    std::printf("SKIPPED moe_cuda_test: no usable GPU (%s)\n", why.c_str());
+    return 77;
+  }
+  cpu::set_gemm_backend("builtin");  // the CPU GEMM whose summation order the CUDA GEMM follows
+#if CALMOE_WITH_CUDA
+  cuda::set_gemm_math("fp32");
+#endif
+  return t::run_all("moe_cuda");
+}
