@@ -180,6 +180,12 @@ void CpuEngine::forward(Pass& f, const float* x, const int32_t* xrows, int64_t n
   size_pass(f, n, a);
   std::copy(xrows, xrows + n, f.xrows.begin());
 
+  // With every expert active (soft, top-K of K, hard while training) the dispatch does not depend
+  // on the routing, so a one-layer router's GEMM joins the experts' first grouped GEMM (no worker
+  // idles on the router's small GEMM alone) and the routing runs after the experts.
+  const bool all_experts = a == K;
+  const bool router_joins = all_experts && router_.layers() == 1;
+  GemmArgs router_gemm;
   // router: hidden layers then logits, rows gathered from x
   {
     GemmOperand in = rows_of(x, d, f.xrows.data(), n, false);
@@ -201,25 +207,37 @@ void CpuEngine::forward(Pass& f, const float* x, const int32_t* xrows, int64_t n
         g.c = f.ract.data() + hoff;
         g.ldc = out_dim;
         g.act = gemm_act(c_.activation);
-        g.pre = f.rpre.data() + hoff;
+        g.pre = training ? f.rpre.data() + hoff : nullptr;  // saved for the backward only
         g.ldpre = out_dim;
         in = GemmOperand{f.ract.data() + hoff, out_dim, false, nullptr};
         hoff += n * out_dim;
       }
-      sgemm(g);
+      if (last && router_joins) router_gemm = g;
+      else sgemm(g);
     }
   }
   // routing weights, selection, gates
   moe_rows::Ctx rc = row_ctx(f, training);
   rc.routing = routing;
   const moe_rows::Table& rows = moe_rows::table();
-  for_rows(n, [&](int64_t b, int64_t e) { rows.route(rc, b, e); });
+  if (!router_joins) for_rows(n, [&](int64_t b, int64_t e) { rows.route(rc, b, e); });
   // dispatch: count per expert, prefix sums, stable fill (entries of an expert in row order)
-  std::fill(f.count.begin(), f.count.begin() + K, 0);
-  for (int64_t i = 0; i < n * a; ++i) ++f.count[f.sel[i]];
-  f.offset[0] = 0;
-  for (int64_t k = 0; k < K; ++k) f.offset[k + 1] = f.offset[k] + f.count[k];
-  {
+  if (all_experts) {  // entry (i, k) = k n + i: what the fill below gives when every row selects 0..K-1
+    for (int64_t k = 0; k < K; ++k) {
+      f.count[k] = n;
+      f.offset[k] = k * n;
+      for (int64_t i = 0; i < n; ++i) {
+        f.entry_pos[i * a + k] = int32_t(k * n + i);
+        f.entry_row[k * n + i] = int32_t(i);
+        f.entry_x[k * n + i] = xrows[i];
+      }
+    }
+    f.offset[K] = K * n;
+  } else {
+    std::fill(f.count.begin(), f.count.begin() + K, 0);
+    for (int64_t i = 0; i < n * a; ++i) ++f.count[f.sel[i]];
+    f.offset[0] = 0;
+    for (int64_t k = 0; k < K; ++k) f.offset[k + 1] = f.offset[k] + f.count[k];
     Vec<int64_t>& cursor = cursor_;
     cursor.assign(f.offset.begin(), f.offset.begin() + K);
     for (int64_t i = 0; i < n; ++i) {
@@ -257,11 +275,12 @@ void CpuEngine::forward(Pass& f, const float* x, const int32_t* xrows, int64_t n
           g.c = f.eact.data() + hoff + o * out_dim;
           g.ldc = out_dim;
           g.act = gemm_act(c_.activation);
-          g.pre = f.epre.data() + hoff + o * out_dim;
+          g.pre = training ? f.epre.data() + hoff + o * out_dim : nullptr;  // saved for the backward only
           g.ldpre = out_dim;
         }
         gs.push_back(g);
       }
+      if (l == 0 && router_joins) gs.push_back(router_gemm);
       sgemm_batch(gs.data(), int64_t(gs.size()));
       if (!last) {
         prev_off = hoff;
@@ -269,6 +288,7 @@ void CpuEngine::forward(Pass& f, const float* x, const int32_t* xrows, int64_t n
       }
     }
   }
+  if (router_joins) for_rows(n, [&](int64_t b, int64_t e) { rows.route(rc, b, e); });
   // expert softmax (temperature of its expert), then the mixture in ascending expert order
   for_rows(f.entries, [&](int64_t b, int64_t e) { rows.expert_softmax(rc, b, e); });
   for_rows(n, [&](int64_t b, int64_t e) { rows.combine(rc, b, e); });
