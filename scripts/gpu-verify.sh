@@ -66,9 +66,10 @@ log "native benchmark (W3 on the GPU and CPU, GEMM on the CPU)"
 build-gpu/calmoe_bench w3 --device all > "$out/bench-native.jsonl" 2> "$out/bench-native.err" || status=1
 cat "$out/bench-native.err" | tee -a "$out/summary.txt"
 
-log "native benchmark: MoE training steps on the GPU (W1, W1L; FP32 GEMM, then TF32)"
+log "native benchmark: MoE training steps on the GPU (W1, W1L in TF32, the default; W1L also in BF16 and exact FP32)"
 { build-gpu/calmoe_bench w1 --device cuda && build-gpu/calmoe_bench w1l --device cuda \
-  && build-gpu/calmoe_bench w1l --device cuda --cuda-gemm tf32 --modes top2,hard; } >> "$out/bench-native.jsonl" 2> "$out/bench-moe.err" || status=1
+  && build-gpu/calmoe_bench w1l --device cuda --cuda-gemm bf16 --modes top2 \
+  && build-gpu/calmoe_bench w1l --device cuda --cuda-gemm fp32 --modes top2; } >> "$out/bench-native.jsonl" 2> "$out/bench-moe.err" || status=1
 cat "$out/bench-moe.err" | tee -a "$out/summary.txt"
 
 if python3 -c "import torch" > /dev/null 2>&1; then
@@ -76,6 +77,8 @@ if python3 -c "import torch" > /dev/null 2>&1; then
   extra=""
   [ "${CALMOE_VERIFY_QUICK:-0}" = 1 ] && extra="--no-compile"
   timeout 420 python3 scripts/gpu/torch_moe.py $extra > "$out/bench-pytorch.jsonl" 2> "$out/bench-pytorch.err" || log "pytorch peers: exit $?"
+  # like with like for calmoe's TF32 default: PyTorch with TF32 matmuls allowed (eager)
+  timeout 180 python3 scripts/gpu/torch_moe.py w1l --tf32 --no-compile >> "$out/bench-pytorch.jsonl" 2>> "$out/bench-pytorch.err" || log "pytorch tf32 peers: exit $?"
   tail -5 "$out/bench-pytorch.err" | tee -a "$out/summary.txt"
 else
   log "python3 has no torch: PyTorch peers skipped"

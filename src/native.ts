@@ -152,6 +152,8 @@ export interface NativeMoEConfig {
   routing: 'soft' | 'topk' | 'hard';
   topK: number;
   routerTemperature: number;
+  /** The CUDA engine's GEMM arithmetic (absent: 'tf32'); the CPU always computes in FP32. */
+  precision?: 'tf32' | 'fp32' | 'bf16';
 }
 
 export interface NativeMoEFitOptions {

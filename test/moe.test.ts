@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MoEClassifier, matrix } from '../src/index.js';
+import { MoEClassifier, backendInfo, matrix } from '../src/index.js';
 import { rng } from './reference.js';
 
 // Clusters in d dims, each with its own linear labelling rule and 10% label noise.
@@ -225,6 +225,7 @@ describe('MoEClassifier: stopping', () => {
 
 describe('MoEClassifier: bad input', () => {
   const { x, y } = small();
+  const gpu = backendInfo().gpus.length > 0 && backendInfo().cudaUnavailableReason === '';  // 'cuda' works there instead of failing
   const ok = { inputDim: 6, classes: 3, experts: 2 };
   it('options', () => {
     expect(() => new MoEClassifier(undefined as never)).toThrow(TypeError);
@@ -236,6 +237,20 @@ describe('MoEClassifier: bad input', () => {
     expect(() => new MoEClassifier({ ...ok, expertHidden: [0] })).toThrow(/expertHidden\[0\]/);
     expect(() => new MoEClassifier({ ...ok, expert: 3 } as never)).toThrow(/unknown option 'expert'/);
     expect(() => new MoEClassifier({ ...ok, routerTemperature: 0 })).toThrow(/routerTemperature/);
+    expect(() => new MoEClassifier({ ...ok, precision: 'fp16' as never })).toThrow(/precision: expected one of 'tf32', 'fp32', 'bf16', got 'fp16'/);
+    expect(new MoEClassifier(ok).precision).toBe('tf32');
+  });
+
+  it('precision is validated per call and changes nothing on the CPU', async () => {
+    const m = new MoEClassifier({ ...ok, precision: 'bf16' });
+    expect(m.precision).toBe('bf16');
+    await expect(m.fit(x, y, { precision: 'half' as never })).rejects.toThrow(/precision: expected one of 'tf32', 'fp32', 'bf16'/);
+    expect(() => m.predictSync(x, { precision: 3 as never })).toThrow(TypeError);
+    const a = m.predictSync(x, { device: 'cpu' }).probs.data;
+    for (const precision of ['tf32', 'fp32', 'bf16'] as const) expect(m.predictSync(x, { device: 'cpu', precision }).probs.data).toEqual(a);
+    expect(m.evaluateSync(x, y, { device: 'cpu', precision: 'fp32' }).accuracy).toBeGreaterThanOrEqual(0);
+    if (gpu) expect((await m.predict(x, { device: 'cuda', precision: 'fp32' })).probs.data.length).toBe(a.length);
+    else await expect(m.predict(x, { device: 'cuda', precision: 'fp32' })).rejects.toMatchObject({ code: 'CALMOE_CUDA_UNAVAILABLE' });
   });
 
   it('fit arguments', async () => {
@@ -254,7 +269,7 @@ describe('MoEClassifier: bad input', () => {
     await expect(m.fit(x, y, { epoch: 3 } as never)).rejects.toThrow(/unknown option 'epoch'/);
     await expect(m.fit(x, y, { signal: {} as never })).rejects.toThrow(/signal: expected an AbortSignal/);
     await expect(m.fit(x, y, { validation: { x: matrix(new Float32Array(5), 1, 5), y: [0] } })).rejects.toThrow(/validation\.x: expected 6 columns/);
-    await expect(m.fit(x, y, { device: 'cuda' })).rejects.toMatchObject({ code: 'CALMOE_CUDA_UNAVAILABLE' });
+    if (!gpu) await expect(m.fit(x, y, { device: 'cuda' })).rejects.toMatchObject({ code: 'CALMOE_CUDA_UNAVAILABLE' });
   });
 
   it('predict and parameter arguments', () => {

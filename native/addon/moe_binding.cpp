@@ -33,6 +33,8 @@ MoEConfig config_arg(const Napi::Value& v) {
   c.routing = Routing(choice(o.Get("routing"), "routing", {"soft", "topk", "hard"}));
   c.top_k = integer(o.Get("topK"), "topK", 1, 4096);
   c.router_temperature = float(number(o.Get("routerTemperature"), "routerTemperature"));
+  const Napi::Value precision = o.Get("precision");
+  if (!precision.IsUndefined()) c.precision = MatmulPrecision(choice(precision, "precision", {"tf32", "fp32", "bf16"}));
   moe_check_config(c);
   return c;
 }

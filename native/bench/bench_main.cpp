@@ -1,7 +1,7 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
 //   calmoe_bench [w3|w1|w1l|bandwidth|gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
-//                [--cuda-gemm fp32|tf32] [--modes soft,top2,top1,hard]
+//                [--cuda-gemm tf32|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -21,9 +21,6 @@
 #include "core/cuda_probe.h"
 #include "core/moe_engine.h"
 #include "cpu/thread_pool.h"
-#if CALMOE_WITH_CUDA
-#include "cuda/gemm.cuh"
-#endif
 
 using namespace calmoe;
 
@@ -35,7 +32,7 @@ struct Opts {
   int64_t classes = 10;
   int repeat = 5;
   std::string device = "all";
-  std::string cuda_gemm = "fp32";
+  std::string cuda_gemm = "tf32";  // the library default (MoEConfig::precision)
   std::string modes = "soft,top2,top1,hard";
 };
 
@@ -169,10 +166,9 @@ void run_w1(const Opts& o, bool large) {
   const bool gpu = resolve_device(DeviceRequest::Auto) == Device::Cuda;
   if (o.device == "cpu" || (o.device == "all" && !large)) devices.push_back("cpu");
   if (o.device == "cuda" || (o.device == "all" && gpu)) devices.push_back("cuda");
-#if CALMOE_WITH_CUDA
-  if (!cuda::set_gemm_math(o.cuda_gemm.c_str())) throw_range("--cuda-gemm: expected fp32 or tf32");
-#endif
-  const std::string system = o.cuda_gemm == "tf32" ? "calmoe-native-tf32" : "calmoe-native";
+  const MatmulPrecision precision = o.cuda_gemm == "fp32" ? MatmulPrecision::Fp32 : o.cuda_gemm == "bf16" ? MatmulPrecision::Bf16 : MatmulPrecision::Tf32;
+  if (o.cuda_gemm != "fp32" && o.cuda_gemm != "tf32" && o.cuda_gemm != "bf16") throw_range("--cuda-gemm: expected tf32, fp32 or bf16");
+  const std::string system = "calmoe-native-" + o.cuda_gemm;
   std::vector<float> x(static_cast<std::size_t>(B * d));
   std::vector<int32_t> y(static_cast<std::size_t>(B)), rows(static_cast<std::size_t>(B));
   {
@@ -195,6 +191,7 @@ void run_w1(const Opts& o, bool large) {
       c.expert_hidden = {h};
       c.routing = std::strcmp(mode, "soft") == 0 ? Routing::Soft : std::strcmp(mode, "hard") == 0 ? Routing::Hard : Routing::TopK;
       c.top_k = std::strcmp(mode, "top2") == 0 ? 2 : 1;
+      c.precision = precision;
       std::vector<float> params(static_cast<std::size_t>(moe_layout(c).total));
       moe_init_params(c, params.data(), 1, InitKind::Normal, 0.05f);
       ObjectiveConfig ob;

@@ -8,15 +8,15 @@
 // (tx, ty) = (tid % 16, tid / 16) owns the 4 x 4 outputs (4 ty + i, 4 tx + j), reads its 4 values
 // of A and of B per k as one 16-byte shared load each, and runs one fma chain per output over
 // exactly the valid k (no padded k enters a chain, so zeros keep their sign as on the CPU).
-// Tf32: warp w computes two 16 x 16 wmma accumulators (rows 16 (w % 4), columns 16 (2 (w / 4))
-// and 16 (2 (w / 4) + 1)), stages them through shared memory, and the same threads then run the
-// same epilogue as Fp32.
+// Tf32 and Bf16 (tensor cores): warp w computes two 16 x 16 wmma accumulators (rows 16 (w % 4),
+// columns 16 (2 (w / 4)) and 16 (2 (w / 4) + 1)), stages them through shared memory, and the same
+// threads then run the same epilogue as Fp32 (Bf16 first copies the staged tiles to BF16).
 // Registers: at most 128 per thread (two resident blocks per SM), no spills (ptxas, sm_90).
 // Not yet tuned on a GPU: no double buffering of the global loads, one tile shape for all sizes.
+#include <cuda_bf16.h>
 #include <mma.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -166,12 +166,25 @@ __device__ void tile_fp32(const GemmDesc& d, int64_t tile, Tiles& t) {
   epilogue(d, m0, n0, v);
 }
 
-// One output tile, Tf32 tensor cores (sm_80+; never launched on older cards).
-__device__ void tile_tf32(const GemmDesc& d, int64_t tile, Tiles& t, float (*cs)[kBN + kPad]) {
+// BF16 copies of the staged tiles (wmma's bf16 fragments load 16-bit elements from shared memory;
+// leading dimensions a multiple of 8 elements).
+constexpr int kBfPad = 8;
+struct __align__(32) TilesBf16 {
+  __nv_bfloat16 a[kBK][kBM + kBfPad];
+  __nv_bfloat16 b[kBK][kBN + kBfPad];
+};
+
+// One output tile on tensor cores (sm_80+; never launched on older cards): Tf32 (m16n16k8, inputs
+// rounded to TF32 in the fragments) or Bf16 (m16n16k16, inputs rounded to nearest-even BF16 while
+// copied to `tb`). Warp w accumulates rows 16 (w % 4) and columns 16 (2 (w / 4)) + 0..31 in FP32;
+// the accumulators go through shared memory `cs` so that the same threads then run Fp32's epilogue.
+template <GemmMath kMath>
+__device__ void tile_tc(const GemmDesc& d, int64_t tile, Tiles& t, TilesBf16& tb, float (*cs)[kBN + kPad]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   (void)d;
   (void)tile;
   (void)t;
+  (void)tb;
   (void)cs;
   __trap();
 #elif defined(__CUDA_ARCH__)
@@ -180,28 +193,43 @@ __device__ void tile_tf32(const GemmDesc& d, int64_t tile, Tiles& t, float (*cs)
   const int64_t m0 = tile / tiles_n * kBM, n0 = tile % tiles_n * kBN;
   const int64_t K = d.alpha == 0.0f ? 0 : d.K;
   const int warp = threadIdx.x / 32, fm = warp % 4, fn = (warp / 4) * 2;
-  wmma::fragment<wmma::accumulator, 16, 16, 8, float> c0, c1;
+  constexpr int kFragK = kMath == GemmMath::Bf16 ? 16 : 8;
+  wmma::fragment<wmma::accumulator, 16, 16, kFragK, float> c0, c1;
   wmma::fill_fragment(c0, 0.0f);
   wmma::fill_fragment(c1, 0.0f);
   for (int64_t k0 = 0; k0 < K; k0 += kBK) {
     load_tiles(d, m0, n0, k0, K, t);
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kBK; kk += 8) {  // padded k are zeros: they add exactly 0
-      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa;
-      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb0, fb1;
-      wmma::load_matrix_sync(fa, &t.a[kk][16 * fm], kBM + kPad);
-      wmma::load_matrix_sync(fb0, &t.b[kk][16 * fn], kBN + kPad);
-      wmma::load_matrix_sync(fb1, &t.b[kk][16 * (fn + 1)], kBN + kPad);
-#pragma unroll
-      for (int e = 0; e < fa.num_elements; ++e) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
-#pragma unroll
-      for (int e = 0; e < fb0.num_elements; ++e) {
-        fb0.x[e] = wmma::__float_to_tf32(fb0.x[e]);
-        fb1.x[e] = wmma::__float_to_tf32(fb1.x[e]);
-      }
+    if constexpr (kMath == GemmMath::Bf16) {
+      static_assert(kBK == 16, "one m16n16k16 step per staged k block");
+      for (int e = threadIdx.x; e < kBK * kBM; e += kThreads) tb.a[e / kBM][e % kBM] = __float2bfloat16_rn(t.a[e / kBM][e % kBM]);
+      for (int e = threadIdx.x; e < kBK * kBN; e += kThreads) tb.b[e / kBN][e % kBN] = __float2bfloat16_rn(t.b[e / kBN][e % kBN]);
+      __syncthreads();
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fb0, fb1;
+      wmma::load_matrix_sync(fa, &tb.a[0][16 * fm], kBM + kBfPad);
+      wmma::load_matrix_sync(fb0, &tb.b[0][16 * fn], kBN + kBfPad);
+      wmma::load_matrix_sync(fb1, &tb.b[0][16 * (fn + 1)], kBN + kBfPad);
       wmma::mma_sync(c0, fa, fb0, c0);
       wmma::mma_sync(c1, fa, fb1, c1);
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < kBK; kk += 8) {  // padded k are zeros: they add exactly 0
+        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa;
+        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb0, fb1;
+        wmma::load_matrix_sync(fa, &t.a[kk][16 * fm], kBM + kPad);
+        wmma::load_matrix_sync(fb0, &t.b[kk][16 * fn], kBN + kPad);
+        wmma::load_matrix_sync(fb1, &t.b[kk][16 * (fn + 1)], kBN + kPad);
+#pragma unroll
+        for (int e = 0; e < fa.num_elements; ++e) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
+#pragma unroll
+        for (int e = 0; e < fb0.num_elements; ++e) {
+          fb0.x[e] = wmma::__float_to_tf32(fb0.x[e]);
+          fb1.x[e] = wmma::__float_to_tf32(fb1.x[e]);
+        }
+        wmma::mma_sync(c0, fa, fb0, c0);
+        wmma::mma_sync(c1, fa, fb1, c1);
+      }
     }
     __syncthreads();
   }
@@ -219,27 +247,29 @@ __device__ void tile_tf32(const GemmDesc& d, int64_t tile, Tiles& t, float (*cs)
   (void)d;
   (void)tile;
   (void)t;
+  (void)tb;
   (void)cs;
 #endif
 }
 
-template <bool kTf32>
+template <GemmMath kMath>
 __device__ __forceinline__ void run_tile(const GemmDesc& d, int64_t tile) {
   __shared__ Tiles t;
-  if constexpr (kTf32) {
-    __shared__ __align__(32) float cs[kBM][kBN + kPad];
-    tile_tf32(d, tile, t, cs);
-  } else {
+  if constexpr (kMath == GemmMath::Fp32) {
     tile_fp32(d, tile, t);
+  } else {
+    __shared__ TilesBf16 tb;  // unused by Tf32 (the compiler drops it)
+    __shared__ __align__(32) float cs[kBM][kBN + kPad];
+    tile_tc<kMath>(d, tile, t, tb, cs);
   }
 }
 
-template <bool kTf32>
+template <GemmMath kMath>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_one_kernel(const GemmDesc d) {
-  run_tile<kTf32>(d, int64_t(blockIdx.x));
+  run_tile<kMath>(d, int64_t(blockIdx.x));
 }
 
-template <bool kTf32>
+template <GemmMath kMath>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_grouped_kernel(const GemmDesc* __restrict__ descs, const int64_t* __restrict__ tile_start,
                                                                 int count) {
   const int64_t tile = int64_t(blockIdx.x);
@@ -256,7 +286,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_grouped_kernel(cons
   GemmDesc& d = *reinterpret_cast<GemmDesc*>(raw);
   if (threadIdx.x == 0) std::memcpy(raw, descs + lo, sizeof(GemmDesc));
   __syncthreads();
-  run_tile<kTf32>(d, tile - tile_start[lo]);
+  run_tile<kMath>(d, tile - tile_start[lo]);
 }
 
 __global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, int64_t* __restrict__ tile_start) {
@@ -269,16 +299,8 @@ __global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, 
   tile_start[count] = t;
 }
 
-std::atomic<int>& math_setting() {
-  static std::atomic<int> m{[] {
-    const char* e = std::getenv("CALMOE_CUDA_GEMM");
-    return int(e && std::strcmp(e, "tf32") == 0 ? GemmMath::Tf32 : GemmMath::Fp32);
-  }()};
-  return m;
-}
-
-// Tf32 needs sm_80: below it every launch runs Fp32.
-bool tf32_supported() {
+// Tensor-core modes need sm_80: below it every launch runs Fp32.
+bool tensor_cores_supported() {
   static const bool ok = [] {
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
@@ -288,7 +310,7 @@ bool tf32_supported() {
   return ok;
 }
 
-bool use_tf32(GemmMath m) { return m == GemmMath::Tf32 && tf32_supported(); }
+GemmMath effective(GemmMath m) { return m == GemmMath::Fp32 || tensor_cores_supported() ? m : GemmMath::Fp32; }
 
 unsigned grid_of(int64_t tiles, const char* what) {
   if (tiles > int64_t(INT_MAX)) throw_runtime(std::string(what) + ": " + std::to_string(tiles) + " tiles exceed one launch");
@@ -297,24 +319,21 @@ unsigned grid_of(int64_t tiles, const char* what) {
 
 }  // namespace
 
-GemmMath gemm_math() { return GemmMath(math_setting().load()); }
-
-bool set_gemm_math(const char* name) {
-  const std::string s = name ? name : "";
-  if (s == "fp32") math_setting().store(int(GemmMath::Fp32));
-  else if (s == "tf32") math_setting().store(int(GemmMath::Tf32));
-  else return false;
-  return true;
+GemmMath gemm_math_of(MatmulPrecision p) {
+  return p == MatmulPrecision::Fp32 ? GemmMath::Fp32 : p == MatmulPrecision::Bf16 ? GemmMath::Bf16 : GemmMath::Tf32;
 }
 
-const char* gemm_math_name(GemmMath m) { return m == GemmMath::Tf32 ? "tf32" : "fp32"; }
+const char* gemm_math_name(GemmMath m) { return m == GemmMath::Tf32 ? "tf32" : m == GemmMath::Bf16 ? "bf16" : "fp32"; }
 
 void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream) {
   const int64_t tiles = gemm_tiles(d.M, d.N);
   if (tiles == 0) return;
   const unsigned grid = grid_of(tiles, "gemm");
-  if (use_tf32(math)) gemm_one_kernel<true><<<grid, kThreads, 0, stream>>>(d);
-  else gemm_one_kernel<false><<<grid, kThreads, 0, stream>>>(d);
+  switch (effective(math)) {
+    case GemmMath::Tf32: gemm_one_kernel<GemmMath::Tf32><<<grid, kThreads, 0, stream>>>(d); break;
+    case GemmMath::Bf16: gemm_one_kernel<GemmMath::Bf16><<<grid, kThreads, 0, stream>>>(d); break;
+    default: gemm_one_kernel<GemmMath::Fp32><<<grid, kThreads, 0, stream>>>(d); break;
+  }
   check(cudaGetLastError(), "gemm launch");
 }
 
@@ -326,8 +345,11 @@ void gemm_plan(const GemmDesc* d_desc, int count, int64_t* d_tile_start, cudaStr
 void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math, cudaStream_t stream) {
   if (count <= 0 || max_tiles <= 0) return;
   const unsigned grid = grid_of(max_tiles, "grouped gemm");
-  if (use_tf32(math)) gemm_grouped_kernel<true><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count);
-  else gemm_grouped_kernel<false><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count);
+  switch (effective(math)) {
+    case GemmMath::Tf32: gemm_grouped_kernel<GemmMath::Tf32><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
+    case GemmMath::Bf16: gemm_grouped_kernel<GemmMath::Bf16><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
+    default: gemm_grouped_kernel<GemmMath::Fp32><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
+  }
   check(cudaGetLastError(), "grouped gemm launch");
 }
 

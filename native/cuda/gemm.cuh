@@ -8,28 +8,30 @@
 // per element: v = alpha * sum_k A B + beta * C (C unread when beta == 0; A and B unread when
 // alpha == 0 or K == 0); v += bias[j]; pre = v; v = act(v); v *= act'(dact_pre); C = v.
 //
-// Math modes:
-//   Fp32 (default, exact): a shared-memory tiled SIMT kernel. Every output element is one thread's
-//     fused multiply-add chain over k in increasing order within blocks of kGemmKC = 256, blocks
-//     added in k order (v = alpha*acc [+ beta*C] for the first, v = fma(alpha, acc, v) after) --
-//     the summation order of the CPU builtin GEMM, so both backends give the same bits for the
-//     same operands (and run to run: no atomics, no split-K).
-//   Tf32 (opt-in, sm_80+): the same tiles through tensor cores (nvcuda::wmma, precision::tf32,
-//     fp32 accumulation); deterministic run to run, not equal to Fp32. Chosen with
-//     CALMOE_CUDA_GEMM=tf32 or set_gemm_math(); not the default until measured on a GPU.
-//
+// Math modes (the engine's MatmulPrecision, calmoe/moe.h):
+//   Tf32 (the default precision, sm_80+): the tiles through tensor cores (nvcuda::wmma m16n16k8,
+//     precision::tf32, FP32 accumulation); deterministic run to run, not equal to Fp32.
+//   Fp32 (exact): a shared-memory tiled SIMT kernel. Every output element is one thread's fused
+//     multiply-add chain over k in increasing order within blocks of kGemmKC = 256, blocks added in
+//     k order (v = alpha*acc [+ beta*C] for the first, v = fma(alpha, acc, v) after) -- the
+//     summation order of the CPU builtin GEMM, so both backends give the same bits for the same
+//     operands (and run to run: no atomics, no split-K).
+//   Bf16 (sm_80+): tensor cores with inputs rounded to nearest-even BF16 (m16n16k16), FP32
+//     accumulation; deterministic run to run.
+// On cards below sm_80 the tensor-core modes run as Fp32.
 // This header is plain C++ outside the __CUDACC__ sections, so host tests can include it.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "calmoe/moe.h"
 #include "core/hd.h"
 
 namespace calmoe::cuda {
 
 enum class GemmAct : int32_t { None = 0, Relu = 1, Gelu = 2 };
-enum class GemmMath : int32_t { Fp32 = 0, Tf32 = 1 };
+enum class GemmMath : int32_t { Fp32 = 0, Tf32 = 1, Bf16 = 2 };
 
 // Device pointers. trans and rows as cpu::GemmOperand. No implicit padding in these structs: they
 // are copied to and within device memory whole, and compute-sanitizer's initcheck would flag
@@ -67,12 +69,8 @@ CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N) {
   return (M > 0 && N > 0) ? ((M + kGemmTileM - 1) / kGemmTileM) * ((N + kGemmTileN - 1) / kGemmTileN) : 0;
 }
 
-// The math mode in use: from env CALMOE_CUDA_GEMM ("fp32" default, "tf32"), read once, or set.
-GemmMath gemm_math();
-// "fp32" or "tf32"; false (nothing changed) for other names. Tf32 is used only on sm_80 or newer
-// (the launcher falls back to Fp32 on older cards).
-bool set_gemm_math(const char* name);
-const char* gemm_math_name(GemmMath m);
+GemmMath gemm_math_of(MatmulPrecision p);
+const char* gemm_math_name(GemmMath m);  // "fp32", "tf32", "bf16"
 
 // One GEMM described on the host (its pointers are device pointers): one launch on `stream`.
 void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream);

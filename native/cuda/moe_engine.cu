@@ -317,7 +317,7 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   expert_.dims.insert(expert_.dims.end(), c.expert_hidden.begin(), c.expert_hidden.end());
   expert_.dims.push_back(C);
   P_ = layout_.total;
-  math_ = gemm_math();
+  math_ = gemm_math_of(c.precision);
   const int64_t B = max_batch_, a = moe_active_experts(c, true), E = B * a;
   if (E >= (int64_t(1) << 31)) throw_range("batch: " + std::to_string(B) + " rows x " + std::to_string(a) + " active experts exceed the CUDA engine's 2^31 entries");
 

@@ -23,6 +23,7 @@ inline MoEConfig cfg(int64_t d, int64_t C, int64_t K, Routing r, int64_t k, std:
   c.router_hidden = std::move(rh);
   c.activation = a;
   c.router_temperature = tau;
+  c.precision = MatmulPrecision::Fp32;  // CUDA: the exact mode (the CPU's bits); the tensor-core tests set theirs
   return c;
 }
 

@@ -471,46 +471,52 @@ TEST(update_divergence_keeps_parameters) {
   compare("parameters after one clipped AdamW step", "update", back.data(), cpu_params.data(), lay.total, 1e-6, 1e-4, &lay);
 }
 
-#if CALMOE_WITH_CUDA
-// The opt-in TF32 GEMMs (sm_80+; Fp32 elsewhere): close to the CPU in norm (10-bit mantissas in
-// the products: ||g_tf32 - g_cpu|| <= 5% ||g_cpu||, about 1% measured with an emulation of the
-// rounding; objective within 1%), and deterministic. Wrong fragment indexing would be ~100% off.
+// The tensor-core precisions (sm_80+; Fp32 elsewhere): close to the CPU in norm (TF32: 10-bit
+// mantissas in the products, ||g_cuda - g_cpu|| <= 5% ||g_cpu||, about 1% measured with an
+// emulation of the rounding, objective within 1%; BF16: 8-bit mantissas, 8x TF32's unit roundoff,
+// so within 25% and 5%), and deterministic. Wrong fragment indexing would be ~100% off.
 // Soft and hard routing only: no discrete top-k choice that a rounding difference could flip.
-TEST(tf32_gemm_mode_is_close_and_deterministic) {
-  const std::vector<Case> cases = {
-      {"tf32 soft mlp", cfg(64, 10, 4, Routing::Soft, 4, {96}, {}), obj(ObjectiveKind::Erm), 300},
-      {"tf32 hard mlp router gelu", cfg(48, 7, 3, Routing::Hard, 1, {40, 24}, {16}, Activation::Gelu), obj(ObjectiveKind::Robust), 257},
+TEST(tensor_core_precisions_are_close_and_deterministic) {
+  struct P {
+    MatmulPrecision p;
+    const char* name;
+    double grad_rel, obj_rel;
   };
-  cuda::set_gemm_math("tf32");
-  uint64_t seed = 500;
-  for (const Case& cs : cases) {
-    const MoEConfig& c = cs.c;
-    const ParamLayout lay = moe_layout(c);
-    std::vector<float> params(std::size_t(lay.total));
-    moe_init_params(c, params.data(), seed, InitKind::Default, 0);
-    t::Rng rng(seed++);
-    Data d = make_data(rng, c, cs.batch);
-    moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), cs.batch};
-    auto cpu = moe::make_engine(Device::Cpu, c, params.data(), nullptr, cs.batch);
-    auto gpu = moe::make_engine(Device::Cuda, c, params.data(), nullptr, cs.batch);  // reads the math mode now
-    const StepStats sc = cpu->forward_backward(b, cs.o, true);
-    const StepStats sg = gpu->forward_backward(b, cs.o, true);
-    CHECK_CLOSE(sg.objective, sc.objective, 1e-4, 1e-2);
-    const std::vector<float> gc(cpu->gradient(), cpu->gradient() + lay.total);
-    const std::vector<float> gg(gpu->gradient(), gpu->gradient() + lay.total);
-    double diff = 0, ref = 0;
-    for (int64_t i = 0; i < lay.total; ++i) {
-      diff += (double(gg[i]) - gc[i]) * (double(gg[i]) - gc[i]);
-      ref += double(gc[i]) * gc[i];
+  for (const P& prec : {P{MatmulPrecision::Tf32, "tf32", 0.05, 1e-2}, P{MatmulPrecision::Bf16, "bf16", 0.25, 5e-2}}) {
+    std::vector<Case> cases = {
+        {"soft mlp", cfg(64, 10, 4, Routing::Soft, 4, {96}, {}), obj(ObjectiveKind::Erm), 300},
+        {"hard mlp router gelu", cfg(48, 7, 3, Routing::Hard, 1, {40, 24}, {16}, Activation::Gelu), obj(ObjectiveKind::Robust), 257},
+    };
+    uint64_t seed = 500;
+    for (Case& cs : cases) {
+      cs.c.precision = prec.p;
+      const MoEConfig& c = cs.c;
+      const std::string tag = std::string(prec.name) + " " + cs.name;
+      const ParamLayout lay = moe_layout(c);
+      std::vector<float> params(std::size_t(lay.total));
+      moe_init_params(c, params.data(), seed, InitKind::Default, 0);
+      t::Rng rng(seed++);
+      Data d = make_data(rng, c, cs.batch);
+      moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), cs.batch};
+      auto cpu = moe::make_engine(Device::Cpu, c, params.data(), nullptr, cs.batch);
+      auto gpu = moe::make_engine(Device::Cuda, c, params.data(), nullptr, cs.batch);
+      const StepStats sc = cpu->forward_backward(b, cs.o, true);
+      const StepStats sg = gpu->forward_backward(b, cs.o, true);
+      CHECK_CLOSE(sg.objective, sc.objective, 1e-4, prec.obj_rel);
+      const std::vector<float> gc(cpu->gradient(), cpu->gradient() + lay.total);
+      const std::vector<float> gg(gpu->gradient(), gpu->gradient() + lay.total);
+      double diff = 0, ref = 0;
+      for (int64_t i = 0; i < lay.total; ++i) {
+        diff += (double(gg[i]) - gc[i]) * (double(gg[i]) - gc[i]);
+        ref += double(gc[i]) * gc[i];
+      }
+      std::printf("  info %s: ||g_cuda - g_cpu|| / ||g_cpu|| = %.3g\n", tag.c_str(), std::sqrt(diff / ref));
+      if (!(std::sqrt(diff) <= prec.grad_rel * std::sqrt(ref))) t::fail(__FILE__, __LINE__, tag + ": gradient too far from the CPU's");
+      gpu->forward_backward(b, cs.o, true);
+      if (std::memcmp(gpu->gradient(), gg.data(), gg.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, tag + ": two runs differ");
     }
-    std::printf("  info %s: ||g_cuda - g_cpu|| / ||g_cpu|| = %.3g\n", cs.name, std::sqrt(diff / ref));
-    if (!(std::sqrt(diff) <= 0.05 * std::sqrt(ref))) t::fail(__FILE__, __LINE__, std::string(cs.name) + ": gradient too far from the CPU's");
-    gpu->forward_backward(b, cs.o, true);
-    if (std::memcmp(gpu->gradient(), gg.data(), gg.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, std::string(cs.name) + ": two runs differ");
   }
-  cuda::set_gemm_math("fp32");
 }
-#endif
 
 TEST(bad_input) {
   MoEConfig c = cfg(4, 3, 2, Routing::TopK, 1, {}, {});
@@ -533,8 +539,5 @@ int main() {
     return 77;
   }
   cpu::set_gemm_backend("builtin");  // the CPU GEMM whose summation order the CUDA GEMM follows
-#if CALMOE_WITH_CUDA
-  cuda::set_gemm_math("fp32");
-#endif
   return t::run_all("moe_cuda");
 }

@@ -8,8 +8,9 @@ import { rangeError, typeError, withCallerStack } from '../errors.js';
 import { fitExpertTemperatures, type ExpertTemperatureResult } from '../calibrate/expert-temperatures.js';
 import { calibrationSync, type CalibrationReport } from '../metrics/calibration.js';
 import { native, type NativeEpochLog, type NativeMoEConfig, type NativePrediction, type NativeBatchLog } from '../native.js';
-import { type Device, type LabelsInput, type Matrix, type MatrixInput, optBool, optDevice, readOptions, toLabels, toMatrix } from '../validate.js';
-import { type MoEOptions, type ObjectiveOptions, type OptimizerOptions, type ScheduleOptions, FIT_OPTIONS, parseFitOptions, parseModelOptions } from './options.js';
+import { type Device, type LabelsInput, type Matrix, type MatrixInput, optBool, optChoice, optDevice, readOptions, toLabels, toMatrix } from '../validate.js';
+import { type MoEOptions, type ObjectiveOptions, type OptimizerOptions, type Precision, type ScheduleOptions, FIT_OPTIONS, PRECISIONS, parseFitOptions,
+  parseModelOptions } from './options.js';
 
 export type EpochLog = NativeEpochLog;
 export type BatchLog = NativeBatchLog;
@@ -36,6 +37,8 @@ export interface FitOptions {
   /** Batches between onBatchEnd calls (default 1 when onBatchEnd is given). */
   progressEvery?: number;
   device?: Device;
+  /** GEMM arithmetic on CUDA (default: the model's, 'tf32'). */
+  precision?: Precision;
 }
 
 export interface FitHistory {
@@ -46,6 +49,8 @@ export interface PredictOptions {
   /** Also return routing weights, selected experts, their gates and each active expert's probabilities. */
   returnRouting?: boolean;
   device?: Device;
+  /** GEMM arithmetic on CUDA (default: the model's, 'tf32'). */
+  precision?: Precision;
 }
 
 export interface Routing {
@@ -86,6 +91,8 @@ export interface TensorView {
 export class MoEClassifier {
   readonly config: Readonly<NativeMoEConfig>;
   readonly device: Device;
+  /** Default GEMM arithmetic of this model's calls on CUDA. */
+  readonly precision: Precision;
   readonly #params: Float32Array;
   readonly #temps: Float32Array;
   readonly #layout: Array<{ name: string; offset: number; shape: number[] }>;
@@ -96,6 +103,7 @@ export class MoEClassifier {
     const p = parseModelOptions(options);
     this.config = Object.freeze({ ...p.config, expertHidden: [...p.config.expertHidden], routerHidden: [...p.config.routerHidden] });
     this.device = p.device;
+    this.precision = p.precision;
     this.#options = { ...options };
     const layout = native().moeLayout(p.config);
     this.#layout = layout.tensors;
@@ -192,11 +200,12 @@ export class MoEClassifier {
       if (onEpochEnd !== undefined && typeof onEpochEnd !== 'function') throw typeError('onEpochEnd: expected a function');
       if (onBatchEnd !== undefined && typeof onBatchEnd !== 'function') throw typeError('onBatchEnd: expected a function');
       const device = optDevice(o.device ?? this.device);
+      const config = this.#callConfig(o.precision);
       if (signal?.aborted) throw abortError(signal, []);
 
       const history: EpochLog[] = [];
       let callbackError: unknown;
-      const handle = native().moeFit(this.config as NativeMoEConfig, this.#params, this.#temps, m.data, labels, m.rows,
+      const handle = native().moeFit(config, this.#params, this.#temps, m.data, labels, m.rows,
         val?.m.data, val?.y, val?.m.rows ?? 0, fit, (p) => {
           if (callbackError !== undefined) return;
           const { type, ...log } = p;
@@ -228,10 +237,15 @@ export class MoEClassifier {
   #predictArgs(x: unknown, options: unknown) {
     this.#idle('predict');
     const m = this.#input(x, 'x');
-    const o = readOptions(options, 'options', ['returnRouting', 'device']);
+    const o = readOptions(options, 'options', ['returnRouting', 'device', 'precision']);
     const r = optBool(o.returnRouting, 'returnRouting', false);
     const flags = { routing: r, selected: r, gates: r, expertProbs: r, device: optDevice(o.device ?? this.device) };
-    return { m, flags };
+    return { m, flags, config: this.#callConfig(o.precision) };
+  }
+
+  // The native config of one call: the model's, with the call's precision.
+  #callConfig(precision: unknown): NativeMoEConfig {
+    return { ...(this.config as NativeMoEConfig), precision: optChoice(precision ?? this.precision, 'precision', 'tf32', PRECISIONS) };
   }
 
   #prediction(m: Matrix, p: NativePrediction): Prediction {
@@ -251,15 +265,15 @@ export class MoEClassifier {
   /** Class probabilities (and, on request, the routing) off the event loop. */
   predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction> {
     return withCallerStack(async () => {
-      const { m, flags } = this.#predictArgs(x, options);
-      return this.#prediction(m, await native().moePredict(this.config as NativeMoEConfig, this.#params, this.#temps, m.data, m.rows, flags, true));
+      const { m, flags, config } = this.#predictArgs(x, options);
+      return this.#prediction(m, await native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags, true));
     });
   }
 
   /** Synchronous {@link predict}. */
   predictSync(x: MatrixInput, options?: PredictOptions): Prediction {
-    const { m, flags } = this.#predictArgs(x, options);
-    return this.#prediction(m, native().moePredict(this.config as NativeMoEConfig, this.#params, this.#temps, m.data, m.rows, flags));
+    const { m, flags, config } = this.#predictArgs(x, options);
+    return this.#prediction(m, native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags));
   }
 
   #evaluation(p: Prediction, y: Int32Array, bins: number): Evaluation {
@@ -280,18 +294,18 @@ export class MoEClassifier {
   }
 
   /** Accuracy, NLL, Brier, ECE (15 bins unless `bins`) and per-expert load, off the event loop. */
-  evaluate(x: MatrixInput, y: LabelsInput, options?: { bins?: number; device?: Device }): Promise<Evaluation> {
+  evaluate(x: MatrixInput, y: LabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Promise<Evaluation> {
     return withCallerStack(async () => {
-      const o = readOptions(options, 'options', ['bins', 'device']);
-      const p = await this.predict(x, { returnRouting: true, device: o.device as Device | undefined });
+      const o = readOptions(options, 'options', ['bins', 'device', 'precision']);
+      const p = await this.predict(x, { returnRouting: true, device: o.device as Device | undefined, precision: o.precision as Precision | undefined });
       return this.#evaluation(p, toLabels(y, 'y', p.probs.rows), (o.bins as number | undefined) ?? 15);
     });
   }
 
   /** Synchronous {@link evaluate}. */
-  evaluateSync(x: MatrixInput, y: LabelsInput, options?: { bins?: number; device?: Device }): Evaluation {
-    const o = readOptions(options, 'options', ['bins', 'device']);
-    const p = this.predictSync(x, { returnRouting: true, device: o.device as Device | undefined });
+  evaluateSync(x: MatrixInput, y: LabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Evaluation {
+    const o = readOptions(options, 'options', ['bins', 'device', 'precision']);
+    const p = this.predictSync(x, { returnRouting: true, device: o.device as Device | undefined, precision: o.precision as Precision | undefined });
     return this.#evaluation(p, toLabels(y, 'y', p.probs.rows), (o.bins as number | undefined) ?? 15);
   }
 
@@ -305,11 +319,11 @@ export class MoEClassifier {
    * const fit = await model.calibrateExperts(xVal, yVal);
    * fit.experts.map((e) => [e.temperature, e.nllBefore, e.nllAfter]);
    */
-  calibrateExperts(x: MatrixInput, y: LabelsInput, options?: { device?: Device }): Promise<ExpertTemperatureResult> {
+  calibrateExperts(x: MatrixInput, y: LabelsInput, options?: { device?: Device; precision?: Precision }): Promise<ExpertTemperatureResult> {
     return withCallerStack(async () => {
-      const o = readOptions(options, 'options', ['device']);
+      const o = readOptions(options, 'options', ['device', 'precision']);
       const device = optDevice(o.device ?? this.device);
-      const p = await this.predict(x, { returnRouting: true, device });
+      const p = await this.predict(x, { returnRouting: true, device, precision: o.precision as Precision | undefined });
       const r = p.routing!;
       const rows = p.probs.rows, K = this.config.experts;
       const fit = await fitExpertTemperatures(

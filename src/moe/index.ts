@@ -1,2 +1,2 @@
 export * from './classifier.js';
-export type { MoEOptions, OptimizerOptions, ScheduleOptions, ObjectiveOptions, Routing as RoutingMode, Activation } from './options.js';
+export type { MoEOptions, OptimizerOptions, ScheduleOptions, ObjectiveOptions, Routing as RoutingMode, Activation, Precision } from './options.js';

@@ -8,6 +8,13 @@ import { type Device, optBool, optChoice, optDevice, optInt, optNumber, readOpti
 
 export type Routing = 'soft' | 'topk' | 'hard';
 export type Activation = 'relu' | 'gelu';
+/**
+ * How the CUDA engine multiplies (the CPU always computes in FP32): 'tf32' (default) tensor cores
+ * with inputs rounded to TF32 and FP32 accumulation; 'fp32' exact, in the CPU's summation order
+ * (the CPU's bits); 'bf16' tensor cores with inputs rounded to BF16 and FP32 accumulation.
+ */
+export type Precision = 'tf32' | 'fp32' | 'bf16';
+export const PRECISIONS = ['tf32', 'fp32', 'bf16'] as const;
 
 export interface MoEOptions {
   /** Input features per row. */
@@ -32,8 +39,13 @@ export interface MoEOptions {
   seed?: number;
   /** 'default': PyTorch Linear init (U(+-1/sqrt(fan_in))); or { std }: every parameter ~ N(0, std). */
   init?: 'default' | { std: number };
-  /** Default device of this model's calls (default 'auto'; MoE runs on the CPU until the CUDA engine lands). */
+  /**
+   * Default device of this model's calls (default 'auto'; 'auto' runs MoE on the CPU until the CUDA
+   * engine has been verified on a GPU: pass 'cuda' to use it).
+   */
   device?: Device;
+  /** Default GEMM arithmetic of this model's calls on CUDA (default 'tf32'; see Precision). */
+  precision?: Precision;
 }
 
 export interface OptimizerOptions {
@@ -76,7 +88,7 @@ export interface ObjectiveOptions {
 }
 
 export const MODEL_OPTIONS = ['inputDim', 'classes', 'experts', 'expertHidden', 'routerHidden', 'activation', 'routing', 'topK',
-  'routerTemperature', 'seed', 'init', 'device'] as const;
+  'routerTemperature', 'seed', 'init', 'device', 'precision'] as const;
 
 function intList(v: unknown, name: string, def: number[]): number[] {
   if (v === undefined) return def;
@@ -89,6 +101,7 @@ export interface ParsedModel {
   seed: number;
   init: { kind: 'default' | 'normal'; std: number };
   device: Device;
+  precision: Precision;
 }
 
 export function parseModelOptions(options: unknown): ParsedModel {
@@ -117,11 +130,12 @@ export function parseModelOptions(options: unknown): ParsedModel {
     if (i.std === undefined) throw typeError("init: expected 'default' or { std: number }");
     init = { kind: 'normal', std: optNumber(i.std, 'init.std', 0.05, 0, 1e6) };
   }
-  return { config, seed: optInt(o.seed, 'seed', 0, 0, Number.MAX_SAFE_INTEGER), init, device: optDevice(o.device) };
+  return { config, seed: optInt(o.seed, 'seed', 0, 0, Number.MAX_SAFE_INTEGER), init, device: optDevice(o.device),
+    precision: optChoice(o.precision, 'precision', 'tf32', PRECISIONS) };
 }
 
 export const FIT_OPTIONS = ['epochs', 'batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss',
-  'validation', 'signal', 'onEpochEnd', 'onBatchEnd', 'progressEvery', 'device'] as const;
+  'validation', 'signal', 'onEpochEnd', 'onBatchEnd', 'progressEvery', 'device', 'precision'] as const;
 
 export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], unknown>>): NativeMoEFitOptions {
   const opt = readOptions(o.optimizer, 'optimizer', ['type', 'lr', 'weightDecay', 'momentum', 'nesterov', 'betas', 'eps']);

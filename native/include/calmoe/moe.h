@@ -22,6 +22,10 @@ enum class Routing : uint8_t {
   Hard = 2,  // p = p_k* (k* = argmax r); trained with the competitive estimator (see moe_math.h)
 };
 enum class Activation : uint8_t { Relu = 0, Gelu = 1 };
+// Arithmetic of the CUDA engine's GEMMs (the CPU always computes in FP32): TF32 tensor cores
+// (inputs rounded to 10-bit mantissas, FP32 accumulation), exact FP32 (the CPU's summation order,
+// so the CPU's bits), or BF16 tensor cores (inputs rounded to 8-bit mantissas, FP32 accumulation).
+enum class MatmulPrecision : uint8_t { Tf32 = 0, Fp32 = 1, Bf16 = 2 };
 
 struct MoEConfig {
   int64_t input_dim = 0, classes = 0, experts = 0;
@@ -31,6 +35,7 @@ struct MoEConfig {
   Routing routing = Routing::Soft;
   int64_t top_k = 2;                   // TopK only, in [1, experts]
   float router_temperature = 1.0f;     // r = softmax(g / tau)
+  MatmulPrecision precision = MatmulPrecision::Tf32;  // how the CUDA engine multiplies; no effect on the CPU
 };
 
 // The device MoE work runs on for a request ('auto' is the CPU until the CUDA engine exists).
