@@ -75,8 +75,10 @@ TEST(first_bad_row_agrees) {
   a.slots = K;
   a.classes = C;
   a.routing = r.data();
+  a.expert_probs = P.data();
   a.mixture = p.data();
   a.labels = y.data();
+  CHECK_THROWS(run(Device::Cpu, a), ErrorKind::Range, "labels[77777] = 3");
   CHECK_THROWS(run(Device::Cuda, a), ErrorKind::Range, "labels[77777] = 3");
 }
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The CUDA backend's native tests on the CPU emulator (tools/cuda-emu/README.md): the kernels of
+# native/cuda/*.cu run on the CPU, so their logic (indexing, dispatch, GEMM semantics and bits,
+# the MoE engine end to end) is checked on machines without a GPU. Not a substitute for a GPU
+# run (scripts/gpu-verify.sh): no real concurrency, memory model or performance.
+#   scripts/cuda-emu-test.sh            (EMU_ASAN=ON for AddressSanitizer + UBSan, slower)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+b="${CALMOE_EMU_BUILD:-build-cuda-emu}"
+mkdir -p "$b"
+cmake -S tools/cuda-emu -B "$b" -DEMU_ASAN="${EMU_ASAN:-OFF}" > "$b/configure.log" 2>&1 || { cat "$b/configure.log"; exit 1; }
+cmake --build "$b" -j "$(nproc 2>/dev/null || echo 2)"
+run() { echo "== emulated: ${label:-} $1"; "$b/$1" | grep -vE '^\s+info ' ; }
+for t in gemm_cuda_test moe_cuda_test cuda_parity_test temperature_cuda_test audit_cuda_test; do run "$t"; done
+# the tensor-core (wmma TF32 and BF16) paths run when the emulated card reports sm_80
+label="sm_80" EMU_CC_MAJOR=8 run gemm_cuda_test
+label="sm_80" EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
+# blocks and the threads of each barrier phase in a shuffled order: order-dependent code shows
+label="shuffled" EMU_ORDER=shuffle run moe_cuda_test
+label="shuffled" EMU_ORDER=shuffle run gemm_cuda_test
+echo "== emulated CUDA tests passed"

@@ -1,0 +1,240 @@
+// The emulated CUDA runtime and block scheduler (see include/cuda_runtime.h).
+
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "cuda_runtime.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
+
+namespace emu {
+uint3 threadIdx_, blockIdx_;
+dim3 blockDim_, gridDim_;
+
+// x86-64 SysV stack switch: saves the callee-saved registers on the current stack, stores the
+// stack pointer in *save, loads `to`, restores and returns into the other context.
+extern "C" void emu_switch(void** save, void* to);
+asm(R"(
+.text
+.globl emu_switch
+.type emu_switch,@function
+emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size emu_switch,.-emu_switch
+)");
+
+namespace {
+constexpr std::size_t kStack = 256 * 1024;
+struct Fiber {
+  void* sp = nullptr;
+  char* stack = nullptr;
+  bool done = false;
+};
+void* g_sched_sp = nullptr;
+std::vector<Fiber> g_fibers;
+int g_cur = -1;
+const std::function<void()>* g_body = nullptr;
+std::vector<unsigned char> g_dyn;
+cudaError_t g_last = cudaSuccess;
+long long g_launches = 0;
+
+#if EMU_ASAN
+const void* g_sched_bottom = nullptr;
+std::size_t g_sched_size = 0;
+#endif
+
+void to_scheduler(bool dying) {
+  Fiber& f = g_fibers[std::size_t(g_cur)];
+#if EMU_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(dying ? nullptr : &fake, g_sched_bottom, g_sched_size);
+#endif
+  (void)dying;
+  emu_switch(&f.sp, g_sched_sp);
+#if EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+}
+
+[[noreturn]] void trampoline() {
+#if EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &g_sched_bottom, &g_sched_size);
+#endif
+  (*g_body)();
+  g_fibers[std::size_t(g_cur)].done = true;
+  to_scheduler(true);
+  std::abort();  // never resumed
+}
+
+void start(Fiber& f) {
+#if EMU_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(f.stack, kStack);  // frames abandoned by the last fiber on this stack
+#endif
+  uintptr_t top = (reinterpret_cast<uintptr_t>(f.stack) + kStack) & ~uintptr_t(15);
+  void** p = reinterpret_cast<void**>(top);
+  *--p = nullptr;                                        // the trampoline's (never used) return address
+  *--p = reinterpret_cast<void*>(&trampoline);           // where emu_switch's ret goes
+  for (int r = 0; r < 6; ++r) *--p = nullptr;            // rbp rbx r12 r13 r14 r15
+  f.sp = p;
+  f.done = false;
+}
+
+void switch_to(Fiber& f) {
+#if EMU_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(&fake, f.stack, kStack);
+#endif
+  emu_switch(&g_sched_sp, f.sp);
+#if EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake, &g_sched_bottom, &g_sched_size);
+#endif
+}
+}  // namespace
+
+void syncthreads() { to_scheduler(false); }
+
+void* dynamic_shared() { return g_dyn.data(); }
+
+void trap() {
+  std::fprintf(stderr, "emu: __trap() in block (%u,%u,%u) thread (%u,%u,%u)\n", blockIdx_.x, blockIdx_.y, blockIdx_.z, threadIdx_.x, threadIdx_.y,
+               threadIdx_.z);
+  std::abort();
+}
+
+void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body) {
+  ++g_launches;
+  const unsigned n = block.x * block.y * block.z;
+  if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
+    std::fprintf(stderr, "emu: invalid launch grid (%u,%u,%u) block (%u,%u,%u)\n", grid.x, grid.y, grid.z, block.x, block.y, block.z);
+    g_last = cudaErrorInvalidValue;
+    return;
+  }
+  if (shmem > 48 * 1024) std::fprintf(stderr, "emu: note: %zu bytes of dynamic shared memory (needs cudaFuncSetAttribute)\n", shmem);
+  g_dyn.assign(std::max<std::size_t>(shmem, 16), 0xFF);
+  if (g_fibers.size() < n) g_fibers.resize(n);
+  for (auto& f : g_fibers)
+    if (!f.stack) f.stack = static_cast<char*>(std::malloc(kStack));
+  gridDim_ = grid;
+  blockDim_ = block;
+  g_body = &body;
+  // EMU_ORDER=reverse|shuffle runs blocks and the threads of each barrier phase in another order:
+  // results that change with it reveal order-dependent code (races on a GPU)
+  static const int order = [] {
+    const char* e = std::getenv("EMU_ORDER");
+    return e && std::strcmp(e, "reverse") == 0 ? 1 : e && std::strcmp(e, "shuffle") == 0 ? 2 : 0;
+  }();
+  static uint64_t rng = 0x9e3779b97f4a7c15ull;
+  auto next = [] { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; };
+  const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+  std::vector<uint64_t> border(blocks);
+  for (uint64_t b = 0; b < blocks; ++b) border[b] = order == 1 ? blocks - 1 - b : b;
+  if (order == 2) for (uint64_t b = blocks; b > 1; --b) std::swap(border[b - 1], border[next() % b]);
+  std::vector<unsigned> torder(n);
+  for (uint64_t bi = 0; bi < blocks; ++bi) {
+    const uint64_t b = border[bi];
+    const unsigned bx = unsigned(b % grid.x), by = unsigned((b / grid.x) % grid.y), bz = unsigned(b / (uint64_t(grid.x) * grid.y));
+    blockIdx_ = {bx, by, bz};
+    for (unsigned t = 0; t < n; ++t) start(g_fibers[t]);
+    unsigned live = n;
+    while (live > 0) {
+      unsigned arrived = 0, finished = 0;
+      for (unsigned t = 0; t < n; ++t) torder[t] = order == 1 ? n - 1 - t : t;
+      if (order == 2) for (unsigned t = n; t > 1; --t) std::swap(torder[t - 1], torder[next() % t]);
+      for (unsigned ti = 0; ti < n; ++ti) {
+        const unsigned t = torder[ti];
+        Fiber& f = g_fibers[t];
+        if (f.done) continue;
+        g_cur = int(t);
+        threadIdx_ = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+        switch_to(f);
+        if (f.done) {
+          ++finished;
+          --live;
+        } else {
+          ++arrived;
+        }
+      }
+      if (arrived && finished) {
+        std::fprintf(stderr, "emu: divergent __syncthreads in block (%u,%u,%u): %u threads at a barrier, %u exited\n", bx, by, bz, arrived, finished);
+        std::abort();
+      }
+    }
+  }
+  g_cur = -1;
+}
+}  // namespace emu
+
+namespace {
+struct Event { std::chrono::steady_clock::time_point t; };
+}
+
+cudaError_t cudaMalloc(void** p, std::size_t n) {
+  *p = std::malloc(std::max<std::size_t>(n, 1));
+  if (!*p) return cudaErrorMemoryAllocation;
+  std::memset(*p, 0xFF, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, std::size_t n) { return cudaMalloc(p, n); }
+cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+cudaError_t cudaFreeHost(void* p) { std::free(p); return cudaSuccess; }
+cudaError_t cudaMemcpy(void* d, const void* s, std::size_t n, cudaMemcpyKind) { if (n) std::memmove(d, s, n); return cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void* d, const void* s, std::size_t n, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(d, s, n, k); }
+cudaError_t cudaMemset(void* p, int v, std::size_t n) { if (n) std::memset(p, v, n); return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void* p, int v, std::size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
+cudaError_t cudaMemGetInfo(std::size_t* f, std::size_t* t) { *f = std::size_t(1) << 34; *t = std::size_t(1) << 35; return cudaSuccess; }
+cudaError_t cudaStreamCreate(cudaStream_t* s) { *s = reinterpret_cast<cudaStream_t>(new char(0)); return cudaSuccess; }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamDestroy(cudaStream_t s) { delete reinterpret_cast<char*>(s); return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaGetLastError() { const cudaError_t e = emu::g_last; emu::g_last = cudaSuccess; return e; }
+const char* cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "cudaErrorEmu"; }
+const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }
+cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
+  std::memset(p, 0, sizeof *p);
+  std::strcpy(p->name, "calmoe CPU emulator (sm_75)");
+  p->totalGlobalMem = std::size_t(1) << 35;
+  p->major = 7;
+  p->minor = 5;
+  p->multiProcessorCount = 4;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* v) { *v = 13000; return cudaSuccess; }
+cudaError_t cudaDriverGetVersion(int* v) { *v = 13000; return cudaSuccess; }
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+  const char* cc = std::getenv("EMU_CC_MAJOR");  // 8: the TF32 GEMM path runs (emulated wmma)
+  *v = a == cudaDevAttrMultiProcessorCount ? 4 : a == cudaDevAttrComputeCapabilityMajor ? (cc ? std::atoi(cc) : 7) : 5;
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = reinterpret_cast<cudaEvent_t>(new Event()); return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { reinterpret_cast<Event*>(e)->t = std::chrono::steady_clock::now(); return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = std::chrono::duration<float, std::milli>(reinterpret_cast<Event*>(b)->t - reinterpret_cast<Event*>(a)->t).count();
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) { delete reinterpret_cast<Event*>(e); return cudaSuccess; }
