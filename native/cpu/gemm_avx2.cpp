@@ -89,7 +89,7 @@ void pack_a(const GemmOperand& a, int64_t i0, int64_t m, int64_t k0, int64_t kc,
       float* d = dst + k * kMR;
       for (int64_t i = 0; i < full; i += kMR, d += a_sliver(kc)) {
         _mm_storeu_ps(d, _mm_loadu_ps(s + i));
-        _mm_store_sd(reinterpret_cast<double*>(d + 4), _mm_load_sd(reinterpret_cast<const double*>(s + i + 4)));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(d + 4), _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + i + 4)));  // 2 floats, unaligned
       }
       for (int r = 0; r < kMR && full < m; ++r) d[r] = full + r < m ? s[full + r] : 0.0f;
     }

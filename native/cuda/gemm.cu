@@ -1,22 +1,25 @@
 // CUDA GEMM (see gemm.cuh for the semantics and the summation order).
 //
-// Tiling (both modes): a block of 256 threads owns a 64 x 64 output tile and walks k in steps of
+// Fp32 (exact, SIMT): a block of 256 threads owns a 64 x 64 output tile and walks k in steps of
 // kBK = 16. Each step stages A(m0.., k0..) as As[k][m] and B(k0.., n0..) as Bs[k][n] in shared
 // memory (gathered rows and transposes resolved in the loads; the load order follows the storage
 // order of the operand, so global reads are contiguous either way; every staged element is
-// written, out-of-range ones as 0, so no uninitialised shared memory is read). Fp32: thread
-// (tx, ty) = (tid % 16, tid / 16) owns the 4 x 4 outputs (4 ty + i, 4 tx + j), reads its 4 values
-// of A and of B per k as one 16-byte shared load each, and runs one fma chain per output over
-// exactly the valid k (no padded k enters a chain, so zeros keep their sign as on the CPU).
-// Tf32 and Bf16 (tensor cores): warp w computes two 16 x 16 wmma accumulators (rows 16 (w % 4),
-// columns 16 (2 (w / 4)) and 16 (2 (w / 4) + 1)), stages them through shared memory, and the same
-// threads then run the same epilogue as Fp32 (Bf16 first copies the staged tiles to BF16).
-// Registers: at most 128 per thread (two resident blocks per SM), no spills (ptxas, sm_90).
-// Not yet tuned on a GPU: no double buffering of the global loads, one tile shape for all sizes.
+// written, out-of-range ones as 0, so no uninitialised shared memory is read). Thread (tx, ty) =
+// (tid % 16, tid / 16) owns the 4 x 4 outputs (4 ty + i, 4 tx + j), reads its 4 values of A and of
+// B per k as one 16-byte shared load each, and runs one fma chain per output over exactly the
+// valid k (no padded k enters a chain, so zeros keep their sign as on the CPU).
+// Tf32 and Bf16 (tensor cores, sm_80+): a block of 256 threads (8 warps as 2 x 4) owns a 128 x 128
+// tile; warp (wm, wn) accumulates rows 64 wm.. and columns 32 wn.. as 4 x 2 wmma fragments in
+// FP32. k advances in steps of 32 staged in shared memory (Bf16: converted to BF16 while stored);
+// the next step's global loads are issued into registers before the current step's products, so
+// memory latency overlaps the tensor cores. The accumulators then go through shared memory, half
+// the tile at a time, to an element-wise epilogue shared with Fp32 (coalesced stores).
+// Not yet run on a GPU: tuned only on paper (no cp.async pipeline, no swizzled layouts).
 #include <cuda_bf16.h>
 #include <mma.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -32,7 +35,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMinBlocks = 2;  // resident blocks per SM the register budget must allow (<= 128 registers)
-constexpr int kBM = kGemmTileM, kBN = kGemmTileN, kBK = 16;
+constexpr int kBM = 64, kBN = 64, kBK = 16;
 constexpr int kPad = 4;          // row padding of the staged tiles (fewer bank conflicts; keeps wmma's 32-byte alignment)
 constexpr int kTM = 4, kTN = 4;  // outputs per thread
 static_assert(kBM == 16 * kTM && kBN == 16 * kTN, "16 x 16 threads of kTM x kTN outputs");
@@ -76,26 +79,37 @@ __device__ __forceinline__ void load_tiles(const GemmDesc& d, int64_t m0, int64_
 __device__ __forceinline__ int tile_row(int i) { return int(threadIdx.x / 16) * kTM + i; }
 __device__ __forceinline__ int tile_col(int j) { return int(threadIdx.x % 16) * kTN + j; }
 
+// v = alpha * acc (+ beta * C): the value of the first summation block (C read only in range).
+__device__ __forceinline__ float first_value(const GemmDesc& d, int64_t gi, int64_t gj, float acc) {
+  float x = d.alpha * acc;
+  if (d.beta != 0.0f && gi < d.M && gj < d.N) x = __fmaf_rn(d.beta, d.c[gi * d.ldc + gj], x);
+  return x;
+}
+
+// The epilogue of cpu::gemm_detail::epilogue_value for one in-range element, then the store.
+__device__ __forceinline__ void store_value(const GemmDesc& d, int64_t gi, int64_t gj, float x) {
+  if (d.bias) x = x + d.bias[gj];
+  if (d.pre) d.pre[gi * d.ldpre + gj] = x;
+  if (d.act == GemmAct::Relu) x = act::relu(x);
+  else if (d.act == GemmAct::Gelu) x = act::gelu(x);
+  if (d.dact != GemmAct::None) {
+    const float p = d.dact_pre[gi * d.ld_dact + gj];
+    x = x * (d.dact == GemmAct::Relu ? act::relu_grad(p) : act::gelu_grad(p));
+  }
+  d.c[gi * d.ldc + gj] = x;
+}
+
 // Folds one summation block into v (as the CPU kernel's write-back of a KC block).
 __device__ __forceinline__ void fold(const GemmDesc& d, int64_t m0, int64_t n0, bool first, const float (&acc)[kTM][kTN],
                                      float (&v)[kTM][kTN]) {
 #pragma unroll
   for (int i = 0; i < kTM; ++i) {
 #pragma unroll
-    for (int j = 0; j < kTN; ++j) {
-      if (first) {
-        float x = d.alpha * acc[i][j];
-        const int64_t gi = m0 + tile_row(i), gj = n0 + tile_col(j);
-        if (d.beta != 0.0f && gi < d.M && gj < d.N) x = __fmaf_rn(d.beta, d.c[gi * d.ldc + gj], x);
-        v[i][j] = x;
-      } else {
-        v[i][j] = __fmaf_rn(d.alpha, acc[i][j], v[i][j]);
-      }
-    }
+    for (int j = 0; j < kTN; ++j)
+      v[i][j] = first ? first_value(d, m0 + tile_row(i), n0 + tile_col(j), acc[i][j]) : __fmaf_rn(d.alpha, acc[i][j], v[i][j]);
   }
 }
 
-// The epilogue of cpu::gemm_detail::epilogue_value, then the store.
 __device__ __forceinline__ void epilogue(const GemmDesc& d, int64_t m0, int64_t n0, const float (&v)[kTM][kTN]) {
 #pragma unroll
   for (int i = 0; i < kTM; ++i) {
@@ -104,17 +118,7 @@ __device__ __forceinline__ void epilogue(const GemmDesc& d, int64_t m0, int64_t 
 #pragma unroll
     for (int j = 0; j < kTN; ++j) {
       const int64_t gj = n0 + tile_col(j);
-      if (gj >= d.N) continue;
-      float x = v[i][j];
-      if (d.bias) x = x + d.bias[gj];
-      if (d.pre) d.pre[gi * d.ldpre + gj] = x;
-      if (d.act == GemmAct::Relu) x = act::relu(x);
-      else if (d.act == GemmAct::Gelu) x = act::gelu(x);
-      if (d.dact != GemmAct::None) {
-        const float p = d.dact_pre[gi * d.ld_dact + gj];
-        x = x * (d.dact == GemmAct::Relu ? act::relu_grad(p) : act::gelu_grad(p));
-      }
-      d.c[gi * d.ldc + gj] = x;
+      if (gj < d.N) store_value(d, gi, gj, v[i][j]);
     }
   }
 }
@@ -166,112 +170,178 @@ __device__ void tile_fp32(const GemmDesc& d, int64_t tile, Tiles& t) {
   epilogue(d, m0, n0, v);
 }
 
-// BF16 copies of the staged tiles (wmma's bf16 fragments load 16-bit elements from shared memory;
-// leading dimensions a multiple of 8 elements).
-constexpr int kBfPad = 8;
-struct __align__(32) TilesBf16 {
-  __nv_bfloat16 a[kBK][kBM + kBfPad];
-  __nv_bfloat16 b[kBK][kBN + kBfPad];
-};
+// ---- tensor cores (Tf32, Bf16) ----------------------------------------------------------------------
+// (the sm_75 pass compiles tile() to a trap, leaving these helpers unreferenced there)
+#pragma nv_diag_suppress 177
+namespace tc {
+constexpr int kBM = 128, kBN = 128, kBK = 32;
+constexpr int kWarpM = 64, kWarpN = 32;                       // a warp's share: 4 x 2 fragments of 16 x 16
+constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 16;
+constexpr int kPadF = 4, kPadH = 8;                           // wmma: ldm a multiple of 16 bytes
+constexpr int kLdF = kBM + kPadF, kLdH = kBM + kPadH;         // (kBM == kBN)
+constexpr int kPerThread = kBM * kBK / kThreads;              // staged elements per thread, A and B each
+constexpr int kSmemBytes = 2 * kBK * kLdF * 4;                // the larger user: Tf32's A and B, or half of C
+static_assert(kBM == kBN && kBM == 2 * kWarpM && kBN == 4 * kWarpN, "8 warps as 2 x 4");
+static_assert(kBM / 2 * kLdF * 4 <= kSmemBytes, "half of the C tile fits");
+static_assert(kGemmKC % kBK == 0 && kBM * kBK % kThreads == 0, "whole steps");
 
-// One output tile on tensor cores (sm_80+; never launched on older cards): Tf32 (m16n16k8, inputs
-// rounded to TF32 in the fragments) or Bf16 (m16n16k16, inputs rounded to nearest-even BF16 while
-// copied to `tb`). Warp w accumulates rows 16 (w % 4) and columns 16 (2 (w / 4)) + 0..31 in FP32;
-// the accumulators go through shared memory `cs` so that the same threads then run Fp32's epilogue.
 template <GemmMath kMath>
-__device__ void tile_tc(const GemmDesc& d, int64_t tile, Tiles& t, TilesBf16& tb, float (*cs)[kBN + kPad]) {
+struct Elem { using T = float; static constexpr int kLd = kLdF; };
+template <>
+struct Elem<GemmMath::Bf16> { using T = __nv_bfloat16; static constexpr int kLd = kLdH; };
+
+__device__ __forceinline__ float to_stage(float v, float*) { return v; }
+__device__ __forceinline__ __nv_bfloat16 to_stage(float v, __nv_bfloat16*) { return __float2bfloat16_rn(v); }
+
+// Staged element e (0 .. kBM * kBK) of the A tile as (m, k), read along the storage rows.
+__device__ __forceinline__ void a_coords(const GemmOperand& o, int e, int& m, int& k) {
+  if (o.trans) { m = e % kBM; k = e / kBM; }  // storage rows run along k: read along m
+  else { k = e % kBK; m = e / kBK; }
+}
+__device__ __forceinline__ void b_coords(const GemmOperand& o, int e, int& k, int& n) {
+  if (o.trans) { k = e % kBK; n = e / kBK; }  // storage rows run along n: read along k
+  else { n = e % kBN; k = e / kBN; }
+}
+
+// The thread's share of the k step at k0 into registers (0 outside the matrices).
+__device__ __forceinline__ void fetch(const GemmDesc& d, int64_t m0, int64_t n0, int64_t k0, int64_t K, float (&ra)[kPerThread],
+                                      float (&rb)[kPerThread]) {
+#pragma unroll
+  for (int q = 0; q < kPerThread; ++q) {
+    const int e = int(threadIdx.x) + q * kThreads;
+    int m, k, n;
+    a_coords(d.a, e, m, k);
+    const int64_t gi = m0 + m, gk = k0 + k;
+    ra[q] = (gi < d.M && gk < K) ? (d.a.trans ? d.a.p[storage_row(d.a, gk) * d.a.ld + gi] : d.a.p[storage_row(d.a, gi) * d.a.ld + gk]) : 0.0f;
+    b_coords(d.b, e, k, n);
+    const int64_t gj = n0 + n, gk2 = k0 + k;
+    rb[q] = (gj < d.N && gk2 < K) ? (d.b.trans ? d.b.p[storage_row(d.b, gj) * d.b.ld + gk2] : d.b.p[storage_row(d.b, gk2) * d.b.ld + gj]) : 0.0f;
+  }
+}
+
+// Registers to shared memory: A as as[k][m] (col-major for matrix_a), B as bs[k][n] (row-major).
+template <class T, int kLd>
+__device__ __forceinline__ void stage(const GemmDesc& d, const float (&ra)[kPerThread], const float (&rb)[kPerThread], T* as, T* bs) {
+#pragma unroll
+  for (int q = 0; q < kPerThread; ++q) {
+    const int e = int(threadIdx.x) + q * kThreads;
+    int m, k, n;
+    a_coords(d.a, e, m, k);
+    as[k * kLd + m] = to_stage(ra[q], as);
+    b_coords(d.b, e, k, n);
+    bs[k * kLd + n] = to_stage(rb[q], bs);
+  }
+}
+
+template <GemmMath kMath>
+__device__ void tile(const GemmDesc& d, int64_t t, unsigned char* smem) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   (void)d;
-  (void)tile;
   (void)t;
-  (void)tb;
-  (void)cs;
-  __trap();
+  (void)smem;
+  __trap();  // never launched there: gemm_math_of gives Fp32 below sm_80
 #elif defined(__CUDA_ARCH__)
   using namespace nvcuda;
-  const int64_t tiles_n = (d.N + kBN - 1) / kBN;
-  const int64_t m0 = tile / tiles_n * kBM, n0 = tile % tiles_n * kBN;
-  const int64_t K = d.alpha == 0.0f ? 0 : d.K;
-  const int warp = threadIdx.x / 32, fm = warp % 4, fn = (warp / 4) * 2;
+  using T = typename Elem<kMath>::T;
+  constexpr int kLd = Elem<kMath>::kLd;
   constexpr int kFragK = kMath == GemmMath::Bf16 ? 16 : 8;
-  wmma::fragment<wmma::accumulator, 16, 16, kFragK, float> c0, c1;
-  wmma::fill_fragment(c0, 0.0f);
-  wmma::fill_fragment(c1, 0.0f);
+  using FragA = wmma::fragment<wmma::matrix_a, 16, 16, kFragK, std::conditional_t<kMath == GemmMath::Bf16, __nv_bfloat16, wmma::precision::tf32>, wmma::col_major>;
+  using FragB = wmma::fragment<wmma::matrix_b, 16, 16, kFragK, std::conditional_t<kMath == GemmMath::Bf16, __nv_bfloat16, wmma::precision::tf32>, wmma::row_major>;
+  T* as = reinterpret_cast<T*>(smem);
+  T* bs = as + kBK * kLd;
+  const int64_t tiles_n = (d.N + kBN - 1) / kBN;
+  const int64_t m0 = t / tiles_n * kBM, n0 = t % tiles_n * kBN;
+  const int64_t K = d.alpha == 0.0f ? 0 : d.K;
+  const int warp = int(threadIdx.x) / 32, wm = warp / 4, wn = warp % 4;
+  wmma::fragment<wmma::accumulator, 16, 16, kFragK, float> acc[kFragsM][kFragsN];
+#pragma unroll
+  for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+    for (int j = 0; j < kFragsN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+  float ra[kPerThread], rb[kPerThread];
+  if (K > 0) fetch(d, m0, n0, 0, K, ra, rb);
   for (int64_t k0 = 0; k0 < K; k0 += kBK) {
-    load_tiles(d, m0, n0, k0, K, t);
+    stage<T, kLd>(d, ra, rb, as, bs);
     __syncthreads();
-    if constexpr (kMath == GemmMath::Bf16) {
-      static_assert(kBK == 16, "one m16n16k16 step per staged k block");
-      for (int e = threadIdx.x; e < kBK * kBM; e += kThreads) tb.a[e / kBM][e % kBM] = __float2bfloat16_rn(t.a[e / kBM][e % kBM]);
-      for (int e = threadIdx.x; e < kBK * kBN; e += kThreads) tb.b[e / kBN][e % kBN] = __float2bfloat16_rn(t.b[e / kBN][e % kBN]);
-      __syncthreads();
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> fa;
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fb0, fb1;
-      wmma::load_matrix_sync(fa, &tb.a[0][16 * fm], kBM + kBfPad);
-      wmma::load_matrix_sync(fb0, &tb.b[0][16 * fn], kBN + kBfPad);
-      wmma::load_matrix_sync(fb1, &tb.b[0][16 * (fn + 1)], kBN + kBfPad);
-      wmma::mma_sync(c0, fa, fb0, c0);
-      wmma::mma_sync(c1, fa, fb1, c1);
-    } else {
+    if (k0 + kBK < K) fetch(d, m0, n0, k0 + kBK, K, ra, rb);  // in flight during the products below
 #pragma unroll
-      for (int kk = 0; kk < kBK; kk += 8) {  // padded k are zeros: they add exactly 0
-        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb0, fb1;
-        wmma::load_matrix_sync(fa, &t.a[kk][16 * fm], kBM + kPad);
-        wmma::load_matrix_sync(fb0, &t.b[kk][16 * fn], kBN + kPad);
-        wmma::load_matrix_sync(fb1, &t.b[kk][16 * (fn + 1)], kBN + kPad);
+    for (int kk = 0; kk < kBK; kk += kFragK) {  // padded k are zeros: they add exactly 0
+      FragA fa[kFragsM];
+      FragB fb[kFragsN];
 #pragma unroll
-        for (int e = 0; e < fa.num_elements; ++e) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
+      for (int i = 0; i < kFragsM; ++i) {
+        wmma::load_matrix_sync(fa[i], as + kk * kLd + kWarpM * wm + 16 * i, kLd);
+        if constexpr (kMath == GemmMath::Tf32) {
 #pragma unroll
-        for (int e = 0; e < fb0.num_elements; ++e) {
-          fb0.x[e] = wmma::__float_to_tf32(fb0.x[e]);
-          fb1.x[e] = wmma::__float_to_tf32(fb1.x[e]);
+          for (int e = 0; e < fa[i].num_elements; ++e) fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
         }
-        wmma::mma_sync(c0, fa, fb0, c0);
-        wmma::mma_sync(c1, fa, fb1, c1);
       }
+#pragma unroll
+      for (int j = 0; j < kFragsN; ++j) {
+        wmma::load_matrix_sync(fb[j], bs + kk * kLd + kWarpN * wn + 16 * j, kLd);
+        if constexpr (kMath == GemmMath::Tf32) {
+#pragma unroll
+          for (int e = 0; e < fb[j].num_elements; ++e) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+        for (int j = 0; j < kFragsN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+    __syncthreads();  // the stage is read; the next iteration overwrites it
+  }
+  // the accumulators through shared memory, half of the tile (the warps of one wm) at a time
+  float* cs = reinterpret_cast<float*>(smem);
+  for (int half = 0; half < 2; ++half) {
+    if (wm == half) {
+#pragma unroll
+      for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+        for (int j = 0; j < kFragsN; ++j)
+          wmma::store_matrix_sync(cs + (16 * i) * kLdF + kWarpN * wn + 16 * j, acc[i][j], kLdF, wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int e = int(threadIdx.x); e < kBM / 2 * kBN; e += kThreads) {
+      const int r = e / kBN, c = e % kBN;
+      const int64_t gi = m0 + half * (kBM / 2) + r, gj = n0 + c;
+      if (gi < d.M && gj < d.N) store_value(d, gi, gj, first_value(d, gi, gj, cs[r * kLdF + c]));
     }
     __syncthreads();
   }
-  wmma::store_matrix_sync(&cs[16 * fm][16 * fn], c0, kBN + kPad, wmma::mem_row_major);
-  wmma::store_matrix_sync(&cs[16 * fm][16 * (fn + 1)], c1, kBN + kPad, wmma::mem_row_major);
-  __syncthreads();
-  float acc[kTM][kTN], v[kTM][kTN];
-#pragma unroll
-  for (int i = 0; i < kTM; ++i)
-#pragma unroll
-    for (int j = 0; j < kTN; ++j) acc[i][j] = cs[tile_row(i)][tile_col(j)];
-  fold(d, m0, n0, true, acc, v);
-  epilogue(d, m0, n0, v);
 #else
   (void)d;
-  (void)tile;
   (void)t;
-  (void)tb;
-  (void)cs;
+  (void)smem;
 #endif
 }
+}  // namespace tc
+#pragma nv_diag_default 177
 
 template <GemmMath kMath>
 __device__ __forceinline__ void run_tile(const GemmDesc& d, int64_t tile) {
-  __shared__ Tiles t;
   if constexpr (kMath == GemmMath::Fp32) {
+    __shared__ Tiles t;
     tile_fp32(d, tile, t);
   } else {
-    __shared__ TilesBf16 tb;  // unused by Tf32 (the compiler drops it)
-    __shared__ __align__(32) float cs[kBM][kBN + kPad];
-    tile_tc<kMath>(d, tile, t, tb, cs);
+    __shared__ __align__(128) unsigned char smem[tc::kSmemBytes];
+    tc::tile<kMath>(d, tile, smem);
   }
 }
 
+// Fp32: two resident blocks per SM (<= 128 registers); tensor cores: one (their accumulators and
+// prefetch registers need more).
 template <GemmMath kMath>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_one_kernel(const GemmDesc d) {
+constexpr int kBlocksPerSm = kMath == GemmMath::Fp32 ? kMinBlocks : 1;
+
+template <GemmMath kMath>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm<kMath>) gemm_one_kernel(const GemmDesc d) {
   run_tile<kMath>(d, int64_t(blockIdx.x));
 }
 
 template <GemmMath kMath>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_grouped_kernel(const GemmDesc* __restrict__ descs, const int64_t* __restrict__ tile_start,
-                                                                int count) {
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm<kMath>) gemm_grouped_kernel(const GemmDesc* __restrict__ descs,
+                                                                                     const int64_t* __restrict__ tile_start, int count) {
   const int64_t tile = int64_t(blockIdx.x);
   if (tile >= tile_start[count]) return;  // the whole block: the bound was an upper bound
   int lo = 0, hi = count;                 // tile_start[lo] <= tile < tile_start[hi]
@@ -289,12 +359,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_grouped_kernel(cons
   run_tile<kMath>(d, tile - tile_start[lo]);
 }
 
-__global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, int64_t* __restrict__ tile_start) {
+__global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, GemmMath math, int64_t* __restrict__ tile_start) {
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
   int64_t t = 0;
   for (int g = 0; g < count; ++g) {
     tile_start[g] = t;
-    t += gemm_tiles(descs[g].M, descs[g].N);
+    t += gemm_tiles(descs[g].M, descs[g].N, math);
   }
   tile_start[count] = t;
 }
@@ -310,7 +380,6 @@ bool tensor_cores_supported() {
   return ok;
 }
 
-GemmMath effective(GemmMath m) { return m == GemmMath::Fp32 || tensor_cores_supported() ? m : GemmMath::Fp32; }
 
 unsigned grid_of(int64_t tiles, const char* what) {
   if (tiles > int64_t(INT_MAX)) throw_runtime(std::string(what) + ": " + std::to_string(tiles) + " tiles exceed one launch");
@@ -320,16 +389,19 @@ unsigned grid_of(int64_t tiles, const char* what) {
 }  // namespace
 
 GemmMath gemm_math_of(MatmulPrecision p) {
-  return p == MatmulPrecision::Fp32 ? GemmMath::Fp32 : p == MatmulPrecision::Bf16 ? GemmMath::Bf16 : GemmMath::Tf32;
+  if (p == MatmulPrecision::Fp32 || !tensor_cores_supported()) return GemmMath::Fp32;
+  return p == MatmulPrecision::Bf16 ? GemmMath::Bf16 : GemmMath::Tf32;
 }
+
+bool gemm_tensor_cores() { return tensor_cores_supported(); }
 
 const char* gemm_math_name(GemmMath m) { return m == GemmMath::Tf32 ? "tf32" : m == GemmMath::Bf16 ? "bf16" : "fp32"; }
 
 void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream) {
-  const int64_t tiles = gemm_tiles(d.M, d.N);
+  const int64_t tiles = gemm_tiles(d.M, d.N, math);
   if (tiles == 0) return;
   const unsigned grid = grid_of(tiles, "gemm");
-  switch (effective(math)) {
+  switch (math) {
     case GemmMath::Tf32: gemm_one_kernel<GemmMath::Tf32><<<grid, kThreads, 0, stream>>>(d); break;
     case GemmMath::Bf16: gemm_one_kernel<GemmMath::Bf16><<<grid, kThreads, 0, stream>>>(d); break;
     default: gemm_one_kernel<GemmMath::Fp32><<<grid, kThreads, 0, stream>>>(d); break;
@@ -337,15 +409,15 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream) {
   check(cudaGetLastError(), "gemm launch");
 }
 
-void gemm_plan(const GemmDesc* d_desc, int count, int64_t* d_tile_start, cudaStream_t stream) {
-  gemm_plan_kernel<<<1, 32, 0, stream>>>(d_desc, count, d_tile_start);
+void gemm_plan(const GemmDesc* d_desc, int count, GemmMath math, int64_t* d_tile_start, cudaStream_t stream) {
+  gemm_plan_kernel<<<1, 32, 0, stream>>>(d_desc, count, math, d_tile_start);
   check(cudaGetLastError(), "gemm plan launch");
 }
 
 void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math, cudaStream_t stream) {
   if (count <= 0 || max_tiles <= 0) return;
   const unsigned grid = grid_of(max_tiles, "grouped gemm");
-  switch (effective(math)) {
+  switch (math) {
     case GemmMath::Tf32: gemm_grouped_kernel<GemmMath::Tf32><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
     case GemmMath::Bf16: gemm_grouped_kernel<GemmMath::Bf16><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
     default: gemm_grouped_kernel<GemmMath::Fp32><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
@@ -357,11 +429,11 @@ void gemm_batch_sync(const GemmDesc* host_desc, int count, GemmMath math) {
   if (count <= 0) return;
   use_default_device();
   int64_t tiles = 0;
-  for (int g = 0; g < count; ++g) tiles += gemm_tiles(host_desc[g].M, host_desc[g].N);
+  for (int g = 0; g < count; ++g) tiles += gemm_tiles(host_desc[g].M, host_desc[g].N, math);
   DeviceBuffer<GemmDesc> d(static_cast<std::size_t>(count));
   DeviceBuffer<int64_t> starts(static_cast<std::size_t>(count) + 1);
   d.upload(host_desc, std::size_t(count));
-  gemm_plan(d.get(), count, starts.get(), nullptr);
+  gemm_plan(d.get(), count, math, starts.get(), nullptr);
   gemm_grouped(d.get(), starts.get(), count, tiles, math, nullptr);
   check(cudaDeviceSynchronize(), "grouped gemm");
 }

@@ -60,27 +60,35 @@ struct GemmDesc {
 };
 static_assert(sizeof(GemmOperand) == 32 && sizeof(GemmDesc) == 8 * 3 + 2 * 32 + 8 * 9, "no padding");
 
-constexpr int kGemmTileM = 64;     // output tile of one thread block
-constexpr int kGemmTileN = 64;
 constexpr int64_t kGemmKC = 256;   // summation blocks: cpu::gemm_detail::kKC
 
-// Thread blocks (output tiles) of one GEMM: 0 when M or N is 0.
-CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N) {
-  return (M > 0 && N > 0) ? ((M + kGemmTileM - 1) / kGemmTileM) * ((N + kGemmTileN - 1) / kGemmTileN) : 0;
+// Output tile of one thread block: 64 x 64 (Fp32, SIMT) or 128 x 128 (Tf32, Bf16: tensor cores).
+CALMOE_HD int gemm_tile_m(GemmMath m) { return m == GemmMath::Fp32 ? 64 : 128; }
+CALMOE_HD int gemm_tile_n(GemmMath m) { return m == GemmMath::Fp32 ? 64 : 128; }
+
+// Thread blocks (output tiles) of one GEMM in math mode m: 0 when M or N is 0.
+CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N, GemmMath m) {
+  const int64_t tm = gemm_tile_m(m), tn = gemm_tile_n(m);
+  return (M > 0 && N > 0) ? ((M + tm - 1) / tm) * ((N + tn - 1) / tn) : 0;
 }
 
+// The math mode that runs for a precision on the current device: the tensor-core modes need
+// sm_80 or newer, older cards run Fp32. Plans and launches must use the same (effective) mode.
 GemmMath gemm_math_of(MatmulPrecision p);
+bool gemm_tensor_cores();                // the current device runs Tf32 and Bf16
 const char* gemm_math_name(GemmMath m);  // "fp32", "tf32", "bf16"
 
 // One GEMM described on the host (its pointers are device pointers): one launch on `stream`.
+// math must be Fp32 unless gemm_tensor_cores() (a tensor-core launch elsewhere traps).
 void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream);
 
-// tile_start[0..count] = exclusive prefix of gemm_tiles(M, N) over d_desc (all on the device):
-// one tiny kernel, so descriptors written by an earlier kernel need no host round trip.
-void gemm_plan(const GemmDesc* d_desc, int count, int64_t* d_tile_start, cudaStream_t stream);
+// tile_start[0..count] = exclusive prefix of gemm_tiles(M, N, math) over d_desc (all on the
+// device): one tiny kernel, so descriptors written by an earlier kernel need no host round trip.
+void gemm_plan(const GemmDesc* d_desc, int count, GemmMath math, int64_t* d_tile_start, cudaStream_t stream);
 
-// `count` GEMMs in one launch of max_tiles blocks (max_tiles >= tile_start[count]; the blocks past
-// it return at once). Each block finds its GEMM by a binary search over tile_start.
+// `count` GEMMs in one launch of max_tiles blocks (max_tiles >= tile_start[count], planned with the
+// same math; the blocks past it return at once). Each block finds its GEMM by a binary search
+// over tile_start.
 void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math,
                   cudaStream_t stream);
 

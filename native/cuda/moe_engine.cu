@@ -109,7 +109,7 @@ constexpr int kPlanThreads = 1024;
 // descs[s K + k] = template (s, k) moved to expert k's entries; tile_start[s (K + 1) + k]: the
 // prefix of tiles over the experts of set s. One block.
 __global__ void __launch_bounds__(kPlanThreads) plan_experts_kernel(const ExpertGemm* tmpl, int64_t sets, int64_t K, const int64_t* offset,
-                                                                    GemmDesc* descs, int64_t* tile_start) {
+                                                                    GemmMath math, GemmDesc* descs, int64_t* tile_start) {
   for (int64_t idx = threadIdx.x; idx < sets * K; idx += blockDim.x) {
     const int64_t k = idx % K;
     const ExpertGemm& t = tmpl[idx];
@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(kPlanThreads) plan_experts_kernel(const Expert
     int64_t tiles = 0;
     for (int64_t k = 0; k < K; ++k) {
       tile_start[s * (K + 1) + k] = tiles;
-      tiles += gemm_tiles(descs[s * K + k].M, descs[s * K + k].N);
+      tiles += gemm_tiles(descs[s * K + k].M, descs[s * K + k].N, math);
     }
     tile_start[s * (K + 1) + K] = tiles;
   }
@@ -248,7 +248,8 @@ class CudaEngine final : public moe::Engine {
   void forward(Pass& f, int64_t n, bool training);
   Ctx row_ctx(Pass& f, int64_t n, bool training);
   int64_t expert_rows_tiles(int64_t entries, int64_t N) const {  // bound on the tiles of a set whose M is each expert's count
-    return ((entries + kGemmTileM - 1) / kGemmTileM + c_.experts) * ((N + kGemmTileN - 1) / kGemmTileN);
+    const int64_t tm = gemm_tile_m(math_), tn = gemm_tile_n(math_);
+    return ((entries + tm - 1) / tm + c_.experts) * ((N + tn - 1) / tn);
   }
   void h2d(void* dst, const void* src, std::size_t bytes) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync H2D");
@@ -551,7 +552,7 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   dp.entry_row = f.entry_row.get();
   dp.entry_k = f.entry_k.get();
   moe_rows::dispatch(f.sel.get(), n, f.a, K, dp, stream_);
-  plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), f.descs.get(), f.tile_start.get());
+  plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), math_, f.descs.get(), f.tile_start.get());
   check(cudaGetLastError(), "moe plan launch");
   for (int64_t l = 0; l < expert_.layers(); ++l) launch_set(f, l, expert_rows_tiles(E, expert_.dims[l + 1]));
   moe_rows::expert_softmax(rc, stream_);
@@ -647,7 +648,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     float* gexp = grad_.get() + layout_.expert_offset[0];
     for (int64_t l = L - 1; l >= 0; --l) {
       const int64_t in = expert_.dims[l], out = expert_.dims[l + 1];
-      launch_set(f, L + l, K * gemm_tiles(in, out));
+      launch_set(f, L + l, K * gemm_tiles(in, out, math_));
       moe_rows::column_sums(expert_delta(l), out, out, f.offset.get(), 0, K, gexp + expert_.bias_offset(l), layout_.expert_size, stream_);
       if (l == 0) break;
       launch_set(f, 2 * L + l - 1, expert_rows_tiles(E, in));
