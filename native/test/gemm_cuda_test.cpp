@@ -61,8 +61,8 @@ HostOp make_op(t::Rng& rng, int64_t rows, int64_t cols, bool trans, bool gather,
 }
 
 struct Case {
-  int64_t M, N, K;
-  bool at, bt, ag, bg;
+  int64_t M = 0, N = 0, K = 0;
+  bool at = false, bt = false, ag = false, bg = false;  // transposes and row gathers of A and B
   float alpha = 1, beta = 0;
   bool bias = false, pre = false;
   GemmAct act = GemmAct::None, dact = GemmAct::None;
