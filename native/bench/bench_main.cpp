@@ -203,6 +203,7 @@ void run_w1(const Opts& o, bool large) {
       op.lr = 0.1;
       op.weight_decay = 0;
       auto engine = moe::make_engine(dev, c, params.data(), nullptr, B);
+      engine->attach_dataset(x.data(), y.data(), B);  // as moe_fit does (CUDA: the data stays on the device)
       const moe::Batch batch{x.data(), y.data(), rows.data(), B};
       double last_loss = 0;
       const double t = best_time(o.repeat, [&] {

@@ -122,6 +122,7 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
   const int64_t N = train.rows, B = std::min(fit.batch_size, N);
   const int64_t batches = (N + B - 1) / B, total = batches * fit.epochs;
   auto engine = moe::make_engine(dev, c, params, temps, B);
+  engine->attach_dataset(train.x, train.y, N);
   std::vector<int32_t> order(static_cast<std::size_t>(N));
   std::iota(order.begin(), order.end(), 0);
   uint64_t rng = fit.seed ^ 0x6a09e667f3bcc909ull;

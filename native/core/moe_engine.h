@@ -19,6 +19,14 @@ struct Batch {
 class Engine {
  public:
   virtual ~Engine() = default;
+  // The dataset the coming batches index (Batch::x and Batch::y). A device engine may copy it to
+  // the device once, when it fits, so that a step moves only the batch's row indices; batches
+  // over other arrays still work. The arrays must outlive the engine's use of them.
+  virtual void attach_dataset(const float* x, const int32_t* y, int64_t rows) {
+    (void)x;
+    (void)y;
+    (void)rows;
+  }
   // Forward and backward of one batch into the engine's gradient; stats of the batch.
   // Throws RangeError if a per-example loss is not finite.
   virtual StepStats forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active) = 0;

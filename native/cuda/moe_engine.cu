@@ -209,6 +209,7 @@ class CudaEngine final : public moe::Engine {
   CudaEngine(const CudaEngine&) = delete;
   CudaEngine& operator=(const CudaEngine&) = delete;
 
+  void attach_dataset(const float* x, const int32_t* y, int64_t rows) override;
   StepStats forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active) override;
   const float* gradient() override;
   double update(const OptimizerConfig& opt, double lr) override;
@@ -295,9 +296,14 @@ class CudaEngine final : public moe::Engine {
   DeviceBuffer<int32_t> bad_;
   // predict
   DeviceBuffer<float> expert_probs_;
+  // the attached dataset on the device (when it fits): a step then copies only its row indices
+  const float* data_host_x_ = nullptr;
+  const int32_t* data_host_y_ = nullptr;
+  DeviceBuffer<float> data_x_;
+  DeviceBuffer<int32_t> data_y_, batch_rows_;
   // host staging
   Pinned<float> h_x_, h_loss_, h_regret_, h_dis_, h_coef_;
-  Pinned<int32_t> h_y_, h_correct_, h_bad_;
+  Pinned<int32_t> h_y_, h_rows_, h_correct_, h_bad_;
   Pinned<double> h_frac_, h_mean_r_, h_norm_;
 };
 
@@ -362,8 +368,9 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   scale_.resize(1);
   bad_.resize(1);
 
-  h_x_.resize(std::size_t(B * d));
   h_y_.resize(std::size_t(B));
+  h_rows_.resize(std::size_t(B));
+  batch_rows_.resize(std::size_t(B));
   h_loss_.resize(std::size_t(B));
   h_regret_.resize(std::size_t(B));
   h_dis_.resize(std::size_t(B));
@@ -572,8 +579,15 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   const bool filtered = robust_active && obj.kind == ObjectiveKind::RobustFiltered;
   const bool balanced = obj.balance_alpha > 0;
 
-  // the batch's rows of x and labels, gathered on the host into pinned staging, then copied in
-  {
+  if (b.x == data_host_x_ && b.y == data_host_y_ && data_host_x_) {
+    // the dataset is on the device: the row indices go in, the rows are gathered there
+    std::memcpy(h_rows_.get(), b.rows, std::size_t(n) * sizeof(int32_t));
+    h2d(batch_rows_.get(), h_rows_.get(), std::size_t(n) * sizeof(int32_t));
+    moe_rows::gather_rows(data_x_.get(), batch_rows_.get(), n, d, f.x.get(), stream_);
+    moe_rows::gather_rows(data_y_.get(), batch_rows_.get(), n, 1, labels_.get(), stream_);
+  } else {
+    // the batch's rows of x and labels, gathered on the host into pinned staging, then copied in
+    h_x_.resize(std::size_t(max_batch_ * d));  // once, on first use
     float* hx = h_x_.get();
     int32_t* hy = h_y_.get();
     const int64_t chunk = 256, chunks = (n + chunk - 1) / chunk;
@@ -700,6 +714,32 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   st.accuracy = double(hits) / double(n);
   st.filtered = objr.filtered;
   return st;
+}
+
+// Copies the dataset to the device when it takes at most half of the free memory; otherwise (or
+// if the allocation fails) batches keep going through host staging.
+void CudaEngine::attach_dataset(const float* x, const int32_t* y, int64_t rows) {
+  use_default_device();
+  check(cudaStreamSynchronize(stream_), "moe dataset");  // nothing queued may read the old copy
+  data_host_x_ = nullptr;
+  data_host_y_ = nullptr;
+  if (!x || !y || rows < 1) return;
+  const int64_t d = c_.input_dim;
+  const double bytes = double(rows) * double(d + 1) * 4.0;
+  std::size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess || bytes > 0.5 * double(free_b)) return;
+  try {
+    data_x_.resize(std::size_t(rows * d));
+    data_y_.resize(std::size_t(rows));
+  } catch (const std::exception&) {
+    cudaGetLastError();  // a failed allocation is not sticky: staging it is
+    return;
+  }
+  check(cudaMemcpyAsync(data_x_.get(), x, std::size_t(rows * d) * sizeof(float), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync H2D");
+  check(cudaMemcpyAsync(data_y_.get(), y, std::size_t(rows) * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync H2D");
+  check(cudaStreamSynchronize(stream_), "moe dataset");
+  data_host_x_ = x;
+  data_host_y_ = y;
 }
 
 const float* CudaEngine::gradient() {

@@ -209,7 +209,8 @@ __global__ void column_sums_kernel(const float* m, int64_t ld, int64_t cols, con
   out[g * out_stride + j] = float(acc);
 }
 
-__global__ void gather_rows_kernel(const float* src, const int32_t* idx, int64_t count, int64_t C, float* dst) {
+template <class T>
+__global__ void gather_rows_kernel(const T* src, const int32_t* idx, int64_t count, int64_t C, T* dst) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count * C; e += stride)
     dst[e] = src[int64_t(idx[e / C]) * C + e % C];
@@ -276,7 +277,13 @@ void column_sums(const float* m, int64_t ld, int64_t cols, const int64_t* offset
 
 void gather_rows(const float* src, const int32_t* idx, int64_t count, int64_t C, float* dst, cudaStream_t stream) {
   if (count <= 0) return;
-  gather_rows_kernel<<<grid_stride_blocks(count * C), kThreads, 0, stream>>>(src, idx, count, C, dst);
+  gather_rows_kernel<float><<<grid_stride_blocks(count * C), kThreads, 0, stream>>>(src, idx, count, C, dst);
+  check(cudaGetLastError(), "moe gather launch");
+}
+
+void gather_rows(const int32_t* src, const int32_t* idx, int64_t count, int64_t C, int32_t* dst, cudaStream_t stream) {
+  if (count <= 0) return;
+  gather_rows_kernel<int32_t><<<grid_stride_blocks(count * C), kThreads, 0, stream>>>(src, idx, count, C, dst);
   check(cudaGetLastError(), "moe gather launch");
 }
 

@@ -86,8 +86,10 @@ void balance(const float* r, const int32_t* argmax, int64_t n, int64_t K, double
 void column_sums(const float* m, int64_t ld, int64_t cols, const int64_t* offset, int64_t rows, int64_t groups, float* out,
                  int64_t out_stride, cudaStream_t stream);
 
-// dst[e * C + j] = src[idx[e] * C + j] for e < count (predict: each active expert's probabilities).
+// dst[e * C + j] = src[idx[e] * C + j] for e < count (predict: each active expert's probabilities;
+// training: a batch's rows of a device-resident dataset and its labels).
 void gather_rows(const float* src, const int32_t* idx, int64_t count, int64_t C, float* dst, cudaStream_t stream);
+void gather_rows(const int32_t* src, const int32_t* idx, int64_t count, int64_t C, int32_t* dst, cudaStream_t stream);
 
 // For tests: the dispatch of host `sel` (n x a), results copied back to host arrays
 // (entry_pos: n x a, entry_row: n x a, offset: K + 1). Synchronises.
