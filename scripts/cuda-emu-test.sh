@@ -11,7 +11,7 @@ mkdir -p "$b"
 cmake -S tools/cuda-emu -B "$b" -DEMU_ASAN="${EMU_ASAN:-OFF}" > "$b/configure.log" 2>&1 || { cat "$b/configure.log"; exit 1; }
 cmake --build "$b" -j "$(nproc 2>/dev/null || echo 2)"
 run() { echo "== emulated: ${label:-} $1"; "$b/$1" | grep -vE '^\s+info ' ; }
-for t in gemm_cuda_test moe_cuda_test cuda_parity_test temperature_cuda_test audit_cuda_test; do run "$t"; done
+for t in gemm_cuda_test moe_cuda_test cuda_parity_test temperature_cuda_test audit_cuda_test drift_cuda_test; do run "$t"; done
 # the tensor-core (wmma TF32 and BF16) paths run when the emulated card reports sm_80
 label="sm_80" EMU_CC_MAJOR=8 run gemm_cuda_test
 label="sm_80" EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test

@@ -29,7 +29,8 @@ __device__ __forceinline__ void add_row_to_bin(ull* bins, int cell, float conf, 
 
 // Adds row i (of the args' rows) into the block's histogram and the thread's totals.
 struct ThreadTotals {
-  ull rows = 0, correct = 0, nll_lo = 0, nll_hi = 0, br_lo = 0, br_hi = 0;
+  ull rows = 0, correct = 0;
+  uint64_t nll_lo = 0, nll_hi = 0, br_lo = 0, br_hi = 0;  // 128-bit fixed-point sums (core/fixed_point.h)
 };
 
 __device__ __forceinline__ void take_row(const KernelArgs& a, int64_t i, int64_t row0, ull* bins, ull* g_first_bad, ThreadTotals& t) {
@@ -41,8 +42,8 @@ __device__ __forceinline__ void take_row(const KernelArgs& a, int64_t i, int64_t
   t.rows += 1;
   t.correct += r.correct ? 1 : 0;
   if (a.extras) {
-    u128_add(reinterpret_cast<uint64_t&>(t.nll_lo), reinterpret_cast<uint64_t&>(t.nll_hi), to_fixed(r.nll, kNllFracBits));
-    u128_add(reinterpret_cast<uint64_t&>(t.br_lo), reinterpret_cast<uint64_t&>(t.br_hi), to_fixed(r.brier, kBrierFracBits));
+    u128_add(t.nll_lo, t.nll_hi, to_fixed(r.nll, kNllFracBits));
+    u128_add(t.br_lo, t.br_hi, to_fixed(r.brier, kBrierFracBits));
   }
   if (a.out_conf) {
     a.out_conf[i] = r.conf;

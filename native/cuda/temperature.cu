@@ -26,7 +26,7 @@ __device__ double block_sum(double v, double* sh) {
   sh[threadIdx.x] = v;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    if (int(threadIdx.x) < s) sh[threadIdx.x] += sh[threadIdx.x + s];
     __syncthreads();
   }
   const double r = sh[0];

@@ -200,6 +200,11 @@ cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
 cudaError_t cudaFreeHost(void* p) { std::free(p); return cudaSuccess; }
 cudaError_t cudaMemcpy(void* d, const void* s, std::size_t n, cudaMemcpyKind) { if (n) std::memmove(d, s, n); return cudaSuccess; }
 cudaError_t cudaMemcpyAsync(void* d, const void* s, std::size_t n, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(d, s, n, k); }
+cudaError_t cudaMemcpy2D(void* d, std::size_t dpitch, const void* s, std::size_t spitch, std::size_t width, std::size_t height, cudaMemcpyKind) {
+  if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
+  for (std::size_t r = 0; r < height; ++r) std::memmove(static_cast<char*>(d) + r * dpitch, static_cast<const char*>(s) + r * spitch, width);
+  return cudaSuccess;
+}
 cudaError_t cudaMemset(void* p, int v, std::size_t n) { if (n) std::memset(p, v, n); return cudaSuccess; }
 cudaError_t cudaMemsetAsync(void* p, int v, std::size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
 cudaError_t cudaMemGetInfo(std::size_t* f, std::size_t* t) { *f = std::size_t(1) << 34; *t = std::size_t(1) << 35; return cudaSuccess; }

@@ -75,6 +75,7 @@ cudaError_t cudaFree(void* p);
 cudaError_t cudaFreeHost(void* p);
 cudaError_t cudaMemcpy(void* d, const void* s, std::size_t n, cudaMemcpyKind k);
 cudaError_t cudaMemcpyAsync(void* d, const void* s, std::size_t n, cudaMemcpyKind k, cudaStream_t st = nullptr);
+cudaError_t cudaMemcpy2D(void* d, std::size_t dpitch, const void* s, std::size_t spitch, std::size_t width, std::size_t height, cudaMemcpyKind k);
 cudaError_t cudaMemset(void* p, int v, std::size_t n);
 cudaError_t cudaMemsetAsync(void* p, int v, std::size_t n, cudaStream_t st = nullptr);
 cudaError_t cudaMemGetInfo(std::size_t* free_b, std::size_t* total_b);
