@@ -168,7 +168,6 @@ void run_w1(const Opts& o, bool large) {
   if (o.device == "cuda" || (o.device == "all" && gpu)) devices.push_back("cuda");
   const MatmulPrecision precision = o.cuda_gemm == "fp32" ? MatmulPrecision::Fp32 : o.cuda_gemm == "bf16" ? MatmulPrecision::Bf16 : MatmulPrecision::Tf32;
   if (o.cuda_gemm != "fp32" && o.cuda_gemm != "tf32" && o.cuda_gemm != "bf16") throw_range("--cuda-gemm: expected tf32, fp32 or bf16");
-  const std::string system = "calmoe-native-" + o.cuda_gemm;
   std::vector<float> x(static_cast<std::size_t>(B * d));
   std::vector<int32_t> y(static_cast<std::size_t>(B)), rows(static_cast<std::size_t>(B));
   {
@@ -182,6 +181,8 @@ void run_w1(const Opts& o, bool large) {
                large ? "W1L" : "W1", (long long)B, (long long)d, (long long)h, (long long)C, (long long)K, o.repeat);
   for (const std::string& dname : devices) {
     const Device dev = dname == "cuda" ? resolve_device(DeviceRequest::Cuda) : Device::Cpu;
+    // the precision is the CUDA engine's; the CPU always computes in FP32
+    const std::string system = dname == "cuda" ? "calmoe-native-" + o.cuda_gemm : "calmoe-native";
     for (const char* mode : {"soft", "top2", "top1", "hard"}) {
       if (("," + o.modes + ",").find(std::string(",") + mode + ",") == std::string::npos) continue;
       MoEConfig c;
