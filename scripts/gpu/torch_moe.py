@@ -241,6 +241,12 @@ def variants(args):
     return out
 
 
+def reset_compiled() -> None:
+    """Drops torch.compile's caches between workloads (torch < 2 has no compiler to reset)."""
+    if hasattr(torch, "_dynamo"):
+        torch._dynamo.reset()
+
+
 def compiled(fn, variant: str):
     return torch.compile(fn) if variant == "compile" else fn
 
@@ -325,7 +331,7 @@ def run_train(args, em: Emitter, timer: Timer, workload: str) -> None:
                 if dev.startswith("cuda"):
                     torch.cuda.empty_cache()
             if variant == "compile":
-                torch._dynamo.reset()
+                reset_compiled()
 
 
 def run_eval(args, em: Emitter, timer: Timer) -> None:
@@ -360,7 +366,7 @@ def run_eval(args, em: Emitter, timer: Timer) -> None:
                 if args.verbose:
                     traceback.print_exc()
             if variant == "compile":
-                torch._dynamo.reset()
+                reset_compiled()
 
 
 def run_w3(args, em: Emitter, timer: Timer) -> None:
@@ -391,7 +397,7 @@ def run_w3(args, em: Emitter, timer: Timer) -> None:
             if args.verbose:
                 traceback.print_exc()
         if variant == "compile":
-            torch._dynamo.reset()
+            reset_compiled()
 
 
 def main() -> int:
