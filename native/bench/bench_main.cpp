@@ -1,6 +1,6 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
-//   calmoe_bench [w3|w1|w1l|bandwidth|gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
+//   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
 //                [--cuda-gemm tf32|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
@@ -21,6 +21,9 @@
 #include "core/cuda_probe.h"
 #include "core/moe_engine.h"
 #include "cpu/thread_pool.h"
+#if CALMOE_WITH_CUDA
+#include "cuda/gemm.cuh"
+#endif
 
 using namespace calmoe;
 
@@ -409,6 +412,38 @@ void run_gemm(const Opts& o) {
   cpu::set_gemm_backend("builtin");
 }
 
+// The CUDA engine's GEMMs alone, at the W1L shapes of one expert (d = 1024, h = 2048, C = 100,
+// B = 16384 rows in soft/hard; 2048 gathered rows, a top-2 expert's share): GFLOP/s per math mode.
+void run_cuda_gemm(const Opts& o) {
+#if CALMOE_WITH_CUDA
+  if (resolve_device(DeviceRequest::Auto) != Device::Cuda) throw_range("cuda-gemm: no usable GPU");
+  struct Case { const char* name; cuda::GemmBenchCase c; };
+  const Case cases[] = {
+      {"x.w1", {16384, 2048, 1024, false, false, false}},     // forward, layer 1
+      {"h.w2", {16384, 100, 2048, false, false, false}},      // forward, layer 2 (narrow N)
+      {"x^T.dh", {1024, 2048, 16384, true, false, false}},    // dW1: a reduction over the rows
+      {"dh.w1^T", {16384, 1024, 2048, false, true, false}},   // dX (the router's input gradient path)
+      {"x[idx].w1", {2048, 2048, 1024, false, false, true}},  // a top-2 expert's gathered rows
+      {"x[idx]^T.dh", {1024, 2048, 2048, true, false, true}}, // its dW1
+  };
+  const bool tc = cuda::gemm_tensor_cores();
+  for (const Case& k : cases) {
+    for (cuda::GemmMath m : {cuda::GemmMath::Fp32, cuda::GemmMath::Tf32, cuda::GemmMath::Bf16}) {
+      if (m != cuda::GemmMath::Fp32 && !tc) continue;
+      const double t = cuda::gemm_seconds(k.c, m, o.repeat);
+      const double gf = 2.0 * double(k.c.M) * double(k.c.N) * double(k.c.K) / t / 1e9;
+      char mode[160];
+      std::snprintf(mode, sizeof mode, "%s %s %lldx%lldx%lld", cuda::gemm_math_name(m), k.name, (long long)k.c.M, (long long)k.c.N, (long long)k.c.K);
+      emit("cuda-gemm", mode, "gflops", gf, "GFLOP/s", "cuda");
+      std::fprintf(stderr, "cuda-gemm %-34s %9.3f ms %10.1f GFLOP/s\n", mode, t * 1e3, gf);
+    }
+  }
+#else
+  (void)o;
+  throw_range("cuda-gemm: this build has no CUDA backend");
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -436,11 +471,12 @@ int main(int argc, char** argv) {
     else if (o.workload == "w1l") run_w1(o, true);
     else if (o.workload == "bandwidth") emit("bandwidth", "memory-read", "bandwidth", read_bandwidth_gbs(o.repeat), "GB/s", "cpu", "machine");
     else if (o.workload == "gemm") run_gemm(o);
+    else if (o.workload == "cuda-gemm") run_cuda_gemm(o);
     else if (o.workload == "peak") {
       const Peak peak = fp32_peak(o.repeat);
       emit("peak", "fma-loop", "fp32_peak", peak.all, "GFLOP/s", "cpu", "machine");
       emit("peak", "fma-loop", "fp32_peak_per_core", peak.per_core, "GFLOP/s", "cpu", "machine");
-    } else { std::fprintf(stderr, "unknown workload %s (known: w3, w1, w1l, bandwidth, gemm, peak)\n", o.workload.c_str()); return 2; }
+    } else { std::fprintf(stderr, "unknown workload %s (known: w3, w1, w1l, bandwidth, gemm, cuda-gemm, peak)\n", o.workload.c_str()); return 2; }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "calmoe_bench: %s\n", e.what());
     return 1;

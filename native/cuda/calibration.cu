@@ -1,8 +1,13 @@
 // CUDA backend of the calibration histogram: one pass over the rows, a thread per row with the
-// shared per-row math, a shared-memory histogram per block (integer atomics only: exact and
-// order-independent), flushed to one global histogram; inputs streamed in chunks. Rows of up to
-// 16 classes are first staged through shared memory a tile at a time with coalesced 16-byte loads
-// (a thread reading its own 40-byte row would touch a new cache line per column).
+// shared per-row math, integer sums only (exact and order-independent), flushed to one global
+// histogram; inputs streamed in chunks. Rows of up to 16 classes are first staged through shared
+// memory a tile at a time with coalesced 16-byte loads (a thread reading its own 40-byte row would
+// touch a new cache line per column).
+// Where the rows go: with at most 32 cells (the usual ECE: one histogram of <= 32 bins), lane c of
+// each warp owns cell c in registers and a warp adds its 32 rows with one ballot and three
+// reductions per distinct cell present: no atomics in the loop. (Per-row shared atomics, which
+// serialise when many rows of a warp share a bin, ran at about a tenth of the H200's bandwidth.)
+// Otherwise: a shared-memory histogram per block (Classwise; <= 1024 cells) or global atomics.
 #include <algorithm>
 #include <climits>
 
@@ -27,17 +32,26 @@ __device__ __forceinline__ void add_row_to_bin(ull* bins, int cell, float conf, 
   atomic_add_u128(b + 2, b + 3, to_fixed(conf, kConfFracBits));
 }
 
-// Adds row i (of the args' rows) into the block's histogram and the thread's totals.
 struct ThreadTotals {
   ull rows = 0, correct = 0;
   uint64_t nll_lo = 0, nll_hi = 0, br_lo = 0, br_hi = 0;  // 128-bit fixed-point sums (core/fixed_point.h)
 };
 
-__device__ __forceinline__ void take_row(const KernelArgs& a, int64_t i, int64_t row0, ull* bins, ull* g_first_bad, ThreadTotals& t) {
+// What a non-Classwise row adds to the histogram: cell -1 for none (no row, or a bad one).
+struct CellAdd {
+  int cell = -1;
+  float conf = 0;
+  bool positive = false;
+};
+
+// Evaluates row i (of the args' rows): totals and per-row outputs; Classwise rows go straight
+// into `bins` (C cells each), other rows are returned for the caller to add.
+__device__ __forceinline__ CellAdd take_row(const KernelArgs& a, int64_t i, int64_t row0, ull* bins, ull* g_first_bad, ThreadTotals& t) {
+  CellAdd out;
   const RowOut r = eval_row(a, i);
   if (r.issue != kOk) {
     atomicMin(g_first_bad, ull(row0 + i));
-    return;
+    return out;
   }
   t.rows += 1;
   t.correct += r.correct ? 1 : 0;
@@ -49,18 +63,74 @@ __device__ __forceinline__ void take_row(const KernelArgs& a, int64_t i, int64_t
     a.out_conf[i] = r.conf;
     a.out_positive[i] = r.positive ? 1 : 0;
   }
-  const int M = a.bins;
   if (a.kind == CalibKind::Classwise) {
+    const int M = a.bins;
     const float* row = a.scores + i * a.cols;
     const int32_t y = a.labels[i];
     for (int64_t j = 0; j < a.cols; ++j) {
       const float pj = class_prob(row, j, a.score_kind, r);
       add_row_to_bin(bins, int(j) * M + bin_of(pj, M, a.left_closed), pj, j == y);
     }
-  } else {
-    add_row_to_bin(bins, cell_of(a, i, r.conf), r.conf, r.positive);
+    return out;
   }
+  out.cell = cell_of(a, i, r.conf);
+  out.conf = r.conf;
+  out.positive = r.positive;
+  return out;
 }
+
+// Sum over the warp's lanes (full mask).
+__device__ __forceinline__ unsigned warp_sum(unsigned v) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  return __reduce_add_sync(0xffffffffu, v);
+#else
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+#endif
+}
+
+// The cells a lane owns when a warp keeps the histogram in registers (lane c: cell c). The
+// confidence sum is kept as three sums of 22-bit pieces of the 64-bit fixed-point values: a piece
+// summed over 32 lanes fits in 32 bits, and the sums are joined exactly at the end.
+struct LaneCell {
+  ull count = 0, positives = 0, piece[3] = {0, 0, 0};
+
+  // Every lane of the warp calls this with its row's contribution (converged, full mask).
+  __device__ __forceinline__ void warp_add(const CellAdd& c) {
+    const unsigned lane = threadIdx.x & 31u;
+    const uint64_t v = c.cell >= 0 ? to_fixed(c.conf, kConfFracBits) : 0;
+    const unsigned pos = __ballot_sync(0xffffffffu, c.cell >= 0 && c.positive);
+    unsigned pending = __ballot_sync(0xffffffffu, c.cell >= 0);
+    while (pending) {  // once per distinct cell among the warp's rows (warp-uniform)
+      const int cell = __shfl_sync(0xffffffffu, c.cell, __ffs(pending) - 1);
+      const bool mine = c.cell == cell;
+      const unsigned m = __ballot_sync(0xffffffffu, mine);
+      const unsigned p0 = warp_sum(mine ? unsigned(v & 0x3fffffu) : 0u);
+      const unsigned p1 = warp_sum(mine ? unsigned((v >> 22) & 0x3fffffu) : 0u);
+      const unsigned p2 = warp_sum(mine ? unsigned(v >> 44) : 0u);
+      if (lane == unsigned(cell)) {
+        count += __popc(m);
+        positives += __popc(m & pos);
+        piece[0] += p0;
+        piece[1] += p1;
+        piece[2] += p2;
+      }
+      pending &= ~m;
+    }
+  }
+
+  // Adds the lane's cell into a histogram (shared or global): the pieces joined as 128 bits.
+  __device__ __forceinline__ void flush(ull* bins, int cell) const {
+    if (count == 0) return;
+    ull* b = bins + int64_t(cell) * kBinWords;
+    uint64_t lo = piece[0], hi = 0;
+    u128_add(lo, hi, piece[1] << 22, piece[1] >> 42);
+    u128_add(lo, hi, piece[2] << 44, piece[2] >> 20);
+    atomicAdd(b, count);
+    atomicAdd(b + 1, positives);
+    atomic_add_u128(b + 2, b + 3, lo, hi);
+  }
+};
 
 // The args of rows [base, ...) with their scores read from a staged tile.
 __device__ __forceinline__ KernelArgs tile_args(const KernelArgs& a, int64_t base, const float* tile) {
@@ -77,11 +147,13 @@ __device__ __forceinline__ KernelArgs tile_args(const KernelArgs& a, int64_t bas
   return t;
 }
 
-// kShared: histogram in shared memory (cells <= kMaxSharedCells). kTiled: TopLabel/Classwise rows
-// of at most kMaxTileCols classes staged through shared memory (dynamic shared memory after the
-// histogram: kThreads * kMaxTileCols floats).
-template <bool kShared, bool kTiled>
-__global__ void calib_kernel(KernelArgs a, int64_t row0, ull* g_state, ull* g_first_bad) {
+// kWarpCells: non-Classwise with <= 32 cells, lane c of each warp owns cell c (LaneCell); else
+// kShared: histogram in shared memory (cells <= kMaxSharedCells), else global atomics. kTiled:
+// TopLabel/Classwise rows of at most kMaxTileCols classes staged through shared memory (dynamic
+// shared memory after the histogram: kThreads * kMaxTileCols floats). Loops are warp-uniform
+// (a lane past the last row takes part with no row) so that warps stay converged.
+template <bool kWarpCells, bool kShared, bool kTiled>
+__global__ void __launch_bounds__(kThreads, 4) calib_kernel(KernelArgs a, int64_t row0, ull* g_state, ull* g_first_bad) {
   extern __shared__ __align__(16) ull s_dyn[];
   __shared__ ull s_tot[kHeaderWords];
   const int64_t cells = int64_t(a.groups) * a.bins;
@@ -94,6 +166,11 @@ __global__ void calib_kernel(KernelArgs a, int64_t row0, ull* g_state, ull* g_fi
   __syncthreads();
 
   ThreadTotals t;
+  LaneCell mine;
+  auto add = [&](const CellAdd& c) {
+    if (kWarpCells) mine.warp_add(c);
+    else if (c.cell >= 0) add_row_to_bin(bins, c.cell, c.conf, c.positive);
+  };
   if (kTiled) {
     // tiles of blockDim.x rows, block-strided; every thread of the block runs every iteration
     const int64_t C = a.cols;
@@ -108,13 +185,21 @@ __global__ void calib_kernel(KernelArgs a, int64_t row0, ull* g_state, ull* g_fi
       for (int64_t k = threadIdx.x; k < vec; k += blockDim.x) reinterpret_cast<float4*>(tile)[k] = reinterpret_cast<const float4*>(src)[k];
       for (int64_t k = vec * 4 + threadIdx.x; k < floats; k += blockDim.x) tile[k] = src[k];
       __syncthreads();
-      if (threadIdx.x < n) take_row(tile_args(a, base, tile), threadIdx.x, row0 + base, bins, g_first_bad, t);
+      CellAdd c;
+      if (threadIdx.x < n) c = take_row(tile_args(a, base, tile), threadIdx.x, row0 + base, bins, g_first_bad, t);
+      add(c);
       __syncthreads();
     }
   } else {
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.rows; i += int64_t(gridDim.x) * blockDim.x)
-      take_row(a, i, row0, bins, g_first_bad, t);
+    const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+    for (int64_t i0 = int64_t(blockIdx.x) * blockDim.x + (threadIdx.x & ~31u); i0 < a.rows; i0 += stride) {
+      const int64_t i = i0 + (threadIdx.x & 31u);
+      CellAdd c;
+      if (i < a.rows) c = take_row(a, i, row0, bins, g_first_bad, t);
+      add(c);
+    }
   }
+  if (kWarpCells && (threadIdx.x & 31u) < cells) mine.flush(bins, int(threadIdx.x & 31u));
   atomicAdd(&s_tot[kWRows], t.rows);
   atomicAdd(&s_tot[kWCorrect], t.correct);
   atomic_add_u128(&s_tot[kWNllLo], &s_tot[kWNllHi], t.nll_lo, t.nll_hi);
@@ -140,30 +225,30 @@ __global__ void calib_kernel(KernelArgs a, int64_t row0, ull* g_state, ull* g_fi
 
 // One pass of the kernel over rows already on the device (args hold device pointers).
 struct Launch {
-  bool shared = false, tiled = false;
+  bool warp_cells = false, shared = false, tiled = false;
   std::size_t shmem = 0;
   int sms = 1;
 
   explicit Launch(const KernelArgs& a) {
     const int64_t cells = int64_t(a.groups) * a.bins;
     shared = cells <= kMaxSharedCells;
+    warp_cells = shared && cells <= 32 && a.kind != CalibKind::Classwise;
     tiled = (a.kind == CalibKind::TopLabel || a.kind == CalibKind::Classwise) && a.cols <= kMaxTileCols;
     shmem = (shared ? std::size_t(cells) * kBinWords * sizeof(ull) : 0) + (tiled ? std::size_t(kThreads) * kMaxTileCols * sizeof(float) : 0);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
-    set_smem_limit<true, true>();
-    set_smem_limit<true, false>();
-    set_smem_limit<false, true>();
-  }
-  template <bool S, bool T>
-  void set_smem_limit() const {
-    if (shmem > 48 * 1024) check(cudaFuncSetAttribute(calib_kernel<S, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shmem)), "cudaFuncSetAttribute");
+    if (shmem > 48 * 1024) {  // only the shared histogram can be this large (never with warp cells)
+      check(cudaFuncSetAttribute(calib_kernel<false, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shmem)), "cudaFuncSetAttribute");
+      check(cudaFuncSetAttribute(calib_kernel<false, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shmem)), "cudaFuncSetAttribute");
+    }
   }
   void run(const KernelArgs& d, int64_t row0, ull* state, ull* first_bad) const {
     const int blocks = int(std::max<int64_t>(1, std::min<int64_t>((d.rows + kThreads - 1) / kThreads, int64_t(sms) * 8)));
-    if (shared && tiled) calib_kernel<true, true><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
-    else if (shared) calib_kernel<true, false><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
-    else if (tiled) calib_kernel<false, true><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
-    else calib_kernel<false, false><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
+    if (warp_cells && tiled) calib_kernel<true, true, true><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
+    else if (warp_cells) calib_kernel<true, true, false><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
+    else if (shared && tiled) calib_kernel<false, true, true><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
+    else if (shared) calib_kernel<false, true, false><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
+    else if (tiled) calib_kernel<false, false, true><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
+    else calib_kernel<false, false, false><<<blocks, kThreads, shmem>>>(d, row0, state, first_bad);
     check(cudaGetLastError(), "calibration kernel launch");
   }
 };

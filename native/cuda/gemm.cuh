@@ -96,4 +96,13 @@ void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count
 // plans, runs one grouped launch and synchronises.
 void gemm_batch_sync(const GemmDesc* host_desc, int count, GemmMath math);
 
+// For the benchmark: one M x N x K GEMM (A transposed, B transposed, A's rows gathered through a
+// permutation) on operands it allocates, timed with CUDA events; the best of `repeat` runs after a
+// warm-up, in seconds.
+struct GemmBenchCase {
+  int64_t M = 0, N = 0, K = 0;
+  bool trans_a = false, trans_b = false, gather = false;
+};
+double gemm_seconds(const GemmBenchCase& c, GemmMath math, int repeat);
+
 }  // namespace calmoe::cuda

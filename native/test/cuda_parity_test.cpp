@@ -1,5 +1,8 @@
 // CUDA backend against the CPU backend: identical calibration states (bit for bit: integer
 // accumulation) and tilted weights to 1e-9. Skipped, loudly, without a usable GPU.
+#include <cmath>
+#include <utility>
+
 #include "core/calibration.h"
 #include "test_util.h"
 
@@ -74,6 +77,49 @@ TEST(grouped_states_identical) {
     calib_update_rows(Device::Cpu, s, y.data(), a.data(), a.size(), g.data());
     calib_update_rows(Device::Cuda, s, y.data(), b.data(), b.size(), g.data());
     CHECK(a == b);
+  }
+}
+
+// Binary and Confidence rows with 1..33 cells (<= 32: the warp-owned cells; 33: the shared
+// histogram), grouped or not, rows that all fall in one bin, and confidences from 0 through
+// subnormals to 1 (every bit of the fixed-point values).
+TEST(cell_paths_identical) {
+  t::Rng rng(41);
+  for (int64_t N : {1, 31, 33, 4099, 100003}) {
+    for (int shape : {0, 1, 2}) {  // spread, one bin, extremes
+      std::vector<float> p(N);
+      std::vector<int32_t> y(N);
+      std::vector<uint8_t> ok(N);
+      for (int64_t i = 0; i < N; ++i) {
+        const double u = rng.uniform();
+        p[i] = shape == 0 ? float(u) : shape == 1 ? 0.93f + float(u) * 0.01f
+             : (i % 4 == 0 ? 0.0f : i % 4 == 1 ? 1.0f : i % 4 == 2 ? 1e-40f * float(1 + i % 7) : float(std::ldexp(u, -int(i % 60))));
+        y[i] = rng.below(2);
+        ok[i] = uint8_t(rng.below(2));
+      }
+      for (auto [bins, groups] : {std::pair{1, 1}, {7, 1}, {32, 1}, {33, 1}, {16, 2}, {11, 3}}) {
+        std::vector<int32_t> g(N);
+        for (auto& v : g) v = rng.below(groups);
+        for (CalibKind kind : {CalibKind::Binary, CalibKind::Confidence}) {
+          CalibConfig c;
+          c.kind = kind;
+          c.bins = bins;
+          c.groups = groups;
+          c.grouped = groups > 1;
+          c.extras = kind == CalibKind::Binary;
+          auto a = calib_state_new(c), b = calib_state_new(c);
+          const int32_t* gid = groups > 1 ? g.data() : nullptr;
+          if (kind == CalibKind::Binary) {
+            calib_update_binary(Device::Cpu, p.data(), y.data(), N, a.data(), a.size(), gid);
+            calib_update_binary(Device::Cuda, p.data(), y.data(), N, b.data(), b.size(), gid);
+          } else {
+            calib_update_confidence(Device::Cpu, p.data(), ok.data(), N, a.data(), a.size(), gid);
+            calib_update_confidence(Device::Cuda, p.data(), ok.data(), N, b.data(), b.size(), gid);
+          }
+          CHECK(a == b);
+        }
+      }
+    }
   }
 }
 

@@ -46,10 +46,17 @@ emu_switch:
 
 namespace {
 constexpr std::size_t kStack = 256 * 1024;
+// Run: runnable; Barrier: at __syncthreads; Warp: at a warp collective (op, mask, value, src)
+enum class State { Run, Barrier, Warp, Done };
 struct Fiber {
   void* sp = nullptr;
   char* stack = nullptr;
   bool done = false;
+  State state = State::Run;
+  emu::WarpOp op = emu::kWarpSync;
+  unsigned mask = 0;
+  uint64_t value = 0, result = 0;
+  int src = 0;
 };
 void* g_sched_sp = nullptr;
 std::vector<Fiber> g_fibers;
@@ -112,7 +119,80 @@ void switch_to(Fiber& f) {
 }
 }  // namespace
 
-void syncthreads() { to_scheduler(false); }
+void syncthreads() {
+  g_fibers[std::size_t(g_cur)].state = State::Barrier;
+  to_scheduler(false);
+}
+
+uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int src_lane) {
+  Fiber& f = g_fibers[std::size_t(g_cur)];
+  f.state = State::Warp;
+  f.op = op;
+  f.mask = mask;
+  f.value = value;
+  f.src = src_lane;
+  to_scheduler(false);
+  return f.result;
+}
+
+namespace {
+[[noreturn]] void warp_fault(unsigned warp, const char* what) {
+  std::fprintf(stderr, "emu: warp %u of block (%u,%u,%u): %s\n", warp, blockIdx_.x, blockIdx_.y, blockIdx_.z, what);
+  std::abort();
+}
+
+// Completes the warp collectives whose named lanes have all arrived; true if any completed.
+bool resolve_warps(unsigned n) {
+  bool any = false;
+  for (unsigned w0 = 0; w0 < n; w0 += 32) {
+    Fiber* lane = &g_fibers[w0];
+    const unsigned lanes = std::min(32u, n - w0);
+    for (unsigned l = 0; l < lanes; ++l) {
+      if (lane[l].state != State::Warp) continue;
+      const unsigned mask = lane[l].mask;
+      if (mask == 0 || !(mask >> l & 1u)) warp_fault(w0 / 32, "a warp collective whose mask leaves out the calling lane");
+      if (lanes < 32 && (mask >> lanes) != 0) warp_fault(w0 / 32, "a warp collective naming lanes that do not exist");
+      bool ready = true;
+      for (unsigned k = 0; k < lanes; ++k) {
+        if (!(mask >> k & 1u)) continue;
+        if (lane[k].state != State::Warp) { ready = false; break; }
+        if (lane[k].op != lane[l].op || lane[k].mask != mask) warp_fault(w0 / 32, "lanes of one mask at different warp collectives (or with different masks)");
+      }
+      if (!ready) continue;
+      uint64_t ballot = 0, sum = 0;
+      for (unsigned k = 0; k < lanes; ++k)
+        if (mask >> k & 1u) {
+          if (lane[k].value) ballot |= 1ull << k;
+          sum += lane[k].value;
+        }
+      for (unsigned k = 0; k < lanes; ++k) {
+        if (!(mask >> k & 1u)) continue;
+        Fiber& f = lane[k];
+        switch (f.op) {
+          case kWarpSync: f.result = 0; break;
+          case kWarpBallot: f.result = ballot; break;
+          case kWarpReduceAdd: f.result = uint32_t(sum); break;
+          case kWarpShfl:
+            if (f.src < 0 || unsigned(f.src) >= lanes || !(mask >> f.src & 1u)) warp_fault(w0 / 32, "a shuffle reading a lane outside the mask");
+            f.result = lane[f.src].value;
+            break;
+          case kWarpMatchAny: {
+            uint64_t m = 0;
+            for (unsigned j = 0; j < lanes; ++j)
+              if ((mask >> j & 1u) && lane[j].value == f.value) m |= 1ull << j;
+            f.result = m;
+            break;
+          }
+        }
+      }
+      for (unsigned k = 0; k < lanes; ++k)
+        if (mask >> k & 1u) lane[k].state = State::Run;
+      any = true;
+    }
+  }
+  return any;
+}
+}  // namespace
 
 void* dynamic_shared() { return g_dyn.data(); }
 
@@ -155,30 +235,41 @@ void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()
     const uint64_t b = border[bi];
     const unsigned bx = unsigned(b % grid.x), by = unsigned((b / grid.x) % grid.y), bz = unsigned(b / (uint64_t(grid.x) * grid.y));
     blockIdx_ = {bx, by, bz};
-    for (unsigned t = 0; t < n; ++t) start(g_fibers[t]);
-    unsigned live = n;
+    for (unsigned t = 0; t < n; ++t) {
+      start(g_fibers[t]);
+      g_fibers[t].state = State::Run;
+    }
+    unsigned live = n, finished = 0;  // finished: threads that exited since the last barrier
     while (live > 0) {
-      unsigned arrived = 0, finished = 0;
+      // run every runnable thread until it reaches a barrier, a warp collective or its end
       for (unsigned t = 0; t < n; ++t) torder[t] = order == 1 ? n - 1 - t : t;
       if (order == 2) for (unsigned t = n; t > 1; --t) std::swap(torder[t - 1], torder[next() % t]);
       for (unsigned ti = 0; ti < n; ++ti) {
         const unsigned t = torder[ti];
         Fiber& f = g_fibers[t];
-        if (f.done) continue;
+        if (f.state != State::Run) continue;
         g_cur = int(t);
         threadIdx_ = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
         switch_to(f);
         if (f.done) {
+          f.state = State::Done;
           ++finished;
           --live;
-        } else {
-          ++arrived;
         }
       }
-      if (arrived && finished) {
-        std::fprintf(stderr, "emu: divergent __syncthreads in block (%u,%u,%u): %u threads at a barrier, %u exited\n", bx, by, bz, arrived, finished);
+      if (resolve_warps(n)) continue;
+      unsigned at_barrier = 0;
+      for (unsigned t = 0; t < n; ++t) {
+        at_barrier += g_fibers[t].state == State::Barrier;
+        if (g_fibers[t].state == State::Warp) warp_fault(t / 32, "a warp collective some lanes of its mask never reach (they are at a barrier or exited)");
+      }
+      if (at_barrier && finished) {
+        std::fprintf(stderr, "emu: divergent __syncthreads in block (%u,%u,%u): %u threads at a barrier, %u exited\n", bx, by, bz, at_barrier, finished);
         std::abort();
       }
+      for (unsigned t = 0; t < n; ++t)
+        if (g_fibers[t].state == State::Barrier) g_fibers[t].state = State::Run;
+      finished = 0;
     }
   }
   g_cur = -1;

@@ -33,6 +33,10 @@ namespace emu {
 extern uint3 threadIdx_, blockIdx_;
 extern dim3 blockDim_, gridDim_;
 void syncthreads();
+// Warp collectives: the calling thread waits until every lane named in `mask` has reached a
+// collective of the same kind, then each gets its result (lanes are linear thread ids mod 32).
+enum WarpOp : int { kWarpSync, kWarpBallot, kWarpReduceAdd, kWarpShfl, kWarpMatchAny };
+uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int src_lane);
 void* dynamic_shared();
 void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body);
 [[noreturn]] void trap();
@@ -43,6 +47,45 @@ void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()
 #define gridDim (::emu::gridDim_)
 inline void __syncthreads() { ::emu::syncthreads(); }
 [[noreturn]] inline void __trap() { ::emu::trap(); }
+
+inline unsigned emu_lane() { return (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32u; }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::emu::warp_collective(::emu::kWarpSync, mask, 0, 0); }
+inline unsigned __ballot_sync(unsigned mask, int pred) { return unsigned(::emu::warp_collective(::emu::kWarpBallot, mask, pred != 0, 0)); }
+inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
+inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) == mask; }
+inline unsigned __reduce_add_sync(unsigned mask, unsigned v) { return unsigned(::emu::warp_collective(::emu::kWarpReduceAdd, mask, v, 0)); }
+inline unsigned __match_any_sync(unsigned mask, unsigned v) { return unsigned(::emu::warp_collective(::emu::kWarpMatchAny, mask, v, 0)); }
+inline unsigned __match_any_sync(unsigned mask, unsigned long long v) { return unsigned(::emu::warp_collective(::emu::kWarpMatchAny, mask, v, 0)); }
+// shuffles of values of up to 8 bytes; width partitions the warp into segments as on a GPU
+template <class T> inline T emu_shfl_from(unsigned mask, T v, int src) {
+  static_assert(sizeof(T) <= 8, "shuffle of more than 8 bytes");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  bits = ::emu::warp_collective(::emu::kWarpShfl, mask, bits, src);
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+template <class T> inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+  const int lane = int(emu_lane()), base = lane & ~(width - 1);
+  return emu_shfl_from(mask, v, base + (src & (width - 1)));
+}
+template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  const int lane = int(emu_lane()), base = lane & ~(width - 1), src = lane ^ lane_mask;
+  return emu_shfl_from(mask, v, src >= base + width ? lane : src);
+}
+template <class T> inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  const int lane = int(emu_lane()), base = lane & ~(width - 1), src = lane + int(delta);
+  return emu_shfl_from(mask, v, src >= base + width ? lane : src);
+}
+template <class T> inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  const int lane = int(emu_lane()), base = lane & ~(width - 1), src = lane - int(delta);
+  return emu_shfl_from(mask, v, src < base ? lane : src);
+}
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+inline int __ffs(unsigned x) { return __builtin_ffs(int(x)); }
+inline int __clz(unsigned x) { return x ? __builtin_clz(x) : 32; }
 
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline unsigned __float_as_uint(float x) { unsigned u; std::memcpy(&u, &x, 4); return u; }
