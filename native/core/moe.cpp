@@ -93,12 +93,10 @@ std::unique_ptr<Engine> make_engine(Device dev, const MoEConfig& c, float* param
 }  // namespace moe
 
 Device moe_resolve_device(DeviceRequest request) {
-  // 'auto' stays on the CPU: the CUDA MoE engine (native/cuda/moe_engine.cu) is written and
-  // compile-checked but has not yet run on a GPU; 'auto' moves to CUDA once its parity tests
-  // (native/test/moe_cuda_test.cpp) have passed on one.
-  if (request == DeviceRequest::Auto) return Device::Cpu;
-  if (request == DeviceRequest::Cuda) resolve_device(request);  // a missing GPU is reported first (Unavailable)
-  return request == DeviceRequest::Cuda ? Device::Cuda : Device::Cpu;
+  // like every other entry point: 'auto' is CUDA when a GPU is usable (the CUDA MoE engine's
+  // parity tests passed on an H200, bench/results/gpu-h200-2026-11-28), a missing GPU for 'cuda'
+  // is reported (Unavailable)
+  return resolve_device(request);
 }
 
 void moe_predict(Device dev, const MoEConfig& c, const float* params, const float* temps, const float* x, int64_t rows,

@@ -40,8 +40,7 @@ export interface MoEOptions {
   /** 'default': PyTorch Linear init (U(+-1/sqrt(fan_in))); or { std }: every parameter ~ N(0, std). */
   init?: 'default' | { std: number };
   /**
-   * Default device of this model's calls (default 'auto'; 'auto' runs MoE on the CPU until the CUDA
-   * engine has been verified on a GPU: pass 'cuda' to use it).
+   * Default device of this model's calls (default 'auto': CUDA when a GPU is usable, else the CPU).
    */
   device?: Device;
   /** Default GEMM arithmetic of this model's calls on CUDA (default 'tf32'; see Precision). */

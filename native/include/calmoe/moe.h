@@ -38,7 +38,7 @@ struct MoEConfig {
   MatmulPrecision precision = MatmulPrecision::Tf32;  // how the CUDA engine multiplies; no effect on the CPU
 };
 
-// The device MoE work runs on for a request ('auto' is the CPU until the CUDA engine exists).
+// The device MoE work runs on for a request: as resolve_device ('auto': CUDA when a GPU is usable).
 Device moe_resolve_device(DeviceRequest request);
 
 // Throws RangeError naming the field when the configuration is unusable.
