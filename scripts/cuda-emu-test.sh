@@ -18,4 +18,5 @@ label="sm_80" EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
 # blocks and the threads of each barrier phase in a shuffled order: order-dependent code shows
 label="shuffled" EMU_ORDER=shuffle run moe_cuda_test
 label="shuffled" EMU_ORDER=shuffle run gemm_cuda_test
+label="sm_80, shuffled" EMU_CC_MAJOR=8 EMU_ORDER=shuffle T_FILTER=grouped run gemm_cuda_test
 echo "== emulated CUDA tests passed"

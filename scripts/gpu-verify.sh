@@ -74,13 +74,16 @@ if want test; then
 fi
 
 if want bench; then
-  log "native benchmark: W3 (GPU and CPU); W1, W1L train steps on the GPU (TF32, the default; W1L also BF16 and FP32)"
+  log "native benchmark: W3 (GPU and CPU); W1, W1L train steps on the GPU (TF32, the default; W1L also BF16, FP32 and the other TF32 kernels); the GEMMs alone"
   run_for 60 "$out/bench-w3.err" sh -c "$bin/calmoe_bench w3 --device all >> '$out/bench-native.jsonl'" || status=1
-  run_for 150 "$out/bench-moe.err" sh -c "$bin/calmoe_bench w1 --device cuda >> '$out/bench-native.jsonl' \
+  run_for 200 "$out/bench-moe.err" sh -c "$bin/calmoe_bench w1 --device cuda >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm bf16 --modes top2 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm fp32 --modes top2 >> '$out/bench-native.jsonl'" || status=1
-  cat "$out/bench-w3.err" "$out/bench-moe.err" 2> /dev/null | tee -a "$out/summary.txt"
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm fp32 --modes top2 >> '$out/bench-native.jsonl' \
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async2 --modes soft,top2 >> '$out/bench-native.jsonl' \
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-registers --modes soft,top2 >> '$out/bench-native.jsonl'" || status=1
+  run_for 40 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
+  cat "$out/bench-w3.err" "$out/bench-moe.err" "$out/bench-gemm.err" 2> /dev/null | tee -a "$out/summary.txt"
 fi
 
 if want node; then

@@ -202,7 +202,9 @@ CALMOE_HD int cell_of(const KernelArgs& a, int64_t i, float conf) {
 
 // Evaluates one row of any kind with the shared math (CPU kernels, and the core to describe the
 // first bad row reported by a backend).
-CALMOE_HD RowOut eval_row(const KernelArgs& a, int64_t i) {
+// `row`: where row i's scores are read (TopLabel/Classwise; a.scores + i * a.cols, or a copy
+// staged elsewhere, e.g. in CUDA shared memory).
+CALMOE_HD RowOut eval_row_at(const KernelArgs& a, int64_t i, const float* row) {
   if (a.group_ids && (a.group_ids[i] < 0 || a.group_ids[i] >= a.groups)) {
     RowOut r;
     r.issue = kGroupRange;
@@ -211,13 +213,16 @@ CALMOE_HD RowOut eval_row(const KernelArgs& a, int64_t i) {
   switch (a.kind) {
     case CalibKind::TopLabel:
     case CalibKind::Classwise:
-      return a.score_kind == ScoreKind::Logits
-                 ? row_logits(a.scores + i * a.cols, a.cols, a.labels[i], a.extras)
-                 : row_probs(a.scores + i * a.cols, a.cols, a.labels[i], a.sum_tol, a.extras);
+      return a.score_kind == ScoreKind::Logits ? row_logits(row, a.cols, a.labels[i], a.extras) : row_probs(row, a.cols, a.labels[i], a.sum_tol, a.extras);
     case CalibKind::Binary: return row_binary(a.scores[i], a.labels[i], a.extras);
     case CalibKind::Confidence: return row_confidence(a.scores[i], a.correct[i]);
   }
   return RowOut{};
+}
+
+CALMOE_HD RowOut eval_row(const KernelArgs& a, int64_t i) {
+  const bool matrix = a.kind == CalibKind::TopLabel || a.kind == CalibKind::Classwise;
+  return eval_row_at(a, i, matrix ? a.scores + i * a.cols : nullptr);
 }
 
 }  // namespace calmoe::calib

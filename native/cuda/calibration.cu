@@ -44,11 +44,13 @@ struct CellAdd {
   bool positive = false;
 };
 
-// Evaluates row i (of the args' rows): totals and per-row outputs; Classwise rows go straight
-// into `bins` (C cells each), other rows are returned for the caller to add.
-__device__ __forceinline__ CellAdd take_row(const KernelArgs& a, int64_t i, int64_t row0, ull* bins, ull* g_first_bad, ThreadTotals& t) {
+// Evaluates row i (of the args' rows; TopLabel/Classwise scores read at `row`): totals and per-row
+// outputs; Classwise rows go straight into `bins` (C cells each), other rows are returned for the
+// caller to add.
+__device__ __forceinline__ CellAdd take_row(const KernelArgs& a, int64_t i, const float* row, int64_t row0, ull* bins, ull* g_first_bad,
+                                            ThreadTotals& t) {
   CellAdd out;
-  const RowOut r = eval_row(a, i);
+  const RowOut r = eval_row_at(a, i, row);
   if (r.issue != kOk) {
     atomicMin(g_first_bad, ull(row0 + i));
     return out;
@@ -65,7 +67,6 @@ __device__ __forceinline__ CellAdd take_row(const KernelArgs& a, int64_t i, int6
   }
   if (a.kind == CalibKind::Classwise) {
     const int M = a.bins;
-    const float* row = a.scores + i * a.cols;
     const int32_t y = a.labels[i];
     for (int64_t j = 0; j < a.cols; ++j) {
       const float pj = class_prob(row, j, a.score_kind, r);
@@ -132,21 +133,6 @@ struct LaneCell {
   }
 };
 
-// The args of rows [base, ...) with their scores read from a staged tile.
-__device__ __forceinline__ KernelArgs tile_args(const KernelArgs& a, int64_t base, const float* tile) {
-  KernelArgs t = a;
-  t.scores = tile;
-  t.rows = a.rows - base;
-  if (a.labels) t.labels = a.labels + base;
-  if (a.correct) t.correct = a.correct + base;
-  if (a.group_ids) t.group_ids = a.group_ids + base;
-  if (a.out_conf) {
-    t.out_conf = a.out_conf + base;
-    t.out_positive = a.out_positive + base;
-  }
-  return t;
-}
-
 // kWarpCells: non-Classwise with <= 32 cells, lane c of each warp owns cell c (LaneCell); else
 // kShared: histogram in shared memory (cells <= kMaxSharedCells), else global atomics. kTiled:
 // TopLabel/Classwise rows of at most kMaxTileCols classes staged through shared memory (dynamic
@@ -186,16 +172,17 @@ __global__ void __launch_bounds__(kThreads, 4) calib_kernel(KernelArgs a, int64_
       for (int64_t k = vec * 4 + threadIdx.x; k < floats; k += blockDim.x) tile[k] = src[k];
       __syncthreads();
       CellAdd c;
-      if (threadIdx.x < n) c = take_row(tile_args(a, base, tile), threadIdx.x, row0 + base, bins, g_first_bad, t);
+      if (threadIdx.x < n) c = take_row(a, base + threadIdx.x, tile + threadIdx.x * C, row0, bins, g_first_bad, t);
       add(c);
       __syncthreads();
     }
   } else {
     const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+    const bool matrix = a.kind == CalibKind::TopLabel || a.kind == CalibKind::Classwise;
     for (int64_t i0 = int64_t(blockIdx.x) * blockDim.x + (threadIdx.x & ~31u); i0 < a.rows; i0 += stride) {
       const int64_t i = i0 + (threadIdx.x & 31u);
       CellAdd c;
-      if (i < a.rows) c = take_row(a, i, row0, bins, g_first_bad, t);
+      if (i < a.rows) c = take_row(a, i, matrix ? a.scores + i * a.cols : nullptr, row0, bins, g_first_bad, t);
       add(c);
     }
   }

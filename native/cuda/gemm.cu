@@ -16,6 +16,7 @@
 // the tile at a time, to an element-wise epilogue shared with Fp32 (coalesced stores).
 // Not yet run on a GPU: tuned only on paper (no cp.async pipeline, no swizzled layouts).
 #include <cuda_bf16.h>
+#include <cuda_pipeline.h>
 #include <mma.h>
 
 #include <algorithm>
@@ -233,6 +234,33 @@ __device__ __forceinline__ void stage(const GemmDesc& d, const float (&ra)[kPerT
   }
 }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// The accumulators of a 128 x 128 tile (warp w: rows 64 (w / 4), columns 32 (w % 4)) through
+// shared memory (cs: at least kBM / 2 rows of kLdF floats), half of the tile (the warps of one
+// row of warps) at a time, then alpha, beta C and the epilogue per element. Every thread calls it.
+template <class Acc>
+__device__ __forceinline__ void write_tile(const GemmDesc& d, int64_t m0, int64_t n0, const Acc (&acc)[kFragsM][kFragsN], float* cs) {
+  using namespace nvcuda;
+  const int warp = int(threadIdx.x) / 32, wm = warp / 4, wn = warp % 4;
+  for (int half = 0; half < 2; ++half) {
+    if (wm == half) {
+#pragma unroll
+      for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+        for (int j = 0; j < kFragsN; ++j)
+          wmma::store_matrix_sync(cs + (16 * i) * kLdF + kWarpN * wn + 16 * j, acc[i][j], kLdF, wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int e = int(threadIdx.x); e < kBM / 2 * kBN; e += kThreads) {
+      const int r = e / kBN, c = e % kBN;
+      const int64_t gi = m0 + half * (kBM / 2) + r, gj = n0 + c;
+      if (gi < d.M && gj < d.N) store_value(d, gi, gj, first_value(d, gi, gj, cs[r * kLdF + c]));
+    }
+    __syncthreads();
+  }
+}
+#endif
+
 template <GemmMath kMath>
 __device__ void tile(const GemmDesc& d, int64_t t, unsigned char* smem) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -291,24 +319,7 @@ __device__ void tile(const GemmDesc& d, int64_t t, unsigned char* smem) {
     }
     __syncthreads();  // the stage is read; the next iteration overwrites it
   }
-  // the accumulators through shared memory, half of the tile (the warps of one wm) at a time
-  float* cs = reinterpret_cast<float*>(smem);
-  for (int half = 0; half < 2; ++half) {
-    if (wm == half) {
-#pragma unroll
-      for (int i = 0; i < kFragsM; ++i)
-#pragma unroll
-        for (int j = 0; j < kFragsN; ++j)
-          wmma::store_matrix_sync(cs + (16 * i) * kLdF + kWarpN * wn + 16 * j, acc[i][j], kLdF, wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int e = int(threadIdx.x); e < kBM / 2 * kBN; e += kThreads) {
-      const int r = e / kBN, c = e % kBN;
-      const int64_t gi = m0 + half * (kBM / 2) + r, gj = n0 + c;
-      if (gi < d.M && gj < d.N) store_value(d, gi, gj, first_value(d, gi, gj, cs[r * kLdF + c]));
-    }
-    __syncthreads();
-  }
+  write_tile(d, m0, n0, acc, reinterpret_cast<float*>(smem));
 #else
   (void)d;
   (void)t;
@@ -316,6 +327,158 @@ __device__ void tile(const GemmDesc& d, int64_t t, unsigned char* smem) {
 #endif
 }
 }  // namespace tc
+
+// ---- tensor cores, TF32 through a cp.async pipeline (the default TF32 kernel) ------------------------
+// The same 128 x 128 tile, 8 warps of 64 x 32 and k steps of 32 as tc::tile, but the operands go
+// from global to shared memory with asynchronous copies (16 bytes where the rows allow, else 4),
+// kStages steps in flight, in their storage layout (k-contiguous tiles are read as row-major A or
+// col-major B fragments, m/n-contiguous ones as col-major A or row-major B), so no registers hold
+// prefetched data. Launched with one block per SM in the register budget (Async1, no spills) or two
+// (Async2: <= 128 registers, 2 x 108 KB of shared memory; ptxas spills 48-364 bytes on sm_90):
+// which is faster has not been measured yet. tc::tile measured 27 TFLOP/s on an H200 with one
+// block per SM (ncu: latency-bound, 12.5% occupancy).
+namespace tca {
+using tc::kBM;
+using tc::kBN;
+using tc::kBK;
+using tc::kWarpM;
+using tc::kWarpN;
+using tc::kFragsM;
+using tc::kFragsN;
+constexpr int kStages = 3;
+constexpr int kLdK = kBK + 4;    // a tile of 128 storage rows of 32 k: [128][kLdK]
+constexpr int kLdMN = kBM + 4;   // a tile of 32 storage rows (k) of 128: [32][kLdMN]
+constexpr int kOperandFloats = kBM * kLdK;
+constexpr int kStageFloats = 2 * kOperandFloats;
+constexpr std::size_t kSmemBytes = std::size_t(kStages) * kStageFloats * sizeof(float);
+static_assert(kBK * kLdMN <= kOperandFloats && kBM == kBN, "either layout fits an operand's slot");
+static_assert(kBM / 2 * tc::kLdF <= kStages * kStageFloats, "write_tile's staging fits");
+static_assert((kLdK * 4) % 16 == 0 && (kLdMN * 4) % 16 == 0 && (kOperandFloats * 4) % 128 == 0, "wmma and cp.async alignment");
+
+// Issues one operand's copies for a k step: a tile of R storage rows (row_base + r, mapped through
+// o.rows, valid below row_limit) of W contiguous floats (col_base + w, valid below col_limit) into
+// dst[r * kLds + w]; elements outside the matrix are zero-filled.
+template <int R, int W, int kLds>
+__device__ __forceinline__ void issue(const GemmOperand& o, int64_t row_base, int64_t row_limit, int64_t col_base, int64_t col_limit, bool vec,
+                                      float* dst) {
+  constexpr int kChunksPerRow = W / 4;
+  static_assert(R * W / 4 % kThreads == 0, "whole chunks per thread");
+#pragma unroll 1
+  for (int q = 0; q < R * W / 4 / kThreads; ++q) {
+    const int c = int(threadIdx.x) + q * kThreads;
+    const int r = c / kChunksPerRow, w = c % kChunksPerRow * 4;
+    const int64_t gr = row_base + r, gc = col_base + w;
+    int valid = 0;
+    const float* src = o.p;
+    if (gr < row_limit && gc < col_limit) {
+      valid = int(min(int64_t(4), col_limit - gc));
+      src = o.p + storage_row(o, gr) * o.ld + gc;
+    }
+    float* to = dst + r * kLds + w;
+    if (vec) {
+      __pipeline_memcpy_async(to, src, 16, std::size_t(4 - valid) * 4);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) __pipeline_memcpy_async(to + e, e < valid ? src + e : o.p, 4, e < valid ? 0 : 4);
+    }
+  }
+}
+
+// Both operands of the k step at k0 into stage buffer `st` (A first, then B).
+template <bool kAT, bool kBT>
+__device__ __forceinline__ void issue_step(const GemmDesc& d, int64_t m0, int64_t n0, int64_t k0, int64_t K, bool vec_a, bool vec_b, float* st) {
+  if (kAT) issue<kBK, kBM, kLdMN>(d.a, k0, K, m0, d.M, vec_a, st);  // A^T stored K x M: rows are k
+  else issue<kBM, kBK, kLdK>(d.a, m0, d.M, k0, K, vec_a, st);       // rows are m, k contiguous
+  float* bt = st + kOperandFloats;
+  if (kBT) issue<kBN, kBK, kLdK>(d.b, n0, d.N, k0, K, vec_b, bt);   // B^T stored N x K: rows are n
+  else issue<kBK, kBN, kLdMN>(d.b, k0, K, n0, d.N, vec_b, bt);      // rows are k, n contiguous
+}
+
+__device__ __forceinline__ bool vec_ok(const GemmOperand& o) { return o.ld % 4 == 0 && (reinterpret_cast<uintptr_t>(o.p) & 15u) == 0; }
+
+template <bool kAT, bool kBT>
+__device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  (void)d;
+  (void)t;
+  (void)smem;
+  __trap();  // never launched there
+#elif defined(__CUDA_ARCH__)
+  using namespace nvcuda;
+  using LayoutA = std::conditional_t<kAT, wmma::col_major, wmma::row_major>;
+  using LayoutB = std::conditional_t<kBT, wmma::col_major, wmma::row_major>;
+  using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, LayoutA>;
+  using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, LayoutB>;
+  const int64_t tiles_n = (d.N + kBN - 1) / kBN;
+  const int64_t m0 = t / tiles_n * kBM, n0 = t % tiles_n * kBN;
+  const int64_t K = d.alpha == 0.0f ? 0 : d.K;
+  const int64_t steps = (K + kBK - 1) / kBK;
+  const bool va = vec_ok(d.a), vb = vec_ok(d.b);
+  const int warp = int(threadIdx.x) / 32, wm = warp / 4, wn = warp % 4;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[kFragsM][kFragsN];
+#pragma unroll
+  for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+    for (int j = 0; j < kFragsN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+  // kStages - 1 steps in flight before the first product; one batch committed per step (empty
+  // past the end) so that wait_prior counts steps
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < steps) issue_step<kAT, kBT>(d, m0, n0, int64_t(s) * kBK, K, va, vb, smem + s * kStageFloats);
+    __pipeline_commit();
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    __pipeline_wait_prior(kStages - 2);  // this thread's copies of step s have landed
+    __syncthreads();                     // everyone's have, and step s - 1's buffer is free
+    const int64_t next = s + kStages - 1;
+    if (next < steps) issue_step<kAT, kBT>(d, m0, n0, next * kBK, K, va, vb, smem + (next % kStages) * kStageFloats);
+    __pipeline_commit();
+    const float* as = smem + (s % kStages) * kStageFloats;
+    const float* bs = as + kOperandFloats;
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += 8) {  // k past K are zeros: they add exactly 0
+      FragB fb[kFragsN];
+#pragma unroll
+      for (int j = 0; j < kFragsN; ++j) {
+        const int n = kWarpN * wn + 16 * j;
+        if (kBT) wmma::load_matrix_sync(fb[j], bs + n * kLdK + kk, kLdK);
+        else wmma::load_matrix_sync(fb[j], bs + kk * kLdMN + n, kLdMN);
+#pragma unroll
+        for (int e = 0; e < fb[j].num_elements; ++e) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
+      }
+#pragma unroll
+      for (int i = 0; i < kFragsM; ++i) {  // one A fragment live at a time (registers)
+        FragA fa;
+        const int m = kWarpM * wm + 16 * i;
+        if (kAT) wmma::load_matrix_sync(fa, as + kk * kLdMN + m, kLdMN);
+        else wmma::load_matrix_sync(fa, as + m * kLdK + kk, kLdK);
+#pragma unroll
+        for (int e = 0; e < fa.num_elements; ++e) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
+#pragma unroll
+        for (int j = 0; j < kFragsN; ++j) wmma::mma_sync(acc[i][j], fa, fb[j], acc[i][j]);
+      }
+    }
+  }
+  __pipeline_wait_prior(0);  // nothing may land in the buffers write_tile reuses
+  __syncthreads();
+  tc::write_tile(d, m0, n0, acc, smem);
+#else
+  (void)d;
+  (void)t;
+  (void)smem;
+#endif
+}
+
+__device__ __forceinline__ void run(const GemmDesc& d, int64_t t, float* smem) {
+  if (d.a.trans) {
+    if (d.b.trans) tile<true, true>(d, t, smem);
+    else tile<true, false>(d, t, smem);
+  } else {
+    if (d.b.trans) tile<false, true>(d, t, smem);
+    else tile<false, false>(d, t, smem);
+  }
+}
+}  // namespace tca
 #pragma nv_diag_default 177
 
 template <GemmMath kMath>
@@ -329,19 +492,31 @@ __device__ __forceinline__ void run_tile(const GemmDesc& d, int64_t tile) {
   }
 }
 
-// Fp32: two resident blocks per SM (<= 128 registers); tensor cores: one (their accumulators and
-// prefetch registers need more).
-template <GemmMath kMath>
-constexpr int kBlocksPerSm = kMath == GemmMath::Fp32 ? kMinBlocks : 1;
-
-template <GemmMath kMath>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSm<kMath>) gemm_one_kernel(const GemmDesc d) {
-  run_tile<kMath>(d, int64_t(blockIdx.x));
+// The kernels' tile bodies. kAsyncBlocks (Tf32 only): 0 for tc::tile, else tca::run on dynamic
+// shared memory with that many blocks per SM in the register budget (2: <= 128 registers).
+template <GemmMath kMath, int kAsyncBlocks>
+__device__ __forceinline__ void any_tile(const GemmDesc& d, int64_t tile) {
+  if constexpr (kAsyncBlocks > 0) {
+    extern __shared__ __align__(128) float gemm_dyn_smem[];
+    tca::run(d, tile, gemm_dyn_smem);
+  } else {
+    run_tile<kMath>(d, tile);
+  }
 }
 
-template <GemmMath kMath>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSm<kMath>) gemm_grouped_kernel(const GemmDesc* __restrict__ descs,
-                                                                                     const int64_t* __restrict__ tile_start, int count) {
+// Fp32: two resident blocks per SM (<= 128 registers); the register-staged tensor-core kernel: one
+// (its accumulators and prefetch registers need more); the async one: as asked.
+template <GemmMath kMath, int kAsyncBlocks>
+constexpr int kBlocksPerSm = kMath == GemmMath::Fp32 ? kMinBlocks : kAsyncBlocks > 0 ? kAsyncBlocks : 1;
+
+template <GemmMath kMath, int kAsyncBlocks>
+__global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>)) gemm_one_kernel(const GemmDesc d) {
+  any_tile<kMath, kAsyncBlocks>(d, int64_t(blockIdx.x));
+}
+
+template <GemmMath kMath, int kAsyncBlocks>
+__global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>)) gemm_grouped_kernel(const GemmDesc* __restrict__ descs,
+                                                                                               const int64_t* __restrict__ tile_start, int count) {
   const int64_t tile = int64_t(blockIdx.x);
   if (tile >= tile_start[count]) return;  // the whole block: the bound was an upper bound
   int lo = 0, hi = count;                 // tile_start[lo] <= tile < tile_start[hi]
@@ -356,7 +531,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kMath>) gemm_grouped_ke
   GemmDesc& d = *reinterpret_cast<GemmDesc*>(raw);
   if (threadIdx.x == 0) std::memcpy(raw, descs + lo, sizeof(GemmDesc));
   __syncthreads();
-  run_tile<kMath>(d, tile - tile_start[lo]);
+  any_tile<kMath, kAsyncBlocks>(d, tile - tile_start[lo]);
 }
 
 __global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, GemmMath math, int64_t* __restrict__ tile_start) {
@@ -381,6 +556,28 @@ bool tensor_cores_supported() {
 }
 
 
+GemmTf32Kernel g_tf32_kernel = GemmTf32Kernel::Async1;
+
+// The async TF32 kernels need tca::kSmemBytes of shared memory per block (sm_80, sm_90: yes;
+// sm_86/89 allow 99 KB: the register-staged kernel runs there); the attribute is set once.
+bool async_tf32_supported() {
+  static const bool ok = [] {
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return false;
+    if (std::size_t(optin) < tca::kSmemBytes) return false;
+    const int bytes = int(tca::kSmemBytes);
+    check(cudaFuncSetAttribute(gemm_one_kernel<GemmMath::Tf32, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "cudaFuncSetAttribute");
+    check(cudaFuncSetAttribute(gemm_one_kernel<GemmMath::Tf32, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "cudaFuncSetAttribute");
+    check(cudaFuncSetAttribute(gemm_grouped_kernel<GemmMath::Tf32, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "cudaFuncSetAttribute");
+    check(cudaFuncSetAttribute(gemm_grouped_kernel<GemmMath::Tf32, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "cudaFuncSetAttribute");
+    return true;
+  }();
+  return ok;
+}
+
+GemmTf32Kernel tf32_kernel() { return g_tf32_kernel == GemmTf32Kernel::Registers || !async_tf32_supported() ? GemmTf32Kernel::Registers : g_tf32_kernel; }
+
 unsigned grid_of(int64_t tiles, const char* what) {
   if (tiles > int64_t(INT_MAX)) throw_runtime(std::string(what) + ": " + std::to_string(tiles) + " tiles exceed one launch");
   return unsigned(tiles);
@@ -395,6 +592,9 @@ GemmMath gemm_math_of(MatmulPrecision p) {
 
 bool gemm_tensor_cores() { return tensor_cores_supported(); }
 
+void gemm_set_tf32_kernel(GemmTf32Kernel k) { g_tf32_kernel = k; }
+GemmTf32Kernel gemm_tf32_kernel() { return tf32_kernel(); }
+
 const char* gemm_math_name(GemmMath m) { return m == GemmMath::Tf32 ? "tf32" : m == GemmMath::Bf16 ? "bf16" : "fp32"; }
 
 void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream) {
@@ -402,9 +602,15 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream) {
   if (tiles == 0) return;
   const unsigned grid = grid_of(tiles, "gemm");
   switch (math) {
-    case GemmMath::Tf32: gemm_one_kernel<GemmMath::Tf32><<<grid, kThreads, 0, stream>>>(d); break;
-    case GemmMath::Bf16: gemm_one_kernel<GemmMath::Bf16><<<grid, kThreads, 0, stream>>>(d); break;
-    default: gemm_one_kernel<GemmMath::Fp32><<<grid, kThreads, 0, stream>>>(d); break;
+    case GemmMath::Tf32:
+      switch (tf32_kernel()) {
+        case GemmTf32Kernel::Async1: gemm_one_kernel<GemmMath::Tf32, 1><<<grid, kThreads, tca::kSmemBytes, stream>>>(d); break;
+        case GemmTf32Kernel::Async2: gemm_one_kernel<GemmMath::Tf32, 2><<<grid, kThreads, tca::kSmemBytes, stream>>>(d); break;
+        default: gemm_one_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d); break;
+      }
+      break;
+    case GemmMath::Bf16: gemm_one_kernel<GemmMath::Bf16, 0><<<grid, kThreads, 0, stream>>>(d); break;
+    default: gemm_one_kernel<GemmMath::Fp32, 0><<<grid, kThreads, 0, stream>>>(d); break;
   }
   check(cudaGetLastError(), "gemm launch");
 }
@@ -418,9 +624,15 @@ void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count
   if (count <= 0 || max_tiles <= 0) return;
   const unsigned grid = grid_of(max_tiles, "grouped gemm");
   switch (math) {
-    case GemmMath::Tf32: gemm_grouped_kernel<GemmMath::Tf32><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
-    case GemmMath::Bf16: gemm_grouped_kernel<GemmMath::Bf16><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
-    default: gemm_grouped_kernel<GemmMath::Fp32><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
+    case GemmMath::Tf32:
+      switch (tf32_kernel()) {
+        case GemmTf32Kernel::Async1: gemm_grouped_kernel<GemmMath::Tf32, 1><<<grid, kThreads, tca::kSmemBytes, stream>>>(d_desc, d_tile_start, count); break;
+        case GemmTf32Kernel::Async2: gemm_grouped_kernel<GemmMath::Tf32, 2><<<grid, kThreads, tca::kSmemBytes, stream>>>(d_desc, d_tile_start, count); break;
+        default: gemm_grouped_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
+      }
+      break;
+    case GemmMath::Bf16: gemm_grouped_kernel<GemmMath::Bf16, 0><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
+    default: gemm_grouped_kernel<GemmMath::Fp32, 0><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
   }
   check(cudaGetLastError(), "grouped gemm launch");
 }

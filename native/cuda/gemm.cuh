@@ -72,6 +72,15 @@ CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N, GemmMath m) {
   return (M > 0 && N > 0) ? ((M + tm - 1) / tm) * ((N + tn - 1) / tn) : 0;
 }
 
+// Which kernel runs Tf32: Async1 (default) or Async2 -- a cp.async pipeline, launched for one or
+// two resident blocks per SM; they need 108 KB of shared memory per block, so sm_80 and sm_90 (other
+// cards run Registers) -- or Registers (operands prefetched through registers, one block per SM;
+// the first TF32 kernel, kept for comparison). Process-wide; for tests and benchmarks.
+// gemm_tf32_kernel() says which runs on this device.
+enum class GemmTf32Kernel : int32_t { Async1 = 0, Async2 = 1, Registers = 2 };
+void gemm_set_tf32_kernel(GemmTf32Kernel k);
+GemmTf32Kernel gemm_tf32_kernel();
+
 // The math mode that runs for a precision on the current device: the tensor-core modes need
 // sm_80 or newer, older cards run Fp32. Plans and launches must use the same (effective) mode.
 GemmMath gemm_math_of(MatmulPrecision p);

@@ -216,6 +216,14 @@ std::vector<float> cpu_result(const Prepared& p) {
 }
 
 // Checks the device results of p; exact: bits of the documented order (Fp32), else a tolerance.
+const char* tf32_kernel_name() {
+  switch (cuda::gemm_tf32_kernel()) {
+    case cuda::GemmTf32Kernel::Async1: return ", async kernel, 1 block/SM";
+    case cuda::GemmTf32Kernel::Async2: return ", async kernel, 2 blocks/SM";
+    default: return ", register-staged kernel";
+  }
+}
+
 void verify(const Prepared& p, GemmMath math, const char* where) {
   const Case& c = p.c;
   std::vector<float> got(p.c0.size()), got_pre(p.want_pre.size());
@@ -254,8 +262,8 @@ void verify(const Prepared& p, GemmMath math, const char* where) {
   }
   if (semantic || bits || untouched) {
     char msg[512];
-    std::snprintf(msg, sizeof msg, "%s [%s] %s: %lld outside the tolerance (worst %.3g x tol), %lld not the documented bits, %lld padding cells written",
-                  where, cuda::gemm_math_name(math), describe(c).c_str(), (long long)semantic, worst, (long long)bits, (long long)untouched);
+    std::snprintf(msg, sizeof msg, "%s [%s%s] %s: %lld outside the tolerance (worst %.3g x tol), %lld not the documented bits, %lld padding cells written",
+                  where, cuda::gemm_math_name(math), math == GemmMath::Tf32 ? tf32_kernel_name() : "", describe(c).c_str(), (long long)semantic, worst, (long long)bits, (long long)untouched);
     t::fail(__FILE__, __LINE__, msg);
   }
 }
@@ -266,12 +274,24 @@ void free_all(std::vector<void*>& owned) {
 }
 
 // The tensor-core modes where the card has them (sm_80+); gemm_math_of never picks them elsewhere.
-std::vector<GemmMath> maths() {
-  if (cuda::gemm_tensor_cores()) return {GemmMath::Fp32, GemmMath::Tf32, GemmMath::Bf16};
+// Tf32 once per TF32 kernel (gemm_set_tf32_kernel), each run leaving that kernel selected.
+struct MathRun {
+  GemmMath math;
+  cuda::GemmTf32Kernel kernel;
+};
+std::vector<MathRun> maths() {
+  using K = cuda::GemmTf32Kernel;
+  if (cuda::gemm_tensor_cores())
+    return {{GemmMath::Fp32, K::Async1}, {GemmMath::Tf32, K::Async1}, {GemmMath::Tf32, K::Async2}, {GemmMath::Tf32, K::Registers}, {GemmMath::Bf16, K::Async1}};
   static bool said = false;
   if (!said) std::printf("  note: the card has no TF32/BF16 tensor cores (sm_80+): Fp32 only\n");
   said = true;
-  return {GemmMath::Fp32};
+  return {{GemmMath::Fp32, K::Async1}};
+}
+// Selects the run's TF32 kernel and gives its math.
+GemmMath select(const MathRun& r) {
+  cuda::gemm_set_tf32_kernel(r.kernel);
+  return r.math;
 }
 
 TEST(single_gemms_every_operand_form) {
@@ -280,7 +300,8 @@ TEST(single_gemms_every_operand_form) {
                               {33, 129, 513}, {1977, 10, 128}, {7, 200, 1000}, {128, 8, 2048}, {3, 5, 257}, {257, 300, 65}};
   const GemmAct acts[] = {GemmAct::None, GemmAct::Relu, GemmAct::Gelu};
   int rot = 0;
-  for (GemmMath math : maths()) {
+  for (const MathRun& run : maths()) {
+    const GemmMath math = select(run);
     for (const auto& s : sizes) {
       for (int form = 0; form < 16; ++form) {
         Case c;
@@ -321,7 +342,8 @@ TEST(single_gemms_every_operand_form) {
 TEST(every_epilogue_combination) {
   t::Rng rng(2);
   const GemmAct acts[] = {GemmAct::None, GemmAct::Relu, GemmAct::Gelu};
-  for (GemmMath math : maths()) {
+  for (const MathRun& run : maths()) {
+    const GemmMath math = select(run);
     for (float alpha : {1.0f, -1.5f, 0.0f}) {
       for (float beta : {0.0f, 0.25f}) {
         for (int bias = 0; bias < 2; ++bias) {
@@ -358,7 +380,8 @@ TEST(every_epilogue_combination) {
 
 TEST(grouped_launch_matches_single_gemms) {
   t::Rng rng(3);
-  for (GemmMath math : maths()) {
+  for (const MathRun& run : maths()) {
+    const GemmMath math = select(run);
     // experts of very different sizes, empty ones, K = 0 (C = beta C + epilogue), alpha = 0
     const int64_t ms[] = {0, 1, 13, 64, 65, 300, 0, 1977, 7, 128};
     std::vector<void*> owned;
@@ -408,6 +431,9 @@ TEST(precision_maps_to_math) {
   CHECK(cuda::gemm_tiles(0, 65, GemmMath::Bf16) == 0);
   CHECK(std::strcmp(cuda::gemm_math_name(GemmMath::Bf16), "bf16") == 0);
   CHECK(MoEConfig{}.precision == MatmulPrecision::Tf32);  // the documented default
+  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Async1);
+  // Async1 where the card has 108 KB of shared memory per block, else the register-staged kernel
+  CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Async1 || cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
 }
 
 }  // namespace

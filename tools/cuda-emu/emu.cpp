@@ -1,9 +1,12 @@
 // The emulated CUDA runtime and block scheduler (see include/cuda_runtime.h).
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <vector>
 
+#include "cuda_pipeline.h"
 #include "cuda_runtime.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -48,6 +51,11 @@ namespace {
 constexpr std::size_t kStack = 256 * 1024;
 // Run: runnable; Barrier: at __syncthreads; Warp: at a warp collective (op, mask, value, src)
 enum class State { Run, Barrier, Warp, Done };
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  std::size_t bytes, zfill;
+};
 struct Fiber {
   void* sp = nullptr;
   char* stack = nullptr;
@@ -57,6 +65,8 @@ struct Fiber {
   unsigned mask = 0;
   uint64_t value = 0, result = 0;
   int src = 0;
+  std::vector<AsyncCopy> pending;               // issued, not yet committed
+  std::deque<std::vector<AsyncCopy>> batches;   // committed, not yet waited for
 };
 void* g_sched_sp = nullptr;
 std::vector<Fiber> g_fibers;
@@ -95,6 +105,8 @@ void to_scheduler(bool dying) {
 }
 
 void start(Fiber& f) {
+  f.pending.clear();
+  f.batches.clear();
 #if EMU_ASAN
   ASAN_UNPOISON_MEMORY_REGION(f.stack, kStack);  // frames abandoned by the last fiber on this stack
 #endif
@@ -133,6 +145,33 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int src_lane)
   f.src = src_lane;
   to_scheduler(false);
   return f.result;
+}
+
+void pipeline_copy(void* dst, const void* src, std::size_t size, std::size_t zfill) {
+  const auto d = reinterpret_cast<std::uintptr_t>(dst), s = reinterpret_cast<std::uintptr_t>(src);
+  if ((size != 4 && size != 8 && size != 16) || zfill > size || d % size != 0 || s % size != 0) {
+    std::fprintf(stderr, "emu: __pipeline_memcpy_async(%p, %p, %zu, %zu): size must be 4, 8 or 16, both pointers aligned to it, zfill <= size\n", dst, src,
+                 size, zfill);
+    std::abort();
+  }
+  g_fibers[std::size_t(g_cur)].pending.push_back({dst, src, size, zfill});
+}
+
+void pipeline_commit() {
+  Fiber& f = g_fibers[std::size_t(g_cur)];
+  f.batches.push_back(std::move(f.pending));
+  f.pending.clear();
+}
+
+void pipeline_wait_prior(std::size_t prior) {
+  Fiber& f = g_fibers[std::size_t(g_cur)];
+  while (f.batches.size() > prior) {
+    for (const AsyncCopy& c : f.batches.front()) {
+      std::memcpy(c.dst, c.src, c.bytes - c.zfill);
+      std::memset(static_cast<char*>(c.dst) + (c.bytes - c.zfill), 0, c.zfill);
+    }
+    f.batches.pop_front();
+  }
 }
 
 namespace {
@@ -194,7 +233,8 @@ bool resolve_warps(unsigned n) {
 }
 }  // namespace
 
-void* dynamic_shared() { return g_dyn.data(); }
+// 128-byte aligned, as a GPU's dynamic shared memory (kernels declare __align__(128))
+void* dynamic_shared() { return reinterpret_cast<void*>((reinterpret_cast<std::uintptr_t>(g_dyn.data()) + 127) & ~std::uintptr_t(127)); }
 
 void trap() {
   std::fprintf(stderr, "emu: __trap() in block (%u,%u,%u) thread (%u,%u,%u)\n", blockIdx_.x, blockIdx_.y, blockIdx_.z, threadIdx_.x, threadIdx_.y,
@@ -210,8 +250,12 @@ void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()
     g_last = cudaErrorInvalidValue;
     return;
   }
-  if (shmem > 48 * 1024) std::fprintf(stderr, "emu: note: %zu bytes of dynamic shared memory (needs cudaFuncSetAttribute)\n", shmem);
-  g_dyn.assign(std::max<std::size_t>(shmem, 16), 0xFF);
+  static bool noted = false;
+  if (shmem > 48 * 1024 && !noted) {
+    std::fprintf(stderr, "emu: note: %zu bytes of dynamic shared memory (needs cudaFuncSetAttribute on a GPU)\n", shmem);
+    noted = true;
+  }
+  g_dyn.assign(std::max<std::size_t>(shmem, 16) + 128, 0xFF);
   if (g_fibers.size() < n) g_fibers.resize(n);
   for (auto& f : g_fibers)
     if (!f.stack) f.stack = static_cast<char*>(std::malloc(kStack));
@@ -323,7 +367,10 @@ cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
   const char* cc = std::getenv("EMU_CC_MAJOR");  // 8: the TF32 GEMM path runs (emulated wmma)
-  *v = a == cudaDevAttrMultiProcessorCount ? 4 : a == cudaDevAttrComputeCapabilityMajor ? (cc ? std::atoi(cc) : 7) : 5;
+  const int major = cc ? std::atoi(cc) : 7;
+  // shared memory per block with opt-in: 227 KB from sm_80 on (as sm_90), 64 KB on sm_75
+  *v = a == cudaDevAttrMultiProcessorCount ? 4 : a == cudaDevAttrComputeCapabilityMajor ? major
+     : a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? (major >= 8 ? 227 * 1024 : 64 * 1024) : 5;
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = reinterpret_cast<cudaEvent_t>(new Event()); return cudaSuccess; }
