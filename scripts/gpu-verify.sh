@@ -71,6 +71,11 @@ if want test; then
     done
   fi
   grep -E "tests passed|Failed|SKIPPED|\*\*\*" "$out/ctest.txt" | tee -a "$out/summary.txt"
+  # the MoE engine on the async TF32 GEMM kernels too (gemm_cuda_test covers all three itself)
+  for k in async1 async2; do
+    CALMOE_CUDA_TF32_KERNEL=$k run_for 60 "$out/moe-$k.txt" "$bin/moe_cuda_test" || status=1
+    tail -1 "$out/moe-$k.txt" | sed "s/^/TF32 kernel $k: /" | tee -a "$out/summary.txt"
+  done
 fi
 
 if want bench; then
@@ -80,8 +85,8 @@ if want bench; then
     && $bin/calmoe_bench w1l --device cuda >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm bf16 --modes top2 >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm fp32 --modes top2 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async2 --modes soft,top2 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-registers --modes soft,top2 >> '$out/bench-native.jsonl'" || status=1
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async1 --modes soft,top2 >> '$out/bench-native.jsonl' \
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async2 --modes soft,top2 >> '$out/bench-native.jsonl'" || status=1
   run_for 40 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
   cat "$out/bench-w3.err" "$out/bench-moe.err" "$out/bench-gemm.err" 2> /dev/null | tee -a "$out/summary.txt"
 fi

@@ -1,7 +1,7 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
 //   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
-//                [--cuda-gemm tf32|tf32-async2|tf32-registers|fp32|bf16] [--modes soft,top2,top1,hard]
+//                [--cuda-gemm tf32|tf32-async1|tf32-async2|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -170,12 +170,13 @@ void run_w1(const Opts& o, bool large) {
   if (o.device == "cpu" || (o.device == "all" && !large)) devices.push_back("cpu");
   if (o.device == "cuda" || (o.device == "all" && gpu)) devices.push_back("cuda");
   const MatmulPrecision precision = o.cuda_gemm == "fp32" ? MatmulPrecision::Fp32 : o.cuda_gemm == "bf16" ? MatmulPrecision::Bf16 : MatmulPrecision::Tf32;
-  if (o.cuda_gemm != "fp32" && o.cuda_gemm != "tf32" && o.cuda_gemm != "bf16" && o.cuda_gemm != "tf32-async2" && o.cuda_gemm != "tf32-registers")
-    throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async2, tf32-registers, fp32 or bf16");
+  if (o.cuda_gemm != "fp32" && o.cuda_gemm != "tf32" && o.cuda_gemm != "bf16" && o.cuda_gemm != "tf32-async1" && o.cuda_gemm != "tf32-async2")
+    throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, fp32 or bf16");
 #if CALMOE_WITH_CUDA
-  // the TF32 kernel (cuda/gemm.cuh): tf32 is the default (async, one block per SM)
-  cuda::gemm_set_tf32_kernel(o.cuda_gemm == "tf32-async2" ? cuda::GemmTf32Kernel::Async2
-                             : o.cuda_gemm == "tf32-registers" ? cuda::GemmTf32Kernel::Registers : cuda::GemmTf32Kernel::Async1);
+  // the TF32 kernel (cuda/gemm.cuh): tf32 runs the default (register-staged) one
+  cuda::gemm_set_tf32_kernel(o.cuda_gemm == "tf32-async1"   ? cuda::GemmTf32Kernel::Async1
+                             : o.cuda_gemm == "tf32-async2" ? cuda::GemmTf32Kernel::Async2
+                                                            : cuda::GemmTf32Kernel::Registers);
 #endif
   std::vector<float> x(static_cast<std::size_t>(B * d));
   std::vector<int32_t> y(static_cast<std::size_t>(B)), rows(static_cast<std::size_t>(B));
@@ -435,11 +436,11 @@ void run_cuda_gemm(const Opts& o) {
   const bool tc = cuda::gemm_tensor_cores();
   using K = cuda::GemmTf32Kernel;
   struct Variant { cuda::GemmMath math; K kernel; const char* name; };
-  const Variant variants[] = {{cuda::GemmMath::Fp32, K::Async1, "fp32"},
+  const Variant variants[] = {{cuda::GemmMath::Fp32, K::Registers, "fp32"},
+                              {cuda::GemmMath::Tf32, K::Registers, "tf32"},
                               {cuda::GemmMath::Tf32, K::Async1, "tf32-async1"},
                               {cuda::GemmMath::Tf32, K::Async2, "tf32-async2"},
-                              {cuda::GemmMath::Tf32, K::Registers, "tf32-registers"},
-                              {cuda::GemmMath::Bf16, K::Async1, "bf16"}};
+                              {cuda::GemmMath::Bf16, K::Registers, "bf16"}};
   for (const Case& k : cases) {
     for (const Variant& v : variants) {
       if (v.math != cuda::GemmMath::Fp32 && !tc) continue;
@@ -453,7 +454,7 @@ void run_cuda_gemm(const Opts& o) {
       std::fprintf(stderr, "cuda-gemm %-40s %9.3f ms %10.1f GFLOP/s\n", mode, t * 1e3, gf);
     }
   }
-  cuda::gemm_set_tf32_kernel(K::Async1);
+  cuda::gemm_set_tf32_kernel(K::Registers);  // the default
 #else
   (void)o;
   throw_range("cuda-gemm: this build has no CUDA backend");

@@ -335,7 +335,8 @@ __device__ void tile(const GemmDesc& d, int64_t t, unsigned char* smem) {
 // col-major B fragments, m/n-contiguous ones as col-major A or row-major B), so no registers hold
 // prefetched data. Launched with one block per SM in the register budget (Async1, no spills) or two
 // (Async2: <= 128 registers, 2 x 108 KB of shared memory; ptxas spills 48-364 bytes on sm_90):
-// which is faster has not been measured yet. tc::tile measured 27 TFLOP/s on an H200 with one
+// which is faster has not been measured yet, and neither has run on a GPU (emulated only), so the
+// default TF32 kernel is still tc::tile (gemm_set_tf32_kernel). tc::tile measured 27 TFLOP/s on an H200 with one
 // block per SM (ncu: latency-bound, 12.5% occupancy).
 namespace tca {
 using tc::kBM;
@@ -556,7 +557,15 @@ bool tensor_cores_supported() {
 }
 
 
-GemmTf32Kernel g_tf32_kernel = GemmTf32Kernel::Async1;
+// the kernel that has run on a GPU (H200, 2026-11-28) stays the default until the async ones have;
+// CALMOE_CUDA_TF32_KERNEL=async1|async2 picks another for a whole process (tests, benchmarks)
+GemmTf32Kernel tf32_kernel_from_env() {
+  const char* e = std::getenv("CALMOE_CUDA_TF32_KERNEL");
+  if (e && std::strcmp(e, "async1") == 0) return GemmTf32Kernel::Async1;
+  if (e && std::strcmp(e, "async2") == 0) return GemmTf32Kernel::Async2;
+  return GemmTf32Kernel::Registers;
+}
+GemmTf32Kernel g_tf32_kernel = tf32_kernel_from_env();
 
 // The async TF32 kernels need tca::kSmemBytes of shared memory per block (sm_80, sm_90: yes;
 // sm_86/89 allow 99 KB: the register-staged kernel runs there); the attribute is set once.

@@ -282,11 +282,11 @@ struct MathRun {
 std::vector<MathRun> maths() {
   using K = cuda::GemmTf32Kernel;
   if (cuda::gemm_tensor_cores())
-    return {{GemmMath::Fp32, K::Async1}, {GemmMath::Tf32, K::Async1}, {GemmMath::Tf32, K::Async2}, {GemmMath::Tf32, K::Registers}, {GemmMath::Bf16, K::Async1}};
+    return {{GemmMath::Fp32, K::Registers}, {GemmMath::Tf32, K::Registers}, {GemmMath::Tf32, K::Async1}, {GemmMath::Tf32, K::Async2}, {GemmMath::Bf16, K::Registers}};
   static bool said = false;
   if (!said) std::printf("  note: the card has no TF32/BF16 tensor cores (sm_80+): Fp32 only\n");
   said = true;
-  return {{GemmMath::Fp32, K::Async1}};
+  return {{GemmMath::Fp32, K::Registers}};
 }
 // Selects the run's TF32 kernel and gives its math.
 GemmMath select(const MathRun& r) {
@@ -431,9 +431,11 @@ TEST(precision_maps_to_math) {
   CHECK(cuda::gemm_tiles(0, 65, GemmMath::Bf16) == 0);
   CHECK(std::strcmp(cuda::gemm_math_name(GemmMath::Bf16), "bf16") == 0);
   CHECK(MoEConfig{}.precision == MatmulPrecision::Tf32);  // the documented default
-  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Async1);
   // Async1 where the card has 108 KB of shared memory per block, else the register-staged kernel
+  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Async1);
   CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Async1 || cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
+  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Registers);  // the default
+  CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
 }
 
 }  // namespace
