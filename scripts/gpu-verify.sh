@@ -2,13 +2,16 @@
 # GPU verification in one go (../shared/GPU.md): build the native core with CUDA for the card,
 # run the native tests (CUDA kernels against the CPU backend), the native benchmark, a Node smoke
 # test when node, dist/ and a CUDA addon are present (scripts/gpu/prepare-carry.sh), the PyTorch
-# peers side by side in the same run, then compute-sanitizer (memcheck, initcheck, racecheck).
+# peers side by side in the same run, compute-sanitizer (memcheck, initcheck, racecheck), then ncu
+# profiles of the GEMM and calibration kernels.
 # Needs only CMake, nvcc, python3 (+ torch for the peers). Everything goes to one folder:
 #   scripts/gpu-verify.sh [out-dir]      (default: $OUT if set, else bench/results/gpu-<date>)
 # Time: stages run in the order above within CALMOE_VERIFY_BUDGET seconds (default 540, for a
 # 10-minute call); each gets at most what is left, and a stage that cannot start is logged as
 # skipped, so a second call with CALMOE_VERIFY_STAGES (e.g. "build,sanitize") can finish the rest.
-# CALMOE_VERIFY_QUICK=1 skips torch.compile.
+# CALMOE_VERIFY_QUICK=1 skips torch.compile. At the end every log is packed into logs.tar.gz (the
+# device tool returns at most 8 files), summary.txt and the bench-*.jsonl files beside it
+# (CALMOE_VERIFY_PACK=0 keeps the loose files).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M)}}"
@@ -16,7 +19,7 @@ mkdir -p "$out"
 log() { printf '== %s\n' "$*" | tee -a "$out/summary.txt"; }
 arch="${CALMOE_CUDA_ARCHS:-90}"
 jobs="$(nproc 2>/dev/null || echo 8)"
-stages=",${CALMOE_VERIFY_STAGES:-build,test,bench,node,torch,sanitize},"
+stages=",${CALMOE_VERIFY_STAGES:-build,test,bench,node,torch,sanitize,profile},"
 budget="${CALMOE_VERIFY_BUDGET:-540}"
 t0=$(date +%s)
 status=0
@@ -146,12 +149,40 @@ racecheck moe_cuda_test dispatch
 memcheck temperature_cuda_test -
 memcheck audit_cuda_test -
 memcheck drift_cuda_test -
-racecheck drift_cuda_test -
+racecheck drift_cuda_test first_nan
+racecheck drift_cuda_test monitor
+racecheck audit_cuda_test outputs
+racecheck temperature_cuda_test matches
+racecheck drift_cuda_test compare_identical
 LIST
   else
     log "compute-sanitizer not found: skipped"
   fi
 fi
 
+if want profile; then
+  if command -v ncu > /dev/null; then
+    # where the time goes, for the next round of kernel work: the TF32 GEMM kernels on W1L's
+    # x.w1 (cuda-gemm --repeat 1 launches 2 per variant: fp32, tf32, tf32-async1, tf32-async2,
+    # bf16; launches 3 to 7 are tf32's timed one through tf32-async2's) and the W3 kernel
+    log "ncu: TF32 GEMM kernels, W3 kernel"
+    run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_kernel --launch-skip 3 --launch-count 5 \
+      --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
+    run_for 60 "$out/ncu-calib.txt" ncu --kernel-name regex:calib_kernel --launch-skip 4 --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis "$bin/calmoe_bench" w3 --device cuda --repeat 1
+    grep -hE "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput  |Registers Per|Achieved Occupancy" "$out/ncu-gemm.txt" "$out/ncu-calib.txt" 2> /dev/null | head -60 | tee -a "$out/summary.txt"
+  else
+    log "ncu not found: profile skipped"
+  fi
+fi
+
 log "done (status $status, $(($(date +%s) - t0)) s); logs in $out"
+# the device tool returns at most 8 files: every log goes into one archive; the summary and the
+# benchmark lines stay beside it
+if [ "${CALMOE_VERIFY_PACK:-1}" = 1 ]; then
+  pack="$(mktemp -u /tmp/calmoe-logs.XXXXXX).tar.gz"
+  (cd "$out" && tar -czf "$pack" . && mv "$pack" logs.tar.gz \
+    && find . -maxdepth 3 -type f ! -name logs.tar.gz ! -name summary.txt ! -name 'bench-*.jsonl' -delete \
+    && find . -mindepth 1 -type d -empty -delete)
+fi
 exit $status
