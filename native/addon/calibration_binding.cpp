@@ -133,7 +133,7 @@ Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
     s.cols = cols;
     s.kind = score_kind_arg(o.Get("input"));
     s.sum_tolerance = number(o.Get("sumTolerance"), "sumTolerance");
-    const Device dev = resolve_device(device_request(o.Get("device")));
+    const Device dev = calib_resolve_device(device_request(o.Get("device")));
     const int32_t* y = labels.data;
     const int32_t* g = group_ids(o, std::size_t(rows));
     return run_update(info, 6, {info[1], info[4], info[5]}, [=](std::vector<uint64_t>& d) {
@@ -149,7 +149,7 @@ Napi::Value UpdateBinary(const Napi::CallbackInfo& info) {
     View<const int32_t> labels = i32_array(arg(info, 2, "labels"), "labels");
     require_length(labels.length, p.length, "labels", "labels (one per score)");
     Napi::Object o = object(arg(info, 3, "options"), "options");
-    const Device dev = resolve_device(device_request(o.Get("device")));
+    const Device dev = calib_resolve_device(device_request(o.Get("device")));
     const float* pd = p.data;
     const int32_t* y = labels.data;
     const int64_t n = int64_t(p.length);
@@ -167,7 +167,7 @@ Napi::Value UpdateConfidence(const Napi::CallbackInfo& info) {
     View<const uint8_t> ok = u8_array(arg(info, 2, "correct"), "correct");
     require_length(ok.length, c.length, "correct", "flags (one per confidence)");
     Napi::Object o = object(arg(info, 3, "options"), "options");
-    const Device dev = resolve_device(device_request(o.Get("device")));
+    const Device dev = calib_resolve_device(device_request(o.Get("device")));
     const float* cd = c.data;
     const uint8_t* okd = ok.data;
     const int64_t n = int64_t(c.length);
@@ -227,7 +227,7 @@ Napi::Value EqualMass(const Napi::CallbackInfo& info) {
       a.labels = y.data;
       keep = {o.Get("scores"), o.Get("labels")};
     }
-    const Device dev = resolve_device(device_request(o.Get("device")));
+    const Device dev = calib_resolve_device(device_request(o.Get("device")));
     const bool async = info.Length() > 1 && boolean(info[1], "async");
     if (!async) return summary_to_js(info.Env(), calib_equal_mass(dev, a));
     auto out = std::make_shared<CalibSummary>();

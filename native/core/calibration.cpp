@@ -228,6 +228,8 @@ void calib_update_confidence(Device dev, const float* conf, const uint8_t* corre
   run_update(dev, a, state, n_words);
 }
 
+Device calib_resolve_device(DeviceRequest request) { return request == DeviceRequest::Auto ? Device::Cpu : resolve_device(request); }
+
 void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::size_t n_from) {
   const CalibConfig a = calib_state_config(into, n_into, "into");
   const CalibConfig b = calib_state_config(from, n_from, "from");

@@ -110,6 +110,15 @@ CalibSummary run_conf(const std::vector<float>& c, const std::vector<uint8_t>& o
 
 // Guo et al. / sklearn-style right-closed bins put c = 1.0 into the last bin (ECE 0.475); a library
 // that opens an extra bin for 1.0 reports 0.525 (see test/fixtures/calibration-golden.json).
+// 'auto' keeps calibration on the CPU (rows in host memory); 'cuda' runs there or says why not.
+TEST(auto_device_is_the_cpu) {
+  CHECK(calib_resolve_device(DeviceRequest::Auto) == Device::Cpu);
+  CHECK(calib_resolve_device(DeviceRequest::Cpu) == Device::Cpu);
+  std::string why;
+  if (t::gpu_usable(&why)) CHECK(calib_resolve_device(DeviceRequest::Cuda) == Device::Cuda);
+  else CHECK_THROWS(calib_resolve_device(DeviceRequest::Cuda), ErrorKind::Unavailable, "no GPU is usable");
+}
+
 TEST(golden_confidence_one_in_last_bin) {
   for (BinEdges e : {BinEdges::RightClosed, BinEdges::LeftClosed}) {
     const CalibSummary s = run_conf({0.95f, 1.0f}, {1, 0}, 10, e);

@@ -46,7 +46,10 @@ export interface CalibrationOptions {
   input?: ScoreInput;
   /** Allowed |row sum - 1| for probabilities (default 1e-3). */
   sumTolerance?: number;
-  /** 'auto' (default: CUDA when a GPU is usable), 'cpu', or 'cuda' (an error without a GPU). */
+  /**
+   * 'auto' (default: the CPU -- one pass over host memory beats copying the rows to a GPU), 'cpu',
+   * or 'cuda' (an error without a GPU).
+   */
   device?: Device;
 }
 
@@ -385,6 +388,7 @@ export interface AccumulatorOptions {
 export interface AccumulatorUpdateOptions {
   input?: ScoreInput;
   sumTolerance?: number;
+  /** As CalibrationOptions.device ('auto': the CPU). */
   device?: Device;
   /** Group id of each row (required when the accumulator was created with `groups`). */
   groups?: LabelsInput;

@@ -60,6 +60,12 @@ struct ScoresArg {
 // Each update validates its whole input first in the same pass and touches `state` only when all
 // of it is valid: a bad row leaves the state as it was and throws a RangeError naming the row.
 // `group_ids` (one per row, in [0, groups)) is required by a grouped state and refused otherwise.
+// The device a calibration request runs on. 'auto' is the CPU: the rows are in host memory and
+// one pass over them is bounded by how fast they move, which host memory does faster than a copy
+// to a GPU (H200 machine, W3 10M x 10: 16 CPU threads 8.8 ms, CUDA with the copy 53.8 ms, of
+// which the kernel 0.36 ms; bench/results/gpu-h200-2026-11-28). 'cuda' runs there (or throws).
+Device calib_resolve_device(DeviceRequest request);
+
 void calib_update_rows(Device dev, const ScoresArg& scores, const int32_t* labels, uint64_t* state, std::size_t n_words,
                        const int32_t* group_ids = nullptr);
 void calib_update_binary(Device dev, const float* prob_pos, const int32_t* labels, int64_t n, uint64_t* state, std::size_t n_words,
