@@ -334,9 +334,10 @@ __device__ void tile(const GemmDesc& d, int64_t t, unsigned char* smem) {
 // kStages steps in flight, in their storage layout (k-contiguous tiles are read as row-major A or
 // col-major B fragments, m/n-contiguous ones as col-major A or row-major B), so no registers hold
 // prefetched data. Launched with one block per SM in the register budget (Async1, no spills) or two
-// (Async2: <= 128 registers, 2 x 108 KB of shared memory; ptxas spills 48-364 bytes on sm_90):
-// which is faster has not been measured yet, and neither has run on a GPU (emulated only), so the
-// default TF32 kernel is still tc::tile (gemm_set_tf32_kernel). tc::tile measured 27 TFLOP/s on an H200 with one
+// (Async2: <= 128 registers, 2 x 108 KB of shared memory; ptxas spills 4-8 bytes on sm_90), one
+// kernel per operand form (the form must be known on the host: gemm_grouped's `form`). Which is
+// faster has not been measured, and neither has run on a GPU (emulated only), so the default TF32
+// kernel is still tc::tile (gemm_set_tf32_kernel), which measured 27 TFLOP/s on an H200 with one
 // block per SM (ncu: latency-bound, 12.5% occupancy).
 namespace tca {
 using tc::kBM;
@@ -470,15 +471,6 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
 #endif
 }
 
-__device__ __forceinline__ void run(const GemmDesc& d, int64_t t, float* smem) {
-  if (d.a.trans) {
-    if (d.b.trans) tile<true, true>(d, t, smem);
-    else tile<true, false>(d, t, smem);
-  } else {
-    if (d.b.trans) tile<false, true>(d, t, smem);
-    else tile<false, false>(d, t, smem);
-  }
-}
 }  // namespace tca
 #pragma nv_diag_default 177
 
@@ -493,13 +485,14 @@ __device__ __forceinline__ void run_tile(const GemmDesc& d, int64_t tile) {
   }
 }
 
-// The kernels' tile bodies. kAsyncBlocks (Tf32 only): 0 for tc::tile, else tca::run on dynamic
-// shared memory with that many blocks per SM in the register budget (2: <= 128 registers).
-template <GemmMath kMath, int kAsyncBlocks>
+// The kernels' tile bodies. kAsyncBlocks (Tf32 only): 0 for tc::tile, else tca::tile for operand
+// form kForm (gemm_form_of; one form per kernel keeps Async2 within 128 registers) on dynamic
+// shared memory, with that many blocks per SM in the register budget.
+template <GemmMath kMath, int kAsyncBlocks, int kForm>
 __device__ __forceinline__ void any_tile(const GemmDesc& d, int64_t tile) {
   if constexpr (kAsyncBlocks > 0) {
     extern __shared__ __align__(128) float gemm_dyn_smem[];
-    tca::run(d, tile, gemm_dyn_smem);
+    tca::tile<(kForm & 1) != 0, (kForm & 2) != 0>(d, tile, gemm_dyn_smem);
   } else {
     run_tile<kMath>(d, tile);
   }
@@ -510,12 +503,12 @@ __device__ __forceinline__ void any_tile(const GemmDesc& d, int64_t tile) {
 template <GemmMath kMath, int kAsyncBlocks>
 constexpr int kBlocksPerSm = kMath == GemmMath::Fp32 ? kMinBlocks : kAsyncBlocks > 0 ? kAsyncBlocks : 1;
 
-template <GemmMath kMath, int kAsyncBlocks>
+template <GemmMath kMath, int kAsyncBlocks, int kForm = 0>
 __global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>)) gemm_one_kernel(const GemmDesc d) {
-  any_tile<kMath, kAsyncBlocks>(d, int64_t(blockIdx.x));
+  any_tile<kMath, kAsyncBlocks, kForm>(d, int64_t(blockIdx.x));
 }
 
-template <GemmMath kMath, int kAsyncBlocks>
+template <GemmMath kMath, int kAsyncBlocks, int kForm = 0>
 __global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>)) gemm_grouped_kernel(const GemmDesc* __restrict__ descs,
                                                                                                const int64_t* __restrict__ tile_start, int count) {
   const int64_t tile = int64_t(blockIdx.x);
@@ -532,7 +525,7 @@ __global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>))
   GemmDesc& d = *reinterpret_cast<GemmDesc*>(raw);
   if (threadIdx.x == 0) std::memcpy(raw, descs + lo, sizeof(GemmDesc));
   __syncthreads();
-  any_tile<kMath, kAsyncBlocks>(d, tile - tile_start[lo]);
+  any_tile<kMath, kAsyncBlocks, kForm>(d, tile - tile_start[lo]);
 }
 
 __global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, GemmMath math, int64_t* __restrict__ tile_start) {
@@ -557,6 +550,45 @@ bool tensor_cores_supported() {
 }
 
 
+// Every async TF32 kernel (2 launch shapes x 4 operand forms, alone and grouped), for f(kernel).
+template <int kBlocks, int kForm, class F>
+void for_async_form(F&& f) {
+  f(gemm_one_kernel<GemmMath::Tf32, kBlocks, kForm>);
+  f(gemm_grouped_kernel<GemmMath::Tf32, kBlocks, kForm>);
+}
+template <int kBlocks, class F>
+void for_async_shape(F&& f) {
+  for_async_form<kBlocks, 0>(f);
+  for_async_form<kBlocks, 1>(f);
+  for_async_form<kBlocks, 2>(f);
+  for_async_form<kBlocks, 3>(f);
+}
+template <class F>
+void for_async_kernels(F&& f) {
+  for_async_shape<1>(f);
+  for_async_shape<2>(f);
+}
+
+// Launches of the async TF32 kernel for a form known on the host.
+template <int kBlocks>
+void launch_async_one(const GemmDesc& d, int32_t form, unsigned grid, cudaStream_t stream) {
+  switch (form) {
+    case 0: gemm_one_kernel<GemmMath::Tf32, kBlocks, 0><<<grid, kThreads, tca::kSmemBytes, stream>>>(d); break;
+    case 1: gemm_one_kernel<GemmMath::Tf32, kBlocks, 1><<<grid, kThreads, tca::kSmemBytes, stream>>>(d); break;
+    case 2: gemm_one_kernel<GemmMath::Tf32, kBlocks, 2><<<grid, kThreads, tca::kSmemBytes, stream>>>(d); break;
+    default: gemm_one_kernel<GemmMath::Tf32, kBlocks, 3><<<grid, kThreads, tca::kSmemBytes, stream>>>(d); break;
+  }
+}
+template <int kBlocks>
+void launch_async_grouped(const GemmDesc* descs, const int64_t* tile_start, int count, int32_t form, unsigned grid, cudaStream_t stream) {
+  switch (form) {
+    case 0: gemm_grouped_kernel<GemmMath::Tf32, kBlocks, 0><<<grid, kThreads, tca::kSmemBytes, stream>>>(descs, tile_start, count); break;
+    case 1: gemm_grouped_kernel<GemmMath::Tf32, kBlocks, 1><<<grid, kThreads, tca::kSmemBytes, stream>>>(descs, tile_start, count); break;
+    case 2: gemm_grouped_kernel<GemmMath::Tf32, kBlocks, 2><<<grid, kThreads, tca::kSmemBytes, stream>>>(descs, tile_start, count); break;
+    default: gemm_grouped_kernel<GemmMath::Tf32, kBlocks, 3><<<grid, kThreads, tca::kSmemBytes, stream>>>(descs, tile_start, count); break;
+  }
+}
+
 // the kernel that has run on a GPU (H200, 2026-11-28) stays the default until the async ones have;
 // CALMOE_CUDA_TF32_KERNEL=async1|async2 picks another for a whole process (tests, benchmarks)
 GemmTf32Kernel tf32_kernel_from_env() {
@@ -575,11 +607,9 @@ bool async_tf32_supported() {
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return false;
     if (std::size_t(optin) < tca::kSmemBytes) return false;
-    const int bytes = int(tca::kSmemBytes);
-    check(cudaFuncSetAttribute(gemm_one_kernel<GemmMath::Tf32, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "cudaFuncSetAttribute");
-    check(cudaFuncSetAttribute(gemm_one_kernel<GemmMath::Tf32, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "cudaFuncSetAttribute");
-    check(cudaFuncSetAttribute(gemm_grouped_kernel<GemmMath::Tf32, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "cudaFuncSetAttribute");
-    check(cudaFuncSetAttribute(gemm_grouped_kernel<GemmMath::Tf32, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "cudaFuncSetAttribute");
+    for_async_kernels([](auto kernel) {
+      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tca::kSmemBytes)), "cudaFuncSetAttribute");
+    });
     return true;
   }();
   return ok;
@@ -613,8 +643,8 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream) {
   switch (math) {
     case GemmMath::Tf32:
       switch (tf32_kernel()) {
-        case GemmTf32Kernel::Async1: gemm_one_kernel<GemmMath::Tf32, 1><<<grid, kThreads, tca::kSmemBytes, stream>>>(d); break;
-        case GemmTf32Kernel::Async2: gemm_one_kernel<GemmMath::Tf32, 2><<<grid, kThreads, tca::kSmemBytes, stream>>>(d); break;
+        case GemmTf32Kernel::Async1: launch_async_one<1>(d, gemm_form_of(d), grid, stream); break;
+        case GemmTf32Kernel::Async2: launch_async_one<2>(d, gemm_form_of(d), grid, stream); break;
         default: gemm_one_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d); break;
       }
       break;
@@ -629,14 +659,15 @@ void gemm_plan(const GemmDesc* d_desc, int count, GemmMath math, int64_t* d_tile
   check(cudaGetLastError(), "gemm plan launch");
 }
 
-void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math, cudaStream_t stream) {
+void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math, cudaStream_t stream,
+                  int32_t form) {
   if (count <= 0 || max_tiles <= 0) return;
   const unsigned grid = grid_of(max_tiles, "grouped gemm");
   switch (math) {
     case GemmMath::Tf32:
-      switch (tf32_kernel()) {
-        case GemmTf32Kernel::Async1: gemm_grouped_kernel<GemmMath::Tf32, 1><<<grid, kThreads, tca::kSmemBytes, stream>>>(d_desc, d_tile_start, count); break;
-        case GemmTf32Kernel::Async2: gemm_grouped_kernel<GemmMath::Tf32, 2><<<grid, kThreads, tca::kSmemBytes, stream>>>(d_desc, d_tile_start, count); break;
+      switch (form == kGemmFormAny ? GemmTf32Kernel::Registers : tf32_kernel()) {
+        case GemmTf32Kernel::Async1: launch_async_grouped<1>(d_desc, d_tile_start, count, form, grid, stream); break;
+        case GemmTf32Kernel::Async2: launch_async_grouped<2>(d_desc, d_tile_start, count, form, grid, stream); break;
         default: gemm_grouped_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
       }
       break;
@@ -655,7 +686,10 @@ void gemm_batch_sync(const GemmDesc* host_desc, int count, GemmMath math) {
   DeviceBuffer<int64_t> starts(static_cast<std::size_t>(count) + 1);
   d.upload(host_desc, std::size_t(count));
   gemm_plan(d.get(), count, math, starts.get(), nullptr);
-  gemm_grouped(d.get(), starts.get(), count, tiles, math, nullptr);
+  int32_t form = gemm_form_of(host_desc[0]);
+  for (int g = 1; g < count; ++g)
+    if (gemm_form_of(host_desc[g]) != form) form = kGemmFormAny;
+  gemm_grouped(d.get(), starts.get(), count, tiles, math, nullptr, form);
   check(cudaDeviceSynchronize(), "grouped gemm");
 }
 

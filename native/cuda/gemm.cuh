@@ -96,11 +96,17 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream);
 // device): one tiny kernel, so descriptors written by an earlier kernel need no host round trip.
 void gemm_plan(const GemmDesc* d_desc, int count, GemmMath math, int64_t* d_tile_start, cudaStream_t stream);
 
+// The operand form of a GEMM: bit 0 A transposed, bit 1 B transposed (kernels are specialised
+// on it); kGemmFormAny: not known on the host, or mixed within a grouped launch.
+constexpr int32_t kGemmFormAny = -1;
+inline int32_t gemm_form_of(const GemmDesc& d) { return (d.a.trans ? 1 : 0) | (d.b.trans ? 2 : 0); }
+
 // `count` GEMMs in one launch of max_tiles blocks (max_tiles >= tile_start[count], planned with the
 // same math; the blocks past it return at once). Each block finds its GEMM by a binary search
-// over tile_start.
+// over tile_start. `form`: every GEMM's gemm_form_of, when the caller knows it (the async TF32
+// kernels need it; with kGemmFormAny the register-staged one runs).
 void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math,
-                  cudaStream_t stream);
+                  cudaStream_t stream, int32_t form = kGemmFormAny);
 
 // For tests and benchmarks: descriptors in host memory (device pointers inside): uploads them,
 // plans, runs one grouped launch and synchronises.

@@ -231,6 +231,7 @@ class CudaEngine final : public moe::Engine {
     DeviceBuffer<ExpertGemm> tmpl;         // sets x K
     DeviceBuffer<GemmDesc> descs;          // sets x K
     DeviceBuffer<int64_t> tile_start;      // sets x (K + 1)
+    std::vector<int32_t> forms;            // per set: the operand form of its GEMMs (gemm_form_of)
     std::vector<int64_t> rhid, ehid;
   };
 
@@ -257,7 +258,7 @@ class CudaEngine final : public moe::Engine {
   }
   void launch_set(Pass& f, int64_t set, int64_t max_tiles) {
     const int64_t K = c_.experts;
-    gemm_grouped(f.descs.get() + set * K, f.tile_start.get() + set * (K + 1), int(K), max_tiles, math_, stream_);
+    gemm_grouped(f.descs.get() + set * K, f.tile_start.get() + set * (K + 1), int(K), max_tiles, math_, stream_, f.forms[std::size_t(set)]);
   }
 
   // The stream, destroyed after every buffer (members are destroyed in reverse order), also when
@@ -495,6 +496,13 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
   }
   f.tmpl.resize(t.size());
   h2d(f.tmpl.get(), t.data(), t.size() * sizeof(ExpertGemm));
+  f.forms.assign(std::size_t(f.sets), kGemmFormAny);
+  for (int64_t set = 0; set < f.sets; ++set) {  // one form for the set's GEMMs, as built above
+    const int32_t form = gemm_form_of(t[std::size_t(set * K)].d);
+    bool same = true;
+    for (int64_t k = 1; k < K; ++k) same &= gemm_form_of(t[std::size_t(set * K + k)].d) == form;
+    f.forms[std::size_t(set)] = same ? form : kGemmFormAny;
+  }
   f.descs.resize(t.size());
   f.tile_start.resize(std::size_t(f.sets * (K + 1)));
   check(cudaStreamSynchronize(stream_), "moe templates");  // t is freed on return

@@ -380,6 +380,9 @@ TEST(every_epilogue_combination) {
 
 TEST(grouped_launch_matches_single_gemms) {
   t::Rng rng(3);
+  // mixed operand forms (form -1: the launch cannot be specialised), then each form alone (the
+  // async TF32 kernels are specialised on it)
+  for (int form = -1; form < 4; ++form)
   for (const MathRun& run : maths()) {
     const GemmMath math = select(run);
     // experts of very different sizes, empty ones, K = 0 (C = beta C + epilogue), alpha = 0
@@ -391,9 +394,9 @@ TEST(grouped_launch_matches_single_gemms) {
       c.M = ms[g];
       c.N = g % 2 ? 10 : 129;
       c.K = g == 3 ? 0 : int64_t(17 + 61 * g);
-      c.at = g % 3 == 1;
+      c.at = form < 0 ? g % 3 == 1 : (form & 1) != 0;
       c.ag = g % 2 == 0;
-      c.bt = g % 4 == 3;
+      c.bt = form < 0 ? g % 4 == 3 : (form & 2) != 0;
       c.bg = g == 5;
       c.alpha = g == 8 ? 0.0f : 1.0f;
       c.beta = g == 3 || g == 8 ? 0.5f : 0.0f;
