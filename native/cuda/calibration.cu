@@ -303,25 +303,13 @@ double calib_kernel_seconds(const KernelArgs& a, int repeat) {
   d.out_conf = nullptr;
   d.out_positive = nullptr;
   const Launch launch(d);
-  cudaEvent_t t0, t1;
-  check(cudaEventCreate(&t0), "cudaEventCreate");
-  check(cudaEventCreate(&t1), "cudaEventCreate");
-  double best = 1e30;
-  for (int r = 0; r <= repeat; ++r) {  // the first pass warms up
-    d_state.zero(n_words);
-    const ull none = ULLONG_MAX;
-    d_first_bad.upload(&none, 1);
-    check(cudaEventRecord(t0), "cudaEventRecord");
-    launch.run(d, 0, d_state.get(), d_first_bad.get());
-    check(cudaEventRecord(t1), "cudaEventRecord");
-    check(cudaEventSynchronize(t1), "cudaEventSynchronize");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, t0, t1), "cudaEventElapsedTime");
-    if (r > 0) best = std::min(best, double(ms) / 1e3);
-  }
-  cudaEventDestroy(t0);
-  cudaEventDestroy(t1);
-  return best;
+  return best_event_seconds(
+      repeat, [&] { launch.run(d, 0, d_state.get(), d_first_bad.get()); },
+      [&] {  // a fresh state for every pass
+        d_state.zero(n_words);
+        const ull none = ULLONG_MAX;
+        d_first_bad.upload(&none, 1);
+      });
 }
 
 }  // namespace calmoe::cuda

@@ -714,22 +714,7 @@ double gemm_seconds(const GemmBenchCase& c, GemmMath math, int repeat) {
   d.a = {a.get(), a_cols, c.gather ? idx.get() : nullptr, c.trans_a ? 1 : 0, 0};
   d.b = {b.get(), b_cols, nullptr, c.trans_b ? 1 : 0, 0};
   d.c = out.get(), d.ldc = c.N;
-  cudaEvent_t t0, t1;
-  check(cudaEventCreate(&t0), "cudaEventCreate");
-  check(cudaEventCreate(&t1), "cudaEventCreate");
-  double best = 1e30;
-  for (int r = 0; r <= repeat; ++r) {  // the first run warms up
-    check(cudaEventRecord(t0), "cudaEventRecord");
-    gemm_one(d, math, nullptr);
-    check(cudaEventRecord(t1), "cudaEventRecord");
-    check(cudaEventSynchronize(t1), "cudaEventSynchronize");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, t0, t1), "cudaEventElapsedTime");
-    if (r > 0) best = std::min(best, double(ms) / 1e3);
-  }
-  cudaEventDestroy(t0);
-  cudaEventDestroy(t1);
-  return best;
+  return best_event_seconds(repeat, [&] { gemm_one(d, math, nullptr); });
 }
 
 }  // namespace calmoe::cuda

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "core/cuda_probe.h"
 #include "cuda/runtime.cuh"
 
@@ -48,26 +50,38 @@ const Probe& probe() {
 
 void use_default_device() { check(cudaSetDevice(0), "cudaSetDevice"); }
 
-double copy_bandwidth_gbs(std::size_t bytes, int repeat) {
-  use_default_device();
-  DeviceBuffer<char> a(bytes), b(bytes);
-  a.zero(bytes);
+double best_event_seconds(int repeat, const std::function<void()>& launch, const std::function<void()>& prepare) {
   cudaEvent_t t0, t1;
   check(cudaEventCreate(&t0), "cudaEventCreate");
   check(cudaEventCreate(&t1), "cudaEventCreate");
-  double best = 0;
-  for (int r = 0; r <= repeat; ++r) {
-    check(cudaEventRecord(t0), "cudaEventRecord");
-    check(cudaMemcpy(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy D2D");
-    check(cudaEventRecord(t1), "cudaEventRecord");
-    check(cudaEventSynchronize(t1), "cudaEventSynchronize");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, t0, t1), "cudaEventElapsedTime");
-    if (r > 0) best = std::max(best, 2.0 * double(bytes) / (double(ms) / 1e3) / 1e9);  // read + write
+  double best = 1e30;
+  try {
+    for (int r = 0; r <= repeat; ++r) {  // the first run warms up
+      if (prepare) prepare();
+      check(cudaEventRecord(t0), "cudaEventRecord");
+      launch();
+      check(cudaEventRecord(t1), "cudaEventRecord");
+      check(cudaEventSynchronize(t1), "cudaEventSynchronize");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, t0, t1), "cudaEventElapsedTime");
+      if (r > 0) best = std::min(best, double(ms) / 1e3);
+    }
+  } catch (...) {
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
+    throw;
   }
   cudaEventDestroy(t0);
   cudaEventDestroy(t1);
   return best;
+}
+
+double copy_bandwidth_gbs(std::size_t bytes, int repeat) {
+  use_default_device();
+  DeviceBuffer<char> a(bytes), b(bytes);
+  a.zero(bytes);
+  const double t = best_event_seconds(repeat, [&] { check(cudaMemcpy(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy D2D"); });
+  return 2.0 * double(bytes) / t / 1e9;  // read + write
 }
 
 }  // namespace calmoe::cuda

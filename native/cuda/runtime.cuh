@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include "calmoe/error.h"
@@ -18,6 +19,10 @@ inline void check(cudaError_t err, const char* what) {
 
 // Picks the device for this host thread (the first usable one) before any allocation.
 void use_default_device();
+
+// For benchmarks: the best of `repeat` runs of launch(), timed with CUDA events on the default
+// stream, after one warm-up run; prepare() (may be empty) runs before each, outside the timing.
+double best_event_seconds(int repeat, const std::function<void()>& launch, const std::function<void()>& prepare = {});
 
 template <class T>
 class DeviceBuffer {
