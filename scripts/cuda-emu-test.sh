@@ -16,6 +16,7 @@ for t in gemm_cuda_test moe_cuda_test cuda_parity_test temperature_cuda_test aud
 label="sm_80" EMU_CC_MAJOR=8 run gemm_cuda_test
 label="sm_80" EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
 label="sm_80, async TF32 GEMM" CALMOE_CUDA_TF32_KERNEL=async1 EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
+label="sm_80, mma.sync TF32 GEMM" CALMOE_CUDA_TF32_KERNEL=mma EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
 # blocks and the threads of each barrier phase in a shuffled order: order-dependent code shows
 label="shuffled" EMU_ORDER=shuffle run moe_cuda_test
 label="shuffled" EMU_ORDER=shuffle run gemm_cuda_test

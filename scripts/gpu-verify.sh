@@ -74,24 +74,25 @@ if want test; then
     done
   fi
   grep -E "tests passed|Failed|SKIPPED|\*\*\*" "$out/ctest.txt" | tee -a "$out/summary.txt"
-  # the MoE engine on the async TF32 GEMM kernels too (gemm_cuda_test covers all three itself)
-  for k in async1 async2; do
+  # the MoE engine on the other TF32 GEMM kernels too (gemm_cuda_test covers all four itself)
+  for k in async1 async2 mma; do
     CALMOE_CUDA_TF32_KERNEL=$k run_for 60 "$out/moe-$k.txt" "$bin/moe_cuda_test" || status=1
     tail -1 "$out/moe-$k.txt" | sed "s/^/TF32 kernel $k: /" | tee -a "$out/summary.txt"
   done
 fi
 
 if want bench; then
-  log "native benchmark: W3 (GPU and CPU); W1, W1L train steps on the GPU (TF32, the default; W1L also BF16, FP32 and the other TF32 kernels); the GEMMs alone"
+  log "native benchmark: W3 (GPU and CPU); the GEMMs alone; W1, W1L train steps on the GPU (TF32, the default; W1L also BF16, FP32 and the other TF32 kernels)"
   run_for 60 "$out/bench-w3.err" sh -c "$bin/calmoe_bench w3 --device all >> '$out/bench-native.jsonl'" || status=1
-  run_for 200 "$out/bench-moe.err" sh -c "$bin/calmoe_bench w1 --device cuda >> '$out/bench-native.jsonl' \
+  run_for 40 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
+  run_for 240 "$out/bench-moe.err" sh -c "$bin/calmoe_bench w1 --device cuda >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm bf16 --modes top2 >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm fp32 --modes top2 >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async1 --modes soft,top2 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async2 --modes soft,top2 >> '$out/bench-native.jsonl'" || status=1
-  run_for 40 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
-  cat "$out/bench-w3.err" "$out/bench-moe.err" "$out/bench-gemm.err" 2> /dev/null | tee -a "$out/summary.txt"
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async2 --modes soft,top2 >> '$out/bench-native.jsonl' \
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-mma --modes soft,top2,top1 >> '$out/bench-native.jsonl'" || status=1
+  cat "$out/bench-w3.err" "$out/bench-gemm.err" "$out/bench-moe.err" 2> /dev/null | tee -a "$out/summary.txt"
 fi
 
 if want node; then
@@ -164,9 +165,9 @@ if want profile; then
   if command -v ncu > /dev/null; then
     # where the time goes, for the next round of kernel work: the TF32 GEMM kernels on W1L's
     # x.w1 (cuda-gemm --repeat 1 launches 2 per variant: fp32, tf32, tf32-async1, tf32-async2,
-    # bf16; launches 3 to 7 are tf32's timed one through tf32-async2's) and the W3 kernel
+    # tf32-mma, bf16; launches 3 to 9 are tf32's timed one through tf32-mma's) and the W3 kernel
     log "ncu: TF32 GEMM kernels, W3 kernel"
-    run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_kernel --launch-skip 3 --launch-count 5 \
+    run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_ --launch-skip 3 --launch-count 7 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
     run_for 60 "$out/ncu-calib.txt" ncu --kernel-name regex:calib_kernel --launch-skip 4 --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis "$bin/calmoe_bench" w3 --device cuda --repeat 1

@@ -1,7 +1,7 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
 //   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
-//                [--cuda-gemm tf32|tf32-async1|tf32-async2|fp32|bf16] [--modes soft,top2,top1,hard]
+//                [--cuda-gemm tf32|tf32-async1|tf32-async2|tf32-mma|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -28,6 +28,26 @@
 using namespace calmoe;
 
 namespace {
+
+// --cuda-gemm: the CUDA GEMM variants (math mode, and for TF32 which kernel: cuda/gemm.cuh)
+struct CudaGemmVariant {
+  const char* name;
+  MatmulPrecision precision;
+  int tf32_kernel;  // cuda::GemmTf32Kernel
+};
+constexpr CudaGemmVariant kCudaGemmVariants[] = {{"fp32", MatmulPrecision::Fp32, 2},        {"tf32", MatmulPrecision::Tf32, 2},
+                                                 {"tf32-async1", MatmulPrecision::Tf32, 0}, {"tf32-async2", MatmulPrecision::Tf32, 1},
+                                                 {"tf32-mma", MatmulPrecision::Tf32, 3},    {"bf16", MatmulPrecision::Bf16, 2}};
+#if CALMOE_WITH_CUDA
+static_assert(int(cuda::GemmTf32Kernel::Async1) == 0 && int(cuda::GemmTf32Kernel::Async2) == 1 && int(cuda::GemmTf32Kernel::Registers) == 2 &&
+                  int(cuda::GemmTf32Kernel::Mma) == 3,
+              "kCudaGemmVariants' kernel numbers");
+#endif
+const CudaGemmVariant& cuda_gemm_variant(const std::string& name) {
+  for (const auto& v : kCudaGemmVariants)
+    if (name == v.name) return v;
+  throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, tf32-mma, fp32 or bf16; got '" + name + "'");
+}
 
 struct Opts {
   std::string workload = "w3";
@@ -169,14 +189,11 @@ void run_w1(const Opts& o, bool large) {
   const bool gpu = resolve_device(DeviceRequest::Auto) == Device::Cuda;
   if (o.device == "cpu" || (o.device == "all" && !large)) devices.push_back("cpu");
   if (o.device == "cuda" || (o.device == "all" && gpu)) devices.push_back("cuda");
-  const MatmulPrecision precision = o.cuda_gemm == "fp32" ? MatmulPrecision::Fp32 : o.cuda_gemm == "bf16" ? MatmulPrecision::Bf16 : MatmulPrecision::Tf32;
-  if (o.cuda_gemm != "fp32" && o.cuda_gemm != "tf32" && o.cuda_gemm != "bf16" && o.cuda_gemm != "tf32-async1" && o.cuda_gemm != "tf32-async2")
-    throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, fp32 or bf16");
+  const CudaGemmVariant& variant = cuda_gemm_variant(o.cuda_gemm);
+  const MatmulPrecision precision = variant.precision;
 #if CALMOE_WITH_CUDA
   // the TF32 kernel (cuda/gemm.cuh): tf32 runs the default (register-staged) one
-  cuda::gemm_set_tf32_kernel(o.cuda_gemm == "tf32-async1"   ? cuda::GemmTf32Kernel::Async1
-                             : o.cuda_gemm == "tf32-async2" ? cuda::GemmTf32Kernel::Async2
-                                                            : cuda::GemmTf32Kernel::Registers);
+  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel(variant.tf32_kernel));
 #endif
   std::vector<float> x(static_cast<std::size_t>(B * d));
   std::vector<int32_t> y(static_cast<std::size_t>(B)), rows(static_cast<std::size_t>(B));
@@ -435,18 +452,13 @@ void run_cuda_gemm(const Opts& o) {
   };
   const bool tc = cuda::gemm_tensor_cores();
   using K = cuda::GemmTf32Kernel;
-  struct Variant { cuda::GemmMath math; K kernel; const char* name; };
-  const Variant variants[] = {{cuda::GemmMath::Fp32, K::Registers, "fp32"},
-                              {cuda::GemmMath::Tf32, K::Registers, "tf32"},
-                              {cuda::GemmMath::Tf32, K::Async1, "tf32-async1"},
-                              {cuda::GemmMath::Tf32, K::Async2, "tf32-async2"},
-                              {cuda::GemmMath::Bf16, K::Registers, "bf16"}};
   for (const Case& k : cases) {
-    for (const Variant& v : variants) {
-      if (v.math != cuda::GemmMath::Fp32 && !tc) continue;
-      cuda::gemm_set_tf32_kernel(v.kernel);
-      if (v.math == cuda::GemmMath::Tf32 && cuda::gemm_tf32_kernel() != v.kernel) continue;  // not on this card
-      const double t = cuda::gemm_seconds(k.c, v.math, o.repeat);
+    for (const CudaGemmVariant& v : kCudaGemmVariants) {
+      const cuda::GemmMath math = cuda::gemm_math_of(v.precision);
+      if (v.precision != MatmulPrecision::Fp32 && !tc) continue;
+      cuda::gemm_set_tf32_kernel(K(v.tf32_kernel));
+      if (math == cuda::GemmMath::Tf32 && cuda::gemm_tf32_kernel() != K(v.tf32_kernel)) continue;  // not on this card
+      const double t = cuda::gemm_seconds(k.c, math, o.repeat);
       const double gf = 2.0 * double(k.c.M) * double(k.c.N) * double(k.c.K) / t / 1e9;
       char mode[160];
       std::snprintf(mode, sizeof mode, "%s %s %lldx%lldx%lld", v.name, k.name, (long long)k.c.M, (long long)k.c.N, (long long)k.c.K);

@@ -13,8 +13,9 @@
 // FP32. k advances in steps of 32 staged in shared memory (Bf16: converted to BF16 while stored);
 // the next step's global loads are issued into registers before the current step's products, so
 // memory latency overlaps the tensor cores. The accumulators then go through shared memory, half
-// the tile at a time, to an element-wise epilogue shared with Fp32 (coalesced stores).
-// Not yet run on a GPU: tuned only on paper (no cp.async pipeline, no swizzled layouts).
+// the tile at a time, to an element-wise epilogue shared with Fp32 (coalesced stores). Measured on
+// an H200: 27 TFLOP/s TF32 (one block per SM, latency-bound); the default TF32 kernel until one of
+// the others below (tca: wmma through a cp.async pipeline; tcm: mma.sync) has run on a GPU.
 #include <cuda_bf16.h>
 #include <cuda_pipeline.h>
 #include <mma.h>
@@ -29,6 +30,7 @@
 
 #include "core/activation.h"
 #include "cuda/gemm.cuh"
+#include "cuda/mma_tf32.cuh"
 #include "cuda/runtime.cuh"
 
 namespace calmoe::cuda {
@@ -178,7 +180,9 @@ namespace tc {
 constexpr int kBM = 128, kBN = 128, kBK = 32;
 constexpr int kWarpM = 64, kWarpN = 32;                       // a warp's share: 4 x 2 fragments of 16 x 16
 constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 16;
-constexpr int kPadF = 4, kPadH = 8;                           // wmma: ldm a multiple of 16 bytes
+constexpr int kPadF = 8, kPadH = 8;                           // wmma: ldm a multiple of 16 bytes; a float row stride of
+                                                              // 8 mod 32 banks puts the fragment loads' 32 lanes (t * ld + g,
+                                                              // t < 4, g < 8) in distinct banks (4 mod 32: 2-way conflicts)
 constexpr int kLdF = kBM + kPadF, kLdH = kBM + kPadH;         // (kBM == kBN)
 constexpr int kPerThread = kBM * kBK / kThreads;              // staged elements per thread, A and B each
 constexpr int kSmemBytes = 2 * kBK * kLdF * 4;                // the larger user: Tf32's A and B, or half of C
@@ -349,7 +353,7 @@ using tc::kFragsM;
 using tc::kFragsN;
 constexpr int kStages = 3;
 constexpr int kLdK = kBK + 4;    // a tile of 128 storage rows of 32 k: [128][kLdK]
-constexpr int kLdMN = kBM + 4;   // a tile of 32 storage rows (k) of 128: [32][kLdMN]
+constexpr int kLdMN = kBM + 8;   // a tile of 32 storage rows (k) of 128: [32][kLdMN] (8 mod 32 banks: see tc::kPadF)
 constexpr int kOperandFloats = kBM * kLdK;
 constexpr int kStageFloats = 2 * kOperandFloats;
 constexpr std::size_t kSmemBytes = std::size_t(kStages) * kStageFloats * sizeof(float);
@@ -472,6 +476,228 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
 }
 
 }  // namespace tca
+
+// ---- tensor cores, TF32 through mma.sync (tcm) ------------------------------------------------------
+// The 128 x 128 tile and k steps of 32 of the other TF32 kernels, with 4 warps as 2 x 2 of 64 x 64
+// (4 x 8 fragments of m16n8k8: 32 products per 12 fragment loads, where the wmma kernels' 64 x 32
+// warp tiles do 16 per 12), operands through a cp.async pipeline of kStages steps in their storage
+// layout, rounded to TF32 once in shared memory by the thread that copied them, fragments read by
+// ldmatrix from k-contiguous tiles and by conflict-free scalar loads from m/n-contiguous ones
+// (mma_tf32.cuh has the layouts), and the epilogue applied straight from the accumulator registers. The storage rows of the tile's m (A) or n (B) rows are looked up once per
+// tile, not per k step, so gathered operands cost no dependent global load in the pipeline.
+// Two blocks per SM (<= 255 registers, 2 x 110 KB of shared memory). Summation: per output, the
+// products of each k group of 8 added to one FP32 accumulator in k order, as the wmma kernels do.
+namespace tcm {
+constexpr int kThreads = 128;
+constexpr int kBM = 128, kBN = 128, kBK = 32;
+constexpr int kWarpM = 64, kWarpN = 64;
+constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 8;
+constexpr int kStages = 3;
+constexpr int kLdK = kBK + 4;   // k-contiguous tile [128][36]: the 8 rows of an ldmatrix phase 144 B apart hit 32 banks
+constexpr int kLdMN = kBM + 8;  // m/n-contiguous tile [32][136]: see tc::kPadF
+constexpr int kOperandFloats = kBM * kLdK;
+constexpr int kStageFloats = 2 * kOperandFloats;
+constexpr int kRowSlots = kBM + kBN;  // storage rows of the tile's m rows (A) and n rows (B^T)
+constexpr std::size_t kSmemBytes = std::size_t(kStages) * kStageFloats * sizeof(float) + kRowSlots * sizeof(int64_t);
+static_assert(kBM == kBN && kBM == 2 * kWarpM && kBN == 2 * kWarpN && kThreads == 4 * 32, "4 warps as 2 x 2");
+static_assert(kBK * kLdMN <= kOperandFloats, "either layout fits an operand's slot");
+static_assert((kLdK * 4) % 16 == 0 && (kLdMN * 4) % 16 == 0 && (kOperandFloats * 4) % 128 == 0, "ldmatrix and cp.async alignment");
+static_assert(kBM * kBK / 4 == 8 * kThreads && kBK * kBM / 4 == 8 * kThreads, "8 chunks of 16 bytes per thread and operand");
+
+// Four floats at dst (16-byte aligned) from src[0 .. valid) (zeros after): one 16-byte copy when the
+// operand allows (vec), else four 4-byte ones; `base` (the operand's aligned start) when valid = 0.
+__device__ __forceinline__ void copy4(float* dst, const float* src, int valid, bool vec, const float* base) {
+  if (vec) {
+    __pipeline_memcpy_async(dst, valid > 0 ? src : base, 16, std::size_t(4 - valid) * 4);
+  } else {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) __pipeline_memcpy_async(dst + e, e < valid ? src + e : base, 4, e < valid ? 0 : 4);
+  }
+}
+
+// The tile row and the offset in an operand's stage slot of the thread's chunk q (0..7) of 16
+// bytes: chunk tid + 128 q. kKRows: the operand's storage rows run along k (A^T, B), the tile is
+// [kBK][kLdMN], 32 rows of 128 m/n values; else along m/n (A, B^T), [128][kLdK], 128 rows of 32 k.
+template <bool kKRows>
+__device__ __forceinline__ int chunk_row(int q) { return kKRows ? int(threadIdx.x) / 32 + 4 * q : int(threadIdx.x) / 8 + 16 * q; }
+template <bool kKRows>
+__device__ __forceinline__ int chunk_col(int q) { return kKRows ? int(threadIdx.x) % 32 * 4 : int(threadIdx.x) % 8 * 4; }
+template <bool kKRows>
+__device__ __forceinline__ int chunk_offset(int q) { return chunk_row<kKRows>(q) * (kKRows ? kLdMN : kLdK) + chunk_col<kKRows>(q); }
+
+// One operand's share of a k step at k0 (chunk_offset's chunks). srow (not kKRows): the storage
+// rows of the tile's rows (-1 past M or N). mn0/mn_limit: the tile's first m (or n) and M (or N).
+template <bool kKRows>
+__device__ __forceinline__ void load_operand(const GemmOperand& o, const int64_t* srow, int64_t mn0, int64_t mn_limit, int64_t k0, int64_t K,
+                                             bool vec, float* dst) {
+  if constexpr (kKRows) {
+    const int w = chunk_col<true>(0);
+    const int64_t gc = mn0 + w;
+    const int valid = gc < mn_limit ? int(min(int64_t(4), mn_limit - gc)) : 0;
+    int64_t rows[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {  // the row lookups first: independent loads in flight together
+      const int64_t gr = k0 + chunk_row<true>(q);
+      rows[q] = gr < K ? storage_row(o, gr) : -1;
+    }
+#pragma unroll
+    for (int q = 0; q < 8; ++q) copy4(dst + chunk_offset<true>(q), o.p + rows[q] * o.ld + gc, rows[q] >= 0 ? valid : 0, vec, o.p);
+  } else {
+    const int64_t gk = k0 + chunk_col<false>(0);
+    const int valid = gk < K ? int(min(int64_t(4), K - gk)) : 0;
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      const int64_t sr = srow[chunk_row<false>(q)];
+      copy4(dst + chunk_offset<false>(q), o.p + sr * o.ld + gk, sr >= 0 ? valid : 0, vec, o.p);
+    }
+  }
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// Rounds the thread's own chunks of a landed stage to TF32 in place (cvt.rna, as the wmma kernels
+// round their fragments): each element once, not once per fragment load of each warp using it.
+template <bool kKRows>
+__device__ __forceinline__ void round_operand(float* st) {
+#pragma unroll
+  for (int q = 0; q < 8; ++q) {
+    float4* p = reinterpret_cast<float4*>(st + chunk_offset<kKRows>(q));
+    float4 v = *p;
+    v.x = __uint_as_float(mma::tf32_bits(v.x));
+    v.y = __uint_as_float(mma::tf32_bits(v.y));
+    v.z = __uint_as_float(mma::tf32_bits(v.z));
+    v.w = __uint_as_float(mma::tf32_bits(v.w));
+    *p = v;
+  }
+}
+#endif
+
+template <bool kAT, bool kBT>
+__device__ __forceinline__ void load_step(const GemmDesc& d, const int64_t* srow, int64_t m0, int64_t n0, int64_t k0, int64_t K, bool va, bool vb,
+                                          float* st) {
+  load_operand<kAT>(d.a, srow, m0, d.M, k0, K, va, st);
+  load_operand<!kBT>(d.b, srow + kBM, n0, d.N, k0, K, vb, st + kOperandFloats);
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// The warp's fragments of one k group of 8 (kk) from a stage (already rounded to TF32).
+template <bool kAT, bool kBT>
+__device__ __forceinline__ void load_fragments(const float* as, const float* bs, int kk, int wm, int wn, uint32_t (&a)[kFragsM][4],
+                                               uint32_t (&b)[kFragsN][2]) {
+  const int lane = int(threadIdx.x) % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int i = 0; i < kFragsM; ++i) {
+    const int m = kWarpM * wm + 16 * i;
+    if constexpr (!kAT) {  // [m][k]: matrices (m, kk), (m + 8, kk), (m, kk + 4), (m + 8, kk + 4)
+      mma::ldsm_x4(a[i], as + (m + lane % 8 + lane / 8 % 2 * 8) * kLdK + kk + lane / 16 * 4);
+    } else {  // [k][m]
+      const float* p = as + (kk + t) * kLdMN + m + g;
+      a[i][0] = __float_as_uint(p[0]);
+      a[i][1] = __float_as_uint(p[8]);
+      a[i][2] = __float_as_uint(p[4 * kLdMN]);
+      a[i][3] = __float_as_uint(p[4 * kLdMN + 8]);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kFragsN; j += 2) {
+    const int n = kWarpN * wn + 8 * j;
+    if constexpr (kBT) {  // [n][k]: matrices (n, kk), (n, kk + 4), (n + 8, kk), (n + 8, kk + 4)
+      uint32_t r[4];
+      mma::ldsm_x4(r, bs + (n + lane % 8 + lane / 16 * 8) * kLdK + kk + lane / 8 % 2 * 4);
+      b[j][0] = r[0];
+      b[j][1] = r[1];
+      b[j + 1][0] = r[2];
+      b[j + 1][1] = r[3];
+    } else {  // [k][n]
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float* p = bs + (kk + t) * kLdMN + n + 8 * h + g;
+        b[j + h][0] = __float_as_uint(p[0]);
+        b[j + h][1] = __float_as_uint(p[4 * kLdMN]);
+      }
+    }
+  }
+}
+#endif
+
+template <bool kAT, bool kBT>
+__device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  (void)d;
+  (void)t;
+  (void)smem;
+  __trap();  // never launched there
+#elif defined(__CUDA_ARCH__)
+  int64_t* srow = reinterpret_cast<int64_t*>(smem + kStages * kStageFloats);
+  const int64_t tiles_n = (d.N + kBN - 1) / kBN;
+  const int64_t m0 = t / tiles_n * kBM, n0 = t % tiles_n * kBN;
+  const int64_t K = d.alpha == 0.0f ? 0 : d.K;
+  const int64_t steps = (K + kBK - 1) / kBK;
+  const bool va = tca::vec_ok(d.a), vb = tca::vec_ok(d.b);
+  const int tid = int(threadIdx.x), warp = tid / 32, wm = warp / 2, wn = warp % 2;
+  for (int r = tid; r < kBM; r += kThreads) {  // the tile's m rows of A, n rows of B^T: fixed over k
+    if (!kAT) srow[r] = m0 + r < d.M ? storage_row(d.a, m0 + r) : -1;
+    if (kBT) srow[kBM + r] = n0 + r < d.N ? storage_row(d.b, n0 + r) : -1;
+  }
+  __syncthreads();
+  float acc[kFragsM][kFragsN][4];
+#pragma unroll
+  for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+    for (int j = 0; j < kFragsN; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+  // kStages - 1 steps in flight before the first product; one batch committed per step (empty
+  // past the end) so that wait_prior counts steps
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < steps) load_step<kAT, kBT>(d, srow, m0, n0, int64_t(s) * kBK, K, va, vb, smem + s * kStageFloats);
+    __pipeline_commit();
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    __pipeline_wait_prior(kStages - 2);  // this thread's copies of step s have landed
+    float* st = smem + (s % kStages) * kStageFloats;
+    round_operand<kAT>(st);
+    round_operand<!kBT>(st + kOperandFloats);
+    __syncthreads();  // everyone's copies have landed and are rounded; step s - 1's buffer is free
+    const int64_t next = s + kStages - 1;
+    if (next < steps) load_step<kAT, kBT>(d, srow, m0, n0, next * kBK, K, va, vb, smem + (next % kStages) * kStageFloats);
+    __pipeline_commit();
+    const float* as = st;
+    const float* bs = as + kOperandFloats;
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += 8) {  // k past K are zeros: they add exactly 0
+      uint32_t a[kFragsM][4], b[kFragsN][2];
+      load_fragments<kAT, kBT>(as, bs, kk, wm, wn, a, b);
+#pragma unroll
+      for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+        for (int j = 0; j < kFragsN; ++j) mma::mma_tf32(acc[i][j], a[i], b[j]);
+    }
+  }
+  __pipeline_wait_prior(0);  // no copy may outlive the block
+  // the epilogue from the registers: c0, c1 at (g, 2 t + {0, 1}), c2, c3 eight rows below
+  const int lane = tid % 32, g = lane / 4, tq = lane % 4;
+#pragma unroll
+  for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+    for (int q2 = 0; q2 < 2; ++q2) {
+      const int64_t gi = m0 + kWarpM * wm + 16 * i + g + 8 * q2;
+      if (gi >= d.M) continue;
+#pragma unroll
+      for (int j = 0; j < kFragsN; ++j)
+#pragma unroll
+        for (int q1 = 0; q1 < 2; ++q1) {
+          const int64_t gj = n0 + kWarpN * wn + 8 * j + 2 * tq + q1;
+          if (gj < d.N) store_value(d, gi, gj, first_value(d, gi, gj, acc[i][j][2 * q2 + q1]));
+        }
+    }
+#else
+  (void)d;
+  (void)t;
+  (void)smem;
+#endif
+}
+}  // namespace tcm
 #pragma nv_diag_default 177
 
 template <GemmMath kMath>
@@ -508,24 +734,49 @@ __global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>))
   any_tile<kMath, kAsyncBlocks, kForm>(d, int64_t(blockIdx.x));
 }
 
-template <GemmMath kMath, int kAsyncBlocks, int kForm = 0>
-__global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>)) gemm_grouped_kernel(const GemmDesc* __restrict__ descs,
-                                                                                               const int64_t* __restrict__ tile_start, int count) {
+// The group of a grouped launch's block: its descriptor copied to `raw` (shared memory; a register
+// copy costs ~40 registers) and its tile within that GEMM, or -1 (the whole block returns: the
+// bound was an upper bound). Every thread calls it (it synchronises).
+__device__ __forceinline__ int64_t find_group(const GemmDesc* __restrict__ descs, const int64_t* __restrict__ tile_start, int count,
+                                              unsigned char* raw) {
   const int64_t tile = int64_t(blockIdx.x);
-  if (tile >= tile_start[count]) return;  // the whole block: the bound was an upper bound
-  int lo = 0, hi = count;                 // tile_start[lo] <= tile < tile_start[hi]
+  if (tile >= tile_start[count]) return -1;
+  int lo = 0, hi = count;  // tile_start[lo] <= tile < tile_start[hi]
   while (hi - lo > 1) {
     const int mid = lo + (hi - lo) / 2;
     if (tile_start[mid] <= tile) lo = mid;
     else hi = mid;
   }
-  // the descriptor in shared memory, read as needed (a register copy costs ~40 registers); raw
-  // storage: GemmDesc's default member initialisers would be a (non-)initialiser of a __shared__
-  __shared__ __align__(16) unsigned char raw[sizeof(GemmDesc)];
-  GemmDesc& d = *reinterpret_cast<GemmDesc*>(raw);
   if (threadIdx.x == 0) std::memcpy(raw, descs + lo, sizeof(GemmDesc));
   __syncthreads();
-  any_tile<kMath, kAsyncBlocks, kForm>(d, tile - tile_start[lo]);
+  return tile - tile_start[lo];
+}
+
+template <GemmMath kMath, int kAsyncBlocks, int kForm = 0>
+__global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>)) gemm_grouped_kernel(const GemmDesc* __restrict__ descs,
+                                                                                               const int64_t* __restrict__ tile_start, int count) {
+  // raw storage: GemmDesc's default member initialisers would be a (non-)initialiser of a __shared__
+  __shared__ __align__(16) unsigned char raw[sizeof(GemmDesc)];
+  const int64_t tile = find_group(descs, tile_start, count, raw);
+  if (tile < 0) return;
+  any_tile<kMath, kAsyncBlocks, kForm>(*reinterpret_cast<const GemmDesc*>(raw), tile);
+}
+
+// The mma.sync TF32 kernel (tcm) for operand form kForm, alone and grouped: two blocks per SM.
+template <int kForm>
+__global__ void __launch_bounds__(tcm::kThreads, 2) gemm_one_mma_kernel(const GemmDesc d) {
+  extern __shared__ __align__(128) float gemm_mma_smem[];
+  tcm::tile<(kForm & 1) != 0, (kForm & 2) != 0>(d, int64_t(blockIdx.x), gemm_mma_smem);
+}
+
+template <int kForm>
+__global__ void __launch_bounds__(tcm::kThreads, 2) gemm_grouped_mma_kernel(const GemmDesc* __restrict__ descs, const int64_t* __restrict__ tile_start,
+                                                                            int count) {
+  extern __shared__ __align__(128) float gemm_mma_smem[];
+  __shared__ __align__(16) unsigned char raw[sizeof(GemmDesc)];
+  const int64_t tile = find_group(descs, tile_start, count, raw);
+  if (tile < 0) return;
+  tcm::tile<(kForm & 1) != 0, (kForm & 2) != 0>(*reinterpret_cast<const GemmDesc*>(raw), tile, gemm_mma_smem);
 }
 
 __global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, GemmMath math, int64_t* __restrict__ tile_start) {
@@ -569,6 +820,39 @@ void for_async_kernels(F&& f) {
   for_async_shape<2>(f);
 }
 
+// The mma.sync TF32 kernels (4 operand forms, alone and grouped), for f(kernel).
+template <int kForm, class F>
+void for_mma_form(F&& f) {
+  f(gemm_one_mma_kernel<kForm>);
+  f(gemm_grouped_mma_kernel<kForm>);
+}
+template <class F>
+void for_mma_kernels(F&& f) {
+  for_mma_form<0>(f);
+  for_mma_form<1>(f);
+  for_mma_form<2>(f);
+  for_mma_form<3>(f);
+}
+
+void launch_mma_one(const GemmDesc& d, int32_t form, unsigned grid, cudaStream_t stream) {
+  constexpr std::size_t kSmem = tcm::kSmemBytes;
+  switch (form) {
+    case 0: gemm_one_mma_kernel<0><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
+    case 1: gemm_one_mma_kernel<1><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
+    case 2: gemm_one_mma_kernel<2><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
+    default: gemm_one_mma_kernel<3><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
+  }
+}
+void launch_mma_grouped(const GemmDesc* descs, const int64_t* tile_start, int count, int32_t form, unsigned grid, cudaStream_t stream) {
+  constexpr std::size_t kSmem = tcm::kSmemBytes;
+  switch (form) {
+    case 0: gemm_grouped_mma_kernel<0><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
+    case 1: gemm_grouped_mma_kernel<1><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
+    case 2: gemm_grouped_mma_kernel<2><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
+    default: gemm_grouped_mma_kernel<3><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
+  }
+}
+
 // Launches of the async TF32 kernel for a form known on the host.
 template <int kBlocks>
 void launch_async_one(const GemmDesc& d, int32_t form, unsigned grid, cudaStream_t stream) {
@@ -590,32 +874,49 @@ void launch_async_grouped(const GemmDesc* descs, const int64_t* tile_start, int 
 }
 
 // the kernel that has run on a GPU (H200, 2026-11-28) stays the default until the async ones have;
-// CALMOE_CUDA_TF32_KERNEL=async1|async2 picks another for a whole process (tests, benchmarks)
+// CALMOE_CUDA_TF32_KERNEL=async1|async2|mma picks another for a whole process (tests, benchmarks)
 GemmTf32Kernel tf32_kernel_from_env() {
   const char* e = std::getenv("CALMOE_CUDA_TF32_KERNEL");
   if (e && std::strcmp(e, "async1") == 0) return GemmTf32Kernel::Async1;
   if (e && std::strcmp(e, "async2") == 0) return GemmTf32Kernel::Async2;
+  if (e && std::strcmp(e, "mma") == 0) return GemmTf32Kernel::Mma;
   return GemmTf32Kernel::Registers;
 }
 GemmTf32Kernel g_tf32_kernel = tf32_kernel_from_env();
 
-// The async TF32 kernels need tca::kSmemBytes of shared memory per block (sm_80, sm_90: yes;
-// sm_86/89 allow 99 KB: the register-staged kernel runs there); the attribute is set once.
+// Whether the card gives a block `bytes` of shared memory (opt-in); if so, raises the limit of
+// every kernel for_each names to it (once per kernel family: callers keep the answer in a static).
+template <class ForEach>
+bool allow_shared_memory(std::size_t bytes, ForEach for_each) {
+  int dev = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return false;
+  if (std::size_t(optin) < bytes) return false;
+  for_each([bytes](auto kernel) {
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), "cudaFuncSetAttribute");
+  });
+  return true;
+}
+
+// The async TF32 kernels need tca::kSmemBytes of shared memory per block, the mma.sync ones
+// tcm::kSmemBytes (sm_80, sm_90: yes; sm_86/89 allow 99 KB: the register-staged kernel runs there).
 bool async_tf32_supported() {
-  static const bool ok = [] {
-    int dev = 0, optin = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return false;
-    if (std::size_t(optin) < tca::kSmemBytes) return false;
-    for_async_kernels([](auto kernel) {
-      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tca::kSmemBytes)), "cudaFuncSetAttribute");
-    });
-    return true;
-  }();
+  static const bool ok = allow_shared_memory(tca::kSmemBytes, [](auto f) { for_async_kernels(f); });
+  return ok;
+}
+bool mma_tf32_supported() {
+  static const bool ok = allow_shared_memory(tcm::kSmemBytes, [](auto f) { for_mma_kernels(f); });
   return ok;
 }
 
-GemmTf32Kernel tf32_kernel() { return g_tf32_kernel == GemmTf32Kernel::Registers || !async_tf32_supported() ? GemmTf32Kernel::Registers : g_tf32_kernel; }
+GemmTf32Kernel tf32_kernel() {
+  switch (g_tf32_kernel) {
+    case GemmTf32Kernel::Async1:
+    case GemmTf32Kernel::Async2: return async_tf32_supported() ? g_tf32_kernel : GemmTf32Kernel::Registers;
+    case GemmTf32Kernel::Mma: return mma_tf32_supported() ? g_tf32_kernel : GemmTf32Kernel::Registers;
+    default: return GemmTf32Kernel::Registers;
+  }
+}
 
 unsigned grid_of(int64_t tiles, const char* what) {
   if (tiles > int64_t(INT_MAX)) throw_runtime(std::string(what) + ": " + std::to_string(tiles) + " tiles exceed one launch");
@@ -645,6 +946,7 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream) {
       switch (tf32_kernel()) {
         case GemmTf32Kernel::Async1: launch_async_one<1>(d, gemm_form_of(d), grid, stream); break;
         case GemmTf32Kernel::Async2: launch_async_one<2>(d, gemm_form_of(d), grid, stream); break;
+        case GemmTf32Kernel::Mma: launch_mma_one(d, gemm_form_of(d), grid, stream); break;
         default: gemm_one_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d); break;
       }
       break;
@@ -668,6 +970,7 @@ void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count
       switch (form == kGemmFormAny ? GemmTf32Kernel::Registers : tf32_kernel()) {
         case GemmTf32Kernel::Async1: launch_async_grouped<1>(d_desc, d_tile_start, count, form, grid, stream); break;
         case GemmTf32Kernel::Async2: launch_async_grouped<2>(d_desc, d_tile_start, count, form, grid, stream); break;
+        case GemmTf32Kernel::Mma: launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream); break;
         default: gemm_grouped_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
       }
       break;

@@ -220,6 +220,7 @@ const char* tf32_kernel_name() {
   switch (cuda::gemm_tf32_kernel()) {
     case cuda::GemmTf32Kernel::Async1: return ", async kernel, 1 block/SM";
     case cuda::GemmTf32Kernel::Async2: return ", async kernel, 2 blocks/SM";
+    case cuda::GemmTf32Kernel::Mma: return ", mma.sync kernel";
     default: return ", register-staged kernel";
   }
 }
@@ -282,7 +283,8 @@ struct MathRun {
 std::vector<MathRun> maths() {
   using K = cuda::GemmTf32Kernel;
   if (cuda::gemm_tensor_cores())
-    return {{GemmMath::Fp32, K::Registers}, {GemmMath::Tf32, K::Registers}, {GemmMath::Tf32, K::Async1}, {GemmMath::Tf32, K::Async2}, {GemmMath::Bf16, K::Registers}};
+    return {{GemmMath::Fp32, K::Registers}, {GemmMath::Tf32, K::Registers}, {GemmMath::Tf32, K::Async1}, {GemmMath::Tf32, K::Async2}, {GemmMath::Tf32, K::Mma},
+            {GemmMath::Bf16, K::Registers}};
   static bool said = false;
   if (!said) std::printf("  note: the card has no TF32/BF16 tensor cores (sm_80+): Fp32 only\n");
   said = true;
@@ -292,6 +294,20 @@ std::vector<MathRun> maths() {
 GemmMath select(const MathRun& r) {
   cuda::gemm_set_tf32_kernel(r.kernel);
   return r.math;
+}
+
+// An M x N x K case in operand form `form`: bit 0 A transposed, 1 B transposed, 2 A gathered, 3 B
+// gathered; no epilogue yet.
+Case form_case(const int64_t (&size)[3], int form) {
+  Case c;
+  c.M = size[0];
+  c.N = size[1];
+  c.K = size[2];
+  c.at = form & 1;
+  c.bt = form & 2;
+  c.ag = form & 4;
+  c.bg = form & 8;
+  return c;
 }
 
 TEST(single_gemms_every_operand_form) {
@@ -304,14 +320,7 @@ TEST(single_gemms_every_operand_form) {
     const GemmMath math = select(run);
     for (const auto& s : sizes) {
       for (int form = 0; form < 16; ++form) {
-        Case c;
-        c.M = s[0];
-        c.N = s[1];
-        c.K = s[2];
-        c.at = form & 1;
-        c.bt = form & 2;
-        c.ag = form & 4;
-        c.bg = form & 8;
+        Case c = form_case(s, form);
         // a rotating epilogue, so every form meets several
         ++rot;
         c.alpha = rot % 5 == 0 ? 0.5f : 1.0f;
@@ -437,8 +446,49 @@ TEST(precision_maps_to_math) {
   // Async1 where the card has 108 KB of shared memory per block, else the register-staged kernel
   cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Async1);
   CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Async1 || cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
+  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Mma);
+  CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Mma || cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
   cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Registers);  // the default
   CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
+}
+
+// The TF32 kernels add the same products in the same order (gemm.cuh), so each gives the
+// register-staged kernel's bits: then which one runs (a default chosen by measurement) cannot
+// change a result. Every operand form, gathers, sizes with partial tiles and k steps, epilogues.
+TEST(tf32_kernels_agree_bit_for_bit) {
+  if (!cuda::gemm_tensor_cores()) return;
+  using K = cuda::GemmTf32Kernel;
+  t::Rng rng(4);
+  const int64_t sizes[][3] = {{13, 7, 5}, {129, 130, 67}, {300, 257, 260}, {64, 200, 1000}};
+  for (const auto& s : sizes) {
+    for (int form = 0; form < 16; ++form) {
+      Case c = form_case(s, form);
+      c.beta = form % 3 == 0 ? 0.5f : 0.0f;
+      c.bias = form % 2 == 0;
+      c.act = form % 5 == 0 ? GemmAct::Gelu : GemmAct::None;
+      c.pad = form % 3;
+      std::vector<void*> owned;
+      Prepared p = prepare(c, rng, owned);
+      std::vector<float> want;
+      for (K k : {K::Registers, K::Async1, K::Async2, K::Mma}) {
+        cuda::gemm_set_tf32_kernel(k);
+        if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
+        cuda::check(cudaMemcpy(p.d_c, p.c0.data(), p.c0.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+        cuda::gemm_one(p.d, GemmMath::Tf32, nullptr);
+        std::vector<float> got(p.c0.size());
+        cuda::check(cudaMemcpy(got.data(), p.d_c, got.size() * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
+        if (want.empty()) {
+          want = got;
+          continue;
+        }
+        int64_t diff = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) diff += std::memcmp(&got[i], &want[i], 4) != 0;
+        if (diff) t::fail(__FILE__, __LINE__, std::string(tf32_kernel_name()) + ": " + std::to_string(diff) + " elements differ from the register-staged kernel's bits: " + describe(c));
+      }
+      cuda::gemm_set_tf32_kernel(K::Registers);
+      free_all(owned);
+    }
+  }
 }
 
 }  // namespace

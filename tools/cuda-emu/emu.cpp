@@ -65,6 +65,7 @@ struct Fiber {
   unsigned mask = 0;
   uint64_t value = 0, result = 0;
   int src = 0;
+  emu::WarpFn fn = nullptr;                     // kWarpCall
   std::vector<AsyncCopy> pending;               // issued, not yet committed
   std::deque<std::vector<AsyncCopy>> batches;   // committed, not yet waited for
 };
@@ -143,8 +144,77 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int src_lane)
   f.mask = mask;
   f.value = value;
   f.src = src_lane;
+  f.fn = nullptr;
   to_scheduler(false);
   return f.result;
+}
+
+void warp_call(unsigned mask, WarpFn fn, void* arg) {
+  Fiber& f = g_fibers[std::size_t(g_cur)];
+  f.state = State::Warp;
+  f.op = kWarpCall;
+  f.mask = mask;
+  f.value = reinterpret_cast<uint64_t>(arg);
+  f.src = 0;
+  f.fn = fn;
+  to_scheduler(false);
+}
+
+namespace {
+struct MmaArgs {
+  float* d;
+  const uint32_t* a;
+  const uint32_t* b;
+};
+struct LdmArgs {
+  uint32_t* r;
+  const void* row;
+};
+float tf32_value(uint32_t bits) { return __uint_as_float(bits & ~0x1fffu); }  // the unit ignores the low 13 bits
+}  // namespace
+
+void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  MmaArgs mine{d, a, b};
+  warp_call(0xffffffffu, [](void* const* lanes, unsigned) {
+    const auto* l = reinterpret_cast<MmaArgs* const*>(lanes);
+    // A (16 x 8): a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4) at lane 4 g + t;
+    // B (8 x 8): b0 (t, g), b1 (t + 4, g); C (16 x 8): c0, c1 (g, 2 t + {0, 1}), c2, c3 (g + 8, ...)
+    float A[16][8], B[8][8], C[16][8];
+    for (int lane = 0; lane < 32; ++lane) {
+      const int g = lane / 4, t = lane % 4;
+      A[g][t] = tf32_value(l[lane]->a[0]);
+      A[g + 8][t] = tf32_value(l[lane]->a[1]);
+      A[g][t + 4] = tf32_value(l[lane]->a[2]);
+      A[g + 8][t + 4] = tf32_value(l[lane]->a[3]);
+      B[t][g] = tf32_value(l[lane]->b[0]);
+      B[t + 4][g] = tf32_value(l[lane]->b[1]);
+      for (int q = 0; q < 4; ++q) C[g + (q / 2) * 8][2 * t + q % 2] = l[lane]->d[q];
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      const int g = lane / 4, t = lane % 4;
+      for (int q = 0; q < 4; ++q) {
+        const int m = g + (q / 2) * 8, n = 2 * t + q % 2;
+        float s = C[m][n];
+        for (int k = 0; k < 8; ++k) s += A[m][k] * B[k][n];
+        l[lane]->d[q] = s;
+      }
+    }
+  }, &mine);
+}
+
+void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+  if (reinterpret_cast<std::uintptr_t>(row) % 16 != 0) {
+    std::fprintf(stderr, "emu: ldmatrix row address %p is not 16-byte aligned\n", row);
+    std::abort();
+  }
+  LdmArgs mine{r, row};
+  warp_call(0xffffffffu, [](void* const* lanes, unsigned) {
+    const auto* l = reinterpret_cast<LdmArgs* const*>(lanes);
+    uint32_t out[32][4];
+    for (int lane = 0; lane < 32; ++lane)
+      for (int q = 0; q < 4; ++q) std::memcpy(&out[lane][q], static_cast<const char*>(l[8 * q + lane / 4]->row) + 4 * (lane % 4), 4);
+    for (int lane = 0; lane < 32; ++lane) std::memcpy(l[lane]->r, out[lane], sizeof out[lane]);
+  }, &mine);
 }
 
 void pipeline_copy(void* dst, const void* src, std::size_t size, std::size_t zfill) {
@@ -198,6 +268,16 @@ bool resolve_warps(unsigned n) {
         if (lane[k].op != lane[l].op || lane[k].mask != mask) warp_fault(w0 / 32, "lanes of one mask at different warp collectives (or with different masks)");
       }
       if (!ready) continue;
+      if (lane[l].op == kWarpCall) {
+        void* args[32] = {};
+        for (unsigned k = 0; k < lanes; ++k)
+          if (mask >> k & 1u) {
+            if (lane[k].fn != lane[l].fn) warp_fault(w0 / 32, "lanes of one mask at different warp-wide instructions");
+            args[k] = reinterpret_cast<void*>(lane[k].value);
+          }
+        if (mask != 0xffffffffu || lanes < 32) warp_fault(w0 / 32, "a warp-wide matrix instruction needs all 32 lanes");
+        lane[l].fn(args, mask);
+      }
       uint64_t ballot = 0, sum = 0;
       for (unsigned k = 0; k < lanes; ++k)
         if (mask >> k & 1u) {
@@ -215,6 +295,7 @@ bool resolve_warps(unsigned n) {
             if (f.src < 0 || unsigned(f.src) >= lanes || !(mask >> f.src & 1u)) warp_fault(w0 / 32, "a shuffle reading a lane outside the mask");
             f.result = lane[f.src].value;
             break;
+          case kWarpCall: f.result = 0; break;
           case kWarpMatchAny: {
             uint64_t m = 0;
             for (unsigned j = 0; j < lanes; ++j)

@@ -21,6 +21,7 @@
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 #define __restrict__ __restrict
+#define CALMOE_CUDA_EMU 1
 
 struct dim3 {
   unsigned x, y, z;
@@ -35,8 +36,20 @@ extern dim3 blockDim_, gridDim_;
 void syncthreads();
 // Warp collectives: the calling thread waits until every lane named in `mask` has reached a
 // collective of the same kind, then each gets its result (lanes are linear thread ids mod 32).
-enum WarpOp : int { kWarpSync, kWarpBallot, kWarpReduceAdd, kWarpShfl, kWarpMatchAny };
+enum WarpOp : int { kWarpSync, kWarpBallot, kWarpReduceAdd, kWarpShfl, kWarpMatchAny, kWarpCall };
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int src_lane);
+// A warp-wide instruction (mma.sync, ldmatrix): once every lane of `mask` has arrived (all with
+// the same fn), fn runs once with each lane's `arg` (nullptr outside the mask), while every lane
+// is paused there, so it may read all lanes' inputs and write all lanes' outputs.
+using WarpFn = void (*)(void* const* lane_args, unsigned mask);
+void warp_call(unsigned mask, WarpFn fn, void* arg);
+// sm_80 warp-level matrix instructions (native/cuda/mma_tf32.cuh uses them under CALMOE_CUDA_EMU)
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 d, a, b, d (the PTX fragment layouts; each
+// product added in k order, as the emulated wmma::mma_sync)
+void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16 of 32-bit words: lane l names row l % 8 of matrix l / 8
+// (16 bytes, 16-byte aligned); register q gets word l % 4 of row l / 4 of matrix q
+void ldmatrix_x4(uint32_t (&r)[4], const void* row);
 void* dynamic_shared();
 void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body);
 [[noreturn]] void trap();
