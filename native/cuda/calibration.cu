@@ -1,13 +1,17 @@
 // CUDA backend of the calibration histogram: one pass over the rows, a thread per row with the
 // shared per-row math, integer sums only (exact and order-independent), flushed to one global
 // histogram; inputs streamed in chunks. Rows of up to 16 classes are first staged through shared
-// memory a tile at a time with coalesced 16-byte loads (a thread reading its own 40-byte row would
-// touch a new cache line per column).
+// memory a tile at a time with coalesced 16-byte copies (a thread reading its own 40-byte row would
+// touch a new cache line per column), through a cp.async ring of kTileStages tiles, so the next
+// tiles stream in while one is evaluated (a block that loaded, then computed, kept too few bytes
+// in flight: 26% of the H200's bandwidth).
 // Where the rows go: with at most 32 cells (the usual ECE: one histogram of <= 32 bins), lane c of
 // each warp owns cell c in registers and a warp adds its 32 rows with one ballot and three
 // reductions per distinct cell present: no atomics in the loop. (Per-row shared atomics, which
 // serialise when many rows of a warp share a bin, ran at about a tenth of the H200's bandwidth.)
 // Otherwise: a shared-memory histogram per block (Classwise; <= 1024 cells) or global atomics.
+#include <cuda_pipeline.h>
+
 #include <algorithm>
 #include <climits>
 
@@ -22,7 +26,8 @@ using ull = unsigned long long;
 
 constexpr int kThreads = 256;
 constexpr int kMaxSharedCells = 1024;                 // groups x bins: 1024 x 4 words x 8 B = 32 KB
-constexpr int kMaxTileCols = 16;                      // staged tiles: kThreads rows x 16 floats = 16 KB
+constexpr int kMaxTileCols = 16;                      // staged tiles: kThreads rows x <= 16 floats (<= 16 KB)
+constexpr int kTileStages = 3;                        // tiles in the ring: one evaluated, two in flight
 constexpr int64_t kChunkElements = int64_t(1) << 26;  // 256 MB of float scores per chunk
 
 __device__ __forceinline__ void add_row_to_bin(ull* bins, int cell, float conf, bool positive) {
@@ -31,6 +36,10 @@ __device__ __forceinline__ void add_row_to_bin(ull* bins, int cell, float conf, 
   if (positive) atomicAdd(b + 1, 1ull);
   atomic_add_u128(b + 2, b + 3, to_fixed(conf, kConfFracBits));
 }
+
+// Floats of one staged tile of kThreads rows of `cols` scores: a multiple of 4, so every slot of the
+// ring starts on a 16-byte boundary.
+__host__ __device__ __forceinline__ int64_t tile_floats(int64_t cols) { return (int64_t(kThreads) * cols + 3) / 4 * 4; }
 
 struct ThreadTotals {
   ull rows = 0, correct = 0;
@@ -136,7 +145,7 @@ struct LaneCell {
 // kWarpCells: non-Classwise with <= 32 cells, lane c of each warp owns cell c (LaneCell); else
 // kShared: histogram in shared memory (cells <= kMaxSharedCells), else global atomics. kTiled:
 // TopLabel/Classwise rows of at most kMaxTileCols classes staged through shared memory (dynamic
-// shared memory after the histogram: kThreads * kMaxTileCols floats). Loops are warp-uniform
+// shared memory after the histogram: kTileStages tiles of tile_floats(cols)). Loops are warp-uniform
 // (a lane past the last row takes part with no row) so that warps stay converged.
 template <bool kWarpCells, bool kShared, bool kTiled>
 __global__ void __launch_bounds__(kThreads, 4) calib_kernel(KernelArgs a, int64_t row0, ull* g_state, ull* g_first_bad) {
@@ -158,24 +167,38 @@ __global__ void __launch_bounds__(kThreads, 4) calib_kernel(KernelArgs a, int64_
     else if (c.cell >= 0) add_row_to_bin(bins, c.cell, c.conf, c.positive);
   };
   if (kTiled) {
-    // tiles of blockDim.x rows, block-strided; every thread of the block runs every iteration
-    const int64_t C = a.cols;
-    for (int64_t base = int64_t(blockIdx.x) * blockDim.x; base < a.rows; base += int64_t(gridDim.x) * blockDim.x) {
-      const int64_t n = min(int64_t(blockDim.x), a.rows - base);
+    // tiles of blockDim.x rows, block-strided (tile `it` of this block: rows first + it * step ..);
+    // every thread of the block runs every iteration
+    const int64_t C = a.cols, stage = tile_floats(C);
+    const int64_t first = int64_t(blockIdx.x) * blockDim.x, step = int64_t(gridDim.x) * blockDim.x;
+    const int64_t tiles = first < a.rows ? (a.rows - first + step - 1) / step : 0;
+    auto issue = [&](int64_t it) {  // tile `it` into ring slot it % kTileStages
+      const int64_t base = first + it * step, floats = min(int64_t(blockDim.x), a.rows - base) * C;
       const float* src = a.scores + base * C;
-      const int64_t floats = n * C;
-      // 16-byte loads when the tile starts on a 16-byte boundary (the chunk buffer does; tiles of
+      float* dst = tile + (it % kTileStages) * stage;
+      // 16-byte copies when the tile starts on a 16-byte boundary (the chunk buffer does; tiles of
       // blockDim.x rows keep it), then the tail
-      const bool aligned = (reinterpret_cast<uintptr_t>(src) & 15u) == 0;
-      const int64_t vec = aligned ? floats / 4 : 0;
-      for (int64_t k = threadIdx.x; k < vec; k += blockDim.x) reinterpret_cast<float4*>(tile)[k] = reinterpret_cast<const float4*>(src)[k];
-      for (int64_t k = vec * 4 + threadIdx.x; k < floats; k += blockDim.x) tile[k] = src[k];
-      __syncthreads();
-      CellAdd c;
-      if (threadIdx.x < n) c = take_row(a, base + threadIdx.x, tile + threadIdx.x * C, row0, bins, g_first_bad, t);
-      add(c);
-      __syncthreads();
+      const int64_t vec = (reinterpret_cast<uintptr_t>(src) & 15u) == 0 ? floats / 4 : 0;
+      for (int64_t k = threadIdx.x; k < vec; k += blockDim.x) __pipeline_memcpy_async(dst + 4 * k, src + 4 * k, 16);
+      for (int64_t k = vec * 4 + threadIdx.x; k < floats; k += blockDim.x) __pipeline_memcpy_async(dst + k, src + k, 4);
+    };
+    // kTileStages - 1 tiles in flight before the first is evaluated; one batch committed per tile
+    // (empty past the end) so that wait_prior counts tiles
+    for (int s = 0; s < kTileStages - 1; ++s) {
+      if (s < tiles) issue(s);
+      __pipeline_commit();
     }
+    for (int64_t it = 0; it < tiles; ++it) {
+      __pipeline_wait_prior(kTileStages - 2);  // this thread's copies of tile `it` have landed
+      __syncthreads();                         // everyone's have; the slot of tile it - 1 is free
+      if (it + kTileStages - 1 < tiles) issue(it + kTileStages - 1);
+      __pipeline_commit();
+      const int64_t base = first + it * step, n = min(int64_t(blockDim.x), a.rows - base);
+      CellAdd c;
+      if (threadIdx.x < n) c = take_row(a, base + threadIdx.x, tile + (it % kTileStages) * stage + threadIdx.x * C, row0, bins, g_first_bad, t);
+      add(c);
+    }
+    __pipeline_wait_prior(0);
   } else {
     const int64_t stride = int64_t(gridDim.x) * blockDim.x;
     const bool matrix = a.kind == CalibKind::TopLabel || a.kind == CalibKind::Classwise;
@@ -211,6 +234,7 @@ __global__ void __launch_bounds__(kThreads, 4) calib_kernel(KernelArgs a, int64_
 }
 
 // One pass of the kernel over rows already on the device (args hold device pointers).
+// (tile_floats, the ring's slot size, is defined above the kernel.)
 struct Launch {
   bool warp_cells = false, shared = false, tiled = false;
   std::size_t shmem = 0;
@@ -221,12 +245,18 @@ struct Launch {
     shared = cells <= kMaxSharedCells;
     warp_cells = shared && cells <= 32 && a.kind != CalibKind::Classwise;
     tiled = (a.kind == CalibKind::TopLabel || a.kind == CalibKind::Classwise) && a.cols <= kMaxTileCols;
-    shmem = (shared ? std::size_t(cells) * kBinWords * sizeof(ull) : 0) + (tiled ? std::size_t(kThreads) * kMaxTileCols * sizeof(float) : 0);
+    shmem = (shared ? std::size_t(cells) * kBinWords * sizeof(ull) : 0) + (tiled ? std::size_t(kTileStages * tile_floats(a.cols)) * sizeof(float) : 0);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
-    if (shmem > 48 * 1024) {  // only the shared histogram can be this large (never with warp cells)
-      check(cudaFuncSetAttribute(calib_kernel<false, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shmem)), "cudaFuncSetAttribute");
-      check(cudaFuncSetAttribute(calib_kernel<false, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shmem)), "cudaFuncSetAttribute");
+    if (shmem > 48 * 1024) {  // a large shared histogram, or a ring of wide tiles (<= 48 KB) after a histogram
+      if (warp_cells && tiled) set_shmem(calib_kernel<true, true, true>);
+      else if (shared && tiled) set_shmem(calib_kernel<false, true, true>);
+      else if (shared) set_shmem(calib_kernel<false, true, false>);
+      else if (tiled) set_shmem(calib_kernel<false, false, true>);
     }
+  }
+  template <class Kernel>
+  void set_shmem(Kernel k) const {
+    check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shmem)), "cudaFuncSetAttribute");
   }
   void run(const KernelArgs& d, int64_t row0, ull* state, ull* first_bad) const {
     const int blocks = int(std::max<int64_t>(1, std::min<int64_t>((d.rows + kThreads - 1) / kThreads, int64_t(sms) * 8)));
