@@ -149,15 +149,20 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
         engine->sync_to_host(params);
         return history;
       }
-      moe::Batch b;
-      b.x = train.x;
-      b.y = train.y;
-      b.rows = order.data() + bi * B;
-      b.size = std::min(B, N - bi * B);
+      // this batch and, within the epoch, the next (an engine may stage it while this step runs)
+      auto batch_at = [&](int64_t i) {
+        moe::Batch b;
+        b.x = train.x;
+        b.y = train.y;
+        b.rows = order.data() + i * B;
+        b.size = std::min(B, N - i * B);
+        return b;
+      };
+      const moe::Batch b = batch_at(bi), following = bi + 1 < batches ? batch_at(bi + 1) : moe::Batch{};
       const std::string where = "step " + std::to_string(step + 1) + " (epoch " + std::to_string(epoch + 1) + ", batch " + std::to_string(bi + 1) + ")";
       StepStats st;
       try {
-        st = engine->forward_backward(b, fit.objective, robust);
+        st = engine->forward_backward(b, fit.objective, robust, bi + 1 < batches ? &following : nullptr);
       } catch (const Error& e) {
         engine->sync_to_host(params);
         throw Error(e.kind(), std::string("training diverged at ") + where + ": " + e.what() +

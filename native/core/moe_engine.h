@@ -28,8 +28,10 @@ class Engine {
     (void)rows;
   }
   // Forward and backward of one batch into the engine's gradient; stats of the batch.
-  // Throws RangeError if a per-example loss is not finite.
-  virtual StepStats forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active) = 0;
+  // Throws RangeError if a per-example loss is not finite. `next`: the batch of the following
+  // call when the caller knows it; a device engine may copy its rows in while this step runs
+  // (its arrays are read during this call; the following call still checks that it got that batch).
+  virtual StepStats forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active, const Batch* next = nullptr) = 0;
   // The gradient of the last forward_backward (host memory, parameter layout).
   virtual const float* gradient() = 0;
   // Clips, then updates the parameters; returns the pre-clip global gradient norm. Leaves the

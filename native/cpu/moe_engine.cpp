@@ -90,7 +90,7 @@ class CpuEngine final : public moe::Engine {
     grad_.assign(std::size_t(layout_.total), 0.0f);
   }
 
-  StepStats forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active) override;
+  StepStats forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active, const Batch* next = nullptr) override;
   const float* gradient() override { return grad_.data(); }
   double update(const OptimizerConfig& opt, double lr) override;
   void predict(const float* x, int64_t rows, const PredictOutputs& out) override;
@@ -310,7 +310,7 @@ moe_rows::Ctx CpuEngine::row_ctx(Pass& f, bool training) {
   return c;
 }
 
-StepStats CpuEngine::forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active) {
+StepStats CpuEngine::forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active, const Batch* /*next: the rows are read in place*/) {
   const int64_t n = b.size, K = c_.experts, C = c_.classes, d = c_.input_dim;
   if (n < 1 || n > max_batch_) throw_range("batch: expected 1.." + std::to_string(max_batch_) + " rows, got " + std::to_string(n));
   Pass& f = train_;

@@ -7,7 +7,10 @@
 // allocates nothing.
 //
 // A training step, all on one stream:
-//   host: gather the batch's rows of x and its labels into pinned staging; copy in.
+//   input: with the dataset on the device (attach_dataset, when it fits), the batch's row indices
+//     go in and its rows are gathered there; otherwise the rows and labels were gathered on the
+//     host into pinned staging and copied in on a copy stream (cuda/batch_stager.cuh) while the
+//     previous step ran, when that step was told this batch was next (else now).
 //   router: one GEMM per layer (bias + activation epilogue, pre-activations saved).
 //   route: one thread per row: moe::softmax, moe::select_experts (cuda/moe_rows.cu).
 //   dispatch: per-expert counts, exclusive scan, stable fill (entries of an expert in ascending
@@ -18,6 +21,7 @@
 //   expert softmax (each expert's temperature), the mixture (ascending expert order), losses.
 //   host: the B losses (and what robust-filtered needs) come back; moe::objective_coefficients
 //     (the CPU's code) gives the B coefficients, which go back (one synchronisation per step).
+//   (then the next batch, if known, is gathered on the host and copied in while the kernels run)
 //   backward: per-row expert- and router-logit gradients (+ the balance term), then per layer the
 //     grouped GEMM for dW (a reduction over each expert's rows, in row order), the fixed-order
 //     column sums for the bias gradients, and the grouped GEMM for the delta through the
@@ -25,6 +29,9 @@
 //   update: global gradient norm (fixed-order tree in double), clipping factor, element-wise
 //     opt::update into a scratch copy; the copy is committed only when the norm and every new
 //     parameter are finite (the CPU engine's contract); one synchronisation returns the norm.
+//
+// Prediction: chunks of rows, each copied to pinned staging and on to the device while the chunk
+// before it runs; each chunk's outputs come back before the next is queued.
 //
 // Determinism: no float atomics; every reduction has a fixed order (GEMM: one thread's fma chain
 // per output in the CPU GEMM's order; column sums and balance statistics: one thread's loop over
@@ -43,6 +50,7 @@
 #include "core/objective.h"
 #include "core/optimizer.h"
 #include "cpu/thread_pool.h"
+#include "cuda/batch_stager.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/moe_rows.cuh"
 #include "cuda/runtime.cuh"
@@ -52,29 +60,6 @@ namespace {
 
 using moe::Batch;
 using moe_rows::Ctx;
-
-// Page-locked host memory (staging of batches and of the per-step scalars).
-template <class T>
-class Pinned {
- public:
-  Pinned() = default;
-  ~Pinned() { if (p_) cudaFreeHost(p_); }
-  Pinned(const Pinned&) = delete;
-  Pinned& operator=(const Pinned&) = delete;
-  void resize(std::size_t n) {
-    if (n <= n_) return;
-    if (p_) cudaFreeHost(p_);
-    p_ = nullptr;
-    n_ = 0;
-    check(cudaMallocHost(&p_, n * sizeof(T)), "cudaMallocHost");
-    n_ = n;
-  }
-  T* get() const { return p_; }
-
- private:
-  T* p_ = nullptr;
-  std::size_t n_ = 0;
-};
 
 // One MLP (router or expert): layer l maps dims[l] -> dims[l + 1] (as the CPU engine's Mlp).
 struct Mlp {
@@ -210,7 +195,7 @@ class CudaEngine final : public moe::Engine {
   CudaEngine& operator=(const CudaEngine&) = delete;
 
   void attach_dataset(const float* x, const int32_t* y, int64_t rows) override;
-  StepStats forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active) override;
+  StepStats forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active, const Batch* next = nullptr) override;
   const float* gradient() override;
   double update(const OptimizerConfig& opt, double lr) override;
   void predict(const float* x, int64_t rows, const PredictOutputs& out) override;
@@ -247,6 +232,10 @@ class CudaEngine final : public moe::Engine {
     return l == L - 1 ? dg_.get() : ((L - 2 - l) % 2 == 0 ? dh_a_.get() : dh_b_.get());
   }
   void size_pass(Pass& f, int64_t rows, int64_t a, bool training);
+  // Training batches over a dataset not on the device: the batch's rows gathered on the host into
+  // the stager (staged_ records which batch, so a prefetched one is used only when it is b).
+  void stage_batch(const Batch& b);
+  bool is_staged(const Batch& b) const;
   void forward(Pass& f, int64_t n, bool training);
   Ctx row_ctx(Pass& f, int64_t n, bool training);
   int64_t expert_rows_tiles(int64_t entries, int64_t N) const {  // bound on the tiles of a set whose M is each expert's count
@@ -302,9 +291,14 @@ class CudaEngine final : public moe::Engine {
   const int32_t* data_host_y_ = nullptr;
   DeviceBuffer<float> data_x_;
   DeviceBuffer<int32_t> data_y_, batch_rows_;
-  // host staging
-  Pinned<float> h_x_, h_loss_, h_regret_, h_dis_, h_coef_;
-  Pinned<int32_t> h_y_, h_rows_, h_correct_, h_bad_;
+  // input staging (batches of a dataset not on the device; prediction chunks)
+  BatchStager train_stager_, predict_stager_;
+  const float* staged_x_ = nullptr;
+  const int32_t* staged_y_ = nullptr;
+  std::vector<int32_t> staged_rows_;
+  // host staging of the per-step values
+  Pinned<float> h_loss_, h_regret_, h_dis_, h_coef_;
+  Pinned<int32_t> h_rows_, h_correct_, h_bad_;
   Pinned<double> h_frac_, h_mean_r_, h_norm_;
 };
 
@@ -369,7 +363,6 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   scale_.resize(1);
   bad_.resize(1);
 
-  h_y_.resize(std::size_t(B));
   h_rows_.resize(std::size_t(B));
   batch_rows_.resize(std::size_t(B));
   h_loss_.resize(std::size_t(B));
@@ -574,7 +567,29 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   moe_rows::combine(rc, stream_);
 }
 
-StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active) {
+void CudaEngine::stage_batch(const Batch& b) {
+  const int64_t n = b.size, d = c_.input_dim;
+  train_stager_.reserve(max_batch_, d, true);  // once, on first use
+  train_stager_.stage(n, [&](float* hx, int32_t* hy) {
+    const int64_t chunk = 256, chunks = (n + chunk - 1) / chunk;
+    cpu::parallel_for(chunks, [&](int64_t t, int) {
+      for (int64_t i = t * chunk, e = std::min(n, (t + 1) * chunk); i < e; ++i) {
+        std::memcpy(hx + i * d, b.x + int64_t(b.rows[i]) * d, std::size_t(d) * sizeof(float));
+        hy[i] = b.y[b.rows[i]];
+      }
+    });
+  });
+  staged_x_ = b.x;
+  staged_y_ = b.y;
+  staged_rows_.assign(b.rows, b.rows + n);
+}
+
+bool CudaEngine::is_staged(const Batch& b) const {
+  return train_stager_.pending() && staged_x_ == b.x && staged_y_ == b.y && int64_t(staged_rows_.size()) == b.size &&
+         std::memcmp(staged_rows_.data(), b.rows, std::size_t(b.size) * sizeof(int32_t)) == 0;
+}
+
+StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& obj, bool robust_active, const Batch* next) {
   const int64_t n = b.size, K = c_.experts, d = c_.input_dim;
   if (n < 1 || n > max_batch_) throw_range("batch: expected 1.." + std::to_string(max_batch_) + " rows, got " + std::to_string(n));
   use_default_device();
@@ -587,28 +602,26 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   const bool filtered = robust_active && obj.kind == ObjectiveKind::RobustFiltered;
   const bool balanced = obj.balance_alpha > 0;
 
-  if (b.x == data_host_x_ && b.y == data_host_y_ && data_host_x_) {
+  const auto on_device = [&](const Batch& q) { return q.x == data_host_x_ && q.y == data_host_y_ && data_host_x_; };
+  if (next && (next->size < 1 || next->size > max_batch_)) next = nullptr;  // checked when it comes
+  if (on_device(b)) {
     // the dataset is on the device: the row indices go in, the rows are gathered there
     std::memcpy(h_rows_.get(), b.rows, std::size_t(n) * sizeof(int32_t));
     h2d(batch_rows_.get(), h_rows_.get(), std::size_t(n) * sizeof(int32_t));
     moe_rows::gather_rows(data_x_.get(), batch_rows_.get(), n, d, f.x.get(), stream_);
     moe_rows::gather_rows(data_y_.get(), batch_rows_.get(), n, 1, labels_.get(), stream_);
   } else {
-    // the batch's rows of x and labels, gathered on the host into pinned staging, then copied in
-    h_x_.resize(std::size_t(max_batch_ * d));  // once, on first use
-    float* hx = h_x_.get();
-    int32_t* hy = h_y_.get();
-    const int64_t chunk = 256, chunks = (n + chunk - 1) / chunk;
-    cpu::parallel_for(chunks, [&](int64_t t, int) {
-      for (int64_t i = t * chunk, e = std::min(n, (t + 1) * chunk); i < e; ++i) {
-        std::memcpy(hx + i * d, b.x + int64_t(b.rows[i]) * d, std::size_t(d) * sizeof(float));
-        hy[i] = b.y[b.rows[i]];
-      }
-    });
-    h2d(f.x.get(), hx, std::size_t(n * d) * sizeof(float));
-    h2d(labels_.get(), hy, std::size_t(n) * sizeof(int32_t));
+    // the batch's rows of x and labels, gathered on the host into pinned staging and copied in
+    // (by the previous step when it was told this batch was next)
+    if (!is_staged(b)) {
+      train_stager_.discard();  // a prefetch that was not this batch
+      stage_batch(b);
+    }
+    train_stager_.take(f.x.get(), labels_.get(), stream_);
   }
   forward(f, n, true);
+  // the next batch's rows, gathered and copied in while this step's kernels run
+  if (next && !on_device(*next)) stage_batch(*next);
   const int64_t E = n * f.a;
 
   Ctx rc = row_ctx(f, n, true);
@@ -809,10 +822,25 @@ void CudaEngine::predict(const float* x, int64_t rows, const PredictOutputs& out
   auto d2h = [&](void* dst, const void* src, std::size_t bytes) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   };
+  // chunk i + 1 is copied into pinned staging and on to the device while chunk i runs
+  predict_stager_.reserve(chunk, d, false);
+  auto stage = [&](int64_t r0) {
+    const int64_t n = std::min(chunk, rows - r0);
+    predict_stager_.stage(n, [&](float* hx, int32_t*) {
+      const int64_t part = 256, parts = (n + part - 1) / part;
+      cpu::parallel_for(parts, [&](int64_t t, int) {
+        const int64_t i = t * part, e = std::min(n, i + part);
+        std::memcpy(hx + i * d, x + (r0 + i) * d, std::size_t((e - i) * d) * sizeof(float));
+      });
+    });
+  };
+  predict_stager_.discard();  // an earlier call may have thrown with a chunk staged
+  stage(0);
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
-    h2d(f.x.get(), x + r0 * d, std::size_t(n * d) * sizeof(float));
+    predict_stager_.take(f.x.get(), nullptr, stream_);
     forward(f, n, false);
+    if (r0 + chunk < rows) stage(r0 + chunk);
     d2h(out.probs + r0 * C, f.p.get(), std::size_t(n * C) * sizeof(float));
     if (out.routing) d2h(out.routing + r0 * K, f.r.get(), std::size_t(n * K) * sizeof(float));
     if (out.selected) d2h(out.selected + r0 * a, f.sel.get(), std::size_t(n * a) * sizeof(int32_t));

@@ -1,4 +1,4 @@
-// CUDA helpers for the backend: error checks that throw calmoe::Error, an owning device buffer,
+// CUDA helpers for the backend: error checks that throw calmoe::Error, owning device and pinned buffers,
 // and 128-bit integer atomics (integer atomics are associative, so results stay deterministic).
 #pragma once
 #include <cuda_runtime.h>
@@ -24,31 +24,48 @@ void use_default_device();
 // stream, after one warm-up run; prepare() (may be empty) runs before each, outside the timing.
 double best_event_seconds(int repeat, const std::function<void()>& launch, const std::function<void()>& prepare = {});
 
-template <class T>
-class DeviceBuffer {
+// An owning allocation of up to n T: device memory, or page-locked host memory (kPinned: staging
+// that copies can read or write asynchronously). resize grows only (the old contents are lost).
+template <class T, bool kPinned>
+class CudaAllocation {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(std::size_t n) { resize(n); }
-  ~DeviceBuffer() { if (ptr_) cudaFree(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  CudaAllocation() = default;
+  explicit CudaAllocation(std::size_t n) { resize(n); }
+  ~CudaAllocation() { release(); }
+  CudaAllocation(const CudaAllocation&) = delete;
+  CudaAllocation& operator=(const CudaAllocation&) = delete;
   void resize(std::size_t n) {
     if (n <= n_) return;
-    if (ptr_) cudaFree(ptr_);
-    ptr_ = nullptr;
-    n_ = 0;
-    check(cudaMalloc(&ptr_, n * sizeof(T)), "cudaMalloc");
+    release();
+    void* p = nullptr;
+    check(kPinned ? cudaMallocHost(&p, n * sizeof(T)) : cudaMalloc(&p, n * sizeof(T)), kPinned ? "cudaMallocHost" : "cudaMalloc");
+    ptr_ = static_cast<T*>(p);
     n_ = n;
   }
   T* get() const { return ptr_; }
   std::size_t size() const { return n_; }
-  void upload(const T* host, std::size_t n) { check(cudaMemcpy(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy H2D"); }
-  void download(T* host, std::size_t n) const { check(cudaMemcpy(host, ptr_, n * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy D2H"); }
-  void zero(std::size_t n) { check(cudaMemset(ptr_, 0, n * sizeof(T)), "cudaMemset"); }
 
  private:
+  void release() {
+    if (ptr_) kPinned ? cudaFreeHost(ptr_) : cudaFree(ptr_);
+    ptr_ = nullptr;
+    n_ = 0;
+  }
   T* ptr_ = nullptr;
   std::size_t n_ = 0;
+};
+
+template <class T>
+using Pinned = CudaAllocation<T, true>;
+
+template <class T>
+class DeviceBuffer : public CudaAllocation<T, false> {
+ public:
+  using CudaAllocation<T, false>::CudaAllocation;
+  using CudaAllocation<T, false>::get;
+  void upload(const T* host, std::size_t n) { check(cudaMemcpy(get(), host, n * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy H2D"); }
+  void download(T* host, std::size_t n) const { check(cudaMemcpy(host, get(), n * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy D2H"); }
+  void zero(std::size_t n) { check(cudaMemset(get(), 0, n * sizeof(T)), "cudaMemset"); }
 };
 
 #if defined(__CUDACC__)

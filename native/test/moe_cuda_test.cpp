@@ -518,16 +518,25 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
   }
 }
 
+// A small top-2 model and two datasets of 300 rows (+ 7 not in the batch) for the staging tests.
+struct StagingCase {
+  MoEConfig c = cfg(11, 5, 4, Routing::TopK, 2, {9}, {});
+  ParamLayout lay = moe_layout(c);
+  std::vector<float> params;
+  Data d, other;
+  explicit StagingCase(uint64_t seed) : params(std::size_t(lay.total)) {
+    moe_init_params(c, params.data(), seed, InitKind::Normal, 0.5f);
+    t::Rng rng(seed + 1);
+    d = make_data(rng, c, 300);
+    other = make_data(rng, c, 300);
+  }
+};
+
 // A dataset attached to the engine (copied to the device; a step then gathers its rows there)
 // gives the bits of host staging; batches over other arrays still go through staging.
 TEST(attached_dataset_same_bits_as_staging) {
-  const MoEConfig c = cfg(11, 5, 4, Routing::TopK, 2, {9}, {});
-  const ParamLayout lay = moe_layout(c);
-  std::vector<float> params(std::size_t(lay.total));
-  moe_init_params(c, params.data(), 77, InitKind::Normal, 0.5f);
-  t::Rng rng(78);
-  Data d = make_data(rng, c, 300);
-  Data other = make_data(rng, c, 300);
+  StagingCase sc(77);
+  auto& [c, lay, params, d, other] = sc;
   auto staged = moe::make_engine(Device::Cuda, c, params.data(), nullptr, 300);
   auto attached = moe::make_engine(Device::Cuda, c, params.data(), nullptr, 300);
   attached->attach_dataset(d.x.data(), d.y.data(), int64_t(d.y.size()));
@@ -539,6 +548,36 @@ TEST(attached_dataset_same_bits_as_staging) {
     const StepStats s2 = attached->forward_backward(b, o, true);
     CHECK(s1.objective == s2.objective && s1.accuracy == s2.accuracy);
     CHECK(std::memcmp(g1.data(), attached->gradient(), g1.size() * sizeof(float)) == 0);
+  }
+}
+
+// Batches staged ahead (forward_backward's `next`, over a dataset not on the device) give the
+// bits of batches staged in their own step: a prefetched batch is used when it comes, and dropped
+// when another comes instead (other arrays, other rows, or its rows array changed since).
+TEST(prefetched_batches_same_bits) {
+  StagingCase sc(81);
+  auto& [c, lay, params, d, other] = sc;
+  std::vector<int32_t> r0(d.rows.begin(), d.rows.begin() + 150), r1(d.rows.begin() + 150, d.rows.end()), r2(d.rows.rbegin(), d.rows.rbegin() + 100);
+  const moe::Batch b0{d.x.data(), d.y.data(), r0.data(), 150}, b1{d.x.data(), d.y.data(), r1.data(), 150}, b2{d.x.data(), d.y.data(), r2.data(), 100},
+      bo{other.x.data(), other.y.data(), other.rows.data(), 300};
+  auto plain = moe::make_engine(Device::Cuda, c, params.data(), nullptr, 300);
+  auto ahead = moe::make_engine(Device::Cuda, c, params.data(), nullptr, 300);
+  const ObjectiveConfig o = obj(ObjectiveKind::Robust, TiltGradient::Through, 1.0);
+  struct Step {
+    const moe::Batch* b;
+    const moe::Batch* next;
+    bool change_rows_after;  // rewrite r2 after the step (r2 staged as next: must not be used)
+  };
+  const Step steps[] = {{&b0, &b1, false}, {&b1, &b2, false}, {&bo, &b0, false}, {&b0, &b2, true}, {&b2, &b0, false}, {&b0, nullptr, false}};
+  int i = 0;
+  for (const Step& st : steps) {
+    const StepStats s2 = ahead->forward_backward(*st.b, o, true, st.next);
+    const std::vector<float> g2(ahead->gradient(), ahead->gradient() + lay.total);
+    if (st.change_rows_after) std::reverse(r2.begin(), r2.end());
+    const StepStats s1 = plain->forward_backward(*st.b, o, true);
+    const std::string tag = "step " + std::to_string(i++);
+    if (!(s1.objective == s2.objective && s1.accuracy == s2.accuracy)) t::fail(__FILE__, __LINE__, tag + ": stats differ");
+    if (std::memcmp(g2.data(), plain->gradient(), g2.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, tag + ": gradients differ");
   }
 }
 
