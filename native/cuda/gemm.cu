@@ -937,9 +937,78 @@ GemmTf32Kernel gemm_tf32_kernel() { return tf32_kernel(); }
 
 const char* gemm_math_name(GemmMath m) { return m == GemmMath::Tf32 ? "tf32" : m == GemmMath::Bf16 ? "bf16" : "fp32"; }
 
-void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream) {
+namespace {
+constexpr int64_t kMaxSplitFloats = int64_t(1) << 25;
+
+// descs[b]: the partial product of summation block b of d (k in [b kGemmKC, (b + 1) kGemmKC)) into
+// partial + b M N, alpha 1, no epilogue; tile_start: `tiles` per block. One block of threads.
+__global__ void split_plan_kernel(const GemmDesc d, int64_t blocks, int64_t tiles, float* partial, GemmDesc* descs, int64_t* tile_start) {
+  for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) {
+    const int64_t k0 = b * kGemmKC;
+    GemmDesc p;
+    p.M = d.M;
+    p.N = d.N;
+    p.K = min(kGemmKC, d.K - k0);
+    p.a = d.a;  // A(i, k): the storage rows run along k when transposed
+    if (!d.a.trans) p.a.p += k0;
+    else if (d.a.rows) p.a.rows += k0;
+    else p.a.p += k0 * d.a.ld;
+    p.b = d.b;  // B(k, j): the storage rows run along k unless transposed
+    if (d.b.trans) p.b.p += k0;
+    else if (d.b.rows) p.b.rows += k0;
+    else p.b.p += k0 * d.b.ld;
+    p.c = partial + b * d.M * d.N;
+    p.ldc = d.N;
+    descs[b] = p;
+    tile_start[b] = b * tiles;
+  }
+  if (threadIdx.x == 0) tile_start[blocks] = blocks * tiles;
+}
+
+// The fold of the blocks' partial products in block order, then the epilogue (as the Fp32 kernel's
+// fold and store_value).
+__global__ void split_fold_kernel(const GemmDesc d, int64_t blocks, const float* __restrict__ partial) {
+  const int64_t MN = d.M * d.N;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < MN; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = e / d.N, j = e % d.N;
+    float v = first_value(d, i, j, partial[e]);
+    for (int64_t b = 1; b < blocks; ++b) v = __fmaf_rn(d.alpha, partial[b * MN + e], v);
+    store_value(d, i, j, v);
+  }
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 1;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 1;
+    return v;
+  }();
+  return n;
+}
+}  // namespace
+
+int64_t gemm_k_splits(int64_t M, int64_t N, int64_t K, GemmMath math) {
+  const int64_t tiles = gemm_tiles(M, N, math), blocks = (K + kGemmKC - 1) / kGemmKC;
+  if (tiles == 0 || blocks < 2 || 2 * tiles > sm_count() || blocks * M * N > kMaxSplitFloats) return 1;
+  return blocks;
+}
+
+void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspace* ws) {
   const int64_t tiles = gemm_tiles(d.M, d.N, math);
   if (tiles == 0) return;
+  const int64_t splits = ws && d.alpha != 0.0f ? gemm_k_splits(d.M, d.N, d.K, math) : 1;
+  if (splits > 1) {
+    ws->partial.resize(std::size_t(splits * d.M * d.N));
+    ws->descs.resize(std::size_t(splits));
+    ws->tile_start.resize(std::size_t(splits + 1));
+    split_plan_kernel<<<1, 256, 0, stream>>>(d, splits, tiles, ws->partial.get(), ws->descs.get(), ws->tile_start.get());
+    check(cudaGetLastError(), "gemm split launch");
+    gemm_grouped(ws->descs.get(), ws->tile_start.get(), int(splits), splits * tiles, math, stream, gemm_form_of(d));
+    const int64_t MN = d.M * d.N;
+    split_fold_kernel<<<unsigned(std::min<int64_t>((MN + 255) / 256, 4096)), 256, 0, stream>>>(d, splits, ws->partial.get());
+    check(cudaGetLastError(), "gemm split launch");
+    return;
+  }
   const unsigned grid = grid_of(tiles, "gemm");
   switch (math) {
     case GemmMath::Tf32:

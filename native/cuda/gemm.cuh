@@ -27,6 +27,7 @@
 
 #include "calmoe/moe.h"
 #include "core/hd.h"
+#include "cuda/runtime.cuh"
 
 namespace calmoe::cuda {
 
@@ -91,9 +92,27 @@ GemmMath gemm_math_of(MatmulPrecision p);
 bool gemm_tensor_cores();                // the current device runs Tf32 and Bf16
 const char* gemm_math_name(GemmMath m);  // "fp32", "tf32", "bf16"
 
-// One GEMM described on the host (its pointers are device pointers): one launch on `stream`.
+// Split-K, for GEMMs too small in M x N to fill the card but long in K (the router's dW: 1024 x 16
+// over a batch of 16384 rows is 8 tiles): one partial product per summation block of kGemmKC k
+// (one grouped launch over the blocks), then a fold in block order with the epilogue,
+// v = alpha acc_0 (+ beta C), v = fma(alpha, acc_b, v): the summation order of the unsplit Fp32
+// kernel, so Fp32 keeps its bits (and the CPU's); Tf32 and Bf16 stay deterministic run to run (their
+// unsplit kernels keep one accumulator over all k, so their bits differ from the split ones). The
+// caller owns the workspace, one per stream (it grows on demand).
+struct GemmWorkspace {
+  DeviceBuffer<float> partial;  // blocks x M x N
+  DeviceBuffer<GemmDesc> descs;
+  DeviceBuffer<int64_t> tile_start;
+};
+// The summation blocks gemm_one splits an M x N x K GEMM into when given a workspace (1: none):
+// every block of K when the unsplit GEMM would keep fewer than half the SMs busy and K spans at
+// least two blocks (and the partials fit in 32 M floats).
+int64_t gemm_k_splits(int64_t M, int64_t N, int64_t K, GemmMath math);
+
+// One GEMM described on the host (its pointers are device pointers): one launch on `stream`, or
+// with a workspace and gemm_k_splits > 1, three (plan, partial products, fold).
 // math must be Fp32 unless gemm_tensor_cores() (a tensor-core launch elsewhere traps).
-void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream);
+void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspace* ws = nullptr);
 
 // tile_start[0..count] = exclusive prefix of gemm_tiles(M, N, math) over d_desc (all on the
 // device): one tiny kernel, so descriptors written by an earlier kernel need no host round trip.

@@ -270,6 +270,7 @@ class CudaEngine final : public moe::Engine {
   GemmMath math_ = GemmMath::Fp32;
 
   DeviceBuffer<float> params_, grad_, m_, v_, next_, inv_temp_;
+  GemmWorkspace gemm_ws_;  // split-K of the single GEMMs (the router's; gemm.cuh)
   bool have_m_ = false, have_v_ = false;
   int64_t steps_ = 0;
   std::vector<float> grad_host_;
@@ -547,7 +548,7 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
         g.ldpre = out;
         in = GemmOperand{g.c, out, nullptr, 0};
       }
-      gemm_one(g, math_, stream_);
+      gemm_one(g, math_, stream_, &gemm_ws_);
     }
   }
   const Ctx rc = row_ctx(f, n, training);
@@ -705,7 +706,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
       g.b = GemmOperand{delta, out, nullptr, 0};
       g.c = grt + router_.weight_offset(l);
       g.ldc = out;
-      gemm_one(g, math_, stream_);
+      gemm_one(g, math_, stream_, &gemm_ws_);
       moe_rows::column_sums(delta, out, out, nullptr, n, 1, grt + router_.bias_offset(l), 0, stream_);
       if (l == 0) break;
       GemmDesc h;
@@ -719,7 +720,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
       h.dact = act;
       h.dact_pre = f.rpre.get() + f.rhid[l - 1];
       h.ld_dact = in;
-      gemm_one(h, math_, stream_);
+      gemm_one(h, math_, stream_, &gemm_ws_);
     }
   }
 

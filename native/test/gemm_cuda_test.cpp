@@ -452,6 +452,48 @@ TEST(precision_maps_to_math) {
   CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
 }
 
+// Split-K (a workspace given, M x N too small to fill the card, K over two summation blocks): Fp32
+// keeps the documented bits; the tensor-core modes stay within their tolerance and run to run
+// identical. Every operand form (the partial products shift A and B along k), epilogues, beta.
+TEST(split_k_keeps_fp32_bits) {
+  t::Rng rng(5);
+  const int64_t sizes[][3] = {{37, 5, 1300}, {1, 1, 513}, {64, 16, 900}, {100, 3, 777}};
+  cuda::GemmWorkspace ws;
+  int rot = 0;
+  for (const MathRun& run : maths()) {
+    const GemmMath math = select(run);
+    for (const auto& s : sizes) {
+      CHECK(cuda::gemm_k_splits(s[0], s[1], s[2], math) == (s[2] + cuda::kGemmKC - 1) / cuda::kGemmKC);
+      for (int form = 0; form < 16; ++form) {
+        Case c = form_case(s, form);
+        ++rot;
+        c.alpha = rot % 4 == 0 ? -0.5f : 1.0f;
+        c.beta = rot % 3 == 0 ? 0.25f : 0.0f;
+        c.bias = rot % 2 == 0;
+        c.act = rot % 5 == 0 ? GemmAct::Gelu : GemmAct::None;
+        c.pre = c.act != GemmAct::None;
+        c.pad = rot % 3;
+        std::vector<void*> owned;
+        Prepared p = prepare(c, rng, owned);
+        std::vector<float> first;
+        for (int rep = 0; rep < 2; ++rep) {
+          cuda::check(cudaMemcpy(p.d_c, p.c0.data(), p.c0.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+          cuda::gemm_one(p.d, math, nullptr, &ws);
+          cuda::check(cudaDeviceSynchronize(), "gemm");
+          verify(p, math, "split-k");
+          std::vector<float> got(p.c0.size());
+          cuda::check(cudaMemcpy(got.data(), p.d_c, got.size() * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
+          if (rep == 0) first = got;
+          else if (std::memcmp(got.data(), first.data(), got.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, "split-k: two runs differ: " + describe(c));
+        }
+        free_all(owned);
+      }
+    }
+  }
+  CHECK(cuda::gemm_k_splits(4096, 4096, 8192, GemmMath::Fp32) == 1);  // enough tiles: no split
+  CHECK(cuda::gemm_k_splits(8, 8, 256, GemmMath::Fp32) == 1);         // one summation block
+}
+
 // The TF32 kernels add the same products in the same order (gemm.cuh), so each gives the
 // register-staged kernel's bits: then which one runs (a default chosen by measurement) cannot
 // change a result. Every operand form, gathers, sizes with partial tiles and k steps, epilogues.
