@@ -53,6 +53,7 @@
 #include "cuda/batch_stager.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/moe_rows.cuh"
+#include "cuda/phase_timer.cuh"
 #include "cuda/runtime.cuh"
 
 namespace calmoe::cuda {
@@ -271,6 +272,8 @@ class CudaEngine final : public moe::Engine {
 
   DeviceBuffer<float> params_, grad_, m_, v_, next_, inv_temp_;
   GemmWorkspace gemm_ws_;  // split-K of the single GEMMs (the router's; gemm.cuh)
+  PhaseTimer phases_;      // CALMOE_CUDA_PHASES=1: per-phase times of each training step
+  bool timing_ = false;    // forward() marks its phases (training steps only)
   bool have_m_ = false, have_v_ = false;
   int64_t steps_ = 0;
   std::vector<float> grad_host_;
@@ -551,6 +554,7 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
       gemm_one(g, math_, stream_, &gemm_ws_);
     }
   }
+  if (timing_) phases_.mark("router", stream_);
   const Ctx rc = row_ctx(f, n, training);
   moe_rows::route(rc, stream_);
   moe_rows::Dispatch dp;
@@ -563,7 +567,9 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   moe_rows::dispatch(f.sel.get(), n, f.a, K, dp, stream_);
   plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), math_, f.descs.get(), f.tile_start.get());
   check(cudaGetLastError(), "moe plan launch");
+  if (timing_) phases_.mark("route_dispatch", stream_);
   for (int64_t l = 0; l < expert_.layers(); ++l) launch_set(f, l, expert_rows_tiles(E, expert_.dims[l + 1]));
+  if (timing_) phases_.mark("experts", stream_);
   moe_rows::expert_softmax(rc, stream_);
   moe_rows::combine(rc, stream_);
 }
@@ -602,6 +608,8 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   const bool single = c_.routing == Routing::TopK && c_.top_k == 1;
   const bool filtered = robust_active && obj.kind == ObjectiveKind::RobustFiltered;
   const bool balanced = obj.balance_alpha > 0;
+  phases_.begin(stream_);
+  timing_ = phases_.on();
 
   const auto on_device = [&](const Batch& q) { return q.x == data_host_x_ && q.y == data_host_y_ && data_host_x_; };
   if (next && (next->size < 1 || next->size > max_batch_)) next = nullptr;  // checked when it comes
@@ -620,7 +628,9 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     }
     train_stager_.take(f.x.get(), labels_.get(), stream_);
   }
+  phases_.mark("input", stream_);
   forward(f, n, true);
+  timing_ = false;
   // the next batch's rows, gathered and copied in while this step's kernels run
   if (next && !on_device(*next)) stage_batch(*next);
   const int64_t E = n * f.a;
@@ -635,6 +645,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   rc.correct = correct_.get();
   moe_rows::losses(rc, stream_);
   if (balanced) moe_rows::balance(f.r.get(), f.argmax.get(), n, K, obj.balance_alpha, frac_.get(), mean_r_.get(), balance_grad_.get(), stream_);
+  phases_.mark("mixture_losses", stream_);
 
   // the objective on the host (B losses out, B coefficients back)
   auto d2h = [&](void* dst, const void* src, std::size_t bytes) {
@@ -663,6 +674,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   oin.single_active = hard || single;
   const moe::ObjectiveResult objr = moe::objective_coefficients(obj, robust_active, oin, h_coef_.get());
   h2d(coef_.get(), h_coef_.get(), std::size_t(n) * sizeof(float));
+  phases_.mark("objective_host", stream_);
   double balance = 0;
   if (balanced) {
     for (int64_t k = 0; k < K; ++k) balance += obj.balance_alpha * double(K) * h_frac_.get()[k] * h_mean_r_.get()[k];
@@ -678,6 +690,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   moe_rows::backward(rc, stream_);
 
   check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
+  phases_.mark("row_gradients", stream_);
   // experts backward: per layer from the last, grouped GEMMs over every expert's entries
   {
     const int64_t L = expert_.layers();
@@ -690,6 +703,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
       launch_set(f, 2 * L + l - 1, expert_rows_tiles(E, in));
     }
   }
+  phases_.mark("experts_backward", stream_);
   // router backward (single GEMMs over the batch's rows)
   {
     const int64_t L = router_.layers();
@@ -724,6 +738,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     }
   }
 
+  phases_.mark("router_backward", stream_);
   StepStats st;
   double loss_sum = 0;
   int64_t hits = 0;
@@ -800,7 +815,9 @@ double CudaEngine::update(const OptimizerConfig& o, double lr) {
   check(cudaGetLastError(), "moe update launch");
   check(cudaMemcpyAsync(h_norm_.get(), norm_.get(), sizeof(double), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   check(cudaMemcpyAsync(h_bad_.get(), bad_.get(), sizeof(int32_t), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
+  phases_.mark("update", stream_);
   check(cudaStreamSynchronize(stream_), "moe update");
+  phases_.report();
   const double norm = h_norm_.get()[0];
   if (!std::isfinite(norm)) {
     --steps_;
