@@ -21,7 +21,8 @@ void BatchStager::reserve(int64_t rows, int64_t width, bool labels) {
   }
   if (rows <= cap_rows_ && width == width_ && labels == labels_) return;
   if (pending_) throw_runtime("BatchStager::reserve with a batch staged");
-  check(cudaStreamSynchronize(copy_), "staging");  // the buffers below may be replaced
+  check(cudaStreamSynchronize(copy_), "staging");  // the buffers below may be replaced: no copy may
+  if (taken_recorded_) check(cudaEventSynchronize(taken_), "staging");  // still use them
   const std::size_t n = std::size_t(rows * width);
   for (int s = 0; s < 2; ++s) {
     hx_[s].resize(n);

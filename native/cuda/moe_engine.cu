@@ -841,6 +841,7 @@ void CudaEngine::predict(const float* x, int64_t rows, const PredictOutputs& out
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   };
   // chunk i + 1 is copied into pinned staging and on to the device while chunk i runs
+  predict_stager_.discard();  // an earlier call may have thrown with a chunk staged
   predict_stager_.reserve(chunk, d, false);
   auto stage = [&](int64_t r0) {
     const int64_t n = std::min(chunk, rows - r0);
@@ -852,7 +853,6 @@ void CudaEngine::predict(const float* x, int64_t rows, const PredictOutputs& out
       });
     });
   };
-  predict_stager_.discard();  // an earlier call may have thrown with a chunk staged
   stage(0);
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
