@@ -234,7 +234,6 @@ __global__ void __launch_bounds__(kThreads, 4) calib_kernel(KernelArgs a, int64_
 }
 
 // One pass of the kernel over rows already on the device (args hold device pointers).
-// (tile_floats, the ring's slot size, is defined above the kernel.)
 struct Launch {
   bool warp_cells = false, shared = false, tiled = false;
   std::size_t shmem = 0;

@@ -483,8 +483,9 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
 // warp tiles do 16 per 12), operands through a cp.async pipeline of kStages steps in their storage
 // layout, rounded to TF32 once in shared memory by the thread that copied them, fragments read by
 // ldmatrix from k-contiguous tiles and by conflict-free scalar loads from m/n-contiguous ones
-// (mma_tf32.cuh has the layouts), and the epilogue applied straight from the accumulator registers. The storage rows of the tile's m (A) or n (B) rows are looked up once per
-// tile, not per k step, so gathered operands cost no dependent global load in the pipeline.
+// (mma_tf32.cuh has the layouts), and the epilogue applied straight from the accumulator
+// registers. The storage rows of the tile's m (A) or n (B) rows are looked up once per tile, not
+// per k step, so gathered operands cost no dependent global load in the pipeline.
 // Two blocks per SM (<= 255 registers, 2 x 110 KB of shared memory). Summation: per output, the
 // products of each k group of 8 added to one FP32 accumulator in k order, as the wmma kernels do.
 namespace tcm {

@@ -273,7 +273,6 @@ class CudaEngine final : public moe::Engine {
   DeviceBuffer<float> params_, grad_, m_, v_, next_, inv_temp_;
   GemmWorkspace gemm_ws_;  // split-K of the single GEMMs (the router's; gemm.cuh)
   PhaseTimer phases_;      // CALMOE_CUDA_PHASES=1: per-phase times of each training step
-  bool timing_ = false;    // forward() marks its phases (training steps only)
   bool have_m_ = false, have_v_ = false;
   int64_t steps_ = 0;
   std::vector<float> grad_host_;
@@ -554,7 +553,7 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
       gemm_one(g, math_, stream_, &gemm_ws_);
     }
   }
-  if (timing_) phases_.mark("router", stream_);
+  if (training) phases_.mark("router", stream_);
   const Ctx rc = row_ctx(f, n, training);
   moe_rows::route(rc, stream_);
   moe_rows::Dispatch dp;
@@ -567,9 +566,9 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   moe_rows::dispatch(f.sel.get(), n, f.a, K, dp, stream_);
   plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), math_, f.descs.get(), f.tile_start.get());
   check(cudaGetLastError(), "moe plan launch");
-  if (timing_) phases_.mark("route_dispatch", stream_);
+  if (training) phases_.mark("route_dispatch", stream_);
   for (int64_t l = 0; l < expert_.layers(); ++l) launch_set(f, l, expert_rows_tiles(E, expert_.dims[l + 1]));
-  if (timing_) phases_.mark("experts", stream_);
+  if (training) phases_.mark("experts", stream_);
   moe_rows::expert_softmax(rc, stream_);
   moe_rows::combine(rc, stream_);
 }
@@ -609,7 +608,6 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   const bool filtered = robust_active && obj.kind == ObjectiveKind::RobustFiltered;
   const bool balanced = obj.balance_alpha > 0;
   phases_.begin(stream_);
-  timing_ = phases_.on();
 
   const auto on_device = [&](const Batch& q) { return q.x == data_host_x_ && q.y == data_host_y_ && data_host_x_; };
   if (next && (next->size < 1 || next->size > max_batch_)) next = nullptr;  // checked when it comes
@@ -630,7 +628,6 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   }
   phases_.mark("input", stream_);
   forward(f, n, true);
-  timing_ = false;
   // the next batch's rows, gathered and copied in while this step's kernels run
   if (next && !on_device(*next)) stage_batch(*next);
   const int64_t E = n * f.a;
