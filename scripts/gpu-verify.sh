@@ -9,6 +9,8 @@
 # Time: stages run in the order above within CALMOE_VERIFY_BUDGET seconds (default 540, for a
 # 10-minute call); each gets at most what is left, and a stage that cannot start is logged as
 # skipped, so a second call with CALMOE_VERIFY_STAGES (e.g. "build,sanitize") can finish the rest.
+# Without the build stage, the executables carried in .tools/gpu-bin.tar.xz run (prepare-carry.sh
+# builds them here for the card's arch: no device minutes spent compiling).
 # CALMOE_VERIFY_QUICK=1 skips torch.compile. At the end every log is packed into logs.tar.gz (the
 # device tool returns at most 8 files), summary.txt and the bench-*.jsonl files beside it
 # (CALMOE_VERIFY_PACK=0 keeps the loose files).
@@ -59,6 +61,12 @@ if want build; then
     bin=.tools/gpu-bin prebuilt=1 status=1
     log "running the prebuilt executables in $bin"
   fi
+elif [ ! -x build-gpu/calmoe_bench ] && [ -f .tools/gpu-bin.tar.xz ]; then
+  # no build stage asked for (device minutes are scarce): the executables carried from a build
+  # machine (scripts/gpu/prepare-carry.sh, from this same checkout)
+  mkdir -p .tools/gpu-bin && tar -xJf .tools/gpu-bin.tar.xz -C .tools/gpu-bin || exit 1
+  bin=.tools/gpu-bin prebuilt=1
+  log "no build stage: running the prebuilt executables in $bin"
 fi
 
 if want test; then
