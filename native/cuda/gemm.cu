@@ -51,6 +51,17 @@ struct __align__(32) Tiles {
 
 __device__ __forceinline__ int64_t storage_row(const GemmOperand& o, int64_t r) { return o.rows ? int64_t(o.rows[r]) : r; }
 
+// Output tile t of d, tiles of kTM x kTN numbered row by row: its first row and column, and the k
+// extent that enters the products (none when alpha == 0: A and B are then not read).
+struct TileOrigin {
+  int64_t m0, n0, K;
+};
+template <int kTM, int kTN>
+__device__ __forceinline__ TileOrigin tile_origin(const GemmDesc& d, int64_t t) {
+  const int64_t tiles_n = (d.N + kTN - 1) / kTN;
+  return {t / tiles_n * kTM, t % tiles_n * kTN, d.alpha == 0.0f ? 0 : d.K};
+}
+
 // Stages A(m0 + i, k0 + k) into t.a[k][i] and B(k0 + k, n0 + j) into t.b[k][j] (0 outside).
 __device__ __forceinline__ void load_tiles(const GemmDesc& d, int64_t m0, int64_t n0, int64_t k0, int64_t K, Tiles& t) {
   const int tid = threadIdx.x;
@@ -139,9 +150,7 @@ __device__ __forceinline__ void fma_step(const Tiles& t, int k, float (&acc)[kTM
 
 // One output tile, Fp32 (the exact mode).
 __device__ void tile_fp32(const GemmDesc& d, int64_t tile, Tiles& t) {
-  const int64_t tiles_n = (d.N + kBN - 1) / kBN;
-  const int64_t m0 = tile / tiles_n * kBM, n0 = tile % tiles_n * kBN;
-  const int64_t K = d.alpha == 0.0f ? 0 : d.K;
+  const auto [m0, n0, K] = tile_origin<kBM, kBN>(d, tile);
   float acc[kTM][kTN], v[kTM][kTN];
 #pragma unroll
   for (int i = 0; i < kTM; ++i)
@@ -281,9 +290,7 @@ __device__ void tile(const GemmDesc& d, int64_t t, unsigned char* smem) {
   using FragB = wmma::fragment<wmma::matrix_b, 16, 16, kFragK, std::conditional_t<kMath == GemmMath::Bf16, __nv_bfloat16, wmma::precision::tf32>, wmma::row_major>;
   T* as = reinterpret_cast<T*>(smem);
   T* bs = as + kBK * kLd;
-  const int64_t tiles_n = (d.N + kBN - 1) / kBN;
-  const int64_t m0 = t / tiles_n * kBM, n0 = t % tiles_n * kBN;
-  const int64_t K = d.alpha == 0.0f ? 0 : d.K;
+  const auto [m0, n0, K] = tile_origin<kBM, kBN>(d, t);
   const int warp = int(threadIdx.x) / 32, wm = warp / 4, wn = warp % 4;
   wmma::fragment<wmma::accumulator, 16, 16, kFragK, float> acc[kFragsM][kFragsN];
 #pragma unroll
@@ -415,9 +422,7 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
   using LayoutB = std::conditional_t<kBT, wmma::col_major, wmma::row_major>;
   using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, LayoutA>;
   using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, LayoutB>;
-  const int64_t tiles_n = (d.N + kBN - 1) / kBN;
-  const int64_t m0 = t / tiles_n * kBM, n0 = t % tiles_n * kBN;
-  const int64_t K = d.alpha == 0.0f ? 0 : d.K;
+  const auto [m0, n0, K] = tile_origin<kBM, kBN>(d, t);
   const int64_t steps = (K + kBK - 1) / kBK;
   const bool va = vec_ok(d.a), vb = vec_ok(d.b);
   const int warp = int(threadIdx.x) / 32, wm = warp / 4, wn = warp % 4;
@@ -629,9 +634,7 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
   __trap();  // never launched there
 #elif defined(__CUDA_ARCH__)
   int64_t* srow = reinterpret_cast<int64_t*>(smem + kStages * kStageFloats);
-  const int64_t tiles_n = (d.N + kBN - 1) / kBN;
-  const int64_t m0 = t / tiles_n * kBM, n0 = t % tiles_n * kBN;
-  const int64_t K = d.alpha == 0.0f ? 0 : d.K;
+  const auto [m0, n0, K] = tile_origin<kBM, kBN>(d, t);
   const int64_t steps = (K + kBK - 1) / kBK;
   const bool va = tca::vec_ok(d.a), vb = tca::vec_ok(d.b);
   const int tid = int(threadIdx.x), warp = tid / 32, wm = warp / 2, wn = warp % 2;
