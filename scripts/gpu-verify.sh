@@ -151,6 +151,8 @@ if want sanitize; then
       [ -f "$out/$tool-$t-$filter.txt" ] && tail -2 "$out/$tool-$t-$filter.txt" | tee -a "$out/summary.txt"
     done <<'LIST'
 memcheck moe_cuda_test every_mode
+memcheck moe_cuda_test row_kernels
+racecheck moe_cuda_test every_mode
 memcheck gemm_cuda_test grouped
 racecheck gemm_cuda_test grouped
 memcheck cuda_parity_test -

@@ -239,7 +239,10 @@ void run_w1(const Opts& o, bool large) {
         engine->update(op, op.lr);
       });
       const int64_t active = c.routing == Routing::TopK ? c.top_k : K;  // hard trains every expert
-      const double flops_per_row = 3.0 * double(2 * d * K + active * 2 * (d * h + h * C));
+      // forward (router 2dK, each active expert 2dh + 2hC) + backward (every dW again; the delta
+      // into an expert's hidden layer, 2hC; none into x, which is data): 9.6 MFLOP per row and
+      // expert at W1L
+      const double flops_per_row = double(4 * d * K + active * (4 * d * h + 6 * h * C));
       emit(wl, mode, "throughput", double(B) / t, "examples/s", dname.c_str(), system.c_str());
       emit(wl, mode, "gflops", double(B) * flops_per_row / t / 1e9, "GFLOP/s", dname.c_str(), system.c_str());
       std::fprintf(stderr, "  %s %s %s: %.0f examples/s (%.3f ms/step, %.1f GFLOP/s; mean loss %.4f)\n", system.c_str(), dname.c_str(), mode,

@@ -1,6 +1,7 @@
-// The per-row training bodies of the MoE engines, written once for both backends: the CPU engine
-// runs them in its row loops (cpu/moe_rows_impl.h), the CUDA engine one thread per row
-// (cuda/moe_rows.cu). Templated on the backend's Ctx, which has the same member names in both
+// The per-row training bodies of the MoE engines: the CPU engine runs them in its row loops
+// (cpu/moe_rows_impl.h); they define the bits. The CUDA engine runs row_losses one thread per row
+// for rows of more than 256 classes (cuda/moe_rows.cu); otherwise, and for row_backward always, it
+// runs warp-per-row forms that keep every reduction's order (cuda/moe_rows_warp.cu). Templated on the backend's Ctx, which has the same member names in both
 // (cpu::moe_rows::Ctx, cuda::moe_rows::Ctx); the row's label is passed in because the backends
 // find it differently (the CPU through the batch's row indices, CUDA from batch-local labels).
 // `static`: each translation unit keeps its own copy, so the AVX2 build of the CPU loops

@@ -18,7 +18,8 @@
 //     GEMMs' descriptors and tile prefix sums, so no host synchronisation is needed before the
 //     experts run.
 //   experts: one grouped GEMM launch per layer, rows of x gathered inside the operand loads.
-//   expert softmax (each expert's temperature), the mixture (ascending expert order), losses.
+//   head: expert softmax (each expert's temperature), the mixture (ascending expert order) and
+//     the losses in one warp-per-row kernel (cuda/moe_rows_warp.cu).
 //   host: the B losses (and what robust-filtered needs) come back; moe::objective_coefficients
 //     (the CPU's code) gives the B coefficients, which go back (one synchronisation per step).
 //   (then the next batch, if known, is gathered on the host and copied in while the kernels run)
@@ -427,6 +428,10 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
   const int64_t L = expert_.layers();
   f.sets = training ? 3 * L - 1 : L;
   std::vector<ExpertGemm> t(std::size_t(f.sets * K));
+  // a == K (soft, hard training): expert k's entries are rows 0 .. n - 1 in order, so its first
+  // layer reads x as it is, with no row gather
+  const bool every_row = a == K;
+  const int32_t* x_rows = every_row ? nullptr : f.entry_row.get();
   const GemmAct act = gemm_act(c_.activation);
   for (int64_t k = 0; k < K; ++k) {
     const int64_t base = layout_.expert_offset[k];
@@ -437,8 +442,8 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       e.d.N = out;
       e.d.K = in;
       if (l == 0) {
-        e.d.a = GemmOperand{f.x.get(), d, f.entry_row.get(), 0};
-        e.rows_shift = 1;
+        e.d.a = GemmOperand{f.x.get(), d, x_rows, 0};
+        e.rows_shift = every_row ? 0 : 1;
       } else {
         e.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 0};
         e.a_step = in;
@@ -464,8 +469,8 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       w.d.M = in;
       w.d.N = out;
       if (l == 0) {
-        w.d.a = GemmOperand{f.x.get(), d, f.entry_row.get(), 1};
-        w.rows_shift = 1;
+        w.d.a = GemmOperand{f.x.get(), d, x_rows, 1};
+        w.rows_shift = every_row ? 0 : 1;
       } else {
         w.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 1};
         w.a_step = in;
@@ -522,7 +527,8 @@ Ctx CudaEngine::row_ctx(Pass& f, int64_t n, bool training) {
   return c;
 }
 
-// Forward of the n rows in f.x: router, selection, dispatch, experts, expert softmax, mixture.
+// Forward of the n rows in f.x up to the expert logits: router, selection, dispatch, experts (the
+// caller runs moe_rows::head: expert softmax, mixture and, training, the losses).
 void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   const int64_t K = c_.experts, d = c_.input_dim, E = n * f.a;
   const GemmAct act = gemm_act(c_.activation);
@@ -569,8 +575,6 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   if (training) phases_.mark("route_dispatch", stream_);
   for (int64_t l = 0; l < expert_.layers(); ++l) launch_set(f, l, expert_rows_tiles(E, expert_.dims[l + 1]));
   if (training) phases_.mark("experts", stream_);
-  moe_rows::expert_softmax(rc, stream_);
-  moe_rows::combine(rc, stream_);
 }
 
 void CudaEngine::stage_batch(const Batch& b) {
@@ -640,7 +644,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   rc.regret = regret_.get();
   rc.disagree = disagree_.get();
   rc.correct = correct_.get();
-  moe_rows::losses(rc, stream_);
+  moe_rows::head(rc, stream_);  // expert softmax, mixture, losses
   if (balanced) moe_rows::balance(f.r.get(), f.argmax.get(), n, K, obj.balance_alpha, frac_.get(), mean_r_.get(), balance_grad_.get(), stream_);
   phases_.mark("mixture_losses", stream_);
 
@@ -855,6 +859,7 @@ void CudaEngine::predict(const float* x, int64_t rows, const PredictOutputs& out
     const int64_t n = std::min(chunk, rows - r0);
     predict_stager_.take(f.x.get(), nullptr, stream_);
     forward(f, n, false);
+    moe_rows::head(row_ctx(f, n, false), stream_);
     if (r0 + chunk < rows) stage(r0 + chunk);
     d2h(out.probs + r0 * C, f.p.get(), std::size_t(n * C) * sizeof(float));
     if (out.routing) d2h(out.routing + r0 * K, f.r.get(), std::size_t(n * K) * sizeof(float));

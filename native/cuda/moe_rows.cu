@@ -1,14 +1,17 @@
 // Per-row and per-expert kernels of the CUDA MoE engine (see moe_rows.cuh). One thread per row
 // (or entry, or output column) running the CPU engine's per-row body on the shared math of
-// core/moe_math.h; the build compiles device code with --fmad=false, so nothing is contracted
-// that the CPU (-ffp-contract=off) does not contract either. No float atomics anywhere: the
-// reductions here (balance statistics, bias gradients) are one thread's loop in row order.
+// core/moe_math.h: the routing, the dispatch, the reductions, and the head of the forward for rows
+// wider than the warp-per-row kernels take (moe_rows_warp.cu, which hold the training backward
+// too). The build compiles device code with --fmad=false, so nothing is contracted that the CPU
+// (-ffp-contract=off) does not contract either. No float atomics anywhere: the reductions here
+// (balance statistics, bias gradients) are one thread's loop in row order.
 #include <algorithm>
 #include <vector>
 
 #include "core/moe_math.h"
 #include "core/moe_row_bodies.h"
 #include "cuda/moe_rows.cuh"
+#include "cuda/moe_rows_warp.cuh"
 #include "cuda/runtime.cuh"
 
 namespace calmoe::cuda::moe_rows {
@@ -66,11 +69,6 @@ __global__ void combine_kernel(const Ctx c) {
 __global__ void losses_kernel(const Ctx c) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < c.n) moe::row_losses(c, i, c.labels[i]);
-}
-
-__global__ void backward_kernel(const Ctx c) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < c.n) moe::row_backward(c, i, c.labels[i], c.gbuf + i * c.a);
 }
 
 // ---- dispatch ------------------------------------------------------------------------------------
@@ -190,23 +188,43 @@ __global__ void balance_kernel(const float* r, const int32_t* argmax, int64_t n,
   grad[k] = float(alpha * double(K) * f / double(n));
 }
 
-__global__ void column_sums_kernel(const float* m, int64_t ld, int64_t cols, const int64_t* offset, int64_t rows, float* out,
-                                   int64_t out_stride) {
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, g = blockIdx.y;
-  if (j >= cols) return;
+// A block owns 32 columns of one group. Its 256 threads load 128 rows x 32 columns at a time
+// (coalesced, one 128-row tile in flight while the previous one is summed) into shared memory;
+// warp 0 adds each column's tile in row order in double. The sum's order is the one-thread loop's;
+// the loads no longer wait on it (one thread per column had 8 rows in flight: a 16-column router
+// bias over 16384 rows was one half-empty warp, latency-bound).
+constexpr int kSumCols = 32, kSumThreads = 256, kSumRowsPerThread = 16;
+constexpr int kSumRows = kSumThreads / kSumCols * kSumRowsPerThread;  // 128 rows per tile
+
+__global__ void __launch_bounds__(kSumThreads) column_sums_kernel(const float* m, int64_t ld, int64_t cols, const int64_t* offset,
+                                                                  int64_t rows, float* out, int64_t out_stride) {
+  __shared__ float tile[kSumRows][kSumCols];
+  const int64_t g = blockIdx.y, j0 = int64_t(blockIdx.x) * kSumCols;
   const int64_t r0 = offset ? offset[g] : 0, r1 = offset ? offset[g + 1] : rows;
+  const int c = int(threadIdx.x) % kSumCols, rsub = int(threadIdx.x) / kSumCols;
+  const bool col_in = j0 + c < cols;
+  float v[kSumRowsPerThread];
+  auto load = [&](int64_t base) {  // rows base + rsub + 8 u of this thread's column
+#pragma unroll
+    for (int u = 0; u < kSumRowsPerThread; ++u) {
+      const int64_t r = base + rsub + int64_t(kSumThreads / kSumCols) * u;
+      v[u] = col_in && r < r1 ? m[r * ld + j0 + c] : 0.0f;
+    }
+  };
   double acc = 0;
-  int64_t r = r0;
-  // 8 loads in flight, then added one by one in row order (the sum's order does not change)
-  for (; r + 8 <= r1; r += 8) {
-    float v[8];
+  if (r0 < r1) load(r0);
+  for (int64_t base = r0; base < r1; base += kSumRows) {
 #pragma unroll
-    for (int u = 0; u < 8; ++u) v[u] = m[(r + u) * ld + j];
-#pragma unroll
-    for (int u = 0; u < 8; ++u) acc += v[u];
+    for (int u = 0; u < kSumRowsPerThread; ++u) tile[rsub + (kSumThreads / kSumCols) * u][c] = v[u];
+    __syncthreads();
+    if (base + kSumRows < r1) load(base + kSumRows);  // in flight while warp 0 adds this tile
+    if (threadIdx.x < kSumCols) {
+      const int64_t n = r1 - base < kSumRows ? r1 - base : int64_t(kSumRows);
+      for (int64_t r = 0; r < n; ++r) acc += tile[r][c];
+    }
+    __syncthreads();
   }
-  for (; r < r1; ++r) acc += m[r * ld + j];
-  out[g * out_stride + j] = float(acc);
+  if (threadIdx.x < kSumCols && col_in) out[g * out_stride + j0 + c] = float(acc);
 }
 
 template <class T>
@@ -221,28 +239,20 @@ unsigned grid_stride_blocks(int64_t n) { return unsigned(std::min<int64_t>(std::
 }  // namespace
 
 void route(const Ctx& c, cudaStream_t stream) {
+  if (route_warp(c, stream)) return;
   route_kernel<<<blocks_for(c.n), kThreads, 0, stream>>>(c);
   check(cudaGetLastError(), "moe route launch");
 }
 
-void expert_softmax(const Ctx& c, cudaStream_t stream) {
+void head(const Ctx& c, cudaStream_t stream) {
+  if (head_warp(c, stream)) return;
   expert_softmax_kernel<<<blocks_for(c.n * c.a), kThreads, 0, stream>>>(c);
   check(cudaGetLastError(), "moe expert softmax launch");
-}
-
-void combine(const Ctx& c, cudaStream_t stream) {
   combine_kernel<<<blocks_for(c.n), kThreads, 0, stream>>>(c);
   check(cudaGetLastError(), "moe combine launch");
-}
-
-void losses(const Ctx& c, cudaStream_t stream) {
+  if (!c.labels) return;
   losses_kernel<<<blocks_for(c.n), kThreads, 0, stream>>>(c);
   check(cudaGetLastError(), "moe losses launch");
-}
-
-void backward(const Ctx& c, cudaStream_t stream) {
-  backward_kernel<<<blocks_for(c.n), kThreads, 0, stream>>>(c);
-  check(cudaGetLastError(), "moe backward launch");
 }
 
 void dispatch(const int32_t* sel, int64_t n, int64_t a, int64_t K, const Dispatch& d, cudaStream_t stream) {
@@ -270,8 +280,8 @@ void balance(const float* r, const int32_t* argmax, int64_t n, int64_t K, double
 void column_sums(const float* m, int64_t ld, int64_t cols, const int64_t* offset, int64_t rows, int64_t groups, float* out,
                  int64_t out_stride, cudaStream_t stream) {
   if (cols <= 0 || groups <= 0) return;
-  const dim3 grid(blocks_for(cols), unsigned(groups));
-  column_sums_kernel<<<grid, kThreads, 0, stream>>>(m, ld, cols, offset, rows, out, out_stride);
+  const dim3 grid(unsigned((cols + kSumCols - 1) / kSumCols), unsigned(groups));
+  column_sums_kernel<<<grid, kSumThreads, 0, stream>>>(m, ld, cols, offset, rows, out, out_stride);
   check(cudaGetLastError(), "moe column sums launch");
 }
 

@@ -51,11 +51,12 @@ struct Ctx {
   const float* balance = nullptr;      // K: d(balance)/dr_ik, or null
 };
 
-void route(const Ctx& c, cudaStream_t stream);           // r, sel, gate, denom, argmax
-void expert_softmax(const Ctx& c, cudaStream_t stream);  // p_expert in place, n * a entries
-void combine(const Ctx& c, cudaStream_t stream);         // p
-void losses(const Ctx& c, cudaStream_t stream);          // entry_loss, loss, regret, disagree, correct
-void backward(const Ctx& c, cudaStream_t stream);        // dz, dr, dg
+void route(const Ctx& c, cudaStream_t stream);  // r, sel, gate, denom, argmax
+// The head of the forward: each entry's expert softmax (p_expert in place), the mixture p and,
+// when c.labels is set (training), entry_loss, loss, regret, disagree, correct. A warp per row
+// (moe_rows_warp.cu) up to 256 classes, a thread per row and step beyond.
+void head(const Ctx& c, cudaStream_t stream);
+void backward(const Ctx& c, cudaStream_t stream);  // dz, dr, dg: a warp per row (moe_rows_warp.cu)
 
 // Dispatch: entries of expert k are offset[k] .. offset[k + 1] - 1, in ascending row order (the
 // CPU engine's stable fill). a == K (soft, hard training, top-K of K): every row has every expert,
@@ -82,7 +83,7 @@ void balance(const float* r, const int32_t* argmax, int64_t n, int64_t K, double
 
 // Bias gradients: out[g * out_stride + j] = float(sum over rows r of group g, in order, of double
 // m[r * ld + j]); group g's rows are offset[g] .. offset[g + 1] - 1 (offset: device, groups + 1),
-// or 0 .. rows - 1 for one group when offset is null. One thread per (group, column).
+// or 0 .. rows - 1 for one group when offset is null. A block per (group, 32 columns).
 void column_sums(const float* m, int64_t ld, int64_t cols, const int64_t* offset, int64_t rows, int64_t groups, float* out,
                  int64_t out_stride, cudaStream_t stream);
 
