@@ -4,7 +4,8 @@
 // wider than the warp-per-row kernels take (moe_rows_warp.cu, which hold the training backward
 // too). The build compiles device code with --fmad=false, so nothing is contracted that the CPU
 // (-ffp-contract=off) does not contract either. No float atomics anywhere: the reductions here
-// (balance statistics, bias gradients) are one thread's loop in row order.
+// (balance statistics, bias gradients) are one thread's chain per column in row order, fed through
+// shared-memory tiles.
 #include <algorithm>
 #include <vector>
 
@@ -159,48 +160,21 @@ __global__ void dispatch_fill_kernel(const int32_t* sel, int64_t n, int64_t a, i
 
 // ---- reductions ------------------------------------------------------------------------------------
 
-__global__ void balance_kernel(const float* r, const int32_t* argmax, int64_t n, int64_t K, double alpha, double* frac, double* mean_r,
-                               float* grad) {
-  const int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k >= K) return;
-  double f = 0, m = 0;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {  // 8 rows' loads in flight, then added in row order
-    int32_t am[8];
-    float rv[8];
-#pragma unroll
-    for (int u = 0; u < 8; ++u) {
-      am[u] = argmax[i + u];
-      rv[u] = r[(i + u) * K + k];
-    }
-#pragma unroll
-    for (int u = 0; u < 8; ++u) {
-      if (am[u] == k) f += 1.0 / double(n);
-      m += double(rv[u]) / double(n);
-    }
-  }
-  for (; i < n; ++i) {
-    if (argmax[i] == k) f += 1.0 / double(n);
-    m += double(r[i * K + k]) / double(n);
-  }
-  frac[k] = f;
-  mean_r[k] = m;
-  grad[k] = float(alpha * double(K) * f / double(n));
-}
-
-// A block owns 32 columns of one group. Its 256 threads load 128 rows x 32 columns at a time
-// (coalesced, one 128-row tile in flight while the previous one is summed) into shared memory;
-// warp 0 adds each column's tile in row order in double. The sum's order is the one-thread loop's;
-// the loads no longer wait on it (one thread per column had 8 rows in flight: a 16-column router
-// bias over 16384 rows was one half-empty warp, latency-bound).
+// Column reductions in row order (bias gradients, balance statistics): a block owns 32 columns
+// of one row range. Its 256 threads load 128 rows x 32 columns at a time (coalesced; the next
+// tile's loads in flight while the current one is consumed) into shared memory, where warp 0 adds
+// each column's values in row order, in double: the one-thread loop's sum, without its wait on
+// every load (one thread per column with 8 rows in flight left a 16-column router bias over 16384
+// rows to one half-empty, latency-bound warp).
 constexpr int kSumCols = 32, kSumThreads = 256, kSumRowsPerThread = 16;
 constexpr int kSumRows = kSumThreads / kSumCols * kSumRowsPerThread;  // 128 rows per tile
+using SumTile = float[kSumRows][kSumCols];
 
-__global__ void __launch_bounds__(kSumThreads) column_sums_kernel(const float* m, int64_t ld, int64_t cols, const int64_t* offset,
-                                                                  int64_t rows, float* out, int64_t out_stride) {
-  __shared__ float tile[kSumRows][kSumCols];
-  const int64_t g = blockIdx.y, j0 = int64_t(blockIdx.x) * kSumCols;
-  const int64_t r0 = offset ? offset[g] : 0, r1 = offset ? offset[g + 1] : rows;
+// Streams rows r0 .. r1 - 1 of columns j0 .. j0 + 31 of m (row stride ld; columns >= cols read as
+// 0) through `tile`; consume(base, count) runs on every thread of the block after each tile lands.
+template <class Consume>
+__device__ __forceinline__ void stream_row_tiles(const float* m, int64_t ld, int64_t cols, int64_t j0, int64_t r0, int64_t r1, SumTile& tile,
+                                                 Consume consume) {
   const int c = int(threadIdx.x) % kSumCols, rsub = int(threadIdx.x) / kSumCols;
   const bool col_in = j0 + c < cols;
   float v[kSumRowsPerThread];
@@ -211,20 +185,48 @@ __global__ void __launch_bounds__(kSumThreads) column_sums_kernel(const float* m
       v[u] = col_in && r < r1 ? m[r * ld + j0 + c] : 0.0f;
     }
   };
-  double acc = 0;
   if (r0 < r1) load(r0);
   for (int64_t base = r0; base < r1; base += kSumRows) {
 #pragma unroll
     for (int u = 0; u < kSumRowsPerThread; ++u) tile[rsub + (kSumThreads / kSumCols) * u][c] = v[u];
     __syncthreads();
-    if (base + kSumRows < r1) load(base + kSumRows);  // in flight while warp 0 adds this tile
-    if (threadIdx.x < kSumCols) {
-      const int64_t n = r1 - base < kSumRows ? r1 - base : int64_t(kSumRows);
-      for (int64_t r = 0; r < n; ++r) acc += tile[r][c];
-    }
+    if (base + kSumRows < r1) load(base + kSumRows);  // in flight while the tile is consumed
+    consume(base, r1 - base < kSumRows ? r1 - base : int64_t(kSumRows));
     __syncthreads();
   }
-  if (threadIdx.x < kSumCols && col_in) out[g * out_stride + j0 + c] = float(acc);
+}
+
+// Load balance (Switch): per expert k, f = sum over rows with argmax k of 1/n and m = sum of
+// r_ik / n, both in double over the rows in order (balance_kernel's CPU twin: cpu/moe_engine.cpp).
+__global__ void __launch_bounds__(kSumThreads) balance_kernel(const float* r, const int32_t* argmax, int64_t n, int64_t K, double alpha,
+                                                              double* frac, double* mean_r, float* grad) {
+  __shared__ SumTile tile;
+  const int64_t k0 = int64_t(blockIdx.x) * kSumCols, k = k0 + threadIdx.x;
+  double f = 0, m = 0;
+  stream_row_tiles(r, K, K, k0, 0, n, tile, [&](int64_t base, int64_t count) {
+    if (threadIdx.x >= kSumCols) return;
+    for (int64_t i = 0; i < count; ++i) {
+      if (argmax[base + i] == k) f += 1.0 / double(n);
+      m += double(tile[i][threadIdx.x]) / double(n);
+    }
+  });
+  if (threadIdx.x < kSumCols && k < K) {
+    frac[k] = f;
+    mean_r[k] = m;
+    grad[k] = float(alpha * double(K) * f / double(n));
+  }
+}
+
+__global__ void __launch_bounds__(kSumThreads) column_sums_kernel(const float* m, int64_t ld, int64_t cols, const int64_t* offset,
+                                                                  int64_t rows, float* out, int64_t out_stride) {
+  __shared__ SumTile tile;
+  const int64_t g = blockIdx.y, j0 = int64_t(blockIdx.x) * kSumCols;
+  double acc = 0;
+  stream_row_tiles(m, ld, cols, j0, offset ? offset[g] : 0, offset ? offset[g + 1] : rows, tile, [&](int64_t, int64_t count) {
+    if (threadIdx.x < kSumCols)
+      for (int64_t i = 0; i < count; ++i) acc += tile[i][threadIdx.x];
+  });
+  if (threadIdx.x < kSumCols && j0 + threadIdx.x < cols) out[g * out_stride + j0 + threadIdx.x] = float(acc);
 }
 
 template <class T>
@@ -273,7 +275,7 @@ void dispatch(const int32_t* sel, int64_t n, int64_t a, int64_t K, const Dispatc
 
 void balance(const float* r, const int32_t* argmax, int64_t n, int64_t K, double alpha, double* frac, double* mean_r, float* grad,
              cudaStream_t stream) {
-  balance_kernel<<<blocks_for(K), kThreads, 0, stream>>>(r, argmax, n, K, alpha, frac, mean_r, grad);
+  balance_kernel<<<unsigned((K + kSumCols - 1) / kSumCols), kSumThreads, 0, stream>>>(r, argmax, n, K, alpha, frac, mean_r, grad);
   check(cudaGetLastError(), "moe balance launch");
 }
 
