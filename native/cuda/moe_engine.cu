@@ -663,6 +663,8 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     d2h(h_mean_r_.get(), mean_r_.get(), std::size_t(K) * sizeof(double));
   }
   check(cudaStreamSynchronize(stream_), "moe forward");
+  // the gradient is zeroed on the device while the host computes the objective
+  check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
   const float* loss = h_loss_.get();
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(loss[i])) throw_range("loss: not finite at row " + std::to_string(b.rows[i]) + " of the batch");
@@ -689,8 +691,6 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   rc.gbuf = gbuf_.get();
   rc.balance = balanced ? balance_grad_.get() : nullptr;
   moe_rows::backward(rc, stream_);
-
-  check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
   phases_.mark("row_gradients", stream_);
   // experts backward: per layer from the last, grouped GEMMs over every expert's entries
   {
