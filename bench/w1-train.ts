@@ -57,7 +57,9 @@ export async function runW1(o: W1Options): Promise<Record<string, number>> {
     const t = await bestTime(o.repeat, () => model.fit(x, y, fit));
     const eps = (B * steps) / t;
     const active = mode === 'soft' || mode === 'hard' ? K : mode === 'top2' ? 2 : 1;
-    const flopsPerRow = 3 * (2 * d * K + active * 2 * (d * h + h * C));
+    // forward (router 2dK, each active expert 2dh + 2hC) + backward (every dW again, and the
+    // delta into an expert's hidden layer, 2hC; none into x, which is data): calmoe_bench's count
+    const flopsPerRow = 4 * d * K + active * (4 * d * h + 6 * h * C);
     const gflops = (eps * flopsPerRow) / 1e9;
     out[mode] = eps;
     emit({ system: 'calmoe', workload: 'w1', mode, metric: 'throughput', value: eps, unit: 'examples/s', device: 'cpu' });
