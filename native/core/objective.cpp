@@ -11,7 +11,7 @@ namespace {
 double erm(const ObjectiveInput& in, float* coef, double scale) {
   double sum = 0;
   for (int64_t i = 0; i < in.batch; ++i) {
-    coef[i] = float(scale / double(in.batch));
+    coef[i] = erm_coefficient(in.batch, scale);
     sum += in.loss[i];
   }
   return scale * sum / double(in.batch);
@@ -22,7 +22,7 @@ double erm(const ObjectiveInput& in, float* coef, double scale) {
 ObjectiveResult objective_coefficients(const ObjectiveConfig& cfg, bool robust_active, const ObjectiveInput& in, float* coef) {
   ObjectiveResult r;
   const int64_t B = in.batch;
-  if (!robust_active || cfg.kind == ObjectiveKind::Erm) {
+  if (!objective_needs_losses(cfg, robust_active)) {
     r.value = erm(in, coef, 1.0);
     return r;
   }

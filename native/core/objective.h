@@ -24,4 +24,10 @@ struct ObjectiveResult {
 // Fills coef (B). ERM when !robust_active (warm-up epochs).
 ObjectiveResult objective_coefficients(const ObjectiveConfig& cfg, bool robust_active, const ObjectiveInput& in, float* coef);
 
+// Whether the coefficients depend on the losses (false: every c_i is erm_coefficient(B), known
+// before the forward ends, so a backend need not wait for the losses to start the backward).
+inline bool objective_needs_losses(const ObjectiveConfig& cfg, bool robust_active) { return robust_active && cfg.kind != ObjectiveKind::Erm; }
+// ERM's c_i = scale / B (scale 2 for robust-filtered with nothing filtered).
+inline float erm_coefficient(int64_t batch, double scale = 1.0) { return float(scale / double(batch)); }
+
 }  // namespace calmoe::moe

@@ -648,7 +648,9 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   if (balanced) moe_rows::balance(f.r.get(), f.argmax.get(), n, K, obj.balance_alpha, frac_.get(), mean_r_.get(), balance_grad_.get(), stream_);
   phases_.mark("mixture_losses", stream_);
 
-  // the objective on the host (B losses out, B coefficients back)
+  // the objective on the host: the B losses (and what it needs) come out; the B coefficients go
+  // back before the backward, or, when they do not depend on the losses (ERM, robust warm-up), are
+  // known now and the losses are read only when the step's work is queued (no wait mid-step)
   auto d2h = [&](void* dst, const void* src, std::size_t bytes) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   };
@@ -662,26 +664,33 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     d2h(h_frac_.get(), frac_.get(), std::size_t(K) * sizeof(double));
     d2h(h_mean_r_.get(), mean_r_.get(), std::size_t(K) * sizeof(double));
   }
-  check(cudaStreamSynchronize(stream_), "moe forward");
-  // the gradient is zeroed on the device while the host computes the objective
-  check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
-  const float* loss = h_loss_.get();
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(loss[i])) throw_range("loss: not finite at row " + std::to_string(b.rows[i]) + " of the batch");
+  const bool wait_for_losses = moe::objective_needs_losses(obj, robust_active);
+  moe::ObjectiveResult objr;
+  // the losses on the host: finite, and the objective's coefficients and value from them
+  auto objective = [&] {
+    const float* loss = h_loss_.get();
+    for (int64_t i = 0; i < n; ++i) {
+      if (!std::isfinite(loss[i])) throw_range("loss: not finite at row " + std::to_string(b.rows[i]) + " of the batch");
+    }
+    moe::ObjectiveInput oin;
+    oin.loss = loss;
+    oin.regret = h_regret_.get();
+    oin.disagree = h_dis_.get();
+    oin.batch = n;
+    oin.single_active = hard || single;
+    objr = moe::objective_coefficients(obj, robust_active, oin, h_coef_.get());
+  };
+  if (wait_for_losses) {
+    check(cudaStreamSynchronize(stream_), "moe forward");
+    // the gradient is zeroed on the device while the host computes the objective
+    check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
+    objective();
+  } else {
+    check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
+    std::fill(h_coef_.get(), h_coef_.get() + n, moe::erm_coefficient(n));
   }
-  moe::ObjectiveInput oin;
-  oin.loss = loss;
-  oin.regret = h_regret_.get();
-  oin.disagree = h_dis_.get();
-  oin.batch = n;
-  oin.single_active = hard || single;
-  const moe::ObjectiveResult objr = moe::objective_coefficients(obj, robust_active, oin, h_coef_.get());
   h2d(coef_.get(), h_coef_.get(), std::size_t(n) * sizeof(float));
   phases_.mark("objective_host", stream_);
-  double balance = 0;
-  if (balanced) {
-    for (int64_t k = 0; k < K; ++k) balance += obj.balance_alpha * double(K) * h_frac_.get()[k] * h_mean_r_.get()[k];
-  }
 
   // per-row backward: expert-logit gradients (per entry) and router-logit gradients
   rc.coef = coef_.get();
@@ -740,6 +749,15 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   }
 
   phases_.mark("router_backward", stream_);
+  if (!wait_for_losses) {
+    check(cudaStreamSynchronize(stream_), "moe step");  // the losses (and h_coef_'s copy) are in
+    objective();
+  }
+  double balance = 0;
+  if (balanced) {
+    for (int64_t k = 0; k < K; ++k) balance += obj.balance_alpha * double(K) * h_frac_.get()[k] * h_mean_r_.get()[k];
+  }
+  const float* loss = h_loss_.get();
   StepStats st;
   double loss_sum = 0;
   int64_t hits = 0;

@@ -19,6 +19,7 @@
 //   - the update's divergence contract and bad input.
 // Skipped, loudly, without a usable GPU (exit 77).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 #include <type_traits>
@@ -796,6 +797,27 @@ TEST(bad_input) {
   std::vector<int32_t> y(10, 0), rows = {0, 1, 2, 3, 4};
   moe::Batch b{x.data(), y.data(), rows.data(), 5};
   CHECK_THROWS(e->forward_backward(b, obj(ObjectiveKind::Erm), true), ErrorKind::Range, "batch: expected 1..4 rows, got 5");
+  // a non-finite loss is an error naming the row, on both devices, whether the objective waits for
+  // the losses mid-step (robust) or reads them when the step's work is queued (ERM, and robust
+  // during warm-up); the parameters are untouched. A NaN feature in dataset row 5 (batch row 2)
+  // makes hard routing's loss, sum_k r_k l_k, NaN (a NaN probability alone is clamped to 1e-12).
+  const MoEConfig hc = cfg(4, 3, 2, Routing::Hard, 1, {}, {});
+  const std::vector<float> hp(std::size_t(moe_layout(hc).total), 0.1f);
+  x[5 * 4 + 1] = std::nanf("");
+  const std::vector<int32_t> nan_rows = {3, 0, 5, 1};
+  const moe::Batch nb{x.data(), y.data(), nan_rows.data(), 4};
+  for (Device dev : {Device::Cpu, Device::Cuda}) {
+    std::vector<float> params_in = hp;
+    auto en = moe::make_engine(dev, hc, params_in.data(), nullptr, 4);
+    CHECK_THROWS(en->forward_backward(nb, obj(ObjectiveKind::Erm), true), ErrorKind::Range, "loss: not finite at row 5 of the batch");
+    CHECK_THROWS(en->forward_backward(nb, obj(ObjectiveKind::Robust), true), ErrorKind::Range, "loss: not finite at row 5 of the batch");
+    CHECK_THROWS(en->forward_backward(nb, obj(ObjectiveKind::Robust), false), ErrorKind::Range, "loss: not finite at row 5 of the batch");
+    en->sync_to_host(params_in.data());  // the CPU engine works in params_in itself
+    CHECK(params_in == hp);
+    const moe::Batch ok{x.data(), y.data(), rows.data(), 4};  // rows 0..3: finite; the engine still works
+    const StepStats st = en->forward_backward(ok, obj(ObjectiveKind::Erm), true);
+    CHECK(std::isfinite(st.objective));
+  }
 }
 
 }  // namespace
