@@ -21,7 +21,9 @@
 //   head: expert softmax (each expert's temperature), the mixture (ascending expert order) and
 //     the losses in one warp-per-row kernel (cuda/moe_rows_warp.cu).
 //   host: the B losses (and what robust-filtered needs) come back; moe::objective_coefficients
-//     (the CPU's code) gives the B coefficients, which go back (one synchronisation per step).
+//     (the CPU's code) gives the B coefficients, which go back (one synchronisation mid-step).
+//     ERM (and robust during warm-up) has coefficients 1/B, known in advance: the backward is
+//     queued at once and the losses are read when the whole step is queued.
 //   (then the next batch, if known, is gathered on the host and copied in while the kernels run)
 //   backward: per-row expert- and router-logit gradients (+ the balance term), then per layer the
 //     grouped GEMM for dW (a reduction over each expert's rows, in row order), the fixed-order
