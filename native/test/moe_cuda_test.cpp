@@ -403,10 +403,11 @@ TEST(dispatch_is_the_cpu_stable_fill) {
 }
 
 // The routing, the head (expert softmax, mixture, losses) and the per-row backward alone, on
-// random rows, against the CPU's row bodies (core/moe_math.h, core/moe_row_bodies.h) run on the same inputs:
-// every output, same bits. Exercises what the engine tests see only through sums: each entry's
-// loss, the regret and the disagreement (robust-filtered), correctness, dz, dr, dg; logits spread
-// wide enough that some probabilities fall under the 1e-12 clamp.
+// random rows, against the CPU's row bodies (core/moe_math.h, core/moe_row_bodies.h) run on the
+// same inputs: every output, same bits. Exercises what the engine tests see only through sums:
+// each entry's loss, the regret and the disagreement (robust-filtered), correctness, dz, dr, dg,
+// the selections and the argmax; logits spread wide enough that some probabilities fall under the
+// 1e-12 clamp, and tied logits (ties go to the lower index).
 TEST(row_kernels_match_cpu_bodies) {
   namespace mr = cuda::moe_rows;
   struct R {
