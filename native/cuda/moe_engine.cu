@@ -17,7 +17,8 @@
 //     row order), on the device; a tiny plan kernel turns the expert offsets into the grouped
 //     GEMMs' descriptors and tile prefix sums, so no host synchronisation is needed before the
 //     experts run.
-//   experts: one grouped GEMM launch per layer, rows of x gathered inside the operand loads.
+//   experts: one grouped GEMM launch per layer, rows of x gathered inside the operand loads (read
+//     as they are when every expert takes every row: soft, hard training).
 //   head: expert softmax (each expert's temperature), the mixture (ascending expert order) and
 //     the losses in one warp-per-row kernel (cuda/moe_rows_warp.cu).
 //   host: the B losses (and what robust-filtered needs) come back; moe::objective_coefficients
@@ -682,15 +683,11 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     oin.single_active = hard || single;
     objr = moe::objective_coefficients(obj, robust_active, oin, h_coef_.get());
   };
-  if (wait_for_losses) {
-    check(cudaStreamSynchronize(stream_), "moe forward");
-    // the gradient is zeroed on the device while the host computes the objective
-    check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
-    objective();
-  } else {
-    check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
-    std::fill(h_coef_.get(), h_coef_.get() + n, moe::erm_coefficient(n));
-  }
+  if (wait_for_losses) check(cudaStreamSynchronize(stream_), "moe forward");
+  // queued after that wait, so the device zeroes the gradient while the host computes the objective
+  check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
+  if (wait_for_losses) objective();
+  else std::fill(h_coef_.get(), h_coef_.get() + n, moe::erm_coefficient(n));
   h2d(coef_.get(), h_coef_.get(), std::size_t(n) * sizeof(float));
   phases_.mark("objective_host", stream_);
 
