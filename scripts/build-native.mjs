@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds the calmoe native addon (run by `npm install` / `npm ci`).
 //   CMake present  -> cmake-js: CPU backend always, CUDA backend when nvcc is found
-//                     (CALMOE_CUDA=AUTO|ON|OFF, CALMOE_CUDA_ARCHS="80-real;90-real;90-virtual").
+//                     (CALMOE_CUDA=AUTO|ON|OFF, CALMOE_CUDA_ARCHS="80-real;90a-real;90-virtual").
 //   no CMake       -> node-gyp with binding.gyp: CPU backend only.
 // Flags: --tests (also build the native tests, for `npm run test:native`), --debug,
 //        --gyp (force the node-gyp build). CALMOE_SKIP_BUILD=1 skips the build entirely.

@@ -12,13 +12,16 @@ cmake -S tools/cuda-emu -B "$b" -DEMU_ASAN="${EMU_ASAN:-OFF}" > "$b/configure.lo
 cmake --build "$b" -j "$(nproc 2>/dev/null || echo 2)"
 run() { echo "== emulated: ${label:-} $1"; "$b/$1" | grep -vE '^\s+info ' ; }
 for t in gemm_cuda_test moe_cuda_test cuda_parity_test temperature_cuda_test audit_cuda_test drift_cuda_test; do run "$t"; done
-# the tensor-core (wmma TF32 and BF16) paths run when the emulated card reports sm_80
-label="sm_80" EMU_CC_MAJOR=8 run gemm_cuda_test
+# the tensor-core paths run when the emulated card reports sm_80 or newer: on sm_90 every TF32
+# kernel (the wgmma one too: the emulated card runs the sm_90a code), on sm_80 the fallback from it
+label="sm_90" EMU_CC_MAJOR=9 run gemm_cuda_test
+label="sm_80" EMU_CC_MAJOR=8 T_FILTER=precision run gemm_cuda_test
 label="sm_80" EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
 label="sm_80, async TF32 GEMM" CALMOE_CUDA_TF32_KERNEL=async1 EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
 label="sm_80, mma.sync TF32 GEMM" CALMOE_CUDA_TF32_KERNEL=mma EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
+label="sm_90, wgmma TF32 GEMM" CALMOE_CUDA_TF32_KERNEL=wgmma EMU_CC_MAJOR=9 T_FILTER=tensor_core run moe_cuda_test
 # blocks and the threads of each barrier phase in a shuffled order: order-dependent code shows
 label="shuffled" EMU_ORDER=shuffle run moe_cuda_test
 label="shuffled" EMU_ORDER=shuffle run gemm_cuda_test
-label="sm_80, shuffled" EMU_CC_MAJOR=8 EMU_ORDER=shuffle T_FILTER=grouped run gemm_cuda_test
+label="sm_90, shuffled" EMU_CC_MAJOR=9 EMU_ORDER=shuffle T_FILTER=grouped run gemm_cuda_test
 echo "== emulated CUDA tests passed"

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 out="${1:-${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M)}}"
 mkdir -p "$out"
 log() { printf '== %s\n' "$*" | tee -a "$out/summary.txt"; }
-arch="${CALMOE_CUDA_ARCHS:-90}"
+arch="${CALMOE_CUDA_ARCHS:-90a}"
 jobs="$(nproc 2>/dev/null || echo 8)"
 stages=",${CALMOE_VERIFY_STAGES:-build,test,bench,node,torch,sanitize,profile},"
 budget="${CALMOE_VERIFY_BUDGET:-540}"
@@ -82,24 +82,25 @@ if want test; then
     done
   fi
   grep -E "tests passed|Failed|SKIPPED|\*\*\*" "$out/ctest.txt" | tee -a "$out/summary.txt"
-  # the MoE engine on the other TF32 GEMM kernels too (gemm_cuda_test covers all four itself)
-  for k in async1 async2 mma; do
+  # the MoE engine on the other TF32 GEMM kernels too (gemm_cuda_test covers them all itself)
+  for k in mma wgmma async1 async2; do
     CALMOE_CUDA_TF32_KERNEL=$k run_for 60 "$out/moe-$k.txt" "$bin/moe_cuda_test" || status=1
     tail -1 "$out/moe-$k.txt" | sed "s/^/TF32 kernel $k: /" | tee -a "$out/summary.txt"
   done
 fi
 
 if want bench; then
-  log "native benchmark: W3 (GPU and CPU); the GEMMs alone; W1, W1L train steps on the GPU (TF32, the default; W1L also BF16, FP32 and the other TF32 kernels)"
+  log "native benchmark: W3 (GPU and CPU); the GEMMs alone; W1, W1L train steps on the GPU (TF32, the default; W1L also the other TF32 kernels, BF16, FP32)"
   run_for 60 "$out/bench-w3.err" sh -c "$bin/calmoe_bench w3 --device all >> '$out/bench-native.jsonl'" || status=1
   run_for 40 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
   run_for 240 "$out/bench-moe.err" sh -c "$bin/calmoe_bench w1 --device cuda >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda >> '$out/bench-native.jsonl' \
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-mma --modes soft,top2,top1 >> '$out/bench-native.jsonl' \
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-wgmma --modes soft,top2,top1 >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm bf16 --modes top2 >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm fp32 --modes top2 >> '$out/bench-native.jsonl' \
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async1 --modes soft,top2 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async2 --modes soft,top2 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-mma --modes soft,top2,top1 >> '$out/bench-native.jsonl'" || status=1
+    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async2 --modes soft,top2 >> '$out/bench-native.jsonl'" || status=1
   cat "$out/bench-w3.err" "$out/bench-gemm.err" "$out/bench-moe.err" 2> /dev/null | tee -a "$out/summary.txt"
   # where a W1L step's time goes (CALMOE_CUDA_PHASES: one JSON line of per-phase ms per step)
   run_for 60 "$out/phases-w1l.txt" sh -c "for m in soft top2 top1; do echo \"== \$m\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --modes \$m --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done" || status=1
@@ -178,13 +179,17 @@ if want profile; then
   if command -v ncu > /dev/null; then
     # where the time goes, for the next round of kernel work: the TF32 GEMM kernels on W1L's
     # x.w1 (cuda-gemm --repeat 1 launches 2 per variant: fp32, tf32, tf32-async1, tf32-async2,
-    # tf32-mma, bf16; launches 3 to 9 are tf32's timed one through tf32-mma's) and the W3 kernel
+    # tf32-mma, tf32-wgmma (mma.sync on this form), bf16; launches 3 to 11 are tf32's timed one
+    # through tf32-wgmma's), the wgmma kernel's timed launch on dh.w1^T (its first form-2 case)
+    # and the W3 kernel
     log "ncu: TF32 GEMM kernels, W3 kernel"
-    run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_ --launch-skip 3 --launch-count 7 \
+    run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_ --launch-skip 3 --launch-count 9 \
+      --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
+    run_for 60 "$out/ncu-wgmma.txt" ncu --kernel-name-base demangled --kernel-name regex:"gemm_one_smem_kernel<.*WgmmaTile" --launch-skip 1 --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
     run_for 60 "$out/ncu-calib.txt" ncu --kernel-name regex:calib_kernel --launch-skip 4 --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis "$bin/calmoe_bench" w3 --device cuda --repeat 1
-    grep -hE "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput  |Registers Per|Achieved Occupancy" "$out/ncu-gemm.txt" "$out/ncu-calib.txt" 2> /dev/null | head -60 | tee -a "$out/summary.txt"
+    grep -hE "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput  |Registers Per|Achieved Occupancy" "$out/ncu-gemm.txt" "$out/ncu-wgmma.txt" "$out/ncu-calib.txt" 2> /dev/null | head -60 | tee -a "$out/summary.txt"
   else
     log "ncu not found: profile skipped"
   fi

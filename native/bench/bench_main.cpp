@@ -37,16 +37,17 @@ struct CudaGemmVariant {
 };
 constexpr CudaGemmVariant kCudaGemmVariants[] = {{"fp32", MatmulPrecision::Fp32, 2},        {"tf32", MatmulPrecision::Tf32, 2},
                                                  {"tf32-async1", MatmulPrecision::Tf32, 0}, {"tf32-async2", MatmulPrecision::Tf32, 1},
-                                                 {"tf32-mma", MatmulPrecision::Tf32, 3},    {"bf16", MatmulPrecision::Bf16, 2}};
+                                                 {"tf32-mma", MatmulPrecision::Tf32, 3},    {"tf32-wgmma", MatmulPrecision::Tf32, 4},
+                                                 {"bf16", MatmulPrecision::Bf16, 2}};
 #if CALMOE_WITH_CUDA
 static_assert(int(cuda::GemmTf32Kernel::Async1) == 0 && int(cuda::GemmTf32Kernel::Async2) == 1 && int(cuda::GemmTf32Kernel::Registers) == 2 &&
-                  int(cuda::GemmTf32Kernel::Mma) == 3,
+                  int(cuda::GemmTf32Kernel::Mma) == 3 && int(cuda::GemmTf32Kernel::Wgmma) == 4,
               "kCudaGemmVariants' kernel numbers");
 #endif
 const CudaGemmVariant& cuda_gemm_variant(const std::string& name) {
   for (const auto& v : kCudaGemmVariants)
     if (name == v.name) return v;
-  throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, tf32-mma, fp32 or bf16; got '" + name + "'");
+  throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, tf32-mma, tf32-wgmma, fp32 or bf16; got '" + name + "'");
 }
 
 struct Opts {
@@ -452,6 +453,10 @@ void run_cuda_gemm(const Opts& o) {
       {"dh.w1^T", {16384, 1024, 2048, false, true, false}},   // dX (the router's input gradient path)
       {"x[idx].w1", {2048, 2048, 1024, false, false, true}},  // a top-2 expert's gathered rows
       {"x[idx]^T.dh", {1024, 2048, 2048, true, false, true}}, // its dW1
+      // the forward with the weights stored transposed (h x d): operand form 2, the one TF32
+      // wgmma reads (tf32-wgmma runs tf32-mma on the other forms)
+      {"x.w1t", {16384, 2048, 1024, false, true, false}},
+      {"x[idx].w1t", {2048, 2048, 1024, false, true, true}},
   };
   const bool tc = cuda::gemm_tensor_cores();
   using K = cuda::GemmTf32Kernel;

@@ -31,6 +31,7 @@
 #include "core/activation.h"
 #include "cuda/gemm.cuh"
 #include "cuda/mma_tf32.cuh"
+#include "cuda/wgmma_tf32.cuh"
 #include "cuda/runtime.cuh"
 
 namespace calmoe::cuda {
@@ -562,18 +563,19 @@ __device__ __forceinline__ void load_operand(const GemmOperand& o, const int64_t
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 // Rounds the thread's own chunks of a landed stage to TF32 in place (cvt.rna, as the wmma kernels
 // round their fragments): each element once, not once per fragment load of each warp using it.
+__device__ __forceinline__ void round_chunk(float* chunk) {  // 4 floats, 16-byte aligned
+  float4* p = reinterpret_cast<float4*>(chunk);
+  float4 v = *p;
+  v.x = __uint_as_float(mma::tf32_bits(v.x));
+  v.y = __uint_as_float(mma::tf32_bits(v.y));
+  v.z = __uint_as_float(mma::tf32_bits(v.z));
+  v.w = __uint_as_float(mma::tf32_bits(v.w));
+  *p = v;
+}
 template <bool kKRows>
 __device__ __forceinline__ void round_operand(float* st) {
 #pragma unroll
-  for (int q = 0; q < 8; ++q) {
-    float4* p = reinterpret_cast<float4*>(st + chunk_offset<kKRows>(q));
-    float4 v = *p;
-    v.x = __uint_as_float(mma::tf32_bits(v.x));
-    v.y = __uint_as_float(mma::tf32_bits(v.y));
-    v.z = __uint_as_float(mma::tf32_bits(v.z));
-    v.w = __uint_as_float(mma::tf32_bits(v.w));
-    *p = v;
-  }
+  for (int q = 0; q < 8; ++q) round_chunk(st + chunk_offset<kKRows>(q));
 }
 #endif
 
@@ -702,6 +704,134 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
 #endif
 }
 }  // namespace tcm
+
+// ---- tensor cores, TF32 through wgmma (tcw, sm_90a) ---------------------------------------------
+// Operand form 2 only (A [m][k] and B^T [n][k]: both k-contiguous, the one form TF32 wgmma reads
+// from shared memory; other forms run tcm). The 128 x 128 tile and k steps of 32 of the other TF32
+// kernels: two warpgroups, each the products of 64 rows by 128 columns as four wgmma m64n128k8 per
+// k step, operands staged by cp.async in the 128-byte-swizzled K-major layout that wgmma reads
+// (wgmma_tf32.cuh), a ring of kStages steps, rounded to TF32 in place by the thread that copied them
+// (as tcm), the accumulators in registers (64 per thread) and the epilogue applied from them.
+// Two blocks per SM (<= 128 registers, 2 x 99 KB of shared memory). Summation: per output, the
+// products of each k group of 8 added to one FP32 accumulator in k order, as the other kernels
+// (whether the card's wgmma adds a group's products as its mma.sync does is what
+// tf32_kernels_agree_bit_for_bit checks on a GPU).
+namespace tcw {
+constexpr int kThreads = 256;
+constexpr int kBM = 128, kBN = 128, kBK = 32;  // a k step: one swizzled 128-byte row per m or n
+constexpr int kStages = 3;
+constexpr int kOperandFloats = kBM * kBK;  // 16 KB, a whole number of 1024-byte swizzle patterns
+constexpr int kStageFloats = 2 * kOperandFloats;
+constexpr int kAlign = 1024;  // the swizzle pattern repeats every 1024 bytes: tiles start on it
+constexpr std::size_t kSmemBytes = kAlign + std::size_t(kStages) * kStageFloats * sizeof(float) + (kBM + kBN) * sizeof(int64_t);
+static_assert(kBM == 2 * 64 && kBN == wgmma::kN && kThreads == 2 * 128, "two warpgroups of m64 x n128");
+static_assert(kBK * 4 == 128 && (kOperandFloats * 4) % kAlign == 0, "one swizzled row per k step; tiles stay aligned");
+static_assert(kBM * kBK / 4 == 4 * kThreads, "4 chunks of 16 bytes per thread and operand");
+
+// Where chunk q (0..3) of a thread goes: row tid / 8 + 32 q of the tile, 16-byte chunk c = tid % 8
+// of the k step (global k0 + 4 c), stored at chunk c ^ (row % 8) of the row (row % 8 = tid / 8 % 8).
+__device__ __forceinline__ int chunk_row(int q) { return int(threadIdx.x) / 8 + 32 * q; }
+__device__ __forceinline__ int chunk_offset(int q) {
+  const int r = chunk_row(q), c = int(threadIdx.x) % 8;
+  return r * kBK + ((c ^ (r % 8)) * 4);
+}
+
+// One operand's share of a k step at k0: srow holds the storage rows of the tile's rows (-1 past M
+// or N); every chunk outside the matrix is zero-filled.
+__device__ __forceinline__ void load_operand(const GemmOperand& o, const int64_t* srow, int64_t k0, int64_t K, bool vec, float* dst) {
+  const int64_t gk = k0 + int(threadIdx.x) % 8 * 4;
+  const int valid = gk < K ? int(min(int64_t(4), K - gk)) : 0;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const int64_t sr = srow[chunk_row(q)];
+    tcm::copy4(dst + chunk_offset(q), o.p + sr * o.ld + gk, sr >= 0 ? valid : 0, vec, o.p);
+  }
+}
+
+#if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+// Rounds the thread's own chunks of a landed stage to TF32 in place (cvt.rna, as the other kernels).
+__device__ __forceinline__ void round_operand(float* st) {
+#pragma unroll
+  for (int q = 0; q < 4; ++q) tcm::round_chunk(st + chunk_offset(q));
+}
+#endif
+
+__device__ void tile(const GemmDesc& d, int64_t t, float* smem_raw) {
+#if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+  // the stages from the first 1024-byte boundary of the shared-memory window, the row table after
+  const uint32_t raw_addr = wgmma::smem_addr(smem_raw);
+  float* smem = smem_raw + ((kAlign - raw_addr % kAlign) % kAlign) / 4;
+  const uint32_t smem_addr = wgmma::smem_addr(smem);
+  int64_t* srow = reinterpret_cast<int64_t*>(smem + kStages * kStageFloats);
+  const TileOrigin origin = tile_origin<kBM, kBN>(d, t);
+  const int64_t m0 = origin.m0, n0 = origin.n0, K = origin.K;
+  const int64_t steps = (K + kBK - 1) / kBK;
+  const bool va = tca::vec_ok(d.a), vb = tca::vec_ok(d.b);
+  const int tid = int(threadIdx.x), wg = tid / 128;
+  for (int r = tid; r < kBM; r += kThreads) {  // the storage rows of the tile's m rows of A and n rows of B^T
+    srow[r] = m0 + r < d.M ? storage_row(d.a, m0 + r) : -1;
+    srow[kBM + r] = n0 + r < d.N ? storage_row(d.b, n0 + r) : -1;
+  }
+  __syncthreads();
+  float acc[wgmma::kAccum];
+#pragma unroll
+  for (int i = 0; i < wgmma::kAccum; ++i) acc[i] = 0.0f;
+  auto load_step = [&](int64_t s) {
+    float* st = smem + (s % kStages) * kStageFloats;
+    load_operand(d.a, srow, s * kBK, K, va, st);
+    load_operand(d.b, srow + kBM, s * kBK, K, vb, st + kOperandFloats);
+  };
+  // kStages - 1 steps in flight before the first product; one batch committed per step (empty
+  // past the end) so that wait_prior counts steps
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < steps) load_step(s);
+    __pipeline_commit();
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    __pipeline_wait_prior(kStages - 2);  // this thread's copies of step s have landed
+    float* st = smem + (s % kStages) * kStageFloats;
+    round_operand(st);
+    round_operand(st + kOperandFloats);
+    wgmma::fence_proxy_async();  // the copies and the rounding, visible to wgmma's reads
+    __syncthreads();  // everyone's chunks of step s are in; every warpgroup's products of step s - 1 are done
+    if (s + kStages - 1 < steps) load_step(s + kStages - 1);  // into step s - 1's buffer
+    __pipeline_commit();
+    const uint32_t a_addr = smem_addr + uint32_t((s % kStages) * kStageFloats * 4) + uint32_t(wg * 64 * kBK * 4);
+    const uint32_t b_addr = smem_addr + uint32_t(((s % kStages) * kStageFloats + kOperandFloats) * 4);
+    wgmma::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += 8)  // k past K are zeros: they add exactly 0
+      wgmma::mma(acc, wgmma::desc_k_major_sw128(a_addr + 4 * kk), wgmma::desc_k_major_sw128(b_addr + 4 * kk));
+    wgmma::commit();
+    wgmma::wait_all();
+    wgmma::fence_operands(acc);
+  }
+  __pipeline_wait_prior(0);  // no copy may outlive the block
+  // the epilogue from the registers: warp w of warpgroup wg holds rows 64 wg + 16 w + g (+ 8)
+  const int lane = tid % 32, g = lane / 4, tq = lane % 4, row0 = 64 * wg + 16 * (tid / 32 % 4) + g;
+#pragma unroll
+  for (int q2 = 0; q2 < 2; ++q2) {
+    const int64_t gi = m0 + row0 + 8 * q2;
+    if (gi >= d.M) continue;
+#pragma unroll
+    for (int j = 0; j < wgmma::kN / 8; ++j)
+#pragma unroll
+      for (int q1 = 0; q1 < 2; ++q1) {
+        const int64_t gj = n0 + 8 * j + 2 * tq + q1;
+        if (gj < d.N) store_value(d, gi, gj, first_value(d, gi, gj, acc[4 * j + 2 * q2 + q1]));
+      }
+  }
+#else
+  (void)d;
+  (void)t;
+  (void)smem_raw;
+#if defined(__CUDA_ARCH__)
+  __trap();  // never launched: wgmma_tf32_supported() is false without the sm_90a code
+#endif
+#endif
+}
+}  // namespace tcw
 #pragma nv_diag_default 177
 
 template <GemmMath kMath>
@@ -766,21 +896,41 @@ __global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>))
   any_tile<kMath, kAsyncBlocks, kForm>(*reinterpret_cast<const GemmDesc*>(raw), tile);
 }
 
-// The mma.sync TF32 kernel (tcm) for operand form kForm, alone and grouped: two blocks per SM.
+// The kernels of the tile bodies on dynamic shared memory, two blocks per SM: tcm for operand form
+// kForm (MmaTile<kForm>) and tcw (WgmmaTile), alone and grouped.
 template <int kForm>
-__global__ void __launch_bounds__(tcm::kThreads, 2) gemm_one_mma_kernel(const GemmDesc d) {
-  extern __shared__ __align__(128) float gemm_mma_smem[];
-  tcm::tile<(kForm & 1) != 0, (kForm & 2) != 0>(d, int64_t(blockIdx.x), gemm_mma_smem);
+struct MmaTile {
+  static constexpr int kThreads = tcm::kThreads;
+  __device__ static void run(const GemmDesc& d, int64_t t, float* smem) { tcm::tile<(kForm & 1) != 0, (kForm & 2) != 0>(d, t, smem); }
+};
+struct WgmmaTile {
+  static constexpr int kThreads = tcw::kThreads;
+  __device__ static void run(const GemmDesc& d, int64_t t, float* smem) { tcw::tile(d, t, smem); }
+};
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::kThreads, 2) gemm_one_smem_kernel(const GemmDesc d) {
+  extern __shared__ __align__(128) float gemm_tile_smem[];
+  Tile::run(d, int64_t(blockIdx.x), gemm_tile_smem);
 }
 
-template <int kForm>
-__global__ void __launch_bounds__(tcm::kThreads, 2) gemm_grouped_mma_kernel(const GemmDesc* __restrict__ descs, const int64_t* __restrict__ tile_start,
-                                                                            int count) {
-  extern __shared__ __align__(128) float gemm_mma_smem[];
+template <class Tile>
+__global__ void __launch_bounds__(Tile::kThreads, 2) gemm_grouped_smem_kernel(const GemmDesc* __restrict__ descs, const int64_t* __restrict__ tile_start,
+                                                                             int count) {
+  extern __shared__ __align__(128) float gemm_tile_smem[];
   __shared__ __align__(16) unsigned char raw[sizeof(GemmDesc)];
   const int64_t tile = find_group(descs, tile_start, count, raw);
   if (tile < 0) return;
-  tcm::tile<(kForm & 1) != 0, (kForm & 2) != 0>(*reinterpret_cast<const GemmDesc*>(raw), tile, gemm_mma_smem);
+  Tile::run(*reinterpret_cast<const GemmDesc*>(raw), tile, gemm_tile_smem);
+}
+
+// 1 where the code that runs on this device has wgmma (sm_90a), else 0.
+__global__ void wgmma_probe_kernel(int* out) {
+#if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+  *out = 1;
+#else
+  *out = 0;
+#endif
 }
 
 __global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, GemmMath math, int64_t* __restrict__ tile_start) {
@@ -827,8 +977,8 @@ void for_async_kernels(F&& f) {
 // The mma.sync TF32 kernels (4 operand forms, alone and grouped), for f(kernel).
 template <int kForm, class F>
 void for_mma_form(F&& f) {
-  f(gemm_one_mma_kernel<kForm>);
-  f(gemm_grouped_mma_kernel<kForm>);
+  f(gemm_one_smem_kernel<MmaTile<kForm>>);
+  f(gemm_grouped_smem_kernel<MmaTile<kForm>>);
 }
 template <class F>
 void for_mma_kernels(F&& f) {
@@ -841,20 +991,28 @@ void for_mma_kernels(F&& f) {
 void launch_mma_one(const GemmDesc& d, int32_t form, unsigned grid, cudaStream_t stream) {
   constexpr std::size_t kSmem = tcm::kSmemBytes;
   switch (form) {
-    case 0: gemm_one_mma_kernel<0><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
-    case 1: gemm_one_mma_kernel<1><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
-    case 2: gemm_one_mma_kernel<2><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
-    default: gemm_one_mma_kernel<3><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
+    case 0: gemm_one_smem_kernel<MmaTile<0>><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
+    case 1: gemm_one_smem_kernel<MmaTile<1>><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
+    case 2: gemm_one_smem_kernel<MmaTile<2>><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
+    default: gemm_one_smem_kernel<MmaTile<3>><<<grid, tcm::kThreads, kSmem, stream>>>(d); break;
   }
 }
 void launch_mma_grouped(const GemmDesc* descs, const int64_t* tile_start, int count, int32_t form, unsigned grid, cudaStream_t stream) {
   constexpr std::size_t kSmem = tcm::kSmemBytes;
   switch (form) {
-    case 0: gemm_grouped_mma_kernel<0><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
-    case 1: gemm_grouped_mma_kernel<1><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
-    case 2: gemm_grouped_mma_kernel<2><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
-    default: gemm_grouped_mma_kernel<3><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
+    case 0: gemm_grouped_smem_kernel<MmaTile<0>><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
+    case 1: gemm_grouped_smem_kernel<MmaTile<1>><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
+    case 2: gemm_grouped_smem_kernel<MmaTile<2>><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
+    default: gemm_grouped_smem_kernel<MmaTile<3>><<<grid, tcm::kThreads, kSmem, stream>>>(descs, tile_start, count); break;
   }
+}
+
+constexpr int32_t kWgmmaForm = 2;  // A not transposed, B transposed: both k-contiguous
+void launch_wgmma_one(const GemmDesc& d, unsigned grid, cudaStream_t stream) {
+  gemm_one_smem_kernel<WgmmaTile><<<grid, tcw::kThreads, tcw::kSmemBytes, stream>>>(d);
+}
+void launch_wgmma_grouped(const GemmDesc* descs, const int64_t* tile_start, int count, unsigned grid, cudaStream_t stream) {
+  gemm_grouped_smem_kernel<WgmmaTile><<<grid, tcw::kThreads, tcw::kSmemBytes, stream>>>(descs, tile_start, count);
 }
 
 // Launches of the async TF32 kernel for a form known on the host.
@@ -884,6 +1042,7 @@ GemmTf32Kernel tf32_kernel_from_env() {
   if (e && std::strcmp(e, "async1") == 0) return GemmTf32Kernel::Async1;
   if (e && std::strcmp(e, "async2") == 0) return GemmTf32Kernel::Async2;
   if (e && std::strcmp(e, "mma") == 0) return GemmTf32Kernel::Mma;
+  if (e && std::strcmp(e, "wgmma") == 0) return GemmTf32Kernel::Wgmma;
   return GemmTf32Kernel::Registers;
 }
 GemmTf32Kernel g_tf32_kernel = tf32_kernel_from_env();
@@ -913,11 +1072,33 @@ bool mma_tf32_supported() {
   return ok;
 }
 
+// wgmma: the device is sm_90 and runs this build's sm_90a code (the probe), with tcw::kSmemBytes of
+// shared memory per block, and the mma.sync kernels (its other operand forms) run.
+bool wgmma_tf32_supported() {
+  static const bool ok = [] {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major != 9)
+      return false;
+    if (!mma_tf32_supported()) return false;
+    DeviceBuffer<int> flag(1);
+    wgmma_probe_kernel<<<1, 1>>>(flag.get());
+    int has = 0;
+    if (cudaGetLastError() != cudaSuccess) return false;
+    flag.download(&has, 1);
+    return has == 1 && allow_shared_memory(tcw::kSmemBytes, [](auto f) {
+      f(gemm_one_smem_kernel<WgmmaTile>);
+      f(gemm_grouped_smem_kernel<WgmmaTile>);
+    });
+  }();
+  return ok;
+}
+
 GemmTf32Kernel tf32_kernel() {
   switch (g_tf32_kernel) {
     case GemmTf32Kernel::Async1:
     case GemmTf32Kernel::Async2: return async_tf32_supported() ? g_tf32_kernel : GemmTf32Kernel::Registers;
     case GemmTf32Kernel::Mma: return mma_tf32_supported() ? g_tf32_kernel : GemmTf32Kernel::Registers;
+    case GemmTf32Kernel::Wgmma: return wgmma_tf32_supported() ? g_tf32_kernel : mma_tf32_supported() ? GemmTf32Kernel::Mma : GemmTf32Kernel::Registers;
     default: return GemmTf32Kernel::Registers;
   }
 }
@@ -1020,6 +1201,10 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspa
         case GemmTf32Kernel::Async1: launch_async_one<1>(d, gemm_form_of(d), grid, stream); break;
         case GemmTf32Kernel::Async2: launch_async_one<2>(d, gemm_form_of(d), grid, stream); break;
         case GemmTf32Kernel::Mma: launch_mma_one(d, gemm_form_of(d), grid, stream); break;
+        case GemmTf32Kernel::Wgmma:
+          if (gemm_form_of(d) == kWgmmaForm) launch_wgmma_one(d, grid, stream);
+          else launch_mma_one(d, gemm_form_of(d), grid, stream);
+          break;
         default: gemm_one_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d); break;
       }
       break;
@@ -1044,6 +1229,10 @@ void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count
         case GemmTf32Kernel::Async1: launch_async_grouped<1>(d_desc, d_tile_start, count, form, grid, stream); break;
         case GemmTf32Kernel::Async2: launch_async_grouped<2>(d_desc, d_tile_start, count, form, grid, stream); break;
         case GemmTf32Kernel::Mma: launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream); break;
+        case GemmTf32Kernel::Wgmma:
+          if (form == kWgmmaForm) launch_wgmma_grouped(d_desc, d_tile_start, count, grid, stream);
+          else launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream);
+          break;
         default: gemm_grouped_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
       }
       break;

@@ -75,14 +75,16 @@ CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N, GemmMath m) {
 
 // Which kernel runs Tf32: Registers (the default: wmma, operands prefetched through registers, one
 // block per SM; it has run on an H200), Async1 / Async2 (wmma, a cp.async pipeline, launched for one
-// or two resident blocks per SM) or Mma (mma.sync and ldmatrix, 4 warps of 64 x 64, a cp.async
-// pipeline, two blocks per SM). The last three need ~110 KB of shared memory per block, so sm_80
-// and sm_90 (other cards run Registers), and have not run on a GPU yet (emulated only).
-// Process-wide; for tests and benchmarks until a GPU run picks the default (or
-// CALMOE_CUDA_TF32_KERNEL=async1|async2|mma for a whole process). gemm_tf32_kernel() says which
-// runs on this device. Every one computes the same products in the same order (k groups of 8 into
-// one FP32 accumulator per output, k ascending), so they are expected to agree bit for bit.
-enum class GemmTf32Kernel : int32_t { Async1 = 0, Async2 = 1, Registers = 2, Mma = 3 };
+// or two resident blocks per SM), Mma (mma.sync and ldmatrix, 4 warps of 64 x 64, a cp.async
+// pipeline, two blocks per SM) or Wgmma (sm_90a: warpgroup wgmma for operand form 2, A and B^T both
+// k-contiguous, the only form TF32 wgmma reads; Mma for the other forms). Async and Mma need ~110 KB
+// of shared memory per block, so sm_80 and sm_90 (other cards run Registers); Wgmma needs an sm_90
+// card and this build's sm_90a code (else Mma). None but Registers has run on a GPU yet (emulated
+// only). Process-wide; for tests and benchmarks until a GPU run picks the default (or
+// CALMOE_CUDA_TF32_KERNEL=async1|async2|mma|wgmma for a whole process). gemm_tf32_kernel() says
+// which runs on this device. Every one computes the same products in the same order (k groups of
+// 8 into one FP32 accumulator per output, k ascending), so they are expected to agree bit for bit.
+enum class GemmTf32Kernel : int32_t { Async1 = 0, Async2 = 1, Registers = 2, Mma = 3, Wgmma = 4 };
 void gemm_set_tf32_kernel(GemmTf32Kernel k);
 GemmTf32Kernel gemm_tf32_kernel();
 

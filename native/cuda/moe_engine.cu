@@ -186,6 +186,24 @@ __global__ void commit_kernel(const double* norm, const int32_t* bad, const floa
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < P; i += stride) params[i] = next[i];
 }
 
+// dst + z stride = (src + z stride)^T for blockIdx.z = 0..: rows x cols matrices (one per expert,
+// `stride` floats apart) transposed through 32 x 32 shared tiles (coalesced reads and writes).
+__global__ void __launch_bounds__(256) transpose_kernel(const float* __restrict__ src, float* __restrict__ dst, int64_t rows, int64_t cols, int64_t stride) {
+  __shared__ float tile[32][33];  // 33: the column reads hit 32 banks
+  const float* s = src + int64_t(blockIdx.z) * stride;
+  float* o = dst + int64_t(blockIdx.z) * stride;
+  const int64_t r0 = int64_t(blockIdx.y) * 32, c0 = int64_t(blockIdx.x) * 32;
+  for (int i = int(threadIdx.y); i < 32; i += 8) {
+    const int64_t r = r0 + i, c = c0 + threadIdx.x;
+    if (r < rows && c < cols) tile[i][threadIdx.x] = s[r * cols + c];
+  }
+  __syncthreads();
+  for (int i = int(threadIdx.y); i < 32; i += 8) {
+    const int64_t c = c0 + i, r = r0 + threadIdx.x;
+    if (r < rows && c < cols) o[c * rows + r] = tile[threadIdx.x][i];
+  }
+}
+
 unsigned stride_blocks(int64_t n) { return unsigned(std::min<int64_t>(std::max<int64_t>(1, (n + 255) / 256), 8192)); }
 
 // ---- the engine --------------------------------------------------------------------------------------
@@ -226,6 +244,9 @@ class CudaEngine final : public moe::Engine {
   };
 
   const float* W(const Mlp& m, int64_t base, int64_t l) const { return params_.get() + base + m.weight_offset(l); }
+  // expert layer l's weights transposed (out x in), at W's offset in wt_ (wt_forward_ only)
+  const float* WT(int64_t base, int64_t l) const { return wt_.get() + base + expert_.weight_offset(l); }
+  void transpose_expert_weights();
   const float* Bias(const Mlp& m, int64_t base, int64_t l) const { return params_.get() + base + m.bias_offset(l); }
   // gradient w.r.t. expert layer l's output (entries x dims[l + 1]) / router layer l's output
   float* expert_delta(int64_t l) {
@@ -275,6 +296,10 @@ class CudaEngine final : public moe::Engine {
   GemmMath math_ = GemmMath::Fp32;
 
   DeviceBuffer<float> params_, grad_, m_, v_, next_, inv_temp_;
+  // With the wgmma TF32 kernel, which reads only k-contiguous operands (gemm.cuh, form 2), the
+  // experts' forward reads a transposed copy of their weights, refreshed whenever params_ change.
+  bool wt_forward_ = false;
+  DeviceBuffer<float> wt_;
   GemmWorkspace gemm_ws_;  // split-K of the single GEMMs (the router's; gemm.cuh)
   PhaseTimer phases_;      // CALMOE_CUDA_PHASES=1: per-phase times of each training step
   bool have_m_ = false, have_v_ = false;
@@ -337,6 +362,11 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   // default stream that DeviceBuffer::upload/zero use); the constructor ends with a sync
   params_.resize(std::size_t(P_));
   h2d(params_.get(), params, std::size_t(P_) * sizeof(float));
+  wt_forward_ = math_ == GemmMath::Tf32 && gemm_tf32_kernel() == GemmTf32Kernel::Wgmma;
+  if (wt_forward_) {
+    wt_.resize(std::size_t(P_));
+    transpose_expert_weights();
+  }
   grad_.resize(std::size_t(P_));
   check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync");
   next_.resize(std::size_t(P_));
@@ -451,7 +481,7 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
         e.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 0};
         e.a_step = in;
       }
-      e.d.b = GemmOperand{W(expert_, base, l), out, nullptr, 0};
+      e.d.b = wt_forward_ ? GemmOperand{WT(base, l), in, nullptr, 1} : GemmOperand{W(expert_, base, l), out, nullptr, 0};
       e.d.bias = Bias(expert_, base, l);
       if (last) {
         e.d.c = f.p_expert.get();
@@ -831,6 +861,7 @@ double CudaEngine::update(const OptimizerConfig& o, double lr) {
   check(cudaGetLastError(), "moe update launch");
   commit_kernel<<<stride_blocks(P), 256, 0, stream_>>>(norm_.get(), bad_.get(), next_.get(), params_.get(), P);
   check(cudaGetLastError(), "moe update launch");
+  if (wt_forward_) transpose_expert_weights();
   check(cudaMemcpyAsync(h_norm_.get(), norm_.get(), sizeof(double), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   check(cudaMemcpyAsync(h_bad_.get(), bad_.get(), sizeof(int32_t), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   phases_.mark("update", stream_);
@@ -843,6 +874,17 @@ double CudaEngine::update(const OptimizerConfig& o, double lr) {
   }
   if (h_bad_.get()[0] != 0) return std::numeric_limits<double>::infinity();
   return norm;
+}
+
+void CudaEngine::transpose_expert_weights() {
+  const int64_t base = layout_.expert_offset[0];
+  for (int64_t l = 0; l < expert_.layers(); ++l) {
+    const int64_t in = expert_.dims[l], out = expert_.dims[l + 1];
+    const dim3 grid(unsigned((out + 31) / 32), unsigned((in + 31) / 32), unsigned(c_.experts));
+    transpose_kernel<<<grid, dim3(32, 8), 0, stream_>>>(params_.get() + base + expert_.weight_offset(l), wt_.get() + base + expert_.weight_offset(l), in,
+                                                        out, layout_.expert_size);
+    check(cudaGetLastError(), "moe transpose launch");
+  }
 }
 
 void CudaEngine::predict(const float* x, int64_t rows, const PredictOutputs& out) {

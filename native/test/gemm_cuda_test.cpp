@@ -221,6 +221,7 @@ const char* tf32_kernel_name() {
     case cuda::GemmTf32Kernel::Async1: return ", async kernel, 1 block/SM";
     case cuda::GemmTf32Kernel::Async2: return ", async kernel, 2 blocks/SM";
     case cuda::GemmTf32Kernel::Mma: return ", mma.sync kernel";
+    case cuda::GemmTf32Kernel::Wgmma: return ", wgmma kernel (mma.sync off form 2)";
     default: return ", register-staged kernel";
   }
 }
@@ -280,11 +281,17 @@ struct MathRun {
   GemmMath math;
   cuda::GemmTf32Kernel kernel;
 };
+// Wgmma only where it runs (elsewhere it falls back to a kernel already in the list).
 std::vector<MathRun> maths() {
   using K = cuda::GemmTf32Kernel;
-  if (cuda::gemm_tensor_cores())
-    return {{GemmMath::Fp32, K::Registers}, {GemmMath::Tf32, K::Registers}, {GemmMath::Tf32, K::Async1}, {GemmMath::Tf32, K::Async2}, {GemmMath::Tf32, K::Mma},
-            {GemmMath::Bf16, K::Registers}};
+  if (cuda::gemm_tensor_cores()) {
+    std::vector<MathRun> runs = {{GemmMath::Fp32, K::Registers}, {GemmMath::Tf32, K::Registers}, {GemmMath::Tf32, K::Async1},
+                                 {GemmMath::Tf32, K::Async2},    {GemmMath::Tf32, K::Mma},       {GemmMath::Bf16, K::Registers}};
+    cuda::gemm_set_tf32_kernel(K::Wgmma);
+    if (cuda::gemm_tf32_kernel() == K::Wgmma) runs.insert(runs.end() - 1, {GemmMath::Tf32, K::Wgmma});
+    cuda::gemm_set_tf32_kernel(K::Registers);
+    return runs;
+  }
   static bool said = false;
   if (!said) std::printf("  note: the card has no TF32/BF16 tensor cores (sm_80+): Fp32 only\n");
   said = true;
@@ -448,6 +455,12 @@ TEST(precision_maps_to_math) {
   CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Async1 || cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
   cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Mma);
   CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Mma || cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
+  // Wgmma on an sm_90 card running this build's sm_90a code, else Mma (or the register-staged kernel)
+  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Wgmma);
+  const cuda::GemmTf32Kernel w = cuda::gemm_tf32_kernel();
+  CHECK(w == cuda::GemmTf32Kernel::Wgmma || w == cuda::GemmTf32Kernel::Mma || w == cuda::GemmTf32Kernel::Registers);
+  std::printf("  note: CALMOE_CUDA_TF32_KERNEL=wgmma runs the %s kernel on this device\n",
+              w == cuda::GemmTf32Kernel::Wgmma ? "wgmma" : w == cuda::GemmTf32Kernel::Mma ? "mma.sync" : "register-staged");
   cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Registers);  // the default
   CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
 }
@@ -512,7 +525,7 @@ TEST(tf32_kernels_agree_bit_for_bit) {
       std::vector<void*> owned;
       Prepared p = prepare(c, rng, owned);
       std::vector<float> want;
-      for (K k : {K::Registers, K::Async1, K::Async2, K::Mma}) {
+      for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma}) {
         cuda::gemm_set_tf32_kernel(k);
         if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
         cuda::check(cudaMemcpy(p.d_c, p.c0.data(), p.c0.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");

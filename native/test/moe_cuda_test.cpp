@@ -683,6 +683,16 @@ TEST(update_divergence_keeps_parameters) {
 // emulation of the rounding, objective within 1%; BF16: 8-bit mantissas, 8x TF32's unit roundoff,
 // so within 25% and 5%), and deterministic. Wrong fragment indexing would be ~100% off.
 // Soft and hard routing only: no discrete top-k choice that a rounding difference could flip.
+// ||a - b|| / ||b|| over n floats
+double rel_distance(const float* a, const float* b, int64_t n) {
+  double diff = 0, ref = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    ref += double(b[i]) * b[i];
+  }
+  return std::sqrt(diff / ref);
+}
+
 TEST(tensor_core_precisions_are_close_and_deterministic) {
   struct P {
     MatmulPrecision p;
@@ -721,6 +731,20 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
       if (!(std::sqrt(diff) <= prec.grad_rel * std::sqrt(ref))) t::fail(__FILE__, __LINE__, tag + ": gradient too far from the CPU's");
       gpu->forward_backward(b, cs.o, true);
       if (std::memcmp(gpu->gradient(), gg.data(), gg.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, tag + ": two runs differ");
+      // after an SGD step (which the wgmma path's transposed copy of the weights must follow):
+      // still close, with a gradient moved far more than the tolerance (so stale weights would show)
+      OptimizerConfig o;
+      o.kind = OptimizerKind::Sgd;
+      o.clip_norm = 0;
+      cpu->update(o, 10.0);
+      gpu->update(o, 10.0);
+      const StepStats sc2 = cpu->forward_backward(b, cs.o, true);
+      const StepStats sg2 = gpu->forward_backward(b, cs.o, true);
+      CHECK_CLOSE(sg2.objective, sc2.objective, 1e-4, prec.obj_rel);
+      const double moved = rel_distance(cpu->gradient(), gc.data(), lay.total), off = rel_distance(gpu->gradient(), cpu->gradient(), lay.total);
+      std::printf("  info %s, after one SGD step: the gradient moved %.3g, ||g_cuda - g_cpu|| / ||g_cpu|| = %.3g\n", tag.c_str(), moved, off);
+      CHECK(moved > 2 * prec.grad_rel);
+      if (!(off <= prec.grad_rel)) t::fail(__FILE__, __LINE__, tag + ": gradient after an update too far from the CPU's");
     }
   }
 }

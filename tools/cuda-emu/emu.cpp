@@ -56,6 +56,10 @@ struct AsyncCopy {
   const void* src;
   std::size_t bytes, zfill;
 };
+struct WgmmaOp {
+  float* d;
+  uint64_t desc_a, desc_b;
+};
 struct Fiber {
   void* sp = nullptr;
   char* stack = nullptr;
@@ -68,6 +72,8 @@ struct Fiber {
   emu::WarpFn fn = nullptr;                     // kWarpCall
   std::vector<AsyncCopy> pending;               // issued, not yet committed
   std::deque<std::vector<AsyncCopy>> batches;   // committed, not yet waited for
+  std::vector<WgmmaOp> wg_pending;              // wgmma issued, not yet committed
+  std::deque<std::vector<WgmmaOp>> wg_groups;   // committed, not yet waited for
 };
 void* g_sched_sp = nullptr;
 std::vector<Fiber> g_fibers;
@@ -107,6 +113,13 @@ void to_scheduler(bool dying) {
   __sanitizer_finish_switch_fiber(nullptr, &g_sched_bottom, &g_sched_size);
 #endif
   (*g_body)();
+  {
+    const Fiber& f = g_fibers[std::size_t(g_cur)];
+    if (!f.wg_pending.empty() || !f.wg_groups.empty()) {
+      std::fprintf(stderr, "emu: thread %d of block (%u,%u,%u) exited with wgmma operations not waited for\n", g_cur, blockIdx_.x, blockIdx_.y, blockIdx_.z);
+      std::abort();
+    }
+  }
   g_fibers[std::size_t(g_cur)].done = true;
   to_scheduler(true);
   std::abort();  // never resumed
@@ -115,6 +128,8 @@ void to_scheduler(bool dying) {
 void start(Fiber& f) {
   f.pending.clear();
   f.batches.clear();
+  f.wg_pending.clear();
+  f.wg_groups.clear();
 #if EMU_ASAN
   ASAN_UNPOISON_MEMORY_REGION(f.stack, kStack);  // frames abandoned by the last fiber on this stack
 #endif
@@ -223,6 +238,103 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
     for (int lane = 0; lane < 32; ++lane)
       for (int q = 0; q < 4; ++q) std::memcpy(&out[lane][q], static_cast<const char*>(l[8 * q + lane / 4]->row) + 4 * (lane % 4), 4);
     for (int lane = 0; lane < 32; ++lane) std::memcpy(l[lane]->r, out[lane], sizeof out[lane]);
+  }, &mine);
+}
+
+uint32_t shared_window(const void* p) {
+  const auto base = reinterpret_cast<std::uintptr_t>(dynamic_shared()), q = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(g_dyn.data()) + g_dyn.size();
+  if (q < base || q >= end) {
+    std::fprintf(stderr, "emu: shared_window(%p): not in the block's dynamic shared memory\n", p);
+    std::abort();
+  }
+  return uint32_t(q - base) + kDynWindow;
+}
+
+namespace {
+// The float a K-major, 128B-swizzled wgmma operand descriptor names at (row r, k): the canonical
+// address start + (r / 8) SBO + (r % 8) 128 + 4 k, then the swizzle (bits 4-6 ^= bits 7-9) on the
+// window address, as the hardware applies it.
+float wgmma_operand(uint64_t desc, int r, int k) {
+  const uint32_t start = uint32_t(desc & 0x3fffu) << 4, sbo = uint32_t((desc >> 32) & 0x3fffu) << 4;
+  const unsigned base_offset = unsigned(desc >> 49) & 7u, layout = unsigned(desc >> 62);
+  if (layout != 1 || base_offset != 0) {
+    std::fprintf(stderr, "emu: wgmma descriptor %#llx: only K-major 128-byte-swizzled operands with base offset 0 are emulated\n", (unsigned long long)desc);
+    std::abort();
+  }
+  const uint32_t lin = start + uint32_t(r / 8) * sbo + uint32_t(r % 8) * 128u + 4u * uint32_t(k);
+  const uint32_t phys = lin ^ (((lin >> 7) & 7u) << 4);
+  const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(dynamic_shared()), end = reinterpret_cast<std::uintptr_t>(g_dyn.data()) + g_dyn.size();
+  if (phys < kDynWindow || base + (phys - kDynWindow) + 4 > end) {
+    std::fprintf(stderr, "emu: wgmma operand (row %d, k %d) of descriptor %#llx at window address %#x: outside dynamic shared memory\n", r, k,
+                 (unsigned long long)desc, phys);
+    std::abort();
+  }
+  uint32_t bits;
+  std::memcpy(&bits, reinterpret_cast<const void*>(base + (phys - kDynWindow)), 4);
+  return tf32_value(bits);
+}
+struct WgWaitArgs {
+  Fiber* f;
+  unsigned tid;  // linear thread index: the warp's rows of the warpgroup's m64 tile
+  int pending;
+};
+}  // namespace
+
+void wgmma_m64n128k8_tf32(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
+  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b});
+}
+
+void wgmma_commit() {
+  Fiber& f = g_fibers[std::size_t(g_cur)];
+  f.wg_groups.push_back(std::move(f.wg_pending));
+  f.wg_pending.clear();
+}
+
+// wgmma.wait_group.sync.aligned: a warp-wide instruction here; each warp performs its 16 rows of
+// the warpgroup's products (rows 16 (warp % 4) .. of the m64 tile), D = A B + D with the products
+// of each output added to it in k order (as the emulated mma.sync).
+void wgmma_wait(int pending) {
+  WgWaitArgs mine{&g_fibers[std::size_t(g_cur)], unsigned(threadIdx_.x + blockDim_.x * (threadIdx_.y + blockDim_.y * threadIdx_.z)), pending};
+  warp_call(0xffffffffu, [](void* const* lanes, unsigned) {
+    const auto* l = reinterpret_cast<WgWaitArgs* const*>(lanes);
+    Fiber& f0 = *l[0]->f;
+    for (int lane = 1; lane < 32; ++lane) {
+      const Fiber& f = *l[lane]->f;
+      bool same = f.wg_groups.size() == f0.wg_groups.size() && l[lane]->pending == l[0]->pending;
+      for (std::size_t g = 0; same && g < f.wg_groups.size(); ++g) {
+        same = f.wg_groups[g].size() == f0.wg_groups[g].size();
+        for (std::size_t o = 0; same && o < f.wg_groups[g].size(); ++o)
+          same = f.wg_groups[g][o].desc_a == f0.wg_groups[g][o].desc_a && f.wg_groups[g][o].desc_b == f0.wg_groups[g][o].desc_b;
+      }
+      if (!same) {
+        std::fprintf(stderr, "emu: wgmma: the lanes of a warp issued different operations or groups (.aligned)\n");
+        std::abort();
+      }
+    }
+    const int row0 = 16 * int(l[0]->tid / 32 % 4);
+    while (f0.wg_groups.size() > std::size_t(l[0]->pending < 0 ? 0 : l[0]->pending)) {
+      for (std::size_t o = 0; o < f0.wg_groups.front().size(); ++o) {
+        const WgmmaOp& op = f0.wg_groups.front()[o];
+        float A[16][8], B[128][8];
+        for (int r = 0; r < 16; ++r)
+          for (int k = 0; k < 8; ++k) A[r][k] = wgmma_operand(op.desc_a, row0 + r, k);
+        for (int n = 0; n < 128; ++n)
+          for (int k = 0; k < 8; ++k) B[n][k] = wgmma_operand(op.desc_b, n, k);
+        for (int lane = 0; lane < 32; ++lane) {
+          float* d = l[lane]->f->wg_groups.front()[o].d;
+          const int g = lane / 4, t = lane % 4;
+          for (int j = 0; j < 16; ++j)
+            for (int q = 0; q < 4; ++q) {
+              const int m = g + 8 * (q / 2), n = 8 * j + 2 * t + q % 2;
+              float s = d[4 * j + q];
+              for (int k = 0; k < 8; ++k) s += A[m][k] * B[n][k];
+              d[4 * j + q] = s;
+            }
+        }
+      }
+      for (int lane = 0; lane < 32; ++lane) l[lane]->f->wg_groups.pop_front();
+    }
   }, &mine);
 }
 

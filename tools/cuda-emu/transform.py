@@ -19,7 +19,8 @@ def split_top(s):
     return [p.strip() for p in parts]
 
 out, i = '', 0
-pat = re.compile(r'([A-Za-z_][\w:]*(?:<[^<>;()]*>)?)\s*<<<')
+# a kernel name with template arguments, nested one level (kernel<Tile<2>>)
+pat = re.compile(r'([A-Za-z_][\w:]*(?:<(?:[^<>;()]|<[^<>;()]*>)*>)?)\s*<<<')
 while True:
     m = pat.search(src, i)
     if not m:

@@ -51,6 +51,19 @@ void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)
 // (16 bytes, 16-byte aligned); register q gets word l % 4 of row l / 4 of matrix q
 void ldmatrix_x4(uint32_t (&r)[4], const void* row);
 void* dynamic_shared();
+// sm_90a warpgroup-level matrix instructions (native/cuda/wgmma_tf32.cuh uses them under CALMOE_CUDA_EMU).
+// shared_window: p's address in the block's shared-memory window (dynamic shared memory only; the
+// window of the dynamic array starts at kDynWindow, deliberately not 1024-aligned, as on a GPU
+// where static shared variables or reserved bytes come first).
+constexpr uint32_t kDynWindow = 0x490;
+uint32_t shared_window(const void* p);
+// wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 d, desc_a, desc_b, 1, 1, 1: recorded when issued,
+// performed when wgmma_wait leaves its group behind (so the shared memory it reads and the
+// accumulators it writes are those at the wait: a missing wait, or a tile overwritten before it,
+// shows). Descriptors: K-major, 128-byte swizzle (layout type 1), base offset 0 (else aborts).
+void wgmma_m64n128k8_tf32(float (&d)[64], uint64_t desc_a, uint64_t desc_b);
+void wgmma_commit();
+void wgmma_wait(int pending);
 void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body);
 [[noreturn]] void trap();
 }  // namespace emu
