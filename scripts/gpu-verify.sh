@@ -103,7 +103,7 @@ if want bench; then
     && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async2 --modes soft,top2 >> '$out/bench-native.jsonl'" || status=1
   cat "$out/bench-w3.err" "$out/bench-gemm.err" "$out/bench-moe.err" 2> /dev/null | tee -a "$out/summary.txt"
   # where a W1L step's time goes (CALMOE_CUDA_PHASES: one JSON line of per-phase ms per step)
-  run_for 60 "$out/phases-w1l.txt" sh -c "for m in soft top2 top1; do echo \"== \$m\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --modes \$m --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done" || status=1
+  run_for 60 "$out/phases-w1l.txt" sh -c "for m in soft top2 top1; do echo \"== \$m\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --modes \$m --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done; echo '== soft, tf32-wgmma'; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-wgmma --modes soft --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1" || status=1
   tee -a "$out/summary.txt" < "$out/phases-w1l.txt"
 fi
 

@@ -1,7 +1,7 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
 //   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
-//                [--cuda-gemm tf32|tf32-async1|tf32-async2|tf32-mma|fp32|bf16] [--modes soft,top2,top1,hard]
+//                [--cuda-gemm tf32|tf32-async1|tf32-async2|tf32-mma|tf32-wgmma|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

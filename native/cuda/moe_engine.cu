@@ -186,22 +186,34 @@ __global__ void commit_kernel(const double* norm, const int32_t* bad, const floa
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < P; i += stride) params[i] = next[i];
 }
 
-// dst + z stride = (src + z stride)^T for blockIdx.z = 0..: rows x cols matrices (one per expert,
-// `stride` floats apart) transposed through 32 x 32 shared tiles (coalesced reads and writes).
-__global__ void __launch_bounds__(256) transpose_kernel(const float* __restrict__ src, float* __restrict__ dst, int64_t rows, int64_t cols, int64_t stride) {
+// dst_z (cols x rows, ld_dst) = src_z^T for z = blockIdx.z: src_z is rows x cols (ld_src) with row r
+// at row `rows_idx[r]` when given; src_z, dst_z are z stride_src / stride_dst floats on. Through
+// 32 x 32 shared tiles: coalesced reads and writes.
+__global__ void __launch_bounds__(256) transpose_kernel(const float* __restrict__ src, const int32_t* __restrict__ rows_idx, int64_t ld_src,
+                                                        float* __restrict__ dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t stride_src,
+                                                        int64_t stride_dst) {
   __shared__ float tile[32][33];  // 33: the column reads hit 32 banks
-  const float* s = src + int64_t(blockIdx.z) * stride;
-  float* o = dst + int64_t(blockIdx.z) * stride;
+  const float* s = src + int64_t(blockIdx.z) * stride_src;
+  float* o = dst + int64_t(blockIdx.z) * stride_dst;
   const int64_t r0 = int64_t(blockIdx.y) * 32, c0 = int64_t(blockIdx.x) * 32;
   for (int i = int(threadIdx.y); i < 32; i += 8) {
     const int64_t r = r0 + i, c = c0 + threadIdx.x;
-    if (r < rows && c < cols) tile[i][threadIdx.x] = s[r * cols + c];
+    if (r < rows && c < cols) tile[i][threadIdx.x] = s[(rows_idx ? int64_t(rows_idx[r]) : r) * ld_src + c];
   }
   __syncthreads();
   for (int i = int(threadIdx.y); i < 32; i += 8) {
     const int64_t c = c0 + i, r = r0 + threadIdx.x;
-    if (r < rows && c < cols) o[c * rows + r] = tile[threadIdx.x][i];
+    if (r < rows && c < cols) o[c * ld_dst + r] = tile[threadIdx.x][i];
   }
+}
+
+// Queues transpose_kernel over `count` matrices.
+void transpose(const float* src, const int32_t* rows_idx, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t count,
+               int64_t stride_src, int64_t stride_dst, cudaStream_t stream) {
+  if (rows < 1 || cols < 1 || count < 1) return;
+  const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32), unsigned(count));
+  transpose_kernel<<<grid, dim3(32, 8), 0, stream>>>(src, rows_idx, ld_src, dst, ld_dst, rows, cols, stride_src, stride_dst);
+  check(cudaGetLastError(), "moe transpose launch");
 }
 
 unsigned stride_blocks(int64_t n) { return unsigned(std::min<int64_t>(std::max<int64_t>(1, (n + 255) / 256), 8192)); }
@@ -236,6 +248,10 @@ class CudaEngine final : public moe::Engine {
     DeviceBuffer<int64_t> offset;          // K + 1
     DeviceBuffer<float> epre, eact;        // expert hidden layers (entries x h_l each, at ehid[l])
     DeviceBuffer<float> p_expert, p;
+    // wt_forward_ training: the first layer's dW reads x and its delta transposed (d x xt_ld,
+    // dims[1] x entries: every operand k-contiguous, as the wgmma kernel reads them)
+    DeviceBuffer<float> xt, delta0t;
+    int64_t xt_ld = 0;
     DeviceBuffer<ExpertGemm> tmpl;         // sets x K
     DeviceBuffer<GemmDesc> descs;          // sets x K
     DeviceBuffer<int64_t> tile_start;      // sets x (K + 1)
@@ -465,6 +481,12 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
   // layer reads x as it is, with no row gather
   const bool every_row = a == K;
   const int32_t* x_rows = every_row ? nullptr : f.entry_row.get();
+  // the transposed operands of the first layer's dW (wt_forward_): x^T once for every expert when
+  // each reads every row, else the entries' rows of x, transposed, in entry order
+  const bool dw0_t = training && wt_forward_;
+  f.xt_ld = every_row ? rows : E;
+  f.xt.resize(dw0_t ? std::size_t(d * f.xt_ld) : 0);
+  f.delta0t.resize(dw0_t ? std::size_t(expert_.dims[1] * E) : 0);
   const GemmAct act = gemm_act(c_.activation);
   for (int64_t k = 0; k < K; ++k) {
     const int64_t base = layout_.expert_offset[k];
@@ -501,15 +523,22 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       w.count_is_k = 1;
       w.d.M = in;
       w.d.N = out;
-      if (l == 0) {
+      if (l == 0 && dw0_t) {  // operand form 2: A = x^T (d x entries), B^T = delta_0^T (out x entries)
+        w.d.a = GemmOperand{f.xt.get(), f.xt_ld, nullptr, 0};
+        w.a_step = every_row ? 0 : 1;
+        w.d.b = GemmOperand{f.delta0t.get(), E, nullptr, 1};
+        w.b_step = 1;
+      } else if (l == 0) {
         w.d.a = GemmOperand{f.x.get(), d, x_rows, 1};
         w.rows_shift = every_row ? 0 : 1;
       } else {
         w.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 1};
         w.a_step = in;
       }
-      w.d.b = GemmOperand{expert_delta(l), out, nullptr, 0};
-      w.b_step = out;
+      if (!(l == 0 && dw0_t)) {
+        w.d.b = GemmOperand{expert_delta(l), out, nullptr, 0};
+        w.b_step = out;
+      }
       w.d.c = grad_.get() + base + expert_.weight_offset(l);
       w.d.ldc = out;
       if (l == 0) continue;
@@ -736,6 +765,11 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     float* gexp = grad_.get() + layout_.expert_offset[0];
     for (int64_t l = L - 1; l >= 0; --l) {
       const int64_t in = expert_.dims[l], out = expert_.dims[l + 1];
+      if (l == 0 && f.xt.size() > 0) {  // the first layer's dW on k-contiguous operands (wt_forward_)
+        if (f.a == K) transpose(f.x.get(), nullptr, d, f.xt.get(), f.xt_ld, n, d, 1, 0, 0, stream_);
+        else transpose(f.x.get(), f.entry_row.get(), d, f.xt.get(), f.xt_ld, E, d, 1, 0, 0, stream_);
+        transpose(expert_delta(0), nullptr, out, f.delta0t.get(), f.entries, E, out, 1, 0, 0, stream_);
+      }
       launch_set(f, L + l, K * gemm_tiles(in, out, math_));
       moe_rows::column_sums(expert_delta(l), out, out, f.offset.get(), 0, K, gexp + expert_.bias_offset(l), layout_.expert_size, stream_);
       if (l == 0) break;
@@ -879,11 +913,8 @@ double CudaEngine::update(const OptimizerConfig& o, double lr) {
 void CudaEngine::transpose_expert_weights() {
   const int64_t base = layout_.expert_offset[0];
   for (int64_t l = 0; l < expert_.layers(); ++l) {
-    const int64_t in = expert_.dims[l], out = expert_.dims[l + 1];
-    const dim3 grid(unsigned((out + 31) / 32), unsigned((in + 31) / 32), unsigned(c_.experts));
-    transpose_kernel<<<grid, dim3(32, 8), 0, stream_>>>(params_.get() + base + expert_.weight_offset(l), wt_.get() + base + expert_.weight_offset(l), in,
-                                                        out, layout_.expert_size);
-    check(cudaGetLastError(), "moe transpose launch");
+    const int64_t in = expert_.dims[l], out = expert_.dims[l + 1], at = base + expert_.weight_offset(l);
+    transpose(params_.get() + at, nullptr, out, wt_.get() + at, in, in, out, c_.experts, layout_.expert_size, layout_.expert_size, stream_);
   }
 }
 

@@ -703,6 +703,7 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
     std::vector<Case> cases = {
         {"soft mlp", cfg(64, 10, 4, Routing::Soft, 4, {96}, {}), obj(ObjectiveKind::Erm), 300},
         {"hard mlp router gelu", cfg(48, 7, 3, Routing::Hard, 1, {40, 24}, {16}, Activation::Gelu), obj(ObjectiveKind::Robust), 257},
+        {"top-2 mlp", cfg(37, 9, 5, Routing::TopK, 2, {45}, {}), obj(ObjectiveKind::Erm), 203},
     };
     uint64_t seed = 500;
     for (Case& cs : cases) {
