@@ -87,29 +87,41 @@ GemmAct gemm_act(Activation a) { return a == Activation::Gelu ? GemmAct::Gelu : 
 
 // One expert's GEMM at entry offset 0, and how it moves with the expert's first entry `o` and
 // entry count: a.p += o a_step, a.rows += o (rows_shift), b.p += o b_step, c += o c_step,
-// pre += o pre_step, dact_pre += o dpre_step; the count is K (count_is_k: dW) or M.
+// pre += o pre_step, dact_pre += o dpre_step; the count is K (count_is_k: dW) or M. padded: a.p and
+// b.p move by the expert's first column in a layout whose expert ranges start on multiples of 4
+// (padded_offsets), so that k-contiguous rows of entries stay 16-byte aligned.
 struct ExpertGemm {
   GemmDesc d;
   int64_t a_step = 0, b_step = 0, c_step = 0, pre_step = 0, dpre_step = 0;
-  int32_t rows_shift = 0, count_is_k = 0;
+  int32_t rows_shift = 0, count_is_k = 0, padded = 0, reserved = 0;
 };
+
+// The first column of expert k when every expert's range of entries is padded to a multiple of 4
+// (the k-contiguous operands of the wgmma path): sum over j < k of ceil4(count_j).
+__device__ __forceinline__ int64_t padded_offset(const int64_t* offset, int64_t k) {
+  int64_t p = 0;
+  for (int64_t j = 0; j < k; ++j) p += (offset[j + 1] - offset[j] + 3) / 4 * 4;
+  return p;
+}
 
 constexpr int kPlanThreads = 1024;
 
 // descs[s K + k] = template (s, k) moved to expert k's entries; tile_start[s (K + 1) + k]: the
 // prefix of tiles over the experts of set s. One block.
+// shift[k] (K entries, when given) = padded_offset(k) - offset[k]: where expert k's entries move to
+// in the padded layout.
 __global__ void __launch_bounds__(kPlanThreads) plan_experts_kernel(const ExpertGemm* tmpl, int64_t sets, int64_t K, const int64_t* offset,
-                                                                    GemmMath math, GemmDesc* descs, int64_t* tile_start) {
+                                                                    GemmMath math, GemmDesc* descs, int64_t* tile_start, int64_t* shift) {
   for (int64_t idx = threadIdx.x; idx < sets * K; idx += blockDim.x) {
     const int64_t k = idx % K;
     const ExpertGemm& t = tmpl[idx];
-    const int64_t o = offset[k], count = offset[k + 1] - o;
+    const int64_t o = offset[k], count = offset[k + 1] - o, po = t.padded ? padded_offset(offset, k) : o;
     GemmDesc d = t.d;
     if (t.count_is_k) d.K = count;
     else d.M = count;
-    d.a.p += o * t.a_step;
+    d.a.p += po * t.a_step;
     if (t.rows_shift) d.a.rows += o;
-    d.b.p += o * t.b_step;
+    d.b.p += po * t.b_step;
     d.c += o * t.c_step;
     if (d.pre) d.pre += o * t.pre_step;
     if (d.dact_pre) d.dact_pre += o * t.dpre_step;
@@ -123,6 +135,9 @@ __global__ void __launch_bounds__(kPlanThreads) plan_experts_kernel(const Expert
       tiles += gemm_tiles(descs[s * K + k].M, descs[s * K + k].N, math);
     }
     tile_start[s * (K + 1) + K] = tiles;
+  }
+  if (shift) {
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) shift[k] = padded_offset(offset, k) - offset[k];
   }
 }
 
@@ -187,11 +202,12 @@ __global__ void commit_kernel(const double* norm, const int32_t* bad, const floa
 }
 
 // dst_z (cols x rows, ld_dst) = src_z^T for z = blockIdx.z: src_z is rows x cols (ld_src) with row r
-// at row `rows_idx[r]` when given; src_z, dst_z are z stride_src / stride_dst floats on. Through
-// 32 x 32 shared tiles: coalesced reads and writes.
+// at row `rows_idx[r]` when given; src_z, dst_z are z stride_src / stride_dst floats on; row r goes
+// to column r + col_shift[row_group[r]] when given (the padded layout of plan_experts_kernel).
+// Through 32 x 32 shared tiles: coalesced reads and writes.
 __global__ void __launch_bounds__(256) transpose_kernel(const float* __restrict__ src, const int32_t* __restrict__ rows_idx, int64_t ld_src,
                                                         float* __restrict__ dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t stride_src,
-                                                        int64_t stride_dst) {
+                                                        int64_t stride_dst, const int32_t* __restrict__ row_group, const int64_t* __restrict__ col_shift) {
   __shared__ float tile[32][33];  // 33: the column reads hit 32 banks
   const float* s = src + int64_t(blockIdx.z) * stride_src;
   float* o = dst + int64_t(blockIdx.z) * stride_dst;
@@ -203,16 +219,16 @@ __global__ void __launch_bounds__(256) transpose_kernel(const float* __restrict_
   __syncthreads();
   for (int i = int(threadIdx.y); i < 32; i += 8) {
     const int64_t c = c0 + i, r = r0 + threadIdx.x;
-    if (r < rows && c < cols) o[c * ld_dst + r] = tile[threadIdx.x][i];
+    if (r < rows && c < cols) o[c * ld_dst + r + (row_group ? col_shift[row_group[r]] : 0)] = tile[threadIdx.x][i];
   }
 }
 
 // Queues transpose_kernel over `count` matrices.
 void transpose(const float* src, const int32_t* rows_idx, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t count,
-               int64_t stride_src, int64_t stride_dst, cudaStream_t stream) {
+               int64_t stride_src, int64_t stride_dst, cudaStream_t stream, const int32_t* row_group = nullptr, const int64_t* col_shift = nullptr) {
   if (rows < 1 || cols < 1 || count < 1) return;
   const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32), unsigned(count));
-  transpose_kernel<<<grid, dim3(32, 8), 0, stream>>>(src, rows_idx, ld_src, dst, ld_dst, rows, cols, stride_src, stride_dst);
+  transpose_kernel<<<grid, dim3(32, 8), 0, stream>>>(src, rows_idx, ld_src, dst, ld_dst, rows, cols, stride_src, stride_dst, row_group, col_shift);
   check(cudaGetLastError(), "moe transpose launch");
 }
 
@@ -250,8 +266,10 @@ class CudaEngine final : public moe::Engine {
     DeviceBuffer<float> p_expert, p;
     // wt_forward_ training: the first layer's dW reads x and its delta transposed (d x xt_ld,
     // dims[1] x entries: every operand k-contiguous, as the wgmma kernel reads them)
+    // (top-k: expert ranges padded to multiples of 4 columns, shift: plan_experts_kernel's)
     DeviceBuffer<float> xt, delta0t;
-    int64_t xt_ld = 0;
+    DeviceBuffer<int64_t> shift;
+    int64_t xt_ld = 0, t_ld = 0;
     DeviceBuffer<ExpertGemm> tmpl;         // sets x K
     DeviceBuffer<GemmDesc> descs;          // sets x K
     DeviceBuffer<int64_t> tile_start;      // sets x (K + 1)
@@ -260,8 +278,16 @@ class CudaEngine final : public moe::Engine {
   };
 
   const float* W(const Mlp& m, int64_t base, int64_t l) const { return params_.get() + base + m.weight_offset(l); }
-  // expert layer l's weights transposed (out x in), at W's offset in wt_ (wt_forward_ only)
-  const float* WT(int64_t base, int64_t l) const { return wt_.get() + base + expert_.weight_offset(l); }
+  // Expert k's layer l weights transposed (wt_forward_ only): out rows of wt_ld(l) = ceil4(in)
+  // floats (16-byte aligned rows), the experts' matrices of a layer one after another.
+  int64_t wt_ld(int64_t l) const { return (expert_.dims[l] + 3) / 4 * 4; }
+  int64_t wt_matrix(int64_t l) const { return expert_.dims[l + 1] * wt_ld(l); }
+  int64_t wt_offset(int64_t k, int64_t l) const {
+    int64_t o = 0;
+    for (int64_t i = 0; i < l; ++i) o += c_.experts * wt_matrix(i);
+    return o + k * wt_matrix(l);
+  }
+  const float* WT(int64_t k, int64_t l) const { return wt_.get() + wt_offset(k, l); }
   void transpose_expert_weights();
   const float* Bias(const Mlp& m, int64_t base, int64_t l) const { return params_.get() + base + m.bias_offset(l); }
   // gradient w.r.t. expert layer l's output (entries x dims[l + 1]) / router layer l's output
@@ -380,7 +406,7 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   h2d(params_.get(), params, std::size_t(P_) * sizeof(float));
   wt_forward_ = math_ == GemmMath::Tf32 && gemm_tf32_kernel() == GemmTf32Kernel::Wgmma;
   if (wt_forward_) {
-    wt_.resize(std::size_t(P_));
+    wt_.resize(std::size_t(wt_offset(0, expert_.layers())));
     transpose_expert_weights();
   }
   grad_.resize(std::size_t(P_));
@@ -484,9 +510,12 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
   // the transposed operands of the first layer's dW (wt_forward_): x^T once for every expert when
   // each reads every row, else the entries' rows of x, transposed, in entry order
   const bool dw0_t = training && wt_forward_;
-  f.xt_ld = every_row ? rows : E;
+  // (row lengths multiples of 4 and, per expert, room for its padding: 16-byte aligned rows)
+  f.t_ld = (E + 3 * K + 3) / 4 * 4;
+  f.xt_ld = every_row ? (rows + 3) / 4 * 4 : f.t_ld;
   f.xt.resize(dw0_t ? std::size_t(d * f.xt_ld) : 0);
-  f.delta0t.resize(dw0_t ? std::size_t(expert_.dims[1] * E) : 0);
+  f.delta0t.resize(dw0_t ? std::size_t(expert_.dims[1] * f.t_ld) : 0);
+  f.shift.resize(dw0_t ? std::size_t(K) : 0);
   const GemmAct act = gemm_act(c_.activation);
   for (int64_t k = 0; k < K; ++k) {
     const int64_t base = layout_.expert_offset[k];
@@ -503,7 +532,7 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
         e.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 0};
         e.a_step = in;
       }
-      e.d.b = wt_forward_ ? GemmOperand{WT(base, l), in, nullptr, 1} : GemmOperand{W(expert_, base, l), out, nullptr, 0};
+      e.d.b = wt_forward_ ? GemmOperand{WT(k, l), wt_ld(l), nullptr, 1} : GemmOperand{W(expert_, base, l), out, nullptr, 0};
       e.d.bias = Bias(expert_, base, l);
       if (last) {
         e.d.c = f.p_expert.get();
@@ -526,8 +555,9 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       if (l == 0 && dw0_t) {  // operand form 2: A = x^T (d x entries), B^T = delta_0^T (out x entries)
         w.d.a = GemmOperand{f.xt.get(), f.xt_ld, nullptr, 0};
         w.a_step = every_row ? 0 : 1;
-        w.d.b = GemmOperand{f.delta0t.get(), E, nullptr, 1};
+        w.d.b = GemmOperand{f.delta0t.get(), f.t_ld, nullptr, 1};
         w.b_step = 1;
+        w.padded = 1;
       } else if (l == 0) {
         w.d.a = GemmOperand{f.x.get(), d, x_rows, 1};
         w.rows_shift = every_row ? 0 : 1;
@@ -632,7 +662,8 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   dp.entry_row = f.entry_row.get();
   dp.entry_k = f.entry_k.get();
   moe_rows::dispatch(f.sel.get(), n, f.a, K, dp, stream_);
-  plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), math_, f.descs.get(), f.tile_start.get());
+  plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), math_, f.descs.get(), f.tile_start.get(),
+                                                       f.shift.size() > 0 ? f.shift.get() : nullptr);
   check(cudaGetLastError(), "moe plan launch");
   if (training) phases_.mark("route_dispatch", stream_);
   for (int64_t l = 0; l < expert_.layers(); ++l) launch_set(f, l, expert_rows_tiles(E, expert_.dims[l + 1]));
@@ -766,9 +797,10 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     for (int64_t l = L - 1; l >= 0; --l) {
       const int64_t in = expert_.dims[l], out = expert_.dims[l + 1];
       if (l == 0 && f.xt.size() > 0) {  // the first layer's dW on k-contiguous operands (wt_forward_)
+        // (x^T shared by every expert when each reads every row; else the entries' rows, padded)
         if (f.a == K) transpose(f.x.get(), nullptr, d, f.xt.get(), f.xt_ld, n, d, 1, 0, 0, stream_);
-        else transpose(f.x.get(), f.entry_row.get(), d, f.xt.get(), f.xt_ld, E, d, 1, 0, 0, stream_);
-        transpose(expert_delta(0), nullptr, out, f.delta0t.get(), f.entries, E, out, 1, 0, 0, stream_);
+        else transpose(f.x.get(), f.entry_row.get(), d, f.xt.get(), f.xt_ld, E, d, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
+        transpose(expert_delta(0), nullptr, out, f.delta0t.get(), f.t_ld, E, out, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
       }
       launch_set(f, L + l, K * gemm_tiles(in, out, math_));
       moe_rows::column_sums(expert_delta(l), out, out, f.offset.get(), 0, K, gexp + expert_.bias_offset(l), layout_.expert_size, stream_);
@@ -914,7 +946,7 @@ void CudaEngine::transpose_expert_weights() {
   const int64_t base = layout_.expert_offset[0];
   for (int64_t l = 0; l < expert_.layers(); ++l) {
     const int64_t in = expert_.dims[l], out = expert_.dims[l + 1], at = base + expert_.weight_offset(l);
-    transpose(params_.get() + at, nullptr, out, wt_.get() + at, in, in, out, c_.experts, layout_.expert_size, layout_.expert_size, stream_);
+    transpose(params_.get() + at, nullptr, out, wt_.get() + wt_offset(0, l), wt_ld(l), in, out, c_.experts, layout_.expert_size, wt_matrix(l), stream_);
   }
 }
 
