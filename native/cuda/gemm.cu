@@ -487,7 +487,8 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
 // The 128 x 128 tile and k steps of 32 of the other TF32 kernels, with 4 warps as 2 x 2 of 64 x 64
 // (4 x 8 fragments of m16n8k8: 32 products per 12 fragment loads, where the wmma kernels' 64 x 32
 // warp tiles do 16 per 12), operands through a cp.async pipeline of kStages steps in their storage
-// layout, rounded to TF32 once in shared memory by the thread that copied them, fragments read by
+// layout, rounded to TF32 once in shared memory by the thread that copied them (unless the operand
+// holds TF32 values already: GemmOperand::tf32), fragments read by
 // ldmatrix from k-contiguous tiles and by conflict-free scalar loads from m/n-contiguous ones
 // (mma_tf32.cuh has the layouts), and the epilogue applied straight from the accumulator
 // registers. The storage rows of the tile's m (A) or n (B) rows are looked up once per tile, not
@@ -662,8 +663,8 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
   for (int64_t s = 0; s < steps; ++s) {
     __pipeline_wait_prior(kStages - 2);  // this thread's copies of step s have landed
     float* st = smem + (s % kStages) * kStageFloats;
-    round_operand<kAT>(st);
-    round_operand<!kBT>(st + kOperandFloats);
+    if (!d.a.tf32) round_operand<kAT>(st);
+    if (!d.b.tf32) round_operand<!kBT>(st + kOperandFloats);
     __syncthreads();  // everyone's copies have landed and are rounded; step s - 1's buffer is free
     const int64_t next = s + kStages - 1;
     if (next < steps) load_step<kAT, kBT>(d, srow, m0, n0, next * kBK, K, va, vb, smem + (next % kStages) * kStageFloats);
@@ -711,7 +712,9 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
 // kernels: two warpgroups, each the products of 64 rows by 128 columns as four wgmma m64n128k8 per
 // k step, operands staged by cp.async in the 128-byte-swizzled K-major layout that wgmma reads
 // (wgmma_tf32.cuh), a ring of kStages steps, rounded to TF32 in place by the thread that copied them
-// (as tcm), the accumulators in registers (64 per thread) and the epilogue applied from them.
+// (as tcm; skipped for operands that hold TF32 values already, GemmOperand::tf32: the pass reads
+// and writes every staged byte once more, as much shared-memory traffic as wgmma's own reads),
+// the accumulators in registers (64 per thread) and the epilogue applied from them.
 // Two blocks per SM (<= 128 registers, 2 x 99 KB of shared memory). Summation: per output, the
 // products of each k group of 8 added to one FP32 accumulator in k order, as the other kernels
 // (whether the card's wgmma adds a group's products as its mma.sync does is what
@@ -791,8 +794,8 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem_raw) {
   for (int64_t s = 0; s < steps; ++s) {
     __pipeline_wait_prior(kStages - 2);  // this thread's copies of step s have landed
     float* st = smem + (s % kStages) * kStageFloats;
-    round_operand(st);
-    round_operand(st + kOperandFloats);
+    if (!d.a.tf32) round_operand(st);
+    if (!d.b.tf32) round_operand(st + kOperandFloats);
     wgmma::fence_proxy_async();  // the copies and the rounding, visible to wgmma's reads
     __syncthreads();  // everyone's chunks of step s are in; every warpgroup's products of step s - 1 are done
     if (s + kStages - 1 < steps) load_step(s + kStages - 1);  // into step s - 1's buffer

@@ -37,12 +37,16 @@ enum class GemmMath : int32_t { Fp32 = 0, Tf32 = 1, Bf16 = 2 };
 // Device pointers. trans and rows as cpu::GemmOperand. No implicit padding in these structs: they
 // are copied to and within device memory whole, and compute-sanitizer's initcheck would flag
 // padding bytes that no member assignment writes.
+// tf32: every value the GEMM reads is already a TF32 value rounded as the TF32 kernels round
+// (cvt.rna: nearest, ties away from zero; e.g. written by a producer that rounded it), so the
+// mma.sync and wgmma kernels skip their rounding pass over the operand's tiles (the same bits:
+// rounding is idempotent). Ignored by the other kernels and modes.
 struct GemmOperand {
   const float* p = nullptr;
   int64_t ld = 0;
   const int32_t* rows = nullptr;
   int32_t trans = 0;
-  int32_t reserved = 0;
+  int32_t tf32 = 0;
 };
 
 struct GemmDesc {

@@ -57,6 +57,7 @@
 #include "cuda/batch_stager.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/moe_rows.cuh"
+#include "cuda/mma_tf32.cuh"
 #include "cuda/phase_timer.cuh"
 #include "cuda/runtime.cuh"
 
@@ -203,11 +204,14 @@ __global__ void commit_kernel(const double* norm, const int32_t* bad, const floa
 
 // dst_z (cols x rows, ld_dst) = src_z^T for z = blockIdx.z: src_z is rows x cols (ld_src) with row r
 // at row `rows_idx[r]` when given; src_z, dst_z are z stride_src / stride_dst floats on; row r goes
-// to column r + col_shift[row_group[r]] when given (the padded layout of plan_experts_kernel).
-// Through 32 x 32 shared tiles: coalesced reads and writes.
+// to column r + col_shift[row_group[r]] when given (the padded layout of plan_experts_kernel);
+// round_tf32: the values are written rounded to TF32 as the TF32 GEMM kernels round them (for
+// operands marked GemmOperand::tf32; sm_80+). Through 32 x 32 shared tiles: coalesced reads and
+// writes.
 __global__ void __launch_bounds__(256) transpose_kernel(const float* __restrict__ src, const int32_t* __restrict__ rows_idx, int64_t ld_src,
                                                         float* __restrict__ dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t stride_src,
-                                                        int64_t stride_dst, const int32_t* __restrict__ row_group, const int64_t* __restrict__ col_shift) {
+                                                        int64_t stride_dst, const int32_t* __restrict__ row_group, const int64_t* __restrict__ col_shift,
+                                                        bool round_tf32) {
   __shared__ float tile[32][33];  // 33: the column reads hit 32 banks
   const float* s = src + int64_t(blockIdx.z) * stride_src;
   float* o = dst + int64_t(blockIdx.z) * stride_dst;
@@ -219,16 +223,22 @@ __global__ void __launch_bounds__(256) transpose_kernel(const float* __restrict_
   __syncthreads();
   for (int i = int(threadIdx.y); i < 32; i += 8) {
     const int64_t c = c0 + i, r = r0 + threadIdx.x;
-    if (r < rows && c < cols) o[c * ld_dst + r + (row_group ? col_shift[row_group[r]] : 0)] = tile[threadIdx.x][i];
+    if (r < rows && c < cols) {
+      float v = tile[threadIdx.x][i];
+#if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+      if (round_tf32) v = __uint_as_float(mma::tf32_bits(v));
+#endif
+      o[c * ld_dst + r + (row_group ? col_shift[row_group[r]] : 0)] = v;
+    }
   }
 }
 
-// Queues transpose_kernel over `count` matrices.
-void transpose(const float* src, const int32_t* rows_idx, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t count,
-               int64_t stride_src, int64_t stride_dst, cudaStream_t stream, const int32_t* row_group = nullptr, const int64_t* col_shift = nullptr) {
+// Queues transpose_kernel over `count` matrices, rounding to TF32 (the wgmma path's operands).
+void transpose_tf32(const float* src, const int32_t* rows_idx, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t count,
+                    int64_t stride_src, int64_t stride_dst, cudaStream_t stream, const int32_t* row_group = nullptr, const int64_t* col_shift = nullptr) {
   if (rows < 1 || cols < 1 || count < 1) return;
   const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32), unsigned(count));
-  transpose_kernel<<<grid, dim3(32, 8), 0, stream>>>(src, rows_idx, ld_src, dst, ld_dst, rows, cols, stride_src, stride_dst, row_group, col_shift);
+  transpose_kernel<<<grid, dim3(32, 8), 0, stream>>>(src, rows_idx, ld_src, dst, ld_dst, rows, cols, stride_src, stride_dst, row_group, col_shift, true);
   check(cudaGetLastError(), "moe transpose launch");
 }
 
@@ -532,7 +542,7 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
         e.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 0};
         e.a_step = in;
       }
-      e.d.b = wt_forward_ ? GemmOperand{WT(k, l), wt_ld(l), nullptr, 1} : GemmOperand{W(expert_, base, l), out, nullptr, 0};
+      e.d.b = wt_forward_ ? GemmOperand{WT(k, l), wt_ld(l), nullptr, 1, 1} : GemmOperand{W(expert_, base, l), out, nullptr, 0};
       e.d.bias = Bias(expert_, base, l);
       if (last) {
         e.d.c = f.p_expert.get();
@@ -553,9 +563,9 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       w.d.M = in;
       w.d.N = out;
       if (l == 0 && dw0_t) {  // operand form 2: A = x^T (d x entries), B^T = delta_0^T (out x entries)
-        w.d.a = GemmOperand{f.xt.get(), f.xt_ld, nullptr, 0};
+        w.d.a = GemmOperand{f.xt.get(), f.xt_ld, nullptr, 0, 1};
         w.a_step = every_row ? 0 : 1;
-        w.d.b = GemmOperand{f.delta0t.get(), f.t_ld, nullptr, 1};
+        w.d.b = GemmOperand{f.delta0t.get(), f.t_ld, nullptr, 1, 1};
         w.b_step = 1;
         w.padded = 1;
       } else if (l == 0) {
@@ -798,9 +808,9 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
       const int64_t in = expert_.dims[l], out = expert_.dims[l + 1];
       if (l == 0 && f.xt.size() > 0) {  // the first layer's dW on k-contiguous operands (wt_forward_)
         // (x^T shared by every expert when each reads every row; else the entries' rows, padded)
-        if (f.a == K) transpose(f.x.get(), nullptr, d, f.xt.get(), f.xt_ld, n, d, 1, 0, 0, stream_);
-        else transpose(f.x.get(), f.entry_row.get(), d, f.xt.get(), f.xt_ld, E, d, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
-        transpose(expert_delta(0), nullptr, out, f.delta0t.get(), f.t_ld, E, out, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
+        if (f.a == K) transpose_tf32(f.x.get(), nullptr, d, f.xt.get(), f.xt_ld, n, d, 1, 0, 0, stream_);
+        else transpose_tf32(f.x.get(), f.entry_row.get(), d, f.xt.get(), f.xt_ld, E, d, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
+        transpose_tf32(expert_delta(0), nullptr, out, f.delta0t.get(), f.t_ld, E, out, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
       }
       launch_set(f, L + l, K * gemm_tiles(in, out, math_));
       moe_rows::column_sums(expert_delta(l), out, out, f.offset.get(), 0, K, gexp + expert_.bias_offset(l), layout_.expert_size, stream_);
@@ -946,7 +956,7 @@ void CudaEngine::transpose_expert_weights() {
   const int64_t base = layout_.expert_offset[0];
   for (int64_t l = 0; l < expert_.layers(); ++l) {
     const int64_t in = expert_.dims[l], out = expert_.dims[l + 1], at = base + expert_.weight_offset(l);
-    transpose(params_.get() + at, nullptr, out, wt_.get() + wt_offset(0, l), wt_ld(l), in, out, c_.experts, layout_.expert_size, wt_matrix(l), stream_);
+    transpose_tf32(params_.get() + at, nullptr, out, wt_.get() + wt_offset(0, l), wt_ld(l), in, out, c_.experts, layout_.expert_size, wt_matrix(l), stream_);
   }
 }
 

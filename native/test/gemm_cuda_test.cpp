@@ -546,6 +546,63 @@ TEST(tf32_kernels_agree_bit_for_bit) {
   }
 }
 
+// GemmOperand::tf32: an operand whose values are TF32 already (rounded on the host here as the
+// kernels round: to nearest, ties away from zero) may skip the kernels' rounding: the same bits as
+// the unmarked GEMM. A, B or both marked (only the marked operand is rounded on the host, so a
+// kernel that skipped the other's rounding would differ).
+float round_tf32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = (u + 0x1000u) & 0xffffe000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+TEST(tf32_marked_operands_same_bits) {
+  if (!cuda::gemm_tensor_cores()) return;
+  using K = cuda::GemmTf32Kernel;
+  t::Rng rng(6);
+  const int64_t sizes[][3] = {{129, 130, 67}, {64, 200, 300}};
+  for (const auto& s : sizes) {
+    for (int form = 0; form < 16; ++form) {
+      for (int marked = 1; marked <= 3; ++marked) {  // bit 0: A, bit 1: B
+        Case c = form_case(s, form);
+        c.beta = form % 3 == 0 ? 0.5f : 0.0f;
+        c.bias = form % 2 == 0;
+        c.pad = form % 3;
+        std::vector<void*> owned;
+        Prepared p = prepare(c, rng, owned);
+        for (int op = 0; op < 2; ++op) {
+          if (!(marked >> op & 1)) continue;
+          HostOp& h = op == 0 ? p.a : p.b;
+          for (float& v : h.data) v = round_tf32(v);
+          cuda::check(cudaMemcpy(const_cast<float*>(op == 0 ? p.d.a.p : p.d.b.p), h.data.data(), h.data.size() * sizeof(float), cudaMemcpyHostToDevice),
+                      "cudaMemcpy");
+        }
+        for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma}) {
+          cuda::gemm_set_tf32_kernel(k);
+          if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
+          std::vector<float> got[2];
+          for (int flag = 0; flag < 2; ++flag) {
+            GemmDesc d = p.d;
+            d.a.tf32 = flag && (marked & 1);
+            d.b.tf32 = flag && (marked & 2);
+            cuda::check(cudaMemcpy(p.d_c, p.c0.data(), p.c0.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+            cuda::gemm_one(d, GemmMath::Tf32, nullptr);
+            got[flag].resize(p.c0.size());
+            cuda::check(cudaMemcpy(got[flag].data(), p.d_c, got[flag].size() * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
+          }
+          if (std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)) != 0)
+            t::fail(__FILE__, __LINE__, std::string(tf32_kernel_name()) + ": marking " + (marked == 3 ? "both operands" : marked == 1 ? "A" : "B") +
+                                            " as TF32 changed the bits: " + describe(c));
+        }
+        cuda::gemm_set_tf32_kernel(K::Registers);
+        free_all(owned);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main() {

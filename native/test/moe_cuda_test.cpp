@@ -765,6 +765,46 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
   }
 }
 
+// The TF32 GEMM kernels give the same bits (gemm_cuda_test), and the wgmma path's transposed,
+// TF32-rounded copies of weights and operands change nothing else: two steps (an update between)
+// with each TF32 kernel this card runs give the register-staged kernel's gradients bit for bit.
+TEST(tensor_core_steps_same_bits_with_every_tf32_kernel) {
+  if (!cuda::gemm_tensor_cores()) return;
+  using Kn = cuda::GemmTf32Kernel;
+  const std::vector<Case> cases = {
+      {"soft", cfg(40, 9, 4, Routing::Soft, 4, {36}, {}), obj(ObjectiveKind::Erm), 150},
+      {"top-2 router", cfg(37, 9, 5, Routing::TopK, 2, {45}, {12}), obj(ObjectiveKind::Robust), 203},
+      {"hard deep", cfg(30, 6, 3, Routing::Hard, 1, {20, 28}, {}, Activation::Gelu), obj(ObjectiveKind::Erm), 97},
+  };
+  const Kn before = cuda::gemm_tf32_kernel();  // the process's choice (CALMOE_CUDA_TF32_KERNEL), restored after
+  uint64_t seed = 900;
+  for (Case cs : cases) {
+    cs.c.precision = MatmulPrecision::Tf32;
+    const ParamLayout lay = moe_layout(cs.c);
+    std::vector<float> params(std::size_t(lay.total));
+    moe_init_params(cs.c, params.data(), seed, InitKind::Default, 0);
+    t::Rng rng(seed++);
+    Data d = make_data(rng, cs.c, cs.batch);
+    moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), cs.batch};
+    OptimizerConfig o;
+    o.kind = OptimizerKind::Sgd;
+    std::vector<float> want;
+    for (Kn k : {Kn::Registers, Kn::Async1, Kn::Mma, Kn::Wgmma}) {
+      cuda::gemm_set_tf32_kernel(k);
+      if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
+      auto e = moe::make_engine(Device::Cuda, cs.c, params.data(), nullptr, cs.batch);
+      e->forward_backward(b, cs.o, true);
+      e->update(o, 1.0);
+      e->forward_backward(b, cs.o, true);
+      std::vector<float> got(e->gradient(), e->gradient() + lay.total);
+      if (want.empty()) want = got;
+      else if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0)
+        t::fail(__FILE__, __LINE__, std::string(cs.name) + ": TF32 kernel " + std::to_string(int(k)) + " gives other gradient bits than the register-staged one");
+    }
+  }
+  cuda::gemm_set_tf32_kernel(before);
+}
+
 // A small top-2 model and two datasets of 300 rows (+ 7 not in the batch) for the staging tests.
 struct StagingCase {
   MoEConfig c = cfg(11, 5, 4, Routing::TopK, 2, {9}, {});
