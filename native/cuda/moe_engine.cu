@@ -233,6 +233,17 @@ __global__ void __launch_bounds__(256) transpose_kernel(const float* __restrict_
   }
 }
 
+// p[0 .. n) rounded to TF32 in place, as the TF32 GEMM kernels round (sm_80+).
+__global__ void round_tf32_kernel(float* p, int64_t n) {
+#if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) p[i] = __uint_as_float(mma::tf32_bits(p[i]));
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 // Queues transpose_kernel over `count` matrices, rounding to TF32 (the wgmma path's operands).
 void transpose_tf32(const float* src, const int32_t* rows_idx, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t count,
                     int64_t stride_src, int64_t stride_dst, cudaStream_t stream, const int32_t* row_group = nullptr, const int64_t* col_shift = nullptr) {
@@ -536,7 +547,7 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       e.d.N = out;
       e.d.K = in;
       if (l == 0) {
-        e.d.a = GemmOperand{f.x.get(), d, x_rows, 0};
+        e.d.a = GemmOperand{f.x.get(), d, x_rows, 0, wt_forward_ ? 1 : 0};  // rounded by forward()
         e.rows_shift = every_row ? 0 : 1;
       } else {
         e.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 0};
@@ -634,9 +645,15 @@ Ctx CudaEngine::row_ctx(Pass& f, int64_t n, bool training) {
 void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   const int64_t K = c_.experts, d = c_.input_dim, E = n * f.a;
   const GemmAct act = gemm_act(c_.activation);
+  // wt_forward_: x only enters TF32 GEMMs, so it is rounded once here and marked (the first
+  // layer's GEMMs then skip their rounding pass over it)
+  if (wt_forward_) {
+    round_tf32_kernel<<<stride_blocks(n * d), 256, 0, stream_>>>(f.x.get(), n * d);
+    check(cudaGetLastError(), "moe round launch");
+  }
   // router: hidden layers then logits
   {
-    GemmOperand in{f.x.get(), d, nullptr, 0};
+    GemmOperand in{f.x.get(), d, nullptr, 0, wt_forward_ ? 1 : 0};
     for (int64_t l = 0; l < router_.layers(); ++l) {
       const bool last = l + 1 == router_.layers();
       const int64_t out = router_.dims[l + 1];
