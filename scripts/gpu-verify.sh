@@ -93,14 +93,13 @@ if want bench; then
   log "native benchmark: W3 (GPU and CPU); the GEMMs alone; W1, W1L train steps on the GPU (TF32, the default; W1L also the other TF32 kernels, BF16, FP32)"
   run_for 60 "$out/bench-w3.err" sh -c "$bin/calmoe_bench w3 --device all >> '$out/bench-native.jsonl'" || status=1
   run_for 40 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
-  run_for 240 "$out/bench-moe.err" sh -c "$bin/calmoe_bench w1 --device cuda >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-mma --modes soft,top2,top1 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-wgmma --modes soft,top2,top1 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm bf16 --modes top2 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm fp32 --modes top2 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async1 --modes soft,top2 >> '$out/bench-native.jsonl' \
-    && $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-async2 --modes soft,top2 >> '$out/bench-native.jsonl'" || status=1
+  # each run on its own (a failure, e.g. of a kernel new on the card, does not stop the others);
+  # the untested kernels after the default's and the mma.sync one's
+  run_for 240 "$out/bench-moe.err" sh -c "rc=0; for args in 'w1' 'w1l' \
+      'w1l --cuda-gemm tf32-mma --modes soft,top2,top1' 'w1l --cuda-gemm tf32-wgmma --modes soft,top2,top1' \
+      'w1l --cuda-gemm bf16 --modes top2' 'w1l --cuda-gemm fp32 --modes top2' \
+      'w1l --cuda-gemm tf32-async1 --modes soft,top2' 'w1l --cuda-gemm tf32-async2 --modes soft,top2'; do \
+      $bin/calmoe_bench \$args --device cuda >> '$out/bench-native.jsonl' || { echo \"calmoe_bench \$args: exit \$?\"; rc=1; }; done; exit \$rc" || status=1
   cat "$out/bench-w3.err" "$out/bench-gemm.err" "$out/bench-moe.err" 2> /dev/null | tee -a "$out/summary.txt"
   # where a W1L step's time goes (CALMOE_CUDA_PHASES: one JSON line of per-phase ms per step)
   run_for 60 "$out/phases-w1l.txt" sh -c "for m in soft top2 top1; do echo \"== \$m\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --modes \$m --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done; echo '== soft, tf32-wgmma'; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-wgmma --modes soft --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1" || status=1

@@ -530,6 +530,9 @@ TEST(tf32_kernels_agree_bit_for_bit) {
         if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
         cuda::check(cudaMemcpy(p.d_c, p.c0.data(), p.c0.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
         cuda::gemm_one(p.d, GemmMath::Tf32, nullptr);
+        // right within the tolerance first: on a GPU a failure here (a wrong layout) reads
+        // differently from right values in other bits (another summation inside the unit)
+        verify(p, GemmMath::Tf32, "tf32 kernel agreement");
         std::vector<float> got(p.c0.size());
         cuda::check(cudaMemcpy(got.data(), p.d_c, got.size() * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
         if (want.empty()) {
