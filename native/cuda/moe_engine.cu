@@ -321,6 +321,10 @@ class CudaEngine final : public moe::Engine {
     return l == L - 1 ? dg_.get() : ((L - 2 - l) % 2 == 0 ? dh_a_.get() : dh_b_.get());
   }
   void size_pass(Pass& f, int64_t rows, int64_t a, bool training);
+  // Whether hidden layers store their pre-activations: only training needs them, and with ReLU not
+  // even training (relu'(x) = relu'(relu(x)) for every x, NaN and -0 included, so the backward
+  // reads the activations instead: the same bits, one write of every hidden layer saved).
+  bool keep_pre(bool training) const { return training && c_.activation != Activation::Relu; }
   // Training batches over a dataset not on the device: the batch's rows gathered on the host into
   // the stager (staged_ records which batch, so a prefetched one is used only when it is b).
   void stage_batch(const Batch& b);
@@ -492,7 +496,7 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
     f.rhid[l] = rh;
     rh += rows * router_.dims[l + 1];
   }
-  f.rpre.resize(std::size_t(rh));
+  f.rpre.resize(keep_pre(training) ? std::size_t(rh) : 0);
   f.ract.resize(std::size_t(rh));
   f.g.resize(std::size_t(rows * K));
   f.r.resize(std::size_t(rows * K));
@@ -514,7 +518,7 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
     f.ehid[l] = eh;
     eh += E * expert_.dims[l + 1];
   }
-  f.epre.resize(std::size_t(eh));
+  f.epre.resize(keep_pre(training) ? std::size_t(eh) : 0);
   f.eact.resize(std::size_t(eh));
   f.p_expert.resize(std::size_t(E * C));
   f.p.resize(std::size_t(rows * C));
@@ -564,9 +568,11 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
         e.d.ldc = out;
         e.c_step = out;
         e.d.act = act;
-        e.d.pre = f.epre.get() + f.ehid[l];
-        e.d.ldpre = out;
-        e.pre_step = out;
+        if (keep_pre(training)) {
+          e.d.pre = f.epre.get() + f.ehid[l];
+          e.d.ldpre = out;
+          e.pre_step = out;
+        }
       }
       if (!training) continue;
       ExpertGemm& w = t[std::size_t((L + l) * K + k)];  // dW_l = input^T delta_l over the expert's entries
@@ -603,7 +609,7 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       h.d.ldc = in;
       h.c_step = in;
       h.d.dact = act;
-      h.d.dact_pre = f.epre.get() + f.ehid[l - 1];
+      h.d.dact_pre = (keep_pre(training) ? f.epre.get() : f.eact.get()) + f.ehid[l - 1];
       h.d.ld_dact = in;
       h.dpre_step = in;
     }
@@ -671,8 +677,10 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
         g.c = f.ract.get() + f.rhid[l];
         g.ldc = out;
         g.act = act;
-        g.pre = f.rpre.get() + f.rhid[l];
-        g.ldpre = out;
+        if (keep_pre(training)) {
+          g.pre = f.rpre.get() + f.rhid[l];
+          g.ldpre = out;
+        }
         in = GemmOperand{g.c, out, nullptr, 0};
       }
       gemm_one(g, math_, stream_, &gemm_ws_);
@@ -864,7 +872,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
       h.c = router_delta(l - 1);
       h.ldc = in;
       h.dact = act;
-      h.dact_pre = f.rpre.get() + f.rhid[l - 1];
+      h.dact_pre = (keep_pre(true) ? f.rpre.get() : f.ract.get()) + f.rhid[l - 1];
       h.ld_dact = in;
       gemm_one(h, math_, stream_, &gemm_ws_);
     }
