@@ -179,12 +179,12 @@ if want profile; then
     # where the time goes, for the next round of kernel work: the TF32 GEMM kernels on W1L's
     # x.w1 (cuda-gemm --repeat 1 launches 2 per variant: fp32, tf32, tf32-async1, tf32-async2,
     # tf32-mma, tf32-wgmma (mma.sync on this form), bf16; launches 3 to 11 are tf32's timed one
-    # through tf32-wgmma's), the wgmma kernel's timed launch on dh.w1^T (its first form-2 case)
-    # and the W3 kernel
+    # through tf32-wgmma's), the wgmma kernel's timed launch on `x.w1t tf32` (its launches: two
+    # per form-2 case, dh.w1^T, x.w1t, then that one) and the W3 kernel
     log "ncu: TF32 GEMM kernels, W3 kernel"
     run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_ --launch-skip 3 --launch-count 9 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
-    run_for 60 "$out/ncu-wgmma.txt" ncu --kernel-name-base demangled --kernel-name regex:"gemm_one_smem_kernel<.*WgmmaTile" --launch-skip 1 --launch-count 1 \
+    run_for 60 "$out/ncu-wgmma.txt" ncu --kernel-name-base demangled --kernel-name regex:"gemm_one_smem_kernel<.*WgmmaTile" --launch-skip 5 --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
     run_for 60 "$out/ncu-calib.txt" ncu --kernel-name regex:calib_kernel --launch-skip 4 --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis "$bin/calmoe_bench" w3 --device cuda --repeat 1

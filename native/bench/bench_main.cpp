@@ -454,9 +454,11 @@ void run_cuda_gemm(const Opts& o) {
       {"x[idx].w1", {2048, 2048, 1024, false, false, true}},  // a top-2 expert's gathered rows
       {"x[idx]^T.dh", {1024, 2048, 2048, true, false, true}}, // its dW1
       // the forward with the weights stored transposed (h x d): operand form 2, the one TF32
-      // wgmma reads (tf32-wgmma runs tf32-mma on the other forms)
+      // wgmma reads (tf32-wgmma runs tf32-mma on the other forms); "tf32": operands marked as
+      // rounded already, as the engine's wgmma path passes them (no rounding pass in the kernel)
       {"x.w1t", {16384, 2048, 1024, false, true, false}},
-      {"x[idx].w1t", {2048, 2048, 1024, false, true, true}},
+      {"x.w1t tf32", {16384, 2048, 1024, false, true, false, true}},
+      {"x[idx].w1t tf32", {2048, 2048, 1024, false, true, true, true}},
   };
   const bool tc = cuda::gemm_tensor_cores();
   using K = cuda::GemmTf32Kernel;

@@ -1279,8 +1279,8 @@ double gemm_seconds(const GemmBenchCase& c, GemmMath math, int repeat) {
   idx.upload(hidx.data(), hidx.size());
   GemmDesc d;
   d.M = c.M, d.N = c.N, d.K = c.K;
-  d.a = {a.get(), a_cols, c.gather ? idx.get() : nullptr, c.trans_a ? 1 : 0, 0};
-  d.b = {b.get(), b_cols, nullptr, c.trans_b ? 1 : 0, 0};
+  d.a = {a.get(), a_cols, c.gather ? idx.get() : nullptr, c.trans_a ? 1 : 0, c.tf32 ? 1 : 0};
+  d.b = {b.get(), b_cols, nullptr, c.trans_b ? 1 : 0, c.tf32 ? 1 : 0};
   d.c = out.get(), d.ldc = c.N;
   return best_event_seconds(repeat, [&] { gemm_one(d, math, nullptr); });
 }

@@ -146,6 +146,7 @@ void gemm_batch_sync(const GemmDesc* host_desc, int count, GemmMath math);
 struct GemmBenchCase {
   int64_t M = 0, N = 0, K = 0;
   bool trans_a = false, trans_b = false, gather = false;
+  bool tf32 = false;  // both operands marked GemmOperand::tf32 (the values are small integers: exact)
 };
 double gemm_seconds(const GemmBenchCase& c, GemmMath math, int repeat);
 
