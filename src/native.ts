@@ -58,6 +58,12 @@ export interface NativeBackendInfo {
   /** The CPU GEMM in use ('builtin-avx2', 'builtin-scalar', 'openblas'; CALMOE_GEMM=blas selects a linked BLAS). */
   gemm: string;
   blasAvailable: boolean;
+  /**
+   * The TF32 GEMM kernel the CUDA backend runs: 'registers' (the default), 'async1', 'async2',
+   * 'mma' or 'wgmma' (CALMOE_CUDA_TF32_KERNEL asks for one; a card that cannot run it gets a
+   * fallback, which this names); '' without a usable GPU.
+   */
+  cudaTf32Kernel: string;
 }
 
 export type NativeCalibKind = 'top-label' | 'classwise' | 'binary' | 'confidence';

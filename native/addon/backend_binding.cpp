@@ -32,6 +32,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("simd", b.simd);
     o.Set("gemm", b.gemm);
     o.Set("blasAvailable", b.blas_available);
+    o.Set("cudaTf32Kernel", b.cuda_tf32_kernel);
     return o;
   });
 }

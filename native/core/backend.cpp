@@ -5,6 +5,7 @@
 #include "core/cuda_probe.h"
 #if CALMOE_WITH_CUDA
 #include "calmoe_build_config.h"
+#include "cuda/gemm.cuh"
 #endif
 #include "cpu/gemm.h"
 #include "cpu/simd.h"
@@ -25,6 +26,7 @@ BackendInfo backend_info() {
   info.cuda_driver_version = p.driver_version;
   info.gpus = p.gpus;
   info.cuda_unavailable_reason = p.reason;
+  if (p.reason.empty() && !p.gpus.empty()) info.cuda_tf32_kernel = cuda::gemm_tf32_kernel_name(cuda::gemm_tf32_kernel());
 #else
   info.cuda_unavailable_reason =
       "calmoe was built without the CUDA backend (nvcc was not found at build time, or CALMOE_CUDA=OFF)";

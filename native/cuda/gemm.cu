@@ -1122,6 +1122,15 @@ bool gemm_tensor_cores() { return tensor_cores_supported(); }
 
 void gemm_set_tf32_kernel(GemmTf32Kernel k) { g_tf32_kernel = k; }
 GemmTf32Kernel gemm_tf32_kernel() { return tf32_kernel(); }
+const char* gemm_tf32_kernel_name(GemmTf32Kernel k) {
+  switch (k) {
+    case GemmTf32Kernel::Async1: return "async1";
+    case GemmTf32Kernel::Async2: return "async2";
+    case GemmTf32Kernel::Mma: return "mma";
+    case GemmTf32Kernel::Wgmma: return "wgmma";
+    default: return "registers";
+  }
+}
 
 const char* gemm_math_name(GemmMath m) { return m == GemmMath::Tf32 ? "tf32" : m == GemmMath::Bf16 ? "bf16" : "fp32"; }
 

@@ -91,6 +91,7 @@ CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N, GemmMath m) {
 enum class GemmTf32Kernel : int32_t { Async1 = 0, Async2 = 1, Registers = 2, Mma = 3, Wgmma = 4 };
 void gemm_set_tf32_kernel(GemmTf32Kernel k);
 GemmTf32Kernel gemm_tf32_kernel();
+const char* gemm_tf32_kernel_name(GemmTf32Kernel k);  // "registers", "async1", "async2", "mma", "wgmma"
 
 // The math mode that runs for a precision on the current device: the tensor-core modes need
 // sm_80 or newer, older cards run Fp32. Plans and launches must use the same (effective) mode.
