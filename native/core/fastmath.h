@@ -1,4 +1,4 @@
-// Float32 exp and log written once, with explicit fused multiply-adds, so that the scalar CPU
+// Float32 exp and log (and a float64 exp) written once, with explicit fused multiply-adds, so that the scalar CPU
 // path, the AVX2 path (native/cpu/simd_math_avx2.h repeats these steps lane-wise) and CUDA round
 // identically and every backend puts a row into the same calibration bin. Both are within about
 // 1 ulp of the correctly rounded result over their domains (tested in native/test/fastmath_test).
@@ -26,7 +26,34 @@ constexpr float kL0 = 3.3333331174e-1f, kL1 = -2.4999993993e-1f, kL2 = 2.0000714
 // exp(r) = 1 + r + r^2 * Q(r)
 constexpr float kE0 = 5.0000001201e-1f, kE1 = 1.6666665459e-1f, kE2 = 4.1665795894e-2f,
                 kE3 = 8.3334519073e-3f, kE4 = 1.3981999507e-3f, kE5 = 1.9875691500e-4f;
+// float64 exp: ln2 = kLn2HiD + kLn2LoD (fdlibm's split: kLn2HiD has 32 trailing zero bits, so
+// n * kLn2HiD is exact for every n exp reaches) and the Taylor series of exp(r) to r^13 on
+// |r| <= ln2/2 (the first term left out, r^14/14!, is below 2^-60)
+constexpr double kLn2HiD = 6.93147180369123816490e-01;
+constexpr double kLn2LoD = 1.90821492927058770002e-10;
+constexpr double kLog2eD = 1.44269504088896338700e+00;
+constexpr double kExpHiD = 709.782712893383973096;   // ln(DBL_MAX): above it, +inf
+constexpr double kExpLoD = -745.13321910194110842;   // below: 0 (half the smallest subnormal)
+constexpr double kF2 = 1.0 / 2, kF3 = 1.0 / 6, kF4 = 1.0 / 24, kF5 = 1.0 / 120, kF6 = 1.0 / 720, kF7 = 1.0 / 5040,
+                 kF8 = 1.0 / 40320, kF9 = 1.0 / 362880, kF10 = 1.0 / 3628800, kF11 = 1.0 / 39916800,
+                 kF12 = 1.0 / 479001600, kF13 = 1.0 / 6227020800;  // 1/k!
 }  // namespace c
+
+CALMOE_HD double fma_f64(double a, double b, double c) {
+#if defined(__CUDA_ARCH__)
+  return __fma_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
+CALMOE_HD double rint_f64(double x) {
+#if defined(__CUDA_ARCH__)
+  return rint(x);
+#else
+  return std::nearbyint(x);
+#endif
+}
 
 CALMOE_HD float fma_f32(float a, float b, float c) {
 #if defined(__CUDA_ARCH__)
@@ -104,6 +131,39 @@ CALMOE_HD float exp_f32(float x) {
   int32_t n2 = ni - n1;
   y *= bits_f32(uint32_t(n1 + 127) << 23);
   if (n2 != 0) y *= bits_f32(uint32_t(n2 + 127) << 23);
+  return y;
+}
+
+// e^x in float64, for the reductions that decide a whole batch's weighting (tilted weights): the
+// C library's exp differs between the host and CUDA in the last bit, this one does not. Within
+// about 1 ulp of the correctly rounded result (native/test/fastmath_test); +inf above ~709.78, 0
+// below ~-745.13, NaN stays NaN.
+CALMOE_HD double exp_f64(double x) {
+  if (!(x == x)) return x;
+  if (x > c::kExpHiD) return INFINITY;
+  if (x < c::kExpLoD) return 0.0;
+  const double n = rint_f64(x * c::kLog2eD);
+  double r = fma_f64(-n, c::kLn2HiD, x);
+  r = fma_f64(-n, c::kLn2LoD, r);
+  double p = c::kF13;
+  p = fma_f64(p, r, c::kF12);
+  p = fma_f64(p, r, c::kF11);
+  p = fma_f64(p, r, c::kF10);
+  p = fma_f64(p, r, c::kF9);
+  p = fma_f64(p, r, c::kF8);
+  p = fma_f64(p, r, c::kF7);
+  p = fma_f64(p, r, c::kF6);
+  p = fma_f64(p, r, c::kF5);
+  p = fma_f64(p, r, c::kF4);
+  p = fma_f64(p, r, c::kF3);
+  p = fma_f64(p, r, c::kF2);
+  double y = 1.0 + fma_f64(p, r * r, r);  // 1 + r + r^2 (1/2 + r/6 + ...)
+  // 2^n in two steps so that subnormal results are formed (n reaches -1075 and 1024)
+  const int32_t ni = int32_t(n);
+  const int32_t n1 = ni < -1022 ? -1022 : (ni > 1023 ? 1023 : ni);
+  const int32_t n2 = ni - n1;
+  y *= bits_f64(uint64_t(n1 + 1023) << 52);
+  if (n2 != 0) y *= bits_f64(uint64_t(n2 + 1023) << 52);
   return y;
 }
 

@@ -8,16 +8,33 @@
 namespace calmoe::moe {
 namespace {
 
-double erm(const ObjectiveInput& in, float* coef, double scale) {
+// scale * mean(l), the sum in row order
+double mean_loss(const float* loss, int64_t batch, double scale) {
   double sum = 0;
-  for (int64_t i = 0; i < in.batch; ++i) {
-    coef[i] = erm_coefficient(in.batch, scale);
-    sum += in.loss[i];
-  }
-  return scale * sum / double(in.batch);
+  for (int64_t i = 0; i < batch; ++i) sum += loss[i];
+  return scale * sum / double(batch);
+}
+
+double erm(const ObjectiveInput& in, float* coef, double scale) {
+  std::fill(coef, coef + in.batch, erm_coefficient(in.batch, scale));
+  return mean_loss(in.loss, in.batch, scale);
 }
 
 }  // namespace
+
+ObjectiveResult objective_value(const ObjectiveConfig& cfg, bool robust_active, const float* loss, int64_t batch, int64_t filtered,
+                                const tilt::Sums& sums) {
+  ObjectiveResult r;
+  if (!objective_needs_losses(cfg, robust_active)) {
+    r.value = mean_loss(loss, batch, 1.0);
+  } else if (cfg.kind == ObjectiveKind::Robust) {
+    r.value = tilt::robust_loss(sums);
+  } else {
+    r.filtered = filtered;
+    r.value = filtered == 0 ? mean_loss(loss, batch, 2.0) : mean_loss(loss, batch, 1.0) + tilt::robust_loss(sums);
+  }
+  return r;
+}
 
 ObjectiveResult objective_coefficients(const ObjectiveConfig& cfg, bool robust_active, const ObjectiveInput& in, float* coef) {
   ObjectiveResult r;

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "calmoe/moe.h"
+#include "core/tilted.h"
 
 namespace calmoe::moe {
 
@@ -23,6 +24,12 @@ struct ObjectiveResult {
 
 // Fills coef (B). ERM when !robust_active (warm-up epochs).
 ObjectiveResult objective_coefficients(const ObjectiveConfig& cfg, bool robust_active, const ObjectiveInput& in, float* coef);
+
+// The value of an objective whose coefficients a backend computed itself (the CUDA engine, on the
+// device): from the B losses and, for robust objectives, the tilted sums over the rows tilted (all
+// of them; robust-filtered: the `filtered` rows of R, none when R is empty).
+ObjectiveResult objective_value(const ObjectiveConfig& cfg, bool robust_active, const float* loss, int64_t batch, int64_t filtered,
+                                const tilt::Sums& sums);
 
 // Whether the coefficients depend on the losses (false: every c_i is erm_coefficient(B), known
 // before the forward ends, so a backend need not wait for the losses to start the backward).

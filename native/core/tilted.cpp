@@ -44,7 +44,7 @@ TiltedStats tilted_weights(Device dev, const float* l, int64_t n, double eta, Ti
                                 [&] { return cuda::tilted_reduce(l, n, eta); });
   TiltedStats st;
   st.mean_loss = s.sum_l / double(n);
-  st.robust_loss = s.s_el / s.s;
+  st.robust_loss = tilt::robust_loss(s);
   st.max_weight = 1.0 / s.s;  // the largest e_i is exp(0) = 1
   st.effective_rows = (s.s * s.s) / s.s_ee;
   const double spread = std::fabs(eta) * (hi - lo);
@@ -56,8 +56,8 @@ TiltedStats tilted_weights(Device dev, const float* l, int64_t n, double eta, Ti
     st.tilted_erm = (s.max_scaled + std::log(s.s / double(n))) / eta;
   }
   if (weights || coef) {
-    dispatch(dev, [&] { cpu::tilted_write(l, n, eta, g, s.max_scaled, s.s, st.robust_loss, weights, coef); },
-             [&] { cuda::tilted_write(l, n, eta, g, s.max_scaled, s.s, st.robust_loss, weights, coef); });
+    dispatch(dev, [&] { cpu::tilted_write(l, n, eta, g, s, weights, coef); },
+             [&] { cuda::tilted_write(l, n, eta, g, s, weights, coef); });
   }
   return st;
 }

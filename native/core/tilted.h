@@ -5,11 +5,19 @@
 #include <cmath>
 
 #include "calmoe/tilted.h"
+#include "fastmath.h"
 #include "hd.h"
 
 namespace calmoe::tilt {
 
-// Batch reductions. Backends reduce in a fixed order (results do not depend on thread count).
+// Every sum over the losses has one association in every backend, so that they give the same bits:
+// terms are added in order, from 0.0, in runs of kRun consecutive terms; the runs' sums are added
+// the same way in runs of kRun, and so on until one sum is left (n <= kRun: one plain loop). The
+// CUDA backend gives each run a thread. Padding a level with 0.0 (or -inf for the max) leaves
+// every sum unchanged, so a backend may size the tree for more terms than it has.
+constexpr int64_t kRun = 256;
+
+// Batch reductions.
 struct Sums {
   double max_scaled = -INFINITY;  // max_i eta * l_i
   double sum_l = 0;               // sum_i l_i
@@ -19,7 +27,9 @@ struct Sums {
 };
 
 CALMOE_HD double scaled(float l, double eta) { return eta * double(l); }
-CALMOE_HD double unnormalised(float l, double eta, double max_scaled) { return exp(eta * double(l) - max_scaled); }
+CALMOE_HD double unnormalised(float l, double eta, double max_scaled) { return fm::exp_f64(eta * double(l) - max_scaled); }
+// sum_i w_i l_i
+CALMOE_HD double robust_loss(const Sums& s) { return s.s_el / s.s; }
 
 // Gradient coefficient of example j: dL/dl_j under the chosen convention.
 CALMOE_HD double coefficient(double w, float l, double eta, double robust, TiltGradient g) {
@@ -30,11 +40,9 @@ CALMOE_HD double coefficient(double w, float l, double eta, double robust, TiltG
 
 namespace calmoe::cpu {
 tilt::Sums tilted_reduce(const float* losses, int64_t n, double eta);
-void tilted_write(const float* losses, int64_t n, double eta, TiltGradient g, double max_scaled, double s,
-                  double robust, float* weights, float* coef);
+void tilted_write(const float* losses, int64_t n, double eta, TiltGradient g, const tilt::Sums& s, float* weights, float* coef);
 }  // namespace calmoe::cpu
 namespace calmoe::cuda {
 tilt::Sums tilted_reduce(const float* losses, int64_t n, double eta);
-void tilted_write(const float* losses, int64_t n, double eta, TiltGradient g, double max_scaled, double s,
-                  double robust, float* weights, float* coef);
+void tilted_write(const float* losses, int64_t n, double eta, TiltGradient g, const tilt::Sums& s, float* weights, float* coef);
 }  // namespace calmoe::cuda

@@ -1,5 +1,5 @@
-// CPU backend of the tilted weights: fixed chunks reduced in chunk order (the same bits for any
-// thread count), two passes over the losses.
+// CPU backend of the tilted weights: two passes over the losses, each sum in the tree of runs
+// that core/tilted.h fixes (the same bits for any thread count, and as the CUDA backend's).
 #include <algorithm>
 #include <vector>
 
@@ -8,30 +8,50 @@
 
 namespace calmoe::cpu {
 namespace {
-constexpr int64_t kChunk = 1 << 16;
+
+using tilt::kRun;
+
+// The levels above the runs: kRun partials at a time, in order, until one is left.
+double fold(std::vector<double> v) {
+  while (v.size() > 1) {
+    const std::size_t m = (v.size() + kRun - 1) / kRun;
+    for (std::size_t g = 0; g < m; ++g) {
+      double s = 0;
+      for (std::size_t i = g * kRun, e = std::min(v.size(), i + kRun); i < e; ++i) s += v[i];
+      v[g] = s;
+    }
+    v.resize(m);
+  }
+  return v.empty() ? 0.0 : v[0];
 }
 
+// body(run, begin, end) for every run of kRun losses, kRun runs per task.
+template <class Body>
+void for_runs(int64_t n, int64_t runs, Body&& body) {
+  parallel_for((runs + kRun - 1) / kRun, [&](int64_t task, int) {
+    for (int64_t r = task * kRun, re = std::min(runs, r + kRun); r < re; ++r) body(r, r * kRun, std::min(n, (r + 1) * kRun));
+  });
+}
+
+}  // namespace
+
 tilt::Sums tilted_reduce(const float* l, int64_t n, double eta) {
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-  std::vector<double> cmax(chunks, -INFINITY), csum(chunks, 0.0);
-  parallel_for(chunks, [&](int64_t c, int) {
-    const int64_t b = c * kChunk, e = std::min(n, b + kChunk);
+  const int64_t runs = (n + kRun - 1) / kRun;
+  std::vector<double> rmax(runs), rsum(runs);
+  for_runs(n, runs, [&](int64_t r, int64_t b, int64_t e) {
     double m = -INFINITY, s = 0;
     for (int64_t i = b; i < e; ++i) {
       m = std::max(m, tilt::scaled(l[i], eta));
       s += double(l[i]);
     }
-    cmax[c] = m;
-    csum[c] = s;
+    rmax[r] = m;
+    rsum[r] = s;
   });
   tilt::Sums r;
-  for (int64_t c = 0; c < chunks; ++c) {
-    r.max_scaled = std::max(r.max_scaled, cmax[c]);
-    r.sum_l += csum[c];
-  }
-  std::vector<double> cs(chunks), cel(chunks), cee(chunks);
-  parallel_for(chunks, [&](int64_t c, int) {
-    const int64_t b = c * kChunk, e = std::min(n, b + kChunk);
+  for (double m : rmax) r.max_scaled = std::max(r.max_scaled, m);  // a max has no order
+  r.sum_l = fold(std::move(rsum));
+  std::vector<double> rs(runs), rel(runs), ree(runs);
+  for_runs(n, runs, [&](int64_t k, int64_t b, int64_t e) {
     double s = 0, el = 0, ee = 0;
     for (int64_t i = b; i < e; ++i) {
       const double u = tilt::unnormalised(l[i], eta, r.max_scaled);
@@ -39,25 +59,21 @@ tilt::Sums tilted_reduce(const float* l, int64_t n, double eta) {
       el += u * double(l[i]);
       ee += u * u;
     }
-    cs[c] = s;
-    cel[c] = el;
-    cee[c] = ee;
+    rs[k] = s;
+    rel[k] = el;
+    ree[k] = ee;
   });
-  for (int64_t c = 0; c < chunks; ++c) {
-    r.s += cs[c];
-    r.s_el += cel[c];
-    r.s_ee += cee[c];
-  }
+  r.s = fold(std::move(rs));
+  r.s_el = fold(std::move(rel));
+  r.s_ee = fold(std::move(ree));
   return r;
 }
 
-void tilted_write(const float* l, int64_t n, double eta, TiltGradient g, double max_scaled, double s, double robust,
-                  float* weights, float* coef) {
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-  parallel_for(chunks, [&](int64_t c, int) {
-    const int64_t b = c * kChunk, e = std::min(n, b + kChunk);
+void tilted_write(const float* l, int64_t n, double eta, TiltGradient g, const tilt::Sums& s, float* weights, float* coef) {
+  const double robust = tilt::robust_loss(s);
+  for_runs(n, (n + kRun - 1) / kRun, [&](int64_t, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      const double w = tilt::unnormalised(l[i], eta, max_scaled) / s;
+      const double w = tilt::unnormalised(l[i], eta, s.max_scaled) / s.s;
       if (weights) weights[i] = float(w);
       if (coef) coef[i] = float(tilt::coefficient(w, l[i], eta, robust, g));
     }

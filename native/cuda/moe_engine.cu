@@ -21,10 +21,10 @@
 //     as they are when every expert takes every row: soft, hard training).
 //   head: expert softmax (each expert's temperature), the mixture (ascending expert order) and
 //     the losses in one warp-per-row kernel (cuda/moe_rows_warp.cu).
-//   host: the B losses (and what robust-filtered needs) come back; moe::objective_coefficients
-//     (the CPU's code) gives the B coefficients, which go back (one synchronisation mid-step).
-//     ERM (and robust during warm-up) has coefficients 1/B, known in advance: the backward is
-//     queued at once and the losses are read when the whole step is queued.
+//   objective: the B coefficients dL/dl_i on the device (cuda/objective.cuh: ERM's 1/B, the
+//     tilted weights in the CPU's order of sums, robust-filtered's R compacted in row order), so
+//     the backward is queued at once; the losses come back with the step's end, for the
+//     objective's value and the finiteness check (a non-finite loss throws before any update).
 //   (then the next batch, if known, is gathered on the host and copied in while the kernels run)
 //   backward: per-row expert- and router-logit gradients (+ the balance term), then per layer the
 //     grouped GEMM for dW (a reduction over each expert's rows, in row order), the fixed-order
@@ -57,6 +57,7 @@
 #include "cuda/batch_stager.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/moe_rows.cuh"
+#include "cuda/objective.cuh"
 #include "cuda/mma_tf32.cuh"
 #include "cuda/phase_timer.cuh"
 #include "cuda/runtime.cuh"
@@ -396,7 +397,8 @@ class CudaEngine final : public moe::Engine {
   const int32_t* staged_y_ = nullptr;
   std::vector<int32_t> staged_rows_;
   // host staging of the per-step values
-  Pinned<float> h_loss_, h_regret_, h_dis_, h_coef_;
+  Pinned<float> h_loss_;
+  DeviceObjective objective_;  // the coefficients dL/dl_i, computed on the device
   Pinned<int32_t> h_rows_, h_correct_, h_bad_;
   Pinned<double> h_frac_, h_mean_r_, h_norm_;
 };
@@ -470,9 +472,7 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   h_rows_.resize(std::size_t(B));
   batch_rows_.resize(std::size_t(B));
   h_loss_.resize(std::size_t(B));
-  h_regret_.resize(std::size_t(B));
-  h_dis_.resize(std::size_t(B));
-  h_coef_.resize(std::size_t(B));
+  objective_.reserve(B);
   h_correct_.resize(std::size_t(B));
   h_frac_.resize(std::size_t(K));
   h_mean_r_.resize(std::size_t(K));
@@ -776,45 +776,21 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   if (balanced) moe_rows::balance(f.r.get(), f.argmax.get(), n, K, obj.balance_alpha, frac_.get(), mean_r_.get(), balance_grad_.get(), stream_);
   phases_.mark("mixture_losses", stream_);
 
-  // the objective on the host: the B losses (and what it needs) come out; the B coefficients go
-  // back before the backward, or, when they do not depend on the losses (ERM, robust warm-up), are
-  // known now and the losses are read only when the step's work is queued (no wait mid-step)
+  // the objective's coefficients on the device (no round trip through the host mid-step); the
+  // losses (and the balance statistics) come back with the step's end, for the objective's value
+  // and the finiteness check
   auto d2h = [&](void* dst, const void* src, std::size_t bytes) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   };
   d2h(h_loss_.get(), loss_.get(), std::size_t(n) * sizeof(float));
   d2h(h_correct_.get(), correct_.get(), std::size_t(n) * sizeof(int32_t));
-  if (filtered) {
-    d2h(h_regret_.get(), regret_.get(), std::size_t(n) * sizeof(float));
-    d2h(h_dis_.get(), disagree_.get(), std::size_t(n) * sizeof(float));
-  }
   if (balanced) {
     d2h(h_frac_.get(), frac_.get(), std::size_t(K) * sizeof(double));
     d2h(h_mean_r_.get(), mean_r_.get(), std::size_t(K) * sizeof(double));
   }
-  const bool wait_for_losses = moe::objective_needs_losses(obj, robust_active);
-  moe::ObjectiveResult objr;
-  // the losses on the host: finite, and the objective's coefficients and value from them
-  auto objective = [&] {
-    const float* loss = h_loss_.get();
-    for (int64_t i = 0; i < n; ++i) {
-      if (!std::isfinite(loss[i])) throw_range("loss: not finite at row " + std::to_string(b.rows[i]) + " of the batch");
-    }
-    moe::ObjectiveInput oin;
-    oin.loss = loss;
-    oin.regret = h_regret_.get();
-    oin.disagree = h_dis_.get();
-    oin.batch = n;
-    oin.single_active = hard || single;
-    objr = moe::objective_coefficients(obj, robust_active, oin, h_coef_.get());
-  };
-  if (wait_for_losses) check(cudaStreamSynchronize(stream_), "moe forward");
-  // queued after that wait, so the device zeroes the gradient while the host computes the objective
   check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync grad");
-  if (wait_for_losses) objective();
-  else std::fill(h_coef_.get(), h_coef_.get() + n, moe::erm_coefficient(n));
-  h2d(coef_.get(), h_coef_.get(), std::size_t(n) * sizeof(float));
-  phases_.mark("objective_host", stream_);
+  objective_.queue(obj, robust_active, hard || single, loss_.get(), regret_.get(), disagree_.get(), n, coef_.get(), stream_);
+  phases_.mark("objective", stream_);
 
   // per-row backward: expert-logit gradients (per entry) and router-logit gradients
   rc.coef = coef_.get();
@@ -879,15 +855,16 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
   }
 
   phases_.mark("router_backward", stream_);
-  if (!wait_for_losses) {
-    check(cudaStreamSynchronize(stream_), "moe step");  // the losses (and h_coef_'s copy) are in
-    objective();
+  check(cudaStreamSynchronize(stream_), "moe step");  // the losses and the objective's sums are in
+  const float* loss = h_loss_.get();
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(loss[i])) throw_range("loss: not finite at row " + std::to_string(b.rows[i]) + " of the batch");
   }
+  const moe::ObjectiveResult objr = objective_.result(obj, robust_active, loss, n);
   double balance = 0;
   if (balanced) {
     for (int64_t k = 0; k < K; ++k) balance += obj.balance_alpha * double(K) * h_frac_.get()[k] * h_mean_r_.get()[k];
   }
-  const float* loss = h_loss_.get();
   StepStats st;
   double loss_sum = 0;
   int64_t hits = 0;

@@ -1,109 +1,180 @@
-// CUDA backend of the tilted weights: fixed partition of the losses over blocks, a fixed-order
-// tree inside each block, block partials combined on the host in block order (deterministic).
+// CUDA backend of the tilted weights. Each sum is core/tilted.h's tree of runs: a thread adds one
+// run of kRun losses in order, then each level above adds kRun partials in order (a thread per
+// group), so the sums have the CPU backend's bits; the max is the first largest, in any tree.
 #include <algorithm>
-#include <vector>
 
-#include "core/tilted.h"
 #include "cuda/runtime.cuh"
+#include "cuda/tilted.cuh"
 
 namespace calmoe::cuda {
+namespace tilted {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kMaxBlocks = 1024;
+using tilt::kRun;
+constexpr int kThreads = 128;
 
-int blocks_for(int64_t n) { return int(std::max<int64_t>(1, std::min<int64_t>(kMaxBlocks, (n + 4095) / 4096))); }
+__device__ __forceinline__ int64_t size_of(const Losses& in) { return in.count ? int64_t(*in.count) : in.n; }
+__device__ __forceinline__ int64_t index_of(const Losses& in, int64_t i) { return in.idx ? int64_t(in.idx[i]) : i; }
+// std::max's rule (the first of equal values stays), as the CPU backend's loop
+__device__ __forceinline__ double keep_max(double a, double b) { return a < b ? b : a; }
 
-// Fixed-order tree over the block's threads: the same result every run.
-template <class Op>
-__device__ double block_reduce(double v, double* sh, Op op) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (int(threadIdx.x) < s) sh[threadIdx.x] = op(sh[threadIdx.x], sh[threadIdx.x + s]);
-    __syncthreads();
+// Up to three arrays of partials reduced side by side (the second pass has three sums).
+struct Lanes {
+  double* p[3] = {nullptr, nullptr, nullptr};
+  // by a selection, not an index: a kernel parameter indexed at run time is copied to the stack
+  __device__ __forceinline__ double* at(int a) const { return a == 0 ? p[0] : (a == 1 ? p[1] : p[2]); }
+};
+
+int blocks_for(int64_t threads) { return int((threads + kThreads - 1) / kThreads); }
+
+// Level 1, first pass: per run, max_i eta l_i and sum_i l_i.
+__global__ void runs_max_sum(Losses in, double eta, int64_t runs, Lanes out) {
+  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= runs) return;
+  const int64_t m = size_of(in), e = min(m, (r + 1) * kRun);
+  double mx = -INFINITY, s = 0;
+  for (int64_t i = r * kRun; i < e; ++i) {
+    const float l = in.l[index_of(in, i)];
+    mx = keep_max(mx, tilt::scaled(l, eta));
+    s += double(l);
   }
-  const double r = sh[0];
-  __syncthreads();
-  return r;
+  out.p[0][r] = mx;
+  out.p[1][r] = s;
 }
 
-struct Max { __device__ double operator()(double a, double b) const { return a > b ? a : b; } };
-struct Sum { __device__ double operator()(double a, double b) const { return a + b; } };
-
-__global__ void reduce_max_sum(const float* l, int64_t n, double eta, int64_t per_block, double* out_max, double* out_sum) {
-  __shared__ double sh[kThreads];
-  const int64_t b = int64_t(blockIdx.x) * per_block, e = min(n, b + per_block);
-  double m = -INFINITY, s = 0;
-  for (int64_t i = b + threadIdx.x; i < e; i += blockDim.x) {
-    m = fmax(m, tilt::scaled(l[i], eta));
-    s += double(l[i]);
-  }
-  m = block_reduce(m, sh, Max{});
-  s = block_reduce(s, sh, Sum{});
-  if (threadIdx.x == 0) { out_max[blockIdx.x] = m; out_sum[blockIdx.x] = s; }
-}
-
-__global__ void reduce_exp(const float* l, int64_t n, double eta, double mx, int64_t per_block, double* out_s, double* out_el, double* out_ee) {
-  __shared__ double sh[kThreads];
-  const int64_t b = int64_t(blockIdx.x) * per_block, e = min(n, b + per_block);
+// Level 1, second pass: per run, sum e_i, sum e_i l_i, sum e_i^2.
+__global__ void runs_exp(Losses in, double eta, const tilt::Sums* sums, int64_t runs, Lanes out) {
+  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= runs) return;
+  const double mx = sums->max_scaled;
+  const int64_t m = size_of(in), e = min(m, (r + 1) * kRun);
   double s = 0, el = 0, ee = 0;
-  for (int64_t i = b + threadIdx.x; i < e; i += blockDim.x) {
-    const double u = tilt::unnormalised(l[i], eta, mx);
+  for (int64_t i = r * kRun; i < e; ++i) {
+    const float l = in.l[index_of(in, i)];
+    const double u = tilt::unnormalised(l, eta, mx);
     s += u;
-    el += u * double(l[i]);
+    el += u * double(l);
     ee += u * u;
   }
-  s = block_reduce(s, sh, Sum{});
-  el = block_reduce(el, sh, Sum{});
-  ee = block_reduce(ee, sh, Sum{});
-  if (threadIdx.x == 0) { out_s[blockIdx.x] = s; out_el[blockIdx.x] = el; out_ee[blockIdx.x] = ee; }
+  out.p[0][r] = s;
+  out.p[1][r] = el;
+  out.p[2][r] = ee;
 }
 
-__global__ void write_weights(const float* l, int64_t n, double eta, TiltGradient g, double mx, double s, double robust, float* w, float* c) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const double wi = tilt::unnormalised(l[i], eta, mx) / s;
-    if (w) w[i] = float(wi);
-    if (c) c[i] = float(tilt::coefficient(wi, l[i], eta, robust, g));
+// A level above the runs: out[g] = in[g kRun .. (g + 1) kRun) in order, per array (blockIdx.y);
+// array 0 is a max when max0.
+__global__ void fold_level(Lanes in, int64_t len, Lanes out, int64_t len_out, bool max0) {
+  const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g >= len_out) return;
+  const int a = int(blockIdx.y);
+  const bool is_max = max0 && a == 0;
+  const double* v = in.at(a);
+  double acc = is_max ? -INFINITY : 0.0;
+  for (int64_t i = g * kRun, e = min(len, (g + 1) * kRun); i < e; ++i) acc = is_max ? keep_max(acc, v[i]) : acc + v[i];
+  out.at(a)[g] = acc;
+}
+
+__global__ void write_weights(Losses in, double eta, TiltGradient g, const tilt::Sums* sums, float* w, float* c, bool add) {
+  const int64_t m = size_of(in);
+  const tilt::Sums s = *sums;
+  const double robust = tilt::robust_loss(s);
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < m; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t o = index_of(in, i);
+    const float l = in.l[o];
+    const double wi = tilt::unnormalised(l, eta, s.max_scaled) / s.s;
+    if (w) w[o] = float(wi);
+    if (c) {
+      const float ci = float(tilt::coefficient(wi, l, eta, robust, g));
+      c[o] = add ? c[o] + ci : ci;
+    }
+  }
+}
+
+// Level 1 written into `first` (length runs), then folded level by level (ping-pong between
+// `first` and `second`) until one value per array is left, written to `last`.
+template <class Level1>
+void reduce(int arrays, int64_t runs, Lanes first, Lanes second, Lanes last, bool max0, cudaStream_t stream, Level1&& level1) {
+  if (runs <= 1) {
+    level1(last);
+    return;
+  }
+  level1(first);
+  Lanes from = first, to = second;
+  for (int64_t len = runs; len > 1;) {
+    const int64_t len_out = (len + kRun - 1) / kRun;
+    const Lanes dst = len_out == 1 ? last : to;
+    fold_level<<<dim3(unsigned(blocks_for(len_out)), unsigned(arrays)), kThreads, 0, stream>>>(from, len, dst, len_out, max0);
+    check(cudaGetLastError(), "tilted fold launch");
+    std::swap(from, to);
+    len = len_out;
   }
 }
 
 }  // namespace
 
+int64_t workspace(int64_t n) {
+  const int64_t runs = (std::max<int64_t>(n, 1) + kRun - 1) / kRun;
+  return 3 * (runs + (runs + kRun - 1) / kRun);
+}
+
+void queue_sums(const Losses& in, double eta, tilt::Sums* sums, double* ws, cudaStream_t stream) {
+  const int64_t runs = (std::max<int64_t>(in.n, 1) + kRun - 1) / kRun, runs2 = (runs + kRun - 1) / kRun;
+  Lanes first, second, last;
+  for (int a = 0; a < 3; ++a) {
+    first.p[a] = ws + a * runs;
+    second.p[a] = ws + 3 * runs + a * runs2;
+  }
+  last.p[0] = &sums->max_scaled;
+  last.p[1] = &sums->sum_l;
+  reduce(2, runs, first, second, last, true, stream, [&](Lanes out) {
+    runs_max_sum<<<blocks_for(runs), kThreads, 0, stream>>>(in, eta, runs, out);
+    check(cudaGetLastError(), "tilted reduce launch");
+  });
+  last.p[0] = &sums->s;
+  last.p[1] = &sums->s_el;
+  last.p[2] = &sums->s_ee;
+  reduce(3, runs, first, second, last, false, stream, [&](Lanes out) {
+    runs_exp<<<blocks_for(runs), kThreads, 0, stream>>>(in, eta, sums, runs, out);
+    check(cudaGetLastError(), "tilted reduce launch");
+  });
+}
+
+void queue_write(const Losses& in, double eta, TiltGradient g, const tilt::Sums* sums, float* weights, float* coef, bool add,
+                 cudaStream_t stream) {
+  const int blocks = int(std::min<int64_t>(blocks_for(std::max<int64_t>(in.n, 1)), 4096));
+  write_weights<<<blocks, kThreads, 0, stream>>>(in, eta, g, sums, weights, coef, add);
+  check(cudaGetLastError(), "tilted write launch");
+}
+
+}  // namespace tilted
+
+// The public API's entry points (core/tilted.cpp): the losses copied in, the work queued on the
+// default stream, the results copied back.
 tilt::Sums tilted_reduce(const float* l, int64_t n, double eta) {
   use_default_device();
-  const int blocks = blocks_for(n);
-  const int64_t per_block = (n + blocks - 1) / blocks;
   DeviceBuffer<float> d_l{std::size_t(n)};
   d_l.upload(l, std::size_t(n));
-  DeviceBuffer<double> p(static_cast<std::size_t>(blocks) * 3);
-  std::vector<double> h(static_cast<std::size_t>(blocks) * 3);
-  reduce_max_sum<<<blocks, kThreads>>>(d_l.get(), n, eta, per_block, p.get(), p.get() + blocks);
-  check(cudaGetLastError(), "tilted reduce launch");
-  p.download(h.data(), std::size_t(blocks) * 2);
+  DeviceBuffer<double> ws{std::size_t(tilted::workspace(n))};
+  DeviceBuffer<tilt::Sums> d_sums{1};
+  tilted::Losses in;
+  in.l = d_l.get();
+  in.n = n;
+  tilted::queue_sums(in, eta, d_sums.get(), ws.get(), nullptr);
   tilt::Sums r;
-  for (int b = 0; b < blocks; ++b) {
-    r.max_scaled = std::max(r.max_scaled, h[b]);
-    r.sum_l += h[blocks + b];
-  }
-  reduce_exp<<<blocks, kThreads>>>(d_l.get(), n, eta, r.max_scaled, per_block, p.get(), p.get() + blocks, p.get() + 2 * blocks);
-  check(cudaGetLastError(), "tilted reduce launch");
-  p.download(h.data(), std::size_t(blocks) * 3);
-  for (int b = 0; b < blocks; ++b) {
-    r.s += h[b];
-    r.s_el += h[blocks + b];
-    r.s_ee += h[2 * blocks + b];
-  }
+  d_sums.download(&r, 1);
   return r;
 }
 
-void tilted_write(const float* l, int64_t n, double eta, TiltGradient g, double mx, double s, double robust, float* w, float* c) {
+void tilted_write(const float* l, int64_t n, double eta, TiltGradient g, const tilt::Sums& s, float* w, float* c) {
   use_default_device();
   DeviceBuffer<float> d_l{std::size_t(n)}, d_w{w ? std::size_t(n) : 0}, d_c{c ? std::size_t(n) : 0};
+  DeviceBuffer<tilt::Sums> d_sums{1};
   d_l.upload(l, std::size_t(n));
-  const int blocks = int(std::min<int64_t>((n + kThreads - 1) / kThreads, 4096));
-  write_weights<<<blocks, kThreads>>>(d_l.get(), n, eta, g, mx, s, robust, w ? d_w.get() : nullptr, c ? d_c.get() : nullptr);
-  check(cudaGetLastError(), "tilted write launch");
+  d_sums.upload(&s, 1);
+  tilted::Losses in;
+  in.l = d_l.get();
+  in.n = n;
+  tilted::queue_write(in, eta, g, d_sums.get(), w ? d_w.get() : nullptr, c ? d_c.get() : nullptr, false, nullptr);
   if (w) d_w.download(w, std::size_t(n));
   if (c) d_c.download(c, std::size_t(n));
 }

@@ -40,6 +40,26 @@ TEST(exp_accuracy_dense_sweep) {
   CHECK(worst <= 2.0);
 }
 
+// Distance in units in the last place of the double result, against long double.
+double ulps64(double got, long double want) {
+  const double wd = double(want);
+  const double ulp = std::nextafter(wd, INFINITY) - wd;
+  return double(std::fabs((long double)got - want) / (long double)(ulp > 0 ? ulp : DBL_TRUE_MIN));
+}
+
+TEST(exp_f64_accuracy_sweep) {
+  double worst = 0, at = 0;
+  // dense over the range the tilted weights use (e^(eta l - max) <= 1), sparser over the rest
+  t::Rng rng(11);
+  for (int i = 0; i < 2000000; ++i) {
+    const double x = i < 1000000 ? -40.0 * rng.uniform() : -745.0 + 1454.78 * rng.uniform();
+    const double e = ulps64(calmoe::fm::exp_f64(x), std::exp((long double)x));
+    if (e > worst) { worst = e; at = x; }
+  }
+  std::printf("  exp_f64 max error %.3f ulp at %.17g\n", worst, at);
+  CHECK(worst <= 1.0);
+}
+
 TEST(special_values) {
   using namespace calmoe::fm;
   CHECK(log_f32(1.0f) == 0.0f);
@@ -54,6 +74,16 @@ TEST(special_values) {
   CHECK(exp_f32(88.5f) > 2.7e38f && std::isfinite(exp_f32(88.5f)));       // near FLT_MAX
   CHECK_CLOSE(exp_f32(-100.0f), float(std::exp(-100.0)), 1.5e-45, 0);     // subnormal result, to 1 ulp
   CHECK_CLOSE(log_f32(1e-40f), std::log(1e-40), 0, 1e-6);                   // subnormal input
+  CHECK(exp_f64(0.0) == 1.0);
+  CHECK(exp_f64(-0.0) == 1.0);
+  CHECK_CLOSE(exp_f64(1.0), 2.718281828459045, 0, 2.3e-16);                 // e, to 1 ulp
+  CHECK(exp_f64(-746.0) == 0.0);
+  CHECK(std::isinf(exp_f64(710.0)) && std::isinf(exp_f64(INFINITY)));
+  CHECK(exp_f64(-INFINITY) == 0.0);
+  CHECK(std::isnan(exp_f64(NAN)));
+  CHECK(exp_f64(709.7) > 1.6e308 && std::isfinite(exp_f64(709.7)));         // near DBL_MAX
+  CHECK_CLOSE(exp_f64(-740.0), std::exp(-740.0), 5e-324, 0);                // subnormal result, to 1 ulp
+  CHECK_CLOSE(exp_f64(-709.0), std::exp(-709.0), 0, 3e-16);
 }
 
 }  // namespace

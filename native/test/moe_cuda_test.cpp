@@ -118,7 +118,14 @@ std::vector<Case> step_cases() {
   cs.push_back({"soft K=40 C=33 filtered", cfg(5, 33, 40, Routing::Soft, 40, {}, {4}), obj(ObjectiveKind::RobustFiltered, TiltGradient::Term, 1.0), 19});
   ObjectiveConfig med = obj(ObjectiveKind::RobustFiltered, TiltGradient::Through, 2.0);
   med.median_disagreement = true;
+  med.tau_regret = 1e30;  // R = {dis above the median} alone (the regret of almost every row is above 1e-6)
   cs.push_back({"filtered median", cfg(6, 4, 3, Routing::Soft, 3, {5}, {}), med, 14});
+  // the device objective: an odd batch's median, R over several runs of the tilted sums' tree;
+  // R empty with two active experts (thresholds no row passes: 2x ERM, decided on the device)
+  cs.push_back({"filtered median top2 of 8 B=1977", cfg(12, 6, 8, Routing::TopK, 2, {10}, {}), med, 1977});
+  ObjectiveConfig none = obj(ObjectiveKind::RobustFiltered, TiltGradient::Term, 2.0);
+  none.tau_regret = none.tau_disagreement = 1e30;
+  cs.push_back({"filtered, R empty", cfg(6, 4, 3, Routing::Soft, 3, {5}, {}), none, 13});
   return cs;
 }
 
@@ -167,6 +174,7 @@ TEST(forward_backward_matches_cpu_every_mode) {
     CHECK_EQ(sg.mean_loss, sc.mean_loss);
     CHECK_EQ(sg.accuracy, sc.accuracy);
     CHECK_EQ(sg.filtered, sc.filtered);
+    if (cs.o.median_disagreement) CHECK(sc.filtered > 0 && sc.filtered < cs.batch);  // the median decides
     if (sg.objective != sc.objective) std::printf("  info %s: objective cuda %.17g cpu %.17g\n", tag.c_str(), sg.objective, sc.objective);
     compare("gradient", tag, gg.data(), gc.data(), lay.total, 0, 0, &lay);
     // deterministic: a second step on the same engine gives the same bits
