@@ -40,8 +40,12 @@ TiltedStats tilted_weights(Device dev, const float* l, int64_t n, double eta, Ti
     lo = std::min(lo, double(l[i]));
     hi = std::max(hi, double(l[i]));
   }
-  const tilt::Sums s = dispatch(dev, [&] { return cpu::tilted_reduce(l, n, eta); },
-                                [&] { return cuda::tilted_reduce(l, n, eta); });
+  // the sums, and the weights from them (CUDA: both on the device, the losses copied in once)
+  const tilt::Sums s = dispatch(dev, [&] {
+    const tilt::Sums r = cpu::tilted_reduce(l, n, eta);
+    if (weights || coef) cpu::tilted_write(l, n, eta, g, r, weights, coef);
+    return r;
+  }, [&] { return cuda::tilted_run(l, n, eta, g, weights, coef); });
   TiltedStats st;
   st.mean_loss = s.sum_l / double(n);
   st.robust_loss = tilt::robust_loss(s);
@@ -54,10 +58,6 @@ TiltedStats tilted_weights(Device dev, const float* l, int64_t n, double eta, Ti
     st.tilted_erm = tilted_erm_series(l, n, eta, st.mean_loss);
   } else {
     st.tilted_erm = (s.max_scaled + std::log(s.s / double(n))) / eta;
-  }
-  if (weights || coef) {
-    dispatch(dev, [&] { cpu::tilted_write(l, n, eta, g, s, weights, coef); },
-             [&] { cuda::tilted_write(l, n, eta, g, s, weights, coef); });
   }
   return st;
 }

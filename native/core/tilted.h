@@ -43,6 +43,6 @@ tilt::Sums tilted_reduce(const float* losses, int64_t n, double eta);
 void tilted_write(const float* losses, int64_t n, double eta, TiltGradient g, const tilt::Sums& s, float* weights, float* coef);
 }  // namespace calmoe::cpu
 namespace calmoe::cuda {
-tilt::Sums tilted_reduce(const float* losses, int64_t n, double eta);
-void tilted_write(const float* losses, int64_t n, double eta, TiltGradient g, const tilt::Sums& s, float* weights, float* coef);
+// The sums, and the weights and coefficients (either may be null) written from them.
+tilt::Sums tilted_run(const float* losses, int64_t n, double eta, TiltGradient g, float* weights, float* coef);
 }  // namespace calmoe::cuda

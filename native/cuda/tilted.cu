@@ -148,35 +148,24 @@ void queue_write(const Losses& in, double eta, TiltGradient g, const tilt::Sums*
 
 }  // namespace tilted
 
-// The public API's entry points (core/tilted.cpp): the losses copied in, the work queued on the
-// default stream, the results copied back.
-tilt::Sums tilted_reduce(const float* l, int64_t n, double eta) {
+// The public API's entry point (core/tilted.cpp): the losses copied in, the work queued on the
+// default stream, the sums and the weights copied back.
+tilt::Sums tilted_run(const float* l, int64_t n, double eta, TiltGradient g, float* w, float* c) {
   use_default_device();
-  DeviceBuffer<float> d_l{std::size_t(n)};
-  d_l.upload(l, std::size_t(n));
+  DeviceBuffer<float> d_l{std::size_t(n)}, d_w{w ? std::size_t(n) : 0}, d_c{c ? std::size_t(n) : 0};
   DeviceBuffer<double> ws{std::size_t(tilted::workspace(n))};
   DeviceBuffer<tilt::Sums> d_sums{1};
+  d_l.upload(l, std::size_t(n));
   tilted::Losses in;
   in.l = d_l.get();
   in.n = n;
   tilted::queue_sums(in, eta, d_sums.get(), ws.get(), nullptr);
+  if (w || c) tilted::queue_write(in, eta, g, d_sums.get(), w ? d_w.get() : nullptr, c ? d_c.get() : nullptr, false, nullptr);
   tilt::Sums r;
   d_sums.download(&r, 1);
-  return r;
-}
-
-void tilted_write(const float* l, int64_t n, double eta, TiltGradient g, const tilt::Sums& s, float* w, float* c) {
-  use_default_device();
-  DeviceBuffer<float> d_l{std::size_t(n)}, d_w{w ? std::size_t(n) : 0}, d_c{c ? std::size_t(n) : 0};
-  DeviceBuffer<tilt::Sums> d_sums{1};
-  d_l.upload(l, std::size_t(n));
-  d_sums.upload(&s, 1);
-  tilted::Losses in;
-  in.l = d_l.get();
-  in.n = n;
-  tilted::queue_write(in, eta, g, d_sums.get(), w ? d_w.get() : nullptr, c ? d_c.get() : nullptr, false, nullptr);
   if (w) d_w.download(w, std::size_t(n));
   if (c) d_c.download(c, std::size_t(n));
+  return r;
 }
 
 }  // namespace calmoe::cuda
