@@ -385,6 +385,20 @@ export interface AccumulatorOptions {
   extras?: boolean;
 }
 
+/**
+ * The report an accumulator built with options `O` returns: classwise in 'classwise' mode,
+ * per group with `groups`, else the one-histogram report (the union when `O` is not known).
+ */
+export type AccumulatorReport<O extends AccumulatorOptions = AccumulatorOptions> =
+  [OptionOf<O, 'mode'>] extends ['classwise'] ? ClasswiseCalibrationReport
+  : [OptionOf<O, 'groups'>] extends [number] ? GroupCalibrationReport
+  : [OptionOf<O, 'mode'>] extends ['top-label' | 'binary' | 'confidence' | undefined]
+    ? ([OptionOf<O, 'groups'>] extends [undefined] ? CalibrationReport : CalibrationReport | GroupCalibrationReport)
+  : CalibrationReport | ClasswiseCalibrationReport | GroupCalibrationReport;
+// An option's type in O, undefined when O leaves it out (by keys: `{ bins: 15 }` is not assignable
+// to an all-optional object type it shares no key with).
+type OptionOf<O, K extends string> = K extends keyof O ? O[K] : undefined;
+
 export interface AccumulatorUpdateOptions {
   input?: ScoreInput;
   sumTolerance?: number;
@@ -406,7 +420,7 @@ export interface AccumulatorUpdateOptions {
  * acc.merge(other);
  * console.log(acc.result().ece);
  */
-export class CalibrationAccumulator {
+export class CalibrationAccumulator<O extends AccumulatorOptions = AccumulatorOptions> {
   readonly mode: AccumulatorMode;
   readonly bins: number;
   readonly edges: BinEdges;
@@ -416,7 +430,8 @@ export class CalibrationAccumulator {
   readonly groups: number;
   #state: BigUint64Array;
 
-  constructor(options?: AccumulatorOptions) {
+  /** The options' literal types decide {@link result}'s type (see {@link AccumulatorReport}). */
+  constructor(options?: O) {
     const o = readOptions(options, 'options', ['mode', 'classes', 'groups', 'bins', 'edges', 'extras']);
     this.mode = optChoice(o.mode, 'mode', 'top-label', ['top-label', 'classwise', 'binary', 'confidence'] as const);
     this.bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
@@ -485,10 +500,10 @@ export class CalibrationAccumulator {
   }
 
   /** The report so far (throws a RangeError when no rows were added). */
-  result(): CalibrationReport | ClasswiseCalibrationReport | GroupCalibrationReport {
+  result(): AccumulatorReport<O> {
     const s = native().calibFinalize(this.#state);
-    if (this.mode === 'classwise') return classwise(s);
-    return this.groups ? grouped(s, this.extras) : report(s, this.extras);
+    if (this.mode === 'classwise') return classwise(s) as AccumulatorReport<O>;
+    return (this.groups ? grouped(s, this.extras) : report(s, this.extras)) as AccumulatorReport<O>;
   }
 
   reset(): void {
@@ -501,7 +516,7 @@ export class CalibrationAccumulator {
   }
 
   /** Restores an accumulator from {@link toJSON}'s output (validated). */
-  static fromJSON(json: unknown): CalibrationAccumulator {
+  static fromJSON(json: unknown): CalibrationAccumulator<AccumulatorOptions> {
     const words = wordsFromJSON(json, 'calmoe.calibration-accumulator', 'CalibrationAccumulator.toJSON()');
     // Reading the summary validates the layout (magic, bins, groups, length).
     const kinds: AccumulatorMode[] = ['top-label', 'classwise', 'binary', 'confidence'];
@@ -510,7 +525,7 @@ export class CalibrationAccumulator {
     const kind = kinds[Number((flags >> 8n) & 0xffn)];
     if (!kind) throw rangeError('json.state: unknown accumulator mode');
     const isGrouped = (flags & 8n) !== 0n;
-    const acc = new CalibrationAccumulator({
+    const acc = new CalibrationAccumulator<AccumulatorOptions>({
       mode: kind,
       bins: Number(words[1]),
       classes: kind === 'classwise' ? Number(words[2]) : undefined,
