@@ -16,6 +16,8 @@
 //     CPU's fill, with empty experts, one expert taking every row, chunk edges;
 //   - a routing truth table (router weights 0, tied biases): ties go to the lower index, empty
 //     experts get exactly zero gradient;
+//   - the objective's coefficients on the device alone against the CPU's (robust, robust-filtered
+//     with a threshold or the batch median), on batches up to 100000 rows;
 //   - the update's divergence contract and bad input.
 // Skipped, loudly, without a usable GPU (exit 77).
 #include <algorithm>
@@ -34,6 +36,7 @@
 #if CALMOE_WITH_CUDA
 #include "cuda/gemm.cuh"
 #include "cuda/moe_rows.cuh"
+#include "cuda/objective.cuh"
 #include "cuda/runtime.cuh"
 #endif
 
@@ -595,6 +598,69 @@ TEST(row_kernels_match_cpu_bodies) {
     int64_t clamped = 0;
     for (float v : pe) clamped += v < moe::kMinProb;
     std::printf("  info %s: %lld of %lld expert probabilities under the clamp\n", tag.c_str(), (long long)clamped, (long long)pe.size());
+  }
+}
+
+// The objective's coefficients on the device (cuda/objective.cuh) against the CPU's
+// objective_coefficients, alone, on batches up to several levels of the tilted sums' tree and
+// past one block of the single-block kernels: every coefficient, the value and |R|, the same bits.
+// The disagreement is continuous, or takes few distinct values (ties at the median); the regret is
+// 0 on half the rows (so the threshold decides their membership).
+TEST(device_objective_matches_cpu) {
+  for (int64_t B : {1, 2, 255, 256, 257, 1024, 1025, 65537, 100000}) for (bool ties : {false, true}) {
+    t::Rng rng(uint64_t(B) * 31 + 7 + ties);
+    std::vector<float> loss(B), regret(B), dis(B);
+    for (int64_t i = 0; i < B; ++i) {
+      loss[i] = float(rng.uniform() * 6);
+      regret[i] = rng.uniform() < 0.5 ? 0.0f : float(rng.uniform());
+      dis[i] = ties ? float(std::floor(rng.uniform() * 8) / 64) : float(rng.uniform() / 8);
+    }
+    cuda::DeviceBuffer<float> d_loss(B), d_regret(B), d_dis(B), d_coef(B);
+    d_loss.upload(loss.data(), B);
+    d_regret.upload(regret.data(), B);
+    d_dis.upload(dis.data(), B);
+    cuda::DeviceObjective dev;
+    dev.reserve(B + 3);
+    struct Mode {
+      const char* name;
+      ObjectiveConfig o;
+      bool active, single;
+    };
+    ObjectiveConfig med = obj(ObjectiveKind::RobustFiltered, TiltGradient::Through, 2.0);
+    med.median_disagreement = true;
+    ObjectiveConfig med_only = med;
+    med_only.tau_regret = 1e30;
+    const Mode modes[] = {
+        {"erm", obj(ObjectiveKind::Erm), true, false},
+        {"robust term", obj(ObjectiveKind::Robust, TiltGradient::Term, 2.0), true, false},
+        {"robust through eta -1", obj(ObjectiveKind::Robust, TiltGradient::Through, -1.0), true, false},
+        {"robust warm-up", obj(ObjectiveKind::Robust, TiltGradient::Term, 2.0), false, false},
+        {"filtered tau", obj(ObjectiveKind::RobustFiltered, TiltGradient::Term, 1.0), true, false},
+        {"filtered median", med, true, false},
+        {"filtered median alone", med_only, true, false},
+        {"filtered one active expert", obj(ObjectiveKind::RobustFiltered, TiltGradient::Term, 1.0), true, true},
+        {"filtered warm-up", med, false, false},
+    };
+    for (const Mode& m : modes) {
+      const std::string tag = std::string(m.name) + " B=" + std::to_string(B) + (ties ? " (tied disagreement)" : "");
+      moe::ObjectiveInput in;
+      in.loss = loss.data();
+      in.regret = regret.data();
+      in.disagree = dis.data();
+      in.batch = B;
+      in.single_active = m.single;
+      std::vector<float> cc(B), cg(B);
+      const moe::ObjectiveResult rc = moe::objective_coefficients(m.o, m.active, in, cc.data());
+      dev.queue(m.o, m.active, m.single, d_loss.get(), d_regret.get(), d_dis.get(), B, d_coef.get(), nullptr);
+      cuda::check(cudaDeviceSynchronize(), "objective");
+      d_coef.download(cg.data(), B);
+      const moe::ObjectiveResult rg = dev.result(m.o, m.active, loss.data(), B);
+      compare("coefficients", tag, cg.data(), cc.data(), B, 0, 0, nullptr, true);
+      CHECK_EQ(rg.value, rc.value);
+      CHECK_EQ(rg.filtered, rc.filtered);
+      if (rg.value != rc.value || rg.filtered != rc.filtered) std::printf("  info %s: value %.17g / %.17g, |R| %lld / %lld\n", tag.c_str(), rg.value, rc.value, (long long)rg.filtered, (long long)rc.filtered);
+      if (m.o.median_disagreement && m.active && B > 2) CHECK(rc.filtered > 0 && rc.filtered < B);  // the threshold decides
+    }
   }
 }
 #endif
