@@ -58,7 +58,8 @@ function result(n: NativeDriftReport): PsiResult {
  * PSI of every feature of `current` against `reference`.
  *
  * @example
- * const { psi } = await psi(reference, current, { bins: 10 });
+ * const r = await psi(reference, current, { bins: 10 });
+ * r.psi[0]; // feature 0's PSI
  */
 export function psi(reference: MatrixInput, current: MatrixInput, options?: PsiOptions): Promise<PsiResult> {
   return withCallerStack(async () => {
