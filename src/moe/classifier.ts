@@ -71,6 +71,9 @@ export interface Prediction {
   routing?: Routing;
 }
 
+/** What predict returns with `returnRouting: true`: the routing is there. */
+export type PredictionWithRouting = Prediction & { routing: Routing };
+
 export interface Evaluation {
   accuracy: number;
   nll: number;
@@ -263,6 +266,8 @@ export class MoEClassifier {
   }
 
   /** Class probabilities (and, on request, the routing) off the event loop. */
+  predict(x: MatrixInput, options: PredictOptions & { returnRouting: true }): Promise<PredictionWithRouting>;
+  predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction>;
   predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction> {
     return withCallerStack(async () => {
       const { m, flags, config } = this.#predictArgs(x, options);
@@ -271,16 +276,18 @@ export class MoEClassifier {
   }
 
   /** Synchronous {@link predict}. */
+  predictSync(x: MatrixInput, options: PredictOptions & { returnRouting: true }): PredictionWithRouting;
+  predictSync(x: MatrixInput, options?: PredictOptions): Prediction;
   predictSync(x: MatrixInput, options?: PredictOptions): Prediction {
     const { m, flags, config } = this.#predictArgs(x, options);
     return this.#prediction(m, native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags));
   }
 
-  #evaluation(p: Prediction, y: Int32Array, bins: number): Evaluation {
+  #evaluation(p: PredictionWithRouting, y: Int32Array, bins: number): Evaluation {
     const cal = calibrationSync(p.probs, y, { bins, device: 'cpu' });
     const K = this.config.experts;
     const share = new Float64Array(K), mass = new Float64Array(K);
-    const w = p.routing!.weights.data;
+    const w = p.routing.weights.data;
     const n = p.probs.rows;
     for (let i = 0; i < n; i++) {
       let arg = 0;
@@ -324,7 +331,7 @@ export class MoEClassifier {
       const o = readOptions(options, 'options', ['device', 'precision']);
       const device = optDevice(o.device ?? this.device);
       const p = await this.predict(x, { returnRouting: true, device, precision: o.precision as Precision | undefined });
-      const r = p.routing!;
+      const r = p.routing;
       const rows = p.probs.rows, K = this.config.experts;
       const fit = await fitExpertTemperatures(
         { data: r.expertProbs, rows, experts: r.active, classes: this.config.classes },
