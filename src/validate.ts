@@ -21,6 +21,13 @@ export type LabelsInput = Int32Array | ReadonlyArray<number>;
 /** A float32 vector, or numbers (converted to float32). */
 export type VectorInput = Float32Array | ReadonlyArray<number>;
 
+/**
+ * An option's type in an options type O (undefined when O leaves it out): for result types that
+ * follow the options. By keys, since `{ bins: 15 }` is not assignable to an all-optional object
+ * type it shares no key with.
+ */
+export type OptionOf<O, K extends string> = K extends keyof O ? O[K] : undefined;
+
 /** Wraps a flat Float32Array as a matrix, checking the shape. */
 export function matrix(data: Float32Array, rows: number, cols: number): Matrix {
   const m = { data, rows, cols };

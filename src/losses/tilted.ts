@@ -5,7 +5,7 @@
  */
 import { withCallerStack } from '../errors.js';
 import { native } from '../native.js';
-import { type Device, type VectorInput, optBool, optChoice, optDevice, readOptions, toVector } from '../validate.js';
+import { type Device, type OptionOf, type VectorInput, optBool, optChoice, optDevice, readOptions, toVector } from '../validate.js';
 import { rangeError, typeError } from '../errors.js';
 
 /**
@@ -37,6 +37,16 @@ export interface TiltedResult {
   coefficients?: Float32Array;
 }
 
+// 'weights' / 'coefficients' in a result: there unless the option is false (both when it may be).
+type Returned<O, K extends 'weights' | 'coefficients'> =
+  [OptionOf<O, K>] extends [true | undefined] ? { [P in K]: Float32Array }
+  : [OptionOf<O, K>] extends [false] ? { [P in K]?: undefined }
+  : { [P in K]?: Float32Array };
+
+/** The result for options `O`: `weights` and `coefficients` are there unless turned off. */
+export type TiltedResultOf<O extends TiltedOptions | undefined = TiltedOptions> =
+  Omit<TiltedResult, 'weights' | 'coefficients'> & Returned<O, 'weights'> & Returned<O, 'coefficients'>;
+
 function prepare(losses: unknown, eta: unknown, options: unknown) {
   const l = toVector(losses, 'losses');
   if (typeof eta !== 'number') throw typeError('eta: expected a number');
@@ -53,15 +63,15 @@ function prepare(losses: unknown, eta: unknown, options: unknown) {
  * @example
  * const { weights, coefficients, robustLoss } = tiltedWeightsSync(losses, 2, { gradient: 'term' });
  */
-export function tiltedWeightsSync(losses: VectorInput, eta: number, options?: TiltedOptions): TiltedResult {
+export function tiltedWeightsSync<O extends TiltedOptions | undefined = undefined>(losses: VectorInput, eta: number, options?: O): TiltedResultOf<O> {
   const p = prepare(losses, eta, options);
-  return native().tiltedWeights(p.l, p.eta, p.gradient, p.flags);
+  return native().tiltedWeights(p.l, p.eta, p.gradient, p.flags) as TiltedResultOf<O>;
 }
 
 /** {@link tiltedWeightsSync} off the event loop, for very large loss vectors. */
-export function tiltedWeights(losses: VectorInput, eta: number, options?: TiltedOptions): Promise<TiltedResult> {
+export function tiltedWeights<O extends TiltedOptions | undefined = undefined>(losses: VectorInput, eta: number, options?: O): Promise<TiltedResultOf<O>> {
   return withCallerStack(async () => {
     const p = prepare(losses, eta, options);
-    return native().tiltedWeights(p.l, p.eta, p.gradient, p.flags, true);
+    return (await native().tiltedWeights(p.l, p.eta, p.gradient, p.flags, true)) as TiltedResultOf<O>;
   });
 }

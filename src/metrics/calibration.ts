@@ -9,6 +9,7 @@
 import { withCallerStack } from '../errors.js';
 import { native, type NativeBins, type NativeCalibKind, type NativeSummary } from '../native.js';
 import {
+  type OptionOf,
   type Device,
   type LabelsInput,
   type MatrixInput,
@@ -395,9 +396,6 @@ export type AccumulatorReport<O extends AccumulatorOptions = AccumulatorOptions>
   : [OptionOf<O, 'mode'>] extends ['top-label' | 'binary' | 'confidence' | undefined]
     ? ([OptionOf<O, 'groups'>] extends [undefined] ? CalibrationReport : CalibrationReport | GroupCalibrationReport)
   : CalibrationReport | ClasswiseCalibrationReport | GroupCalibrationReport;
-// An option's type in O, undefined when O leaves it out (by keys: `{ bins: 15 }` is not assignable
-// to an all-optional object type it shares no key with).
-type OptionOf<O, K extends string> = K extends keyof O ? O[K] : undefined;
 
 export interface AccumulatorUpdateOptions {
   input?: ScoreInput;
