@@ -61,6 +61,39 @@ namespace calmoe::cpu::avx2 {
   return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));  // NaN stays NaN
 }
 
+// fm::exp_f64 lane by lane over its whole domain: +inf above ~709.78, 0 below ~-745.13, NaN
+// stays NaN (the scalar function's early returns become blends; its skipped multiply by 2^0 is
+// exact here).
+[[gnu::always_inline]] inline __m256d exp4d(__m256d x) {
+  using namespace calmoe::fm::c;
+  const __m256d n = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(kLog2eD)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256d nn = _mm256_xor_pd(n, _mm256_set1_pd(-0.0));  // -n
+  __m256d r = _mm256_fmadd_pd(nn, _mm256_set1_pd(kLn2HiD), x);
+  r = _mm256_fmadd_pd(nn, _mm256_set1_pd(kLn2LoD), r);
+  __m256d p = _mm256_set1_pd(kF13);
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF12));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF11));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF10));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF9));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF8));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF7));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF6));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF5));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF4));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF3));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kF2));
+  __m256d y = _mm256_add_pd(_mm256_set1_pd(1.0), _mm256_fmadd_pd(p, _mm256_mul_pd(r, r), r));
+  const __m128i ni = _mm256_cvtpd_epi32(n);  // exact: n is integral (lanes out of range are replaced below)
+  const __m128i n1 = _mm_min_epi32(_mm_max_epi32(ni, _mm_set1_epi32(-1022)), _mm_set1_epi32(1023));
+  const __m128i n2 = _mm_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi64x(1023);
+  y = _mm256_mul_pd(y, _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n1), bias), 52)));
+  y = _mm256_mul_pd(y, _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n2), bias), 52)));
+  y = _mm256_andnot_pd(_mm256_cmp_pd(x, _mm256_set1_pd(kExpLoD), _CMP_LT_OQ), y);
+  y = _mm256_blendv_pd(y, _mm256_set1_pd(INFINITY), _mm256_cmp_pd(x, _mm256_set1_pd(kExpHiD), _CMP_GT_OQ));
+  return _mm256_blendv_pd(y, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));  // NaN stays NaN
+}
+
 // In-register 8x8 transpose: r[k] lane j <- r[j] lane k.
 [[gnu::always_inline]] inline void transpose8(__m256 r[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "core/tilted.h"
+#include "cpu/simd.h"
+#include "cpu/tilted_avx2.h"
 #include "test_util.h"
 
 using namespace calmoe;
@@ -108,6 +110,29 @@ TEST(extreme_eta_is_stable) {
   const TiltedStats neg = tilted_weights(Device::Cpu, l.data(), 4, -1e6, TiltGradient::Term, w.data(), nullptr);
   CHECK_EQ(w[0], 1.0f);
   CHECK_CLOSE(neg.robust_loss, 1.0, 0, 1e-12);
+}
+
+// The AVX2 pass gives the scalar tilt::unnormalised's bits (fm::exp_f64 lane by lane), over the
+// exponent's whole domain: normal results, subnormal ones, underflow to 0, overflow, NaN.
+TEST(avx2_unnormalised_same_bits_as_scalar) {
+  if (!cpu::use_avx2()) {
+    std::printf("  info no AVX2 on this machine (or CALMOE_SIMD=scalar): nothing to compare\n");
+    return;
+  }
+  t::Rng rng(3);
+  std::vector<float> l;
+  for (int i = 0; i < 200003; ++i) l.push_back(float(rng.uniform() * 1600 - 800));
+  for (float v : {0.0f, -0.0f, 1.0f, 744.0f, 745.2f, 709.7f, 709.8f, 710.0f, -1e30f, 1e30f, INFINITY, -INFINITY, NAN}) l.push_back(v);
+  for (double eta : {1.0, -1.0, 0.37}) {
+    std::vector<double> got(l.size());
+    cpu::avx2::tilt_unnormalised(l.data(), int64_t(l.size()), eta, 0.0, got.data());
+    int64_t bad = 0;
+    for (std::size_t i = 0; i < l.size(); ++i) {
+      const double want = tilt::unnormalised(l[i], eta, 0.0);
+      if (std::memcmp(&got[i], &want, sizeof want) != 0 && ++bad <= 3) std::printf("  l=%.9g eta=%g: avx2 %.17g scalar %.17g\n", double(l[i]), eta, got[i], want);
+    }
+    CHECK_EQ(bad, int64_t(0));
+  }
 }
 
 TEST(bad_input) {
