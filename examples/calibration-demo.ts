@@ -70,7 +70,7 @@ const parts = await Promise.all(Array.from({ length: shards }, async (_, k) => {
   await acc.update(matrix(probs.data.subarray(k * per * classes, (k + 1) * per * classes), per, classes), labels.subarray(k * per, (k + 1) * per));
   return acc;
 }));
-const merged = parts.reduce((a, b) => a.merge(b)).result() as metrics.CalibrationReport;
+const merged = parts.reduce((a, b) => a.merge(b)).result();
 const oneShot = await metrics.calibration(probs, labels, { bins: 15 });
 console.log(`\nstreaming: ${shards} merged shards ECE ${merged.ece} vs one shot ${oneShot.ece} (identical: ${merged.ece === oneShot.ece})`);
 

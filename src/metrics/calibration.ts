@@ -406,19 +406,13 @@ export interface AccumulatorUpdateOptions {
   groups?: LabelsInput;
 }
 
-/**
- * A mergeable calibration accumulator (equal-width bins): feed chunks, merge accumulators built
- * elsewhere (other workers, other machines), read the report. Sums are exact integers (fixed
- * point), so merging partial results gives exactly the one-shot result, bit for bit.
- *
- * @example
- * const acc = new CalibrationAccumulator({ bins: 15 });
- * for await (const { probs, labels } of batches) await acc.update(probs, labels);
- * const other = CalibrationAccumulator.fromJSON(JSON.parse(received));
- * acc.merge(other);
- * console.log(acc.result().ece);
- */
-export class CalibrationAccumulator<O extends AccumulatorOptions = AccumulatorOptions> {
+/** Any report a {@link CalibrationAccumulator} returns. */
+export type AnyCalibrationReport = CalibrationReport | ClasswiseCalibrationReport | GroupCalibrationReport;
+
+// The class behind CalibrationAccumulator (exported below under that name, with a constructor
+// type that picks R from the options' literal types). R only types result(), so it is
+// covariant: an accumulator of any kind is a CalibrationAccumulator, merge takes any.
+class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
   readonly mode: AccumulatorMode;
   readonly bins: number;
   readonly edges: BinEdges;
@@ -428,8 +422,7 @@ export class CalibrationAccumulator<O extends AccumulatorOptions = AccumulatorOp
   readonly groups: number;
   #state: BigUint64Array;
 
-  /** The options' literal types decide {@link result}'s type (see {@link AccumulatorReport}). */
-  constructor(options?: O) {
+  constructor(options?: AccumulatorOptions) {
     const o = readOptions(options, 'options', ['mode', 'classes', 'groups', 'bins', 'edges', 'extras']);
     this.mode = optChoice(o.mode, 'mode', 'top-label', ['top-label', 'classwise', 'binary', 'confidence'] as const);
     this.bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
@@ -492,16 +485,16 @@ export class CalibrationAccumulator<O extends AccumulatorOptions = AccumulatorOp
 
   /** Adds another accumulator's rows (same mode, bins, edges, classes and extras). */
   merge(other: CalibrationAccumulator): this {
-    if (!(other instanceof CalibrationAccumulator)) throw typeError('other: expected a CalibrationAccumulator');
+    if (!(other instanceof Accumulator)) throw typeError('other: expected a CalibrationAccumulator');
     native().calibMerge(this.#state, other.#state);
     return this;
   }
 
   /** The report so far (throws a RangeError when no rows were added). */
-  result(): AccumulatorReport<O> {
+  result(): R {
     const s = native().calibFinalize(this.#state);
-    if (this.mode === 'classwise') return classwise(s) as AccumulatorReport<O>;
-    return (this.groups ? grouped(s, this.extras) : report(s, this.extras)) as AccumulatorReport<O>;
+    if (this.mode === 'classwise') return classwise(s) as R;
+    return (this.groups ? grouped(s, this.extras) : report(s, this.extras)) as R;
   }
 
   reset(): void {
@@ -514,7 +507,7 @@ export class CalibrationAccumulator<O extends AccumulatorOptions = AccumulatorOp
   }
 
   /** Restores an accumulator from {@link toJSON}'s output (validated). */
-  static fromJSON(json: unknown): CalibrationAccumulator<AccumulatorOptions> {
+  static fromJSON(json: unknown): CalibrationAccumulator {
     const words = wordsFromJSON(json, 'calmoe.calibration-accumulator', 'CalibrationAccumulator.toJSON()');
     // Reading the summary validates the layout (magic, bins, groups, length).
     const kinds: AccumulatorMode[] = ['top-label', 'classwise', 'binary', 'confidence'];
@@ -523,7 +516,7 @@ export class CalibrationAccumulator<O extends AccumulatorOptions = AccumulatorOp
     const kind = kinds[Number((flags >> 8n) & 0xffn)];
     if (!kind) throw rangeError('json.state: unknown accumulator mode');
     const isGrouped = (flags & 8n) !== 0n;
-    const acc = new CalibrationAccumulator<AccumulatorOptions>({
+    const acc = new Accumulator({
       mode: kind,
       bins: Number(words[1]),
       classes: kind === 'classwise' ? Number(words[2]) : undefined,
@@ -537,3 +530,27 @@ export class CalibrationAccumulator<O extends AccumulatorOptions = AccumulatorOp
     return acc;
   }
 }
+Object.defineProperty(Accumulator, 'name', { value: 'CalibrationAccumulator' });
+
+/**
+ * A mergeable calibration accumulator (equal-width bins): feed chunks, merge accumulators built
+ * elsewhere (other workers, other machines), read the report. Sums are exact integers (fixed
+ * point), so merging partial results gives exactly the one-shot result, bit for bit. The
+ * options' literal types decide what {@link Accumulator.result} returns (see
+ * {@link AccumulatorReport}): `new CalibrationAccumulator({ bins: 15 }).result().ece` type-checks.
+ *
+ * @example
+ * const acc = new CalibrationAccumulator({ bins: 15 });
+ * for await (const { probs, labels } of batches) await acc.update(probs, labels);
+ * const other = CalibrationAccumulator.fromJSON(JSON.parse(received));
+ * acc.merge(other);
+ * console.log(acc.result().ece);
+ */
+export const CalibrationAccumulator: {
+  new <O extends AccumulatorOptions = Record<never, never>>(options?: O): Accumulator<AccumulatorReport<O>>;
+  readonly prototype: Accumulator;
+  /** Restores an accumulator from its toJSON() output (validated). */
+  fromJSON(json: unknown): Accumulator;
+} = Accumulator;
+/** An accumulator whose result() is an R (any report when not known). */
+export type CalibrationAccumulator<R extends AnyCalibrationReport = AnyCalibrationReport> = Accumulator<R>;
