@@ -50,7 +50,7 @@ for (const [name, temperature] of [['calibrated', 1.0], ['over-confident', 2.5]]
   const r = await metrics.calibration(probs, labels, { bins: 15 });
   const ms = performance.now() - t0;
   console.log(`\n${name} classifier, ${rows} rows x ${classes} classes (${ms.toFixed(1)} ms):`);
-  console.log(`  accuracy ${r.accuracy.toFixed(4)}  ECE ${r.ece.toFixed(4)}  MCE ${r.mce.toFixed(4)}  RMSCE ${r.rmsce.toFixed(4)}  NLL ${r.nll!.toFixed(4)}  Brier ${r.brier!.toFixed(4)}`);
+  console.log(`  accuracy ${r.accuracy.toFixed(4)}  ECE ${r.ece.toFixed(4)}  MCE ${r.mce.toFixed(4)}  RMSCE ${r.rmsce.toFixed(4)}  NLL ${r.nll.toFixed(4)}  Brier ${r.brier.toFixed(4)}`);
   console.log('  reliability (bin: accuracy vs confidence, rows):');
   for (let b = 0; b < r.bins.count.length; b++) {
     if (!r.bins.count[b]) continue;

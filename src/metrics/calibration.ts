@@ -139,6 +139,13 @@ function parse(options: unknown, known: readonly string[]): Parsed {
   };
 }
 
+/** A report of scores with labels (calibration, binaryCalibration): NLL and Brier are there. */
+export type ScoredCalibrationReport = CalibrationReport & { nll: number; brier: number };
+
+function scored(s: NativeSummary): ScoredCalibrationReport {
+  return report(s, true) as ScoredCalibrationReport;
+}
+
 function report(s: NativeSummary, extras: boolean): CalibrationReport {
   const g = s.groups[0];
   return {
@@ -290,13 +297,13 @@ function classwise(s: NativeSummary): ClasswiseCalibrationReport {
  * const r = await calibration([[0.9, 0.1], [0.4, 0.6]], [0, 0], { bins: 10 });
  * r.ece; r.bins.accuracy; r.nll;
  */
-export function calibration(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): Promise<CalibrationReport> {
-  return withCallerStack(async () => report(await runAsync(rowsRequest('top-label', scores, labels, options)), true));
+export function calibration(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): Promise<ScoredCalibrationReport> {
+  return withCallerStack(async () => scored(await runAsync(rowsRequest('top-label', scores, labels, options))));
 }
 
 /** Synchronous {@link calibration}. */
-export function calibrationSync(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): CalibrationReport {
-  return report(runSync(rowsRequest('top-label', scores, labels, options)), true);
+export function calibrationSync(scores: MatrixInput, labels: LabelsInput, options?: CalibrationOptions): ScoredCalibrationReport {
+  return scored(runSync(rowsRequest('top-label', scores, labels, options)));
 }
 
 /** Expected calibration error alone (skips NLL and Brier, so the single pass is cheaper). */
@@ -323,13 +330,13 @@ export function classwiseCalibrationSync(scores: MatrixInput, labels: LabelsInpu
  * Binary positive-class calibration, as `expected_calibration_error(y_true, y_prob)` in sklearn
  * style: score = p(y = 1), the bins' "accuracy" is the share of positives, labels are 0 or 1.
  */
-export function binaryCalibration(scores: VectorInput, labels: LabelsInput, options?: Omit<CalibrationOptions, 'input' | 'sumTolerance'>): Promise<CalibrationReport> {
-  return withCallerStack(async () => report(await runAsync(binaryRequest(scores, labels, options)), true));
+export function binaryCalibration(scores: VectorInput, labels: LabelsInput, options?: Omit<CalibrationOptions, 'input' | 'sumTolerance'>): Promise<ScoredCalibrationReport> {
+  return withCallerStack(async () => scored(await runAsync(binaryRequest(scores, labels, options))));
 }
 
 /** Synchronous {@link binaryCalibration}. */
-export function binaryCalibrationSync(scores: VectorInput, labels: LabelsInput, options?: Omit<CalibrationOptions, 'input' | 'sumTolerance'>): CalibrationReport {
-  return report(runSync(binaryRequest(scores, labels, options)), true);
+export function binaryCalibrationSync(scores: VectorInput, labels: LabelsInput, options?: Omit<CalibrationOptions, 'input' | 'sumTolerance'>): ScoredCalibrationReport {
+  return scored(runSync(binaryRequest(scores, labels, options)));
 }
 
 /** Calibration from given confidences in [0, 1] and correctness flags (no NLL or Brier). */

@@ -297,7 +297,7 @@ export class MoEClassifier {
       }
       share[arg] += 1 / n;
     }
-    return { accuracy: cal.accuracy, nll: cal.nll!, brier: cal.brier!, ece: cal.ece, calibration: cal, expertLoad: { share, routingMass: mass } };
+    return { accuracy: cal.accuracy, nll: cal.nll, brier: cal.brier, ece: cal.ece, calibration: cal, expertLoad: { share, routingMass: mass } };
   }
 
   /** Accuracy, NLL, Brier, ECE (15 bins unless `bins`) and per-expert load, off the event loop. */
