@@ -1,6 +1,8 @@
-// CUDA backend of the tilted weights. Each sum is core/tilted.h's tree of runs: a thread adds one
-// run of kRun losses in order, then each level above adds kRun partials in order (a thread per
-// group), so the sums have the CPU backend's bits; the max is the first largest, in any tree.
+// CUDA backend of the tilted weights. Each sum is core/tilted.h's tree of runs: a warp takes one
+// run of kRun losses (or, on the levels above, of kRun partials), its lanes load the run and
+// compute its terms side by side into shared memory, and lane 0 adds them in order, so the sums
+// have the CPU backend's bits (the max is the first largest, in any tree). One thread walking its
+// run alone would wait on every load and every exp in turn.
 #include <algorithm>
 
 #include "cuda/runtime.cuh"
@@ -12,6 +14,7 @@ namespace {
 
 using tilt::kRun;
 constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;  // runs per block
 
 __device__ __forceinline__ int64_t size_of(const Losses& in) { return in.count ? int64_t(*in.count) : in.n; }
 __device__ __forceinline__ int64_t index_of(const Losses& in, int64_t i) { return in.idx ? int64_t(in.idx[i]) : i; }
@@ -26,34 +29,48 @@ struct Lanes {
 };
 
 int blocks_for(int64_t threads) { return int((threads + kThreads - 1) / kThreads); }
+int blocks_for_runs(int64_t runs) { return int((runs + kWarps - 1) / kWarps); }
 
 // Level 1, first pass: per run, max_i eta l_i and sum_i l_i.
 __global__ void runs_max_sum(Losses in, double eta, int64_t runs, Lanes out) {
-  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= runs) return;
-  const int64_t m = size_of(in), e = min(m, (r + 1) * kRun);
+  __shared__ float sl[kWarps][kRun];
+  const int w = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const int64_t r = int64_t(blockIdx.x) * kWarps + w;
+  if (r >= runs) return;  // the whole warp
+  const int64_t b = r * kRun, len = max(int64_t(0), min(size_of(in) - b, int64_t(kRun)));
+  for (int64_t j = lane; j < len; j += 32) sl[w][j] = in.l[index_of(in, b + j)];
+  __syncwarp();
+  if (lane != 0) return;
   double mx = -INFINITY, s = 0;
-  for (int64_t i = r * kRun; i < e; ++i) {
-    const float l = in.l[index_of(in, i)];
-    mx = keep_max(mx, tilt::scaled(l, eta));
-    s += double(l);
+  for (int64_t j = 0; j < len; ++j) {
+    mx = keep_max(mx, tilt::scaled(sl[w][j], eta));
+    s += double(sl[w][j]);
   }
   out.p[0][r] = mx;
   out.p[1][r] = s;
 }
 
-// Level 1, second pass: per run, sum e_i, sum e_i l_i, sum e_i^2.
+// Level 1, second pass: per run, sum e_i, sum e_i l_i, sum e_i^2 (the lanes compute the e_i).
 __global__ void runs_exp(Losses in, double eta, const tilt::Sums* sums, int64_t runs, Lanes out) {
-  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  __shared__ double su[kWarps][kRun];
+  __shared__ float sl[kWarps][kRun];
+  const int w = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const int64_t r = int64_t(blockIdx.x) * kWarps + w;
   if (r >= runs) return;
   const double mx = sums->max_scaled;
-  const int64_t m = size_of(in), e = min(m, (r + 1) * kRun);
+  const int64_t b = r * kRun, len = max(int64_t(0), min(size_of(in) - b, int64_t(kRun)));
+  for (int64_t j = lane; j < len; j += 32) {
+    const float l = in.l[index_of(in, b + j)];
+    sl[w][j] = l;
+    su[w][j] = tilt::unnormalised(l, eta, mx);
+  }
+  __syncwarp();
+  if (lane != 0) return;
   double s = 0, el = 0, ee = 0;
-  for (int64_t i = r * kRun; i < e; ++i) {
-    const float l = in.l[index_of(in, i)];
-    const double u = tilt::unnormalised(l, eta, mx);
+  for (int64_t j = 0; j < len; ++j) {
+    const double u = su[w][j];
     s += u;
-    el += u * double(l);
+    el += u * double(sl[w][j]);
     ee += u * u;
   }
   out.p[0][r] = s;
@@ -64,13 +81,19 @@ __global__ void runs_exp(Losses in, double eta, const tilt::Sums* sums, int64_t 
 // A level above the runs: out[g] = in[g kRun .. (g + 1) kRun) in order, per array (blockIdx.y);
 // array 0 is a max when max0.
 __global__ void fold_level(Lanes in, int64_t len, Lanes out, int64_t len_out, bool max0) {
-  const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  __shared__ double sv[kWarps][kRun];
+  const int w = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const int64_t g = int64_t(blockIdx.x) * kWarps + w;
   if (g >= len_out) return;
   const int a = int(blockIdx.y);
-  const bool is_max = max0 && a == 0;
   const double* v = in.at(a);
+  const int64_t b = g * kRun, n = min(len - b, int64_t(kRun));
+  for (int64_t j = lane; j < n; j += 32) sv[w][j] = v[b + j];
+  __syncwarp();
+  if (lane != 0) return;
+  const bool is_max = max0 && a == 0;
   double acc = is_max ? -INFINITY : 0.0;
-  for (int64_t i = g * kRun, e = min(len, (g + 1) * kRun); i < e; ++i) acc = is_max ? keep_max(acc, v[i]) : acc + v[i];
+  for (int64_t j = 0; j < n; ++j) acc = is_max ? keep_max(acc, sv[w][j]) : acc + sv[w][j];
   out.at(a)[g] = acc;
 }
 
@@ -103,7 +126,7 @@ void reduce(int arrays, int64_t runs, Lanes first, Lanes second, Lanes last, boo
   for (int64_t len = runs; len > 1;) {
     const int64_t len_out = (len + kRun - 1) / kRun;
     const Lanes dst = len_out == 1 ? last : to;
-    fold_level<<<dim3(unsigned(blocks_for(len_out)), unsigned(arrays)), kThreads, 0, stream>>>(from, len, dst, len_out, max0);
+    fold_level<<<dim3(unsigned(blocks_for_runs(len_out)), unsigned(arrays)), kThreads, 0, stream>>>(from, len, dst, len_out, max0);
     check(cudaGetLastError(), "tilted fold launch");
     std::swap(from, to);
     len = len_out;
@@ -127,14 +150,14 @@ void queue_sums(const Losses& in, double eta, tilt::Sums* sums, double* ws, cuda
   last.p[0] = &sums->max_scaled;
   last.p[1] = &sums->sum_l;
   reduce(2, runs, first, second, last, true, stream, [&](Lanes out) {
-    runs_max_sum<<<blocks_for(runs), kThreads, 0, stream>>>(in, eta, runs, out);
+    runs_max_sum<<<blocks_for_runs(runs), kThreads, 0, stream>>>(in, eta, runs, out);
     check(cudaGetLastError(), "tilted reduce launch");
   });
   last.p[0] = &sums->s;
   last.p[1] = &sums->s_el;
   last.p[2] = &sums->s_ee;
   reduce(3, runs, first, second, last, false, stream, [&](Lanes out) {
-    runs_exp<<<blocks_for(runs), kThreads, 0, stream>>>(in, eta, sums, runs, out);
+    runs_exp<<<blocks_for_runs(runs), kThreads, 0, stream>>>(in, eta, sums, runs, out);
     check(cudaGetLastError(), "tilted reduce launch");
   });
 }
