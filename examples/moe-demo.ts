@@ -75,7 +75,7 @@ for (const v of variants) {
     objective: v.objective, validation: valid, seed: 1,
   });
   const last = history.epochs.at(-1)!;
-  console.log(`${v.name}: trained in ${((performance.now() - t0) / 1000).toFixed(1)} s (${Math.round(last.examplesPerSecond).toLocaleString()} rows/s), validation accuracy ${last.valAccuracy!.toFixed(3)}, ECE ${last.valEce!.toFixed(4)}`);
+  console.log(`${v.name}: trained in ${((performance.now() - t0) / 1000).toFixed(1)} s (${Math.round(last.examplesPerSecond).toLocaleString()} rows/s), validation accuracy ${last.valAccuracy.toFixed(3)}, ECE ${last.valEce.toFixed(4)}`);
   rows.push({ name: v.name, id: await model.evaluate(inDist.x, inDist.y), shift: await model.evaluate(shifted.x, shifted.y) });
   const fit = await model.calibrateExperts(valid.x, valid.y);
   console.log(`  per-expert temperatures: ${Array.from(fit.temperatures, (t) => t.toFixed(2)).join(', ')}`);

@@ -13,6 +13,8 @@ import { type MoEOptions, type ObjectiveOptions, type OptimizerOptions, type Pre
   parseModelOptions } from './options.js';
 
 export type EpochLog = NativeEpochLog;
+/** The epoch log of a fit given `validation`: its metrics are there. */
+export type ValidatedEpochLog = EpochLog & { valLoss: number; valAccuracy: number; valEce: number };
 export type BatchLog = NativeBatchLog;
 
 export interface FitOptions {
@@ -41,9 +43,15 @@ export interface FitOptions {
   precision?: Precision;
 }
 
-export interface FitHistory {
-  epochs: EpochLog[];
+export interface FitHistory<L extends EpochLog = EpochLog> {
+  epochs: L[];
 }
+
+/** Fit options with validation data: the logs carry the validation metrics (ValidatedEpochLog). */
+export type ValidatedFitOptions = Omit<FitOptions, 'validation' | 'onEpochEnd'> & {
+  validation: { x: MatrixInput; y: LabelsInput };
+  onEpochEnd?: (log: ValidatedEpochLog) => void;
+};
 
 export interface PredictOptions {
   /** Also return routing weights, selected experts, their gates and each active expert's probabilities. */
@@ -183,7 +191,9 @@ export class MoEClassifier {
    *   onEpochEnd: (log) => console.log(log.epoch, log.loss, log.valEce),
    * });
    */
-  fit(x: MatrixInput, y: LabelsInput, options?: FitOptions): Promise<FitHistory> {
+  fit(x: MatrixInput, y: LabelsInput, options: ValidatedFitOptions): Promise<FitHistory<ValidatedEpochLog>>;
+  fit(x: MatrixInput, y: LabelsInput, options?: FitOptions): Promise<FitHistory>;
+  fit(x: MatrixInput, y: LabelsInput, options?: FitOptions | ValidatedFitOptions): Promise<FitHistory> {
     return withCallerStack(async () => {
       this.#idle('fit');
       const o = readOptions(options, 'options', FIT_OPTIONS);
