@@ -13,7 +13,7 @@ namespace calmoe::tilt {
 // Every sum over the losses has one association in every backend, so that they give the same bits:
 // terms are added in order, from 0.0, in runs of kRun consecutive terms; the runs' sums are added
 // the same way in runs of kRun, and so on until one sum is left (n <= kRun: one plain loop). The
-// CUDA backend gives each run a thread. Padding a level with 0.0 (or -inf for the max) leaves
+// CUDA backend gives each run a warp. Padding a level with 0.0 (or -inf for the max) leaves
 // every sum unchanged, so a backend may size the tree for more terms than it has.
 constexpr int64_t kRun = 256;
 
