@@ -3,7 +3,9 @@
 // threshold, the batch median found by a radix select), compacted in row order, and tilted.
 // Everything the CPU's objective_coefficients (core/objective.cpp) does, with its bits.
 #include <algorithm>
+#include <string>
 
+#include "calmoe/error.h"
 #include "cuda/objective.cuh"
 #include "cuda/tilted.cuh"
 
@@ -118,6 +120,7 @@ int fill_blocks(int64_t n) { return int(std::min<int64_t>((n + 255) / 256, 1024)
 }  // namespace
 
 void DeviceObjective::reserve(int64_t max_batch) {
+  max_batch_ = std::max(max_batch_, max_batch);
   ws_.resize(std::size_t(tilted::workspace(max_batch)));
   sums_.resize(1);
   members_.resize(std::size_t(max_batch));
@@ -132,6 +135,7 @@ void DeviceObjective::queue(const ObjectiveConfig& cfg, bool robust_active, bool
   auto copy_back = [&](void* dst, const void* src, std::size_t bytes) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync D2H");
   };
+  if (n < 1 || n > max_batch_) throw_range("objective: expected 1.." + std::to_string(max_batch_) + " rows, got " + std::to_string(n));
   const bool filtered = cfg.kind == ObjectiveKind::RobustFiltered;
   *h_count_.get() = 0;  // the host's copy, read after the stream synchronised
   if (!moe::objective_needs_losses(cfg, robust_active) || (filtered && single_active)) {

@@ -28,6 +28,7 @@ class DeviceObjective {
   moe::ObjectiveResult result(const ObjectiveConfig& cfg, bool robust_active, const float* host_loss, int64_t n) const;
 
  private:
+  int64_t max_batch_ = 0;
   DeviceBuffer<double> ws_;         // the tilted sums' partials
   DeviceBuffer<tilt::Sums> sums_;
   DeviceBuffer<int32_t> members_;   // robust-filtered: R's rows, ascending

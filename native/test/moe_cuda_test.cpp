@@ -621,6 +621,9 @@ TEST(device_objective_matches_cpu) {
     d_dis.upload(dis.data(), B);
     cuda::DeviceObjective dev;
     dev.reserve(B + 3);
+    // a batch past the workspaces is an error, not an overrun
+    CHECK_THROWS(dev.queue(obj(ObjectiveKind::Robust), true, false, d_loss.get(), d_regret.get(), d_dis.get(), B + 4, d_coef.get(), nullptr),
+                 ErrorKind::Range, "objective: expected 1..");
     struct Mode {
       const char* name;
       ObjectiveConfig o;
