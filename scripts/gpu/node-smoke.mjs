@@ -1,6 +1,7 @@
 // Node smoke test of the TypeScript API on 'cuda' (run by scripts/gpu-verify.sh on a GPU machine;
 // needs dist/ and an addon built with CUDA, e.g. carried from a build machine). Exit 0: the CUDA
-// results match the CPU's (calibration: the same bits; MoE in exact FP32: within 1e-5).
+// results match the CPU's (calibration and tilted weights: the same bits; MoE in exact FP32:
+// within 1e-5).
 import * as calmoe from '../../dist/index.js';
 
 const info = calmoe.backendInfo();
@@ -23,6 +24,16 @@ const a = calmoe.metrics.calibrationSync(m, y, { device: 'cpu' });
 const b = calmoe.metrics.calibrationSync(m, y, { device: 'cuda' });
 if (a.ece !== b.ece || a.nll !== b.nll) throw new Error(`calibration: cpu ${a.ece} / ${a.nll}, cuda ${b.ece} / ${b.nll}`);
 console.log('calibration ok', a.ece);
+
+// tilted weights: the same bits on both backends (one tree of sums, one float64 exp)
+const losses = probs.subarray(0, n).map((p) => -Math.log(p + 1e-3));
+const tc = calmoe.losses.tiltedWeightsSync(losses, 2, { device: 'cpu', gradient: 'through' });
+const tg = calmoe.losses.tiltedWeightsSync(losses, 2, { device: 'cuda', gradient: 'through' });
+const sameBits = (u, v) => u.length === v.length && u.every((x, i) => Object.is(x, v[i]));
+if (tc.robustLoss !== tg.robustLoss || !sameBits(tc.weights, tg.weights) || !sameBits(tc.coefficients, tg.coefficients)) {
+  throw new Error(`tilted: cpu ${tc.robustLoss}, cuda ${tg.robustLoss}; weights ${sameBits(tc.weights, tg.weights) ? 'same' : 'differ'}`);
+}
+console.log('tilted ok', tc.robustLoss);
 
 // MoE: a short fit on the GPU in exact FP32 from the same start as one on the CPU
 const d = 16, rows = 2048;
