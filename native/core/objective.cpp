@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "calmoe/tilted.h"
-
 namespace calmoe::moe {
 namespace {
 
@@ -13,11 +11,6 @@ double mean_loss(const float* loss, int64_t batch, double scale) {
   double sum = 0;
   for (int64_t i = 0; i < batch; ++i) sum += loss[i];
   return scale * sum / double(batch);
-}
-
-double erm(const ObjectiveInput& in, float* coef, double scale) {
-  std::fill(coef, coef + in.batch, erm_coefficient(in.batch, scale));
-  return mean_loss(in.loss, in.batch, scale);
 }
 
 }  // namespace
@@ -37,18 +30,16 @@ ObjectiveResult objective_value(const ObjectiveConfig& cfg, bool robust_active, 
 }
 
 ObjectiveResult objective_coefficients(const ObjectiveConfig& cfg, bool robust_active, const ObjectiveInput& in, float* coef) {
-  ObjectiveResult r;
   const int64_t B = in.batch;
+  tilt::Sums sums;
   if (!objective_needs_losses(cfg, robust_active)) {
-    r.value = erm(in, coef, 1.0);
-    return r;
+    std::fill(coef, coef + B, erm_coefficient(B));
+    return objective_value(cfg, robust_active, in.loss, B, 0, sums);
   }
   if (cfg.kind == ObjectiveKind::Robust) {
-    std::vector<float> c(static_cast<std::size_t>(B));
-    const TiltedStats st = tilted_weights(Device::Cpu, in.loss, B, cfg.eta, cfg.gradient, nullptr, c.data());
-    std::copy(c.begin(), c.end(), coef);
-    r.value = st.robust_loss;
-    return r;
+    sums = cpu::tilted_reduce(in.loss, B, cfg.eta);
+    cpu::tilted_write(in.loss, B, cfg.eta, cfg.gradient, sums, nullptr, coef);
+    return objective_value(cfg, robust_active, in.loss, B, 0, sums);
   }
   // robust-filtered: mean(l) + the tilted loss over R = {regret > tau_r} or {dis > tau_d}
   // (or dis above the batch median); R empty (always so with one active expert): mean(l) again.
@@ -64,18 +55,16 @@ ObjectiveResult objective_coefficients(const ObjectiveConfig& cfg, bool robust_a
       if (double(in.regret[i]) > cfg.tau_regret || double(in.disagree[i]) > threshold) members.push_back(int32_t(i));
     }
   }
-  r.filtered = int64_t(members.size());
-  if (members.empty()) {
-    r.value = erm(in, coef, 2.0);
-    return r;
+  const int64_t R = int64_t(members.size());
+  std::fill(coef, coef + B, erm_coefficient(B, R == 0 ? 2.0 : 1.0));
+  if (R > 0) {
+    std::vector<float> lr(members.size()), cr(members.size());
+    for (std::size_t m = 0; m < members.size(); ++m) lr[m] = in.loss[members[m]];
+    sums = cpu::tilted_reduce(lr.data(), R, cfg.eta);
+    cpu::tilted_write(lr.data(), R, cfg.eta, cfg.gradient, sums, nullptr, cr.data());
+    for (std::size_t m = 0; m < members.size(); ++m) coef[members[m]] += cr[m];
   }
-  r.value = erm(in, coef, 1.0);
-  std::vector<float> lr(members.size()), cr(members.size());
-  for (std::size_t m = 0; m < members.size(); ++m) lr[m] = in.loss[members[m]];
-  const TiltedStats st = tilted_weights(Device::Cpu, lr.data(), int64_t(lr.size()), cfg.eta, cfg.gradient, nullptr, cr.data());
-  for (std::size_t m = 0; m < members.size(); ++m) coef[members[m]] += cr[m];
-  r.value += st.robust_loss;
-  return r;
+  return objective_value(cfg, robust_active, in.loss, B, R, sums);
 }
 
 }  // namespace calmoe::moe
