@@ -20,7 +20,10 @@ label="sm_80" EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
 label="sm_80, async TF32 GEMM" CALMOE_CUDA_TF32_KERNEL=async1 EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
 label="sm_80, mma.sync TF32 GEMM" CALMOE_CUDA_TF32_KERNEL=mma EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
 label="sm_90, wgmma TF32 GEMM" CALMOE_CUDA_TF32_KERNEL=wgmma EMU_CC_MAJOR=9 T_FILTER=tensor_core run moe_cuda_test
+label="sm_90, wgmma TF32 GEMM on 128 x 256 tiles" CALMOE_CUDA_TF32_KERNEL=wgmma256 EMU_CC_MAJOR=9 T_FILTER=tensor_core run moe_cuda_test
 # blocks and the threads of each barrier phase in a shuffled order: order-dependent code shows
+# copies landing as soon as they are issued: a stage refilled while wgmma may still read it shows
+label="sm_90, copies landing early" EMU_COPIES=early EMU_CC_MAJOR=9 T_FILTER=tf32_kernels_agree run gemm_cuda_test
 label="shuffled" EMU_ORDER=shuffle run moe_cuda_test
 label="shuffled" EMU_ORDER=shuffle run gemm_cuda_test
 label="sm_90, shuffled" EMU_CC_MAJOR=9 EMU_ORDER=shuffle T_FILTER=grouped run gemm_cuda_test

@@ -83,7 +83,7 @@ if want test; then
   fi
   grep -E "tests passed|Failed|SKIPPED|\*\*\*" "$out/ctest.txt" | tee -a "$out/summary.txt"
   # the MoE engine on the other TF32 GEMM kernels too (gemm_cuda_test covers them all itself)
-  for k in mma wgmma async1 async2; do
+  for k in mma wgmma wgmma256 async1 async2; do
     CALMOE_CUDA_TF32_KERNEL=$k run_for 60 "$out/moe-$k.txt" "$bin/moe_cuda_test" || status=1
     tail -1 "$out/moe-$k.txt" | sed "s/^/TF32 kernel $k: /" | tee -a "$out/summary.txt"
   done
@@ -92,17 +92,19 @@ fi
 if want bench; then
   log "native benchmark: W3 (GPU and CPU); the GEMMs alone; W1, W1L train steps on the GPU (TF32, the default; W1L also the other TF32 kernels, BF16, FP32)"
   run_for 60 "$out/bench-w3.err" sh -c "$bin/calmoe_bench w3 --device all >> '$out/bench-native.jsonl'" || status=1
-  run_for 40 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
+  run_for 60 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
   # each run on its own (a failure, e.g. of a kernel new on the card, does not stop the others);
-  # the untested kernels after the default's and the mma.sync one's
-  run_for 240 "$out/bench-moe.err" sh -c "rc=0; for args in 'w1' 'w1l' \
+  # the kernels never measured first (the default one's W1L figures are known: PERF-NOTES), so a
+  # run cut short by the time limit still measures them
+  run_for 240 "$out/bench-moe.err" sh -c "rc=0; for args in \
       'w1l --cuda-gemm tf32-mma --modes soft,top2,top1' 'w1l --cuda-gemm tf32-wgmma --modes soft,top2,top1' \
+      'w1l --cuda-gemm tf32-wgmma256 --modes soft,top2,top1' 'w1' 'w1l' \
       'w1l --cuda-gemm bf16 --modes top2' 'w1l --cuda-gemm fp32 --modes top2' \
       'w1l --cuda-gemm tf32-async1 --modes soft,top2' 'w1l --cuda-gemm tf32-async2 --modes soft,top2'; do \
       $bin/calmoe_bench \$args --device cuda >> '$out/bench-native.jsonl' || { echo \"calmoe_bench \$args: exit \$?\"; rc=1; }; done; exit \$rc" || status=1
   cat "$out/bench-w3.err" "$out/bench-gemm.err" "$out/bench-moe.err" 2> /dev/null | tee -a "$out/summary.txt"
   # where a W1L step's time goes (CALMOE_CUDA_PHASES: one JSON line of per-phase ms per step)
-  run_for 60 "$out/phases-w1l.txt" sh -c "for m in soft top2 top1; do echo \"== \$m\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --modes \$m --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done; echo '== soft, tf32-wgmma'; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --cuda-gemm tf32-wgmma --modes soft --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1" || status=1
+  run_for 90 "$out/phases-w1l.txt" sh -c "for m in soft top2 top1; do echo \"== \$m\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --modes \$m --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done; for k in tf32-wgmma tf32-wgmma256; do echo \"== soft, \$k\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --cuda-gemm \$k --modes soft --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done" || status=1
   tee -a "$out/summary.txt" < "$out/phases-w1l.txt"
 fi
 
@@ -178,13 +180,14 @@ if want profile; then
   if command -v ncu > /dev/null; then
     # where the time goes, for the next round of kernel work: the TF32 GEMM kernels on W1L's
     # x.w1 (cuda-gemm --repeat 1 launches 2 per variant: fp32, tf32, tf32-async1, tf32-async2,
-    # tf32-mma, tf32-wgmma (mma.sync on this form), bf16; launches 3 to 11 are tf32's timed one
-    # through tf32-wgmma's), the wgmma kernel's timed launch on `x.w1t tf32` (its launches: two
-    # per form-2 case, dh.w1^T, x.w1t, then that one) and the W3 kernel
+    # tf32-mma, tf32-wgmma, tf32-wgmma256 (both mma.sync on this form), bf16; launches 3 to 13 are
+    # tf32's timed one through tf32-wgmma256's), the wgmma kernels on `x.w1t tf32` (their launches:
+    # two per variant and form-2 case, wgmma then wgmma256: dh.w1^T, x.w1t, then that one; 9 is
+    # wgmma's timed launch, 10 and 11 wgmma256's) and the W3 kernel
     log "ncu: TF32 GEMM kernels, W3 kernel"
-    run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_ --launch-skip 3 --launch-count 9 \
+    run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_ --launch-skip 3 --launch-count 11 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
-    run_for 60 "$out/ncu-wgmma.txt" ncu --kernel-name-base demangled --kernel-name regex:"gemm_one_smem_kernel<.*WgmmaTile" --launch-skip 5 --launch-count 1 \
+    run_for 60 "$out/ncu-wgmma.txt" ncu --kernel-name-base demangled --kernel-name regex:"gemm_one_smem_kernel<.*WgmmaTile" --launch-skip 9 --launch-count 3 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
     run_for 60 "$out/ncu-calib.txt" ncu --kernel-name regex:calib_kernel --launch-skip 4 --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis "$bin/calmoe_bench" w3 --device cuda --repeat 1

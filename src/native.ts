@@ -60,7 +60,7 @@ export interface NativeBackendInfo {
   blasAvailable: boolean;
   /**
    * The TF32 GEMM kernel the CUDA backend runs: 'registers' (the default), 'async1', 'async2',
-   * 'mma' or 'wgmma' (CALMOE_CUDA_TF32_KERNEL asks for one; a card that cannot run it gets a
+   * 'mma', 'wgmma' or 'wgmma256' (CALMOE_CUDA_TF32_KERNEL asks for one; a card that cannot run it gets a
    * fallback, which this names); '' without a usable GPU.
    */
   cudaTf32Kernel: string;

@@ -176,7 +176,7 @@ if (!gpu) console.warn(`[calmoe] CUDA parity tests skipped: ${info.cudaUnavailab
 
 describe('device selection', () => {
   it('backendInfo names the TF32 GEMM kernel CUDA runs, and none without a usable GPU', () => {
-    if (gpu) expect(['registers', 'async1', 'async2', 'mma', 'wgmma']).toContain(info.cudaTf32Kernel);
+    if (gpu) expect(['registers', 'async1', 'async2', 'mma', 'wgmma', 'wgmma256']).toContain(info.cudaTf32Kernel);
     else expect(info.cudaTf32Kernel).toBe('');
   });
 

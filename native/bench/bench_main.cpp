@@ -1,7 +1,7 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
 //   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
-//                [--cuda-gemm tf32|tf32-async1|tf32-async2|tf32-mma|tf32-wgmma|fp32|bf16] [--modes soft,top2,top1,hard]
+//                [--cuda-gemm tf32|tf32-async1|tf32-async2|tf32-mma|tf32-wgmma|tf32-wgmma256|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -38,16 +38,16 @@ struct CudaGemmVariant {
 constexpr CudaGemmVariant kCudaGemmVariants[] = {{"fp32", MatmulPrecision::Fp32, 2},        {"tf32", MatmulPrecision::Tf32, 2},
                                                  {"tf32-async1", MatmulPrecision::Tf32, 0}, {"tf32-async2", MatmulPrecision::Tf32, 1},
                                                  {"tf32-mma", MatmulPrecision::Tf32, 3},    {"tf32-wgmma", MatmulPrecision::Tf32, 4},
-                                                 {"bf16", MatmulPrecision::Bf16, 2}};
+                                                 {"tf32-wgmma256", MatmulPrecision::Tf32, 5}, {"bf16", MatmulPrecision::Bf16, 2}};
 #if CALMOE_WITH_CUDA
 static_assert(int(cuda::GemmTf32Kernel::Async1) == 0 && int(cuda::GemmTf32Kernel::Async2) == 1 && int(cuda::GemmTf32Kernel::Registers) == 2 &&
-                  int(cuda::GemmTf32Kernel::Mma) == 3 && int(cuda::GemmTf32Kernel::Wgmma) == 4,
+                  int(cuda::GemmTf32Kernel::Mma) == 3 && int(cuda::GemmTf32Kernel::Wgmma) == 4 && int(cuda::GemmTf32Kernel::Wgmma256) == 5,
               "kCudaGemmVariants' kernel numbers");
 #endif
 const CudaGemmVariant& cuda_gemm_variant(const std::string& name) {
   for (const auto& v : kCudaGemmVariants)
     if (name == v.name) return v;
-  throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, tf32-mma, tf32-wgmma, fp32 or bf16; got '" + name + "'");
+  throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, tf32-mma, tf32-wgmma, tf32-wgmma256, fp32 or bf16; got '" + name + "'");
 }
 
 struct Opts {
@@ -454,11 +454,14 @@ void run_cuda_gemm(const Opts& o) {
       {"x[idx].w1", {2048, 2048, 1024, false, false, true}},  // a top-2 expert's gathered rows
       {"x[idx]^T.dh", {1024, 2048, 2048, true, false, true}}, // its dW1
       // the forward with the weights stored transposed (h x d): operand form 2, the one TF32
-      // wgmma reads (tf32-wgmma runs tf32-mma on the other forms); "tf32": operands marked as
+      // wgmma reads (tf32-wgmma and tf32-wgmma256 run tf32-mma on the other forms); "tf32": operands marked as
       // rounded already, as the engine's wgmma path passes them (no rounding pass in the kernel)
       {"x.w1t", {16384, 2048, 1024, false, true, false}},
       {"x.w1t tf32", {16384, 2048, 1024, false, true, false, true}},
       {"x[idx].w1t tf32", {2048, 2048, 1024, false, true, true, true}},
+      // dW1 as the engine's wgmma path runs it: x^T and delta_0^T, both transposed copies made in
+      // the step (form 2; one expert: 64 tiles of 128 x 256, the engine launches every expert's)
+      {"xt.dht tf32", {1024, 2048, 16384, false, true, false, true}},
   };
   const bool tc = cuda::gemm_tensor_cores();
   using K = cuda::GemmTf32Kernel;

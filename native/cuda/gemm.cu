@@ -708,44 +708,66 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
 
 // ---- tensor cores, TF32 through wgmma (tcw, sm_90a) ---------------------------------------------
 // Operand form 2 only (A [m][k] and B^T [n][k]: both k-contiguous, the one form TF32 wgmma reads
-// from shared memory; other forms run tcm). The 128 x 128 tile and k steps of 32 of the other TF32
-// kernels: two warpgroups, each the products of 64 rows by 128 columns as four wgmma m64n128k8 per
-// k step, operands staged by cp.async in the 128-byte-swizzled K-major layout that wgmma reads
-// (wgmma_tf32.cuh), a ring of kStages steps, rounded to TF32 in place by the thread that copied them
-// (as tcm; skipped for operands that hold TF32 values already, GemmOperand::tf32: the pass reads
-// and writes every staged byte once more, as much shared-memory traffic as wgmma's own reads),
-// the accumulators in registers (64 per thread) and the epilogue applied from them.
-// Two blocks per SM (<= 128 registers, 2 x 99 KB of shared memory). Summation: per output, the
-// products of each k group of 8 added to one FP32 accumulator in k order, as the other kernels
-// (whether the card's wgmma adds a group's products as its mma.sync does is what
-// tf32_kernels_agree_bit_for_bit checks on a GPU).
+// from shared memory; other forms run tcm). Two warpgroups, each the products of 64 rows by kBN
+// columns as four wgmma m64nNk8 per k step of 32, operands staged by cp.async in the
+// 128-byte-swizzled K-major layout that wgmma reads (wgmma_tf32.cuh), a ring of kStages steps,
+// rounded to TF32 in place by the thread that copied them (as tcm; skipped for operands that hold
+// TF32 values already, GemmOperand::tf32: the pass reads and writes every staged byte once more, as
+// much shared-memory traffic as wgmma's own reads), the accumulators in registers (kBN / 2 per
+// thread) and the epilogue applied from them. Two shapes (Shape below):
+//   N128: the 128 x 128 tile of the other TF32 kernels, 3 stages, each k step's products waited
+//     for before the next (the SM's other block keeps the tensor cores busy meanwhile); two blocks
+//     per SM (<= 128 registers, 2 x 99 KB of shared memory).
+//   N256: 128 x 256 tiles, 4 stages, one block per SM (192 KB, 128 accumulators per thread), one
+//     k step's products left in flight while the next step is staged and issued. Per FLOP it reads
+//     3/4 of N128's bytes from L2 and its wgmma read 5/6 of N128's from shared memory: at the
+//     TF32 peak a 128 x 128 tile needs ~15 TB/s from L2 across the card, more than an H100's L2
+//     gives, 128 x 256 ~11 (the reason cuBLAS-class kernels use wide tiles).
+// Summation: per output, the products of each k group of 8 added to one FP32 accumulator in k
+// order, as the other kernels (whether the card's wgmma adds a group's products as its mma.sync
+// does is what tf32_kernels_agree_bit_for_bit checks on a GPU).
 namespace tcw {
 constexpr int kThreads = 256;
-constexpr int kBM = 128, kBN = 128, kBK = 32;  // a k step: one swizzled 128-byte row per m or n
-constexpr int kStages = 3;
-constexpr int kOperandFloats = kBM * kBK;  // 16 KB, a whole number of 1024-byte swizzle patterns
-constexpr int kStageFloats = 2 * kOperandFloats;
-constexpr int kAlign = 1024;  // the swizzle pattern repeats every 1024 bytes: tiles start on it
-constexpr std::size_t kSmemBytes = kAlign + std::size_t(kStages) * kStageFloats * sizeof(float) + (kBM + kBN) * sizeof(int64_t);
-static_assert(kBM == 2 * 64 && kBN == wgmma::kN && kThreads == 2 * 128, "two warpgroups of m64 x n128");
-static_assert(kBK * 4 == 128 && (kOperandFloats * 4) % kAlign == 0, "one swizzled row per k step; tiles stay aligned");
-static_assert(kBM * kBK / 4 == 4 * kThreads, "4 chunks of 16 bytes per thread and operand");
+constexpr int kBM = 128, kBK = 32;  // a k step: one swizzled 128-byte row per m or n
+constexpr int kAlign = 1024;        // the swizzle pattern repeats every 1024 bytes: tiles start on it
+static_assert(kBM == 2 * 64 && kThreads == 2 * 128 && kBK * 4 == 128, "two warpgroups of m64; one swizzled row per k step");
 
-// Where chunk q (0..3) of a thread goes: row tid / 8 + 32 q of the tile, 16-byte chunk c = tid % 8
-// of the k step (global k0 + 4 c), stored at chunk c ^ (row % 8) of the row (row % 8 = tid / 8 % 8).
+// kBN: the tile's columns (the wgmma N); kStages: the ring; kPending: wgmma groups left in flight
+// at the end of a k step (0 or 1); kBlocks: resident blocks per SM.
+template <int kBN_, int kStages_, int kPending_, int kBlocks_>
+struct Shape {
+  static constexpr int kBN = kBN_, kStages = kStages_, kPending = kPending_, kBlocks = kBlocks_;
+  static constexpr int kAFloats = kBM * kBK, kBFloats = kBN * kBK;  // whole 1024-byte swizzle patterns
+  static constexpr int kStageFloats = kAFloats + kBFloats;
+  // copies in flight ahead of the step being multiplied: a stage is refilled only once the
+  // products that read it (up to kPending steps back) are done
+  static constexpr int kAhead = kStages - 1 - kPending;
+  static constexpr std::size_t kSmemBytes = kAlign + std::size_t(kStages) * kStageFloats * sizeof(float) + (kBM + kBN) * sizeof(int64_t);
+  static_assert(kBN == 128 || kBN == 256, "wgmma m64n128k8 or m64n256k8");
+  static_assert(kPending == 0 || kPending == 1, "");
+  static_assert(kAhead >= 1, "at least one step's copies ahead");
+  static_assert((kAFloats * 4) % kAlign == 0 && (kBFloats * 4) % kAlign == 0, "tiles stay aligned");
+};
+using N128 = Shape<128, 3, 0, 2>;
+using N256 = Shape<256, 4, 1, 1>;
+
+// Where chunk q of a thread goes: row tid / 8 + 32 q of the tile, 16-byte chunk c = tid % 8 of the
+// k step (global k0 + 4 c), stored at chunk c ^ (row % 8) of the row (row % 8 = tid / 8 % 8).
 __device__ __forceinline__ int chunk_row(int q) { return int(threadIdx.x) / 8 + 32 * q; }
 __device__ __forceinline__ int chunk_offset(int q) {
   const int r = chunk_row(q), c = int(threadIdx.x) % 8;
   return r * kBK + ((c ^ (r % 8)) * 4);
 }
 
-// One operand's share of a k step at k0: srow holds the storage rows of the tile's rows (-1 past M
-// or N); every chunk outside the matrix is zero-filled.
+// One operand's share of a k step at k0 for a tile of kRows rows: srow holds the storage rows of
+// the tile's rows (-1 past M or N); every chunk outside the matrix is zero-filled.
+template <int kRows>
 __device__ __forceinline__ void load_operand(const GemmOperand& o, const int64_t* srow, int64_t k0, int64_t K, bool vec, float* dst) {
+  static_assert(kRows * kBK / 4 % kThreads == 0, "whole chunks per thread");
   const int64_t gk = k0 + int(threadIdx.x) % 8 * 4;
   const int valid = gk < K ? int(min(int64_t(4), K - gk)) : 0;
 #pragma unroll
-  for (int q = 0; q < 4; ++q) {
+  for (int q = 0; q < kRows * kBK / 4 / kThreads; ++q) {
     const int64_t sr = srow[chunk_row(q)];
     tcm::copy4(dst + chunk_offset(q), o.p + sr * o.ld + gk, sr >= 0 ? valid : 0, vec, o.p);
   }
@@ -753,63 +775,68 @@ __device__ __forceinline__ void load_operand(const GemmOperand& o, const int64_t
 
 #if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
 // Rounds the thread's own chunks of a landed stage to TF32 in place (cvt.rna, as the other kernels).
+template <int kRows>
 __device__ __forceinline__ void round_operand(float* st) {
 #pragma unroll
-  for (int q = 0; q < 4; ++q) tcm::round_chunk(st + chunk_offset(q));
+  for (int q = 0; q < kRows * kBK / 4 / kThreads; ++q) tcm::round_chunk(st + chunk_offset(q));
 }
 #endif
 
+template <class S>
 __device__ void tile(const GemmDesc& d, int64_t t, float* smem_raw) {
 #if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+  constexpr int kBN = S::kBN, kStages = S::kStages, kAhead = S::kAhead;
   // the stages from the first 1024-byte boundary of the shared-memory window, the row table after
   const uint32_t raw_addr = wgmma::smem_addr(smem_raw);
   float* smem = smem_raw + ((kAlign - raw_addr % kAlign) % kAlign) / 4;
   const uint32_t smem_addr = wgmma::smem_addr(smem);
-  int64_t* srow = reinterpret_cast<int64_t*>(smem + kStages * kStageFloats);
+  int64_t* srow = reinterpret_cast<int64_t*>(smem + kStages * S::kStageFloats);
   const TileOrigin origin = tile_origin<kBM, kBN>(d, t);
   const int64_t m0 = origin.m0, n0 = origin.n0, K = origin.K;
   const int64_t steps = (K + kBK - 1) / kBK;
   const bool va = tca::vec_ok(d.a), vb = tca::vec_ok(d.b);
   const int tid = int(threadIdx.x), wg = tid / 128;
-  for (int r = tid; r < kBM; r += kThreads) {  // the storage rows of the tile's m rows of A and n rows of B^T
-    srow[r] = m0 + r < d.M ? storage_row(d.a, m0 + r) : -1;
-    srow[kBM + r] = n0 + r < d.N ? storage_row(d.b, n0 + r) : -1;
-  }
+  for (int r = tid; r < kBM; r += kThreads) srow[r] = m0 + r < d.M ? storage_row(d.a, m0 + r) : -1;  // A's storage rows
+  for (int r = tid; r < kBN; r += kThreads) srow[kBM + r] = n0 + r < d.N ? storage_row(d.b, n0 + r) : -1;  // B^T's
   __syncthreads();
-  float acc[wgmma::kAccum];
+  float acc[wgmma::kAccum<kBN>];
 #pragma unroll
-  for (int i = 0; i < wgmma::kAccum; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < wgmma::kAccum<kBN>; ++i) acc[i] = 0.0f;
   auto load_step = [&](int64_t s) {
-    float* st = smem + (s % kStages) * kStageFloats;
-    load_operand(d.a, srow, s * kBK, K, va, st);
-    load_operand(d.b, srow + kBM, s * kBK, K, vb, st + kOperandFloats);
+    float* st = smem + (s % kStages) * S::kStageFloats;
+    load_operand<kBM>(d.a, srow, s * kBK, K, va, st);
+    load_operand<kBN>(d.b, srow + kBM, s * kBK, K, vb, st + S::kAFloats);
   };
-  // kStages - 1 steps in flight before the first product; one batch committed per step (empty
-  // past the end) so that wait_prior counts steps
+  // kAhead steps in flight before the first product; one batch committed per step (empty past the
+  // end) so that wait_prior counts steps
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < kAhead; ++s) {
     if (s < steps) load_step(s);
     __pipeline_commit();
   }
   for (int64_t s = 0; s < steps; ++s) {
-    __pipeline_wait_prior(kStages - 2);  // this thread's copies of step s have landed
-    float* st = smem + (s % kStages) * kStageFloats;
-    if (!d.a.tf32) round_operand(st);
-    if (!d.b.tf32) round_operand(st + kOperandFloats);
+    __pipeline_wait_prior(kAhead - 1);  // this thread's copies of step s have landed
+    float* st = smem + (s % kStages) * S::kStageFloats;
+    if (!d.a.tf32) round_operand<kBM>(st);
+    if (!d.b.tf32) round_operand<kBN>(st + S::kAFloats);
     wgmma::fence_proxy_async();  // the copies and the rounding, visible to wgmma's reads
-    __syncthreads();  // everyone's chunks of step s are in; every warpgroup's products of step s - 1 are done
-    if (s + kStages - 1 < steps) load_step(s + kStages - 1);  // into step s - 1's buffer
+    // everyone's chunks of step s are in; every warpgroup's products of step s - 1 - kPending are
+    // done (waited for at the end of the previous step), so their stage may be refilled
+    __syncthreads();
+    if (s + kAhead < steps) load_step(s + kAhead);  // into step s + kAhead - kStages = s - 1 - kPending's stage
     __pipeline_commit();
-    const uint32_t a_addr = smem_addr + uint32_t((s % kStages) * kStageFloats * 4) + uint32_t(wg * 64 * kBK * 4);
-    const uint32_t b_addr = smem_addr + uint32_t(((s % kStages) * kStageFloats + kOperandFloats) * 4);
+    const uint32_t a_addr = smem_addr + uint32_t((s % kStages) * S::kStageFloats * 4) + uint32_t(wg * 64 * kBK * 4);
+    const uint32_t b_addr = smem_addr + uint32_t(((s % kStages) * S::kStageFloats + S::kAFloats) * 4);
     wgmma::fence();
 #pragma unroll
     for (int kk = 0; kk < kBK; kk += 8)  // k past K are zeros: they add exactly 0
       wgmma::mma(acc, wgmma::desc_k_major_sw128(a_addr + 4 * kk), wgmma::desc_k_major_sw128(b_addr + 4 * kk));
     wgmma::commit();
-    wgmma::wait_all();
+    wgmma::wait<S::kPending>();
     wgmma::fence_operands(acc);
   }
+  wgmma::wait<0>();
+  wgmma::fence_operands(acc);
   __pipeline_wait_prior(0);  // no copy may outlive the block
   // the epilogue from the registers: warp w of warpgroup wg holds rows 64 wg + 16 w + g (+ 8)
   const int lane = tid % 32, g = lane / 4, tq = lane % 4, row0 = 64 * wg + 16 * (tid / 32 % 4) + g;
@@ -818,7 +845,7 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem_raw) {
     const int64_t gi = m0 + row0 + 8 * q2;
     if (gi >= d.M) continue;
 #pragma unroll
-    for (int j = 0; j < wgmma::kN / 8; ++j)
+    for (int j = 0; j < kBN / 8; ++j)
 #pragma unroll
       for (int q1 = 0; q1 < 2; ++q1) {
         const int64_t gj = n0 + 8 * j + 2 * tq + q1;
@@ -899,26 +926,27 @@ __global__ void __launch_bounds__(kThreads, (kBlocksPerSm<kMath, kAsyncBlocks>))
   any_tile<kMath, kAsyncBlocks, kForm>(*reinterpret_cast<const GemmDesc*>(raw), tile);
 }
 
-// The kernels of the tile bodies on dynamic shared memory, two blocks per SM: tcm for operand form
-// kForm (MmaTile<kForm>) and tcw (WgmmaTile), alone and grouped.
+// The kernels of the tile bodies on dynamic shared memory, Tile::kBlocks resident per SM: tcm for
+// operand form kForm (MmaTile<kForm>) and tcw of a shape (WgmmaTile<Shape>), alone and grouped.
 template <int kForm>
 struct MmaTile {
-  static constexpr int kThreads = tcm::kThreads;
+  static constexpr int kThreads = tcm::kThreads, kBlocks = 2;
   __device__ static void run(const GemmDesc& d, int64_t t, float* smem) { tcm::tile<(kForm & 1) != 0, (kForm & 2) != 0>(d, t, smem); }
 };
+template <class Shape>
 struct WgmmaTile {
-  static constexpr int kThreads = tcw::kThreads;
-  __device__ static void run(const GemmDesc& d, int64_t t, float* smem) { tcw::tile(d, t, smem); }
+  static constexpr int kThreads = tcw::kThreads, kBlocks = Shape::kBlocks;
+  __device__ static void run(const GemmDesc& d, int64_t t, float* smem) { tcw::tile<Shape>(d, t, smem); }
 };
 
 template <class Tile>
-__global__ void __launch_bounds__(Tile::kThreads, 2) gemm_one_smem_kernel(const GemmDesc d) {
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocks) gemm_one_smem_kernel(const GemmDesc d) {
   extern __shared__ __align__(128) float gemm_tile_smem[];
   Tile::run(d, int64_t(blockIdx.x), gemm_tile_smem);
 }
 
 template <class Tile>
-__global__ void __launch_bounds__(Tile::kThreads, 2) gemm_grouped_smem_kernel(const GemmDesc* __restrict__ descs, const int64_t* __restrict__ tile_start,
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kBlocks) gemm_grouped_smem_kernel(const GemmDesc* __restrict__ descs, const int64_t* __restrict__ tile_start,
                                                                              int count) {
   extern __shared__ __align__(128) float gemm_tile_smem[];
   __shared__ __align__(16) unsigned char raw[sizeof(GemmDesc)];
@@ -936,12 +964,12 @@ __global__ void wgmma_probe_kernel(int* out) {
 #endif
 }
 
-__global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, GemmMath math, int64_t* __restrict__ tile_start) {
+__global__ void gemm_plan_kernel(const GemmDesc* __restrict__ descs, int count, GemmTile tile, int64_t* __restrict__ tile_start) {
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
   int64_t t = 0;
   for (int g = 0; g < count; ++g) {
     tile_start[g] = t;
-    t += gemm_tiles(descs[g].M, descs[g].N, math);
+    t += gemm_tiles(descs[g].M, descs[g].N, tile);
   }
   tile_start[count] = t;
 }
@@ -1011,11 +1039,13 @@ void launch_mma_grouped(const GemmDesc* descs, const int64_t* tile_start, int co
 }
 
 constexpr int32_t kWgmmaForm = 2;  // A not transposed, B transposed: both k-contiguous
+template <class Shape>
 void launch_wgmma_one(const GemmDesc& d, unsigned grid, cudaStream_t stream) {
-  gemm_one_smem_kernel<WgmmaTile><<<grid, tcw::kThreads, tcw::kSmemBytes, stream>>>(d);
+  gemm_one_smem_kernel<WgmmaTile<Shape>><<<grid, tcw::kThreads, Shape::kSmemBytes, stream>>>(d);
 }
+template <class Shape>
 void launch_wgmma_grouped(const GemmDesc* descs, const int64_t* tile_start, int count, unsigned grid, cudaStream_t stream) {
-  gemm_grouped_smem_kernel<WgmmaTile><<<grid, tcw::kThreads, tcw::kSmemBytes, stream>>>(descs, tile_start, count);
+  gemm_grouped_smem_kernel<WgmmaTile<Shape>><<<grid, tcw::kThreads, Shape::kSmemBytes, stream>>>(descs, tile_start, count);
 }
 
 // Launches of the async TF32 kernel for a form known on the host.
@@ -1039,13 +1069,15 @@ void launch_async_grouped(const GemmDesc* descs, const int64_t* tile_start, int 
 }
 
 // the kernel that has run on a GPU (H200, 2026-11-28) stays the default until the async ones have;
-// CALMOE_CUDA_TF32_KERNEL=async1|async2|mma picks another for a whole process (tests, benchmarks)
+// CALMOE_CUDA_TF32_KERNEL=async1|async2|mma|wgmma|wgmma256 picks another for a whole process (tests,
+// benchmarks)
 GemmTf32Kernel tf32_kernel_from_env() {
   const char* e = std::getenv("CALMOE_CUDA_TF32_KERNEL");
   if (e && std::strcmp(e, "async1") == 0) return GemmTf32Kernel::Async1;
   if (e && std::strcmp(e, "async2") == 0) return GemmTf32Kernel::Async2;
   if (e && std::strcmp(e, "mma") == 0) return GemmTf32Kernel::Mma;
   if (e && std::strcmp(e, "wgmma") == 0) return GemmTf32Kernel::Wgmma;
+  if (e && std::strcmp(e, "wgmma256") == 0) return GemmTf32Kernel::Wgmma256;
   return GemmTf32Kernel::Registers;
 }
 GemmTf32Kernel g_tf32_kernel = tf32_kernel_from_env();
@@ -1075,8 +1107,9 @@ bool mma_tf32_supported() {
   return ok;
 }
 
-// wgmma: the device is sm_90 and runs this build's sm_90a code (the probe), with tcw::kSmemBytes of
-// shared memory per block, and the mma.sync kernels (its other operand forms) run.
+// wgmma: the device is sm_90 and runs this build's sm_90a code (the probe), with Shape::kSmemBytes
+// of shared memory per block, and the mma.sync kernels (its other operand forms) run.
+template <class Shape>
 bool wgmma_tf32_supported() {
   static const bool ok = [] {
     int dev = 0, major = 0;
@@ -1088,9 +1121,9 @@ bool wgmma_tf32_supported() {
     int has = 0;
     if (cudaGetLastError() != cudaSuccess) return false;
     flag.download(&has, 1);
-    return has == 1 && allow_shared_memory(tcw::kSmemBytes, [](auto f) {
-      f(gemm_one_smem_kernel<WgmmaTile>);
-      f(gemm_grouped_smem_kernel<WgmmaTile>);
+    return has == 1 && allow_shared_memory(Shape::kSmemBytes, [](auto f) {
+      f(gemm_one_smem_kernel<WgmmaTile<Shape>>);
+      f(gemm_grouped_smem_kernel<WgmmaTile<Shape>>);
     });
   }();
   return ok;
@@ -1101,7 +1134,9 @@ GemmTf32Kernel tf32_kernel() {
     case GemmTf32Kernel::Async1:
     case GemmTf32Kernel::Async2: return async_tf32_supported() ? g_tf32_kernel : GemmTf32Kernel::Registers;
     case GemmTf32Kernel::Mma: return mma_tf32_supported() ? g_tf32_kernel : GemmTf32Kernel::Registers;
-    case GemmTf32Kernel::Wgmma: return wgmma_tf32_supported() ? g_tf32_kernel : mma_tf32_supported() ? GemmTf32Kernel::Mma : GemmTf32Kernel::Registers;
+    case GemmTf32Kernel::Wgmma: return wgmma_tf32_supported<tcw::N128>() ? g_tf32_kernel : mma_tf32_supported() ? GemmTf32Kernel::Mma : GemmTf32Kernel::Registers;
+    case GemmTf32Kernel::Wgmma256:
+      return wgmma_tf32_supported<tcw::N256>() ? g_tf32_kernel : mma_tf32_supported() ? GemmTf32Kernel::Mma : GemmTf32Kernel::Registers;
     default: return GemmTf32Kernel::Registers;
   }
 }
@@ -1120,6 +1155,11 @@ GemmMath gemm_math_of(MatmulPrecision p) {
 
 bool gemm_tensor_cores() { return tensor_cores_supported(); }
 
+GemmTile gemm_tile(GemmMath m, int32_t form) {
+  if (m == GemmMath::Tf32 && form == kWgmmaForm && tf32_kernel() == GemmTf32Kernel::Wgmma256) return {tcw::kBM, tcw::N256::kBN};
+  return gemm_tile_of(m);
+}
+
 void gemm_set_tf32_kernel(GemmTf32Kernel k) { g_tf32_kernel = k; }
 GemmTf32Kernel gemm_tf32_kernel() { return tf32_kernel(); }
 const char* gemm_tf32_kernel_name(GemmTf32Kernel k) {
@@ -1128,6 +1168,7 @@ const char* gemm_tf32_kernel_name(GemmTf32Kernel k) {
     case GemmTf32Kernel::Async2: return "async2";
     case GemmTf32Kernel::Mma: return "mma";
     case GemmTf32Kernel::Wgmma: return "wgmma";
+    case GemmTf32Kernel::Wgmma256: return "wgmma256";
     default: return "registers";
   }
 }
@@ -1184,23 +1225,24 @@ int sm_count() {
 }
 }  // namespace
 
-int64_t gemm_k_splits(int64_t M, int64_t N, int64_t K, GemmMath math) {
-  const int64_t tiles = gemm_tiles(M, N, math), blocks = (K + kGemmKC - 1) / kGemmKC;
+int64_t gemm_k_splits(int64_t M, int64_t N, int64_t K, GemmMath math, int32_t form) {
+  const int64_t tiles = gemm_tiles(M, N, gemm_tile(math, form)), blocks = (K + kGemmKC - 1) / kGemmKC;
   if (tiles == 0 || blocks < 2 || 2 * tiles > sm_count() || blocks * M * N > kMaxSplitFloats) return 1;
   return blocks;
 }
 
 void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspace* ws) {
-  const int64_t tiles = gemm_tiles(d.M, d.N, math);
+  const int32_t form = gemm_form_of(d);
+  const int64_t tiles = gemm_tiles(d.M, d.N, gemm_tile(math, form));
   if (tiles == 0) return;
-  const int64_t splits = ws && d.alpha != 0.0f ? gemm_k_splits(d.M, d.N, d.K, math) : 1;
+  const int64_t splits = ws && d.alpha != 0.0f ? gemm_k_splits(d.M, d.N, d.K, math, form) : 1;
   if (splits > 1) {
     ws->partial.resize(std::size_t(splits * d.M * d.N));
     ws->descs.resize(std::size_t(splits));
     ws->tile_start.resize(std::size_t(splits + 1));
     split_plan_kernel<<<1, 256, 0, stream>>>(d, splits, tiles, ws->partial.get(), ws->descs.get(), ws->tile_start.get());
     check(cudaGetLastError(), "gemm split launch");
-    gemm_grouped(ws->descs.get(), ws->tile_start.get(), int(splits), splits * tiles, math, stream, gemm_form_of(d));
+    gemm_grouped(ws->descs.get(), ws->tile_start.get(), int(splits), splits * tiles, math, stream, form);
     const int64_t MN = d.M * d.N;
     split_fold_kernel<<<unsigned(std::min<int64_t>((MN + 255) / 256, 4096)), 256, 0, stream>>>(d, splits, ws->partial.get());
     check(cudaGetLastError(), "gemm split launch");
@@ -1212,10 +1254,14 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspa
       switch (tf32_kernel()) {
         case GemmTf32Kernel::Async1: launch_async_one<1>(d, gemm_form_of(d), grid, stream); break;
         case GemmTf32Kernel::Async2: launch_async_one<2>(d, gemm_form_of(d), grid, stream); break;
-        case GemmTf32Kernel::Mma: launch_mma_one(d, gemm_form_of(d), grid, stream); break;
+        case GemmTf32Kernel::Mma: launch_mma_one(d, form, grid, stream); break;
         case GemmTf32Kernel::Wgmma:
-          if (gemm_form_of(d) == kWgmmaForm) launch_wgmma_one(d, grid, stream);
-          else launch_mma_one(d, gemm_form_of(d), grid, stream);
+          if (form == kWgmmaForm) launch_wgmma_one<tcw::N128>(d, grid, stream);
+          else launch_mma_one(d, form, grid, stream);
+          break;
+        case GemmTf32Kernel::Wgmma256:
+          if (form == kWgmmaForm) launch_wgmma_one<tcw::N256>(d, grid, stream);
+          else launch_mma_one(d, form, grid, stream);
           break;
         default: gemm_one_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d); break;
       }
@@ -1226,8 +1272,8 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspa
   check(cudaGetLastError(), "gemm launch");
 }
 
-void gemm_plan(const GemmDesc* d_desc, int count, GemmMath math, int64_t* d_tile_start, cudaStream_t stream) {
-  gemm_plan_kernel<<<1, 32, 0, stream>>>(d_desc, count, math, d_tile_start);
+void gemm_plan(const GemmDesc* d_desc, int count, GemmTile tile, int64_t* d_tile_start, cudaStream_t stream) {
+  gemm_plan_kernel<<<1, 32, 0, stream>>>(d_desc, count, tile, d_tile_start);
   check(cudaGetLastError(), "gemm plan launch");
 }
 
@@ -1242,7 +1288,11 @@ void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count
         case GemmTf32Kernel::Async2: launch_async_grouped<2>(d_desc, d_tile_start, count, form, grid, stream); break;
         case GemmTf32Kernel::Mma: launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream); break;
         case GemmTf32Kernel::Wgmma:
-          if (form == kWgmmaForm) launch_wgmma_grouped(d_desc, d_tile_start, count, grid, stream);
+          if (form == kWgmmaForm) launch_wgmma_grouped<tcw::N128>(d_desc, d_tile_start, count, grid, stream);
+          else launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream);
+          break;
+        case GemmTf32Kernel::Wgmma256:
+          if (form == kWgmmaForm) launch_wgmma_grouped<tcw::N256>(d_desc, d_tile_start, count, grid, stream);
           else launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream);
           break;
         default: gemm_grouped_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
@@ -1257,15 +1307,16 @@ void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count
 void gemm_batch_sync(const GemmDesc* host_desc, int count, GemmMath math) {
   if (count <= 0) return;
   use_default_device();
-  int64_t tiles = 0;
-  for (int g = 0; g < count; ++g) tiles += gemm_tiles(host_desc[g].M, host_desc[g].N, math);
-  DeviceBuffer<GemmDesc> d(static_cast<std::size_t>(count));
-  DeviceBuffer<int64_t> starts(static_cast<std::size_t>(count) + 1);
-  d.upload(host_desc, std::size_t(count));
-  gemm_plan(d.get(), count, math, starts.get(), nullptr);
   int32_t form = gemm_form_of(host_desc[0]);
   for (int g = 1; g < count; ++g)
     if (gemm_form_of(host_desc[g]) != form) form = kGemmFormAny;
+  const GemmTile tile = gemm_tile(math, form);
+  int64_t tiles = 0;
+  for (int g = 0; g < count; ++g) tiles += gemm_tiles(host_desc[g].M, host_desc[g].N, tile);
+  DeviceBuffer<GemmDesc> d(static_cast<std::size_t>(count));
+  DeviceBuffer<int64_t> starts(static_cast<std::size_t>(count) + 1);
+  d.upload(host_desc, std::size_t(count));
+  gemm_plan(d.get(), count, tile, starts.get(), nullptr);
   gemm_grouped(d.get(), starts.get(), count, tiles, math, nullptr, form);
   check(cudaDeviceSynchronize(), "grouped gemm");
 }

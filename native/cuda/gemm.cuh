@@ -67,35 +67,51 @@ static_assert(sizeof(GemmOperand) == 32 && sizeof(GemmDesc) == 8 * 3 + 2 * 32 + 
 
 constexpr int64_t kGemmKC = 256;   // summation blocks: cpu::gemm_detail::kKC
 
-// Output tile of one thread block: 64 x 64 (Fp32, SIMT) or 128 x 128 (Tf32, Bf16: tensor cores).
-CALMOE_HD int gemm_tile_m(GemmMath m) { return m == GemmMath::Fp32 ? 64 : 128; }
-CALMOE_HD int gemm_tile_n(GemmMath m) { return m == GemmMath::Fp32 ? 64 : 128; }
+// The operand form of a GEMM: bit 0 A transposed, bit 1 B transposed (kernels are specialised
+// on it); kGemmFormAny: not known on the host, or mixed within a grouped launch.
+constexpr int32_t kGemmFormAny = -1;
+inline int32_t gemm_form_of(const GemmDesc& d) { return (d.a.trans ? 1 : 0) | (d.b.trans ? 2 : 0); }
 
-// Thread blocks (output tiles) of one GEMM in math mode m: 0 when M or N is 0.
-CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N, GemmMath m) {
-  const int64_t tm = gemm_tile_m(m), tn = gemm_tile_n(m);
-  return (M > 0 && N > 0) ? ((M + tm - 1) / tm) * ((N + tn - 1) / tn) : 0;
+// The output tile of one thread block: 64 x 64 (Fp32, SIMT), 128 x 128 (Tf32, Bf16: tensor
+// cores) or 128 x 256 (the Wgmma256 TF32 kernel, on operand form 2). Grouped launches number their
+// blocks by the tiles of the shape that runs: plan with gemm_tile(math, form).
+struct GemmTile {
+  int32_t m = 128, n = 128;
+};
+// The shape every kernel of math mode m runs but Wgmma256.
+CALMOE_HD GemmTile gemm_tile_of(GemmMath m) { return m == GemmMath::Fp32 ? GemmTile{64, 64} : GemmTile{128, 128}; }
+
+// Thread blocks (output tiles) of one M x N GEMM: 0 when M or N is 0.
+CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N, GemmTile t) {
+  return (M > 0 && N > 0) ? ((M + t.m - 1) / t.m) * ((N + t.n - 1) / t.n) : 0;
 }
 
 // Which kernel runs Tf32: Registers (the default: wmma, operands prefetched through registers, one
 // block per SM; it has run on an H200), Async1 / Async2 (wmma, a cp.async pipeline, launched for one
 // or two resident blocks per SM), Mma (mma.sync and ldmatrix, 4 warps of 64 x 64, a cp.async
-// pipeline, two blocks per SM) or Wgmma (sm_90a: warpgroup wgmma for operand form 2, A and B^T both
-// k-contiguous, the only form TF32 wgmma reads; Mma for the other forms). Async and Mma need ~110 KB
-// of shared memory per block, so sm_80 and sm_90 (other cards run Registers); Wgmma needs an sm_90
-// card and this build's sm_90a code (else Mma). None but Registers has run on a GPU yet (emulated
-// only). Process-wide; for tests and benchmarks until a GPU run picks the default (or
-// CALMOE_CUDA_TF32_KERNEL=async1|async2|mma|wgmma for a whole process). gemm_tf32_kernel() says
-// which runs on this device. Every one computes the same products in the same order (k groups of
-// 8 into one FP32 accumulator per output, k ascending), so they are expected to agree bit for bit.
-enum class GemmTf32Kernel : int32_t { Async1 = 0, Async2 = 1, Registers = 2, Mma = 3, Wgmma = 4 };
+// pipeline, two blocks per SM), Wgmma (sm_90a: warpgroup wgmma for operand form 2, A and B^T both
+// k-contiguous, the only form TF32 wgmma reads; Mma for the other forms) or Wgmma256 (as Wgmma, on
+// 128 x 256 tiles, one block per SM, a k step's products in flight while the next is issued).
+// Async and Mma need ~110 KB of shared memory per block, so sm_80 and sm_90 (other cards run
+// Registers); Wgmma and Wgmma256 need an sm_90 card and this build's sm_90a code (else Mma).
+// None but Registers has run on a GPU yet (emulated only). Process-wide; for tests and benchmarks
+// until a GPU run picks the default (or CALMOE_CUDA_TF32_KERNEL=async1|async2|mma|wgmma|wgmma256
+// for a whole process). gemm_tf32_kernel() says which runs on this device. Every one computes the
+// same products in the same order (k groups of 8 into one FP32 accumulator per output, k
+// ascending), so they are expected to agree bit for bit.
+enum class GemmTf32Kernel : int32_t { Async1 = 0, Async2 = 1, Registers = 2, Mma = 3, Wgmma = 4, Wgmma256 = 5 };
 void gemm_set_tf32_kernel(GemmTf32Kernel k);
 GemmTf32Kernel gemm_tf32_kernel();
-const char* gemm_tf32_kernel_name(GemmTf32Kernel k);  // "registers", "async1", "async2", "mma", "wgmma"
+const char* gemm_tf32_kernel_name(GemmTf32Kernel k);  // "registers", "async1", "async2", "mma", "wgmma", "wgmma256"
+// Wgmma or Wgmma256: the kernels that read form-2 operands (k-contiguous A and B^T) fastest
+inline bool gemm_tf32_kernel_is_wgmma(GemmTf32Kernel k) { return k == GemmTf32Kernel::Wgmma || k == GemmTf32Kernel::Wgmma256; }
 
 // The math mode that runs for a precision on the current device: the tensor-core modes need
 // sm_80 or newer, older cards run Fp32. Plans and launches must use the same (effective) mode.
 GemmMath gemm_math_of(MatmulPrecision p);
+// The tile gemm_one and gemm_grouped run for a GEMM of operand form `form` (gemm_form_of; or
+// kGemmFormAny) in math mode m on this device, with the current TF32 kernel.
+GemmTile gemm_tile(GemmMath m, int32_t form);
 bool gemm_tensor_cores();                // the current device runs Tf32 and Bf16
 const char* gemm_math_name(GemmMath m);  // "fp32", "tf32", "bf16"
 
@@ -114,24 +130,19 @@ struct GemmWorkspace {
 // The summation blocks gemm_one splits an M x N x K GEMM into when given a workspace (1: none):
 // every block of K when the unsplit GEMM would keep fewer than half the SMs busy and K spans at
 // least two blocks (and the partials fit in 32 M floats).
-int64_t gemm_k_splits(int64_t M, int64_t N, int64_t K, GemmMath math);
+int64_t gemm_k_splits(int64_t M, int64_t N, int64_t K, GemmMath math, int32_t form = kGemmFormAny);
 
 // One GEMM described on the host (its pointers are device pointers): one launch on `stream`, or
 // with a workspace and gemm_k_splits > 1, three (plan, partial products, fold).
 // math must be Fp32 unless gemm_tensor_cores() (a tensor-core launch elsewhere traps).
 void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspace* ws = nullptr);
 
-// tile_start[0..count] = exclusive prefix of gemm_tiles(M, N, math) over d_desc (all on the
+// tile_start[0..count] = exclusive prefix of gemm_tiles(M, N, tile) over d_desc (all on the
 // device): one tiny kernel, so descriptors written by an earlier kernel need no host round trip.
-void gemm_plan(const GemmDesc* d_desc, int count, GemmMath math, int64_t* d_tile_start, cudaStream_t stream);
+void gemm_plan(const GemmDesc* d_desc, int count, GemmTile tile, int64_t* d_tile_start, cudaStream_t stream);
 
-// The operand form of a GEMM: bit 0 A transposed, bit 1 B transposed (kernels are specialised
-// on it); kGemmFormAny: not known on the host, or mixed within a grouped launch.
-constexpr int32_t kGemmFormAny = -1;
-inline int32_t gemm_form_of(const GemmDesc& d) { return (d.a.trans ? 1 : 0) | (d.b.trans ? 2 : 0); }
-
-// `count` GEMMs in one launch of max_tiles blocks (max_tiles >= tile_start[count], planned with the
-// same math; the blocks past it return at once). Each block finds its GEMM by a binary search
+// `count` GEMMs in one launch of max_tiles blocks (max_tiles >= tile_start[count], planned with
+// gemm_tile(math, form); the blocks past it return at once). Each block finds its GEMM by a binary search
 // over tile_start. `form`: every GEMM's gemm_form_of, when the caller knows it (the async TF32
 // kernels need it; with kGemmFormAny the register-staged one runs).
 void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math,

@@ -96,6 +96,7 @@ struct ExpertGemm {
   GemmDesc d;
   int64_t a_step = 0, b_step = 0, c_step = 0, pre_step = 0, dpre_step = 0;
   int32_t rows_shift = 0, count_is_k = 0, padded = 0, reserved = 0;
+  GemmTile tile;  // the shape its set's grouped launch runs (gemm_tile of the math and the set's form)
 };
 
 // The first column of expert k when every expert's range of entries is padded to a multiple of 4
@@ -113,7 +114,7 @@ constexpr int kPlanThreads = 1024;
 // shift[k] (K entries, when given) = padded_offset(k) - offset[k]: where expert k's entries move to
 // in the padded layout.
 __global__ void __launch_bounds__(kPlanThreads) plan_experts_kernel(const ExpertGemm* tmpl, int64_t sets, int64_t K, const int64_t* offset,
-                                                                    GemmMath math, GemmDesc* descs, int64_t* tile_start, int64_t* shift) {
+                                                                    GemmDesc* descs, int64_t* tile_start, int64_t* shift) {
   for (int64_t idx = threadIdx.x; idx < sets * K; idx += blockDim.x) {
     const int64_t k = idx % K;
     const ExpertGemm& t = tmpl[idx];
@@ -134,7 +135,7 @@ __global__ void __launch_bounds__(kPlanThreads) plan_experts_kernel(const Expert
     int64_t tiles = 0;
     for (int64_t k = 0; k < K; ++k) {
       tile_start[s * (K + 1) + k] = tiles;
-      tiles += gemm_tiles(descs[s * K + k].M, descs[s * K + k].N, math);
+      tiles += gemm_tiles(descs[s * K + k].M, descs[s * K + k].N, tmpl[s * K + k].tile);
     }
     tile_start[s * (K + 1) + K] = tiles;
   }
@@ -296,6 +297,7 @@ class CudaEngine final : public moe::Engine {
     DeviceBuffer<GemmDesc> descs;          // sets x K
     DeviceBuffer<int64_t> tile_start;      // sets x (K + 1)
     std::vector<int32_t> forms;            // per set: the operand form of its GEMMs (gemm_form_of)
+    std::vector<GemmTile> tiles;           // per set: the tile its launch runs (gemm_tile)
     std::vector<int64_t> rhid, ehid;
   };
 
@@ -332,9 +334,10 @@ class CudaEngine final : public moe::Engine {
   bool is_staged(const Batch& b) const;
   void forward(Pass& f, int64_t n, bool training);
   Ctx row_ctx(Pass& f, int64_t n, bool training);
-  int64_t expert_rows_tiles(int64_t entries, int64_t N) const {  // bound on the tiles of a set whose M is each expert's count
-    const int64_t tm = gemm_tile_m(math_), tn = gemm_tile_n(math_);
-    return ((entries + tm - 1) / tm + c_.experts) * ((N + tn - 1) / tn);
+  // bound on the tiles of set `set`, whose M is each expert's count (entries in all)
+  int64_t expert_rows_tiles(const Pass& f, int64_t set, int64_t entries, int64_t N) const {
+    const GemmTile t = f.tiles[std::size_t(set)];
+    return ((entries + t.m - 1) / t.m + c_.experts) * ((N + t.n - 1) / t.n);
   }
   void h2d(void* dst, const void* src, std::size_t bytes) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync H2D");
@@ -431,7 +434,7 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   // default stream that DeviceBuffer::upload/zero use); the constructor ends with a sync
   params_.resize(std::size_t(P_));
   h2d(params_.get(), params, std::size_t(P_) * sizeof(float));
-  wt_forward_ = math_ == GemmMath::Tf32 && gemm_tf32_kernel() == GemmTf32Kernel::Wgmma;
+  wt_forward_ = math_ == GemmMath::Tf32 && gemm_tf32_kernel_is_wgmma(gemm_tf32_kernel());
   if (wt_forward_) {
     wt_.resize(std::size_t(wt_offset(0, expert_.layers())));
     transpose_expert_weights();
@@ -614,15 +617,18 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       h.dpre_step = in;
     }
   }
-  f.tmpl.resize(t.size());
-  h2d(f.tmpl.get(), t.data(), t.size() * sizeof(ExpertGemm));
   f.forms.assign(std::size_t(f.sets), kGemmFormAny);
+  f.tiles.assign(std::size_t(f.sets), GemmTile{});
   for (int64_t set = 0; set < f.sets; ++set) {  // one form for the set's GEMMs, as built above
     const int32_t form = gemm_form_of(t[std::size_t(set * K)].d);
     bool same = true;
     for (int64_t k = 1; k < K; ++k) same &= gemm_form_of(t[std::size_t(set * K + k)].d) == form;
     f.forms[std::size_t(set)] = same ? form : kGemmFormAny;
+    f.tiles[std::size_t(set)] = gemm_tile(math_, f.forms[std::size_t(set)]);
+    for (int64_t k = 0; k < K; ++k) t[std::size_t(set * K + k)].tile = f.tiles[std::size_t(set)];
   }
+  f.tmpl.resize(t.size());
+  h2d(f.tmpl.get(), t.data(), t.size() * sizeof(ExpertGemm));
   f.descs.resize(t.size());
   f.tile_start.resize(std::size_t(f.sets * (K + 1)));
   check(cudaStreamSynchronize(stream_), "moe templates");  // t is freed on return
@@ -697,11 +703,11 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   dp.entry_row = f.entry_row.get();
   dp.entry_k = f.entry_k.get();
   moe_rows::dispatch(f.sel.get(), n, f.a, K, dp, stream_);
-  plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), math_, f.descs.get(), f.tile_start.get(),
+  plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), f.descs.get(), f.tile_start.get(),
                                                        f.shift.size() > 0 ? f.shift.get() : nullptr);
   check(cudaGetLastError(), "moe plan launch");
   if (training) phases_.mark("route_dispatch", stream_);
-  for (int64_t l = 0; l < expert_.layers(); ++l) launch_set(f, l, expert_rows_tiles(E, expert_.dims[l + 1]));
+  for (int64_t l = 0; l < expert_.layers(); ++l) launch_set(f, l, expert_rows_tiles(f, l, E, expert_.dims[l + 1]));
   if (training) phases_.mark("experts", stream_);
 }
 
@@ -813,10 +819,10 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
         else transpose_tf32(f.x.get(), f.entry_row.get(), d, f.xt.get(), f.xt_ld, E, d, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
         transpose_tf32(expert_delta(0), nullptr, out, f.delta0t.get(), f.t_ld, E, out, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
       }
-      launch_set(f, L + l, K * gemm_tiles(in, out, math_));
+      launch_set(f, L + l, K * gemm_tiles(in, out, f.tiles[std::size_t(L + l)]));
       moe_rows::column_sums(expert_delta(l), out, out, f.offset.get(), 0, K, gexp + expert_.bias_offset(l), layout_.expert_size, stream_);
       if (l == 0) break;
-      launch_set(f, 2 * L + l - 1, expert_rows_tiles(E, in));
+      launch_set(f, 2 * L + l - 1, expert_rows_tiles(f, 2 * L + l - 1, E, in));
     }
   }
   phases_.mark("experts_backward", stream_);

@@ -222,6 +222,7 @@ const char* tf32_kernel_name() {
     case cuda::GemmTf32Kernel::Async2: return ", async kernel, 2 blocks/SM";
     case cuda::GemmTf32Kernel::Mma: return ", mma.sync kernel";
     case cuda::GemmTf32Kernel::Wgmma: return ", wgmma kernel (mma.sync off form 2)";
+    case cuda::GemmTf32Kernel::Wgmma256: return ", wgmma kernel on 128 x 256 tiles (mma.sync off form 2)";
     default: return ", register-staged kernel";
   }
 }
@@ -281,14 +282,16 @@ struct MathRun {
   GemmMath math;
   cuda::GemmTf32Kernel kernel;
 };
-// Wgmma only where it runs (elsewhere it falls back to a kernel already in the list).
+// Wgmma and Wgmma256 only where they run (elsewhere they fall back to a kernel already in the list).
 std::vector<MathRun> maths() {
   using K = cuda::GemmTf32Kernel;
   if (cuda::gemm_tensor_cores()) {
     std::vector<MathRun> runs = {{GemmMath::Fp32, K::Registers}, {GemmMath::Tf32, K::Registers}, {GemmMath::Tf32, K::Async1},
                                  {GemmMath::Tf32, K::Async2},    {GemmMath::Tf32, K::Mma},       {GemmMath::Bf16, K::Registers}};
-    cuda::gemm_set_tf32_kernel(K::Wgmma);
-    if (cuda::gemm_tf32_kernel() == K::Wgmma) runs.insert(runs.end() - 1, {GemmMath::Tf32, K::Wgmma});
+    for (K w : {K::Wgmma, K::Wgmma256}) {
+      cuda::gemm_set_tf32_kernel(w);
+      if (cuda::gemm_tf32_kernel() == w) runs.insert(runs.end() - 1, {GemmMath::Tf32, w});
+    }
     cuda::gemm_set_tf32_kernel(K::Registers);
     return runs;
   }
@@ -446,8 +449,10 @@ TEST(precision_maps_to_math) {
   CHECK(cuda::gemm_math_of(MatmulPrecision::Tf32) == (tc ? GemmMath::Tf32 : GemmMath::Fp32));
   CHECK(cuda::gemm_math_of(MatmulPrecision::Fp32) == GemmMath::Fp32);
   CHECK(cuda::gemm_math_of(MatmulPrecision::Bf16) == (tc ? GemmMath::Bf16 : GemmMath::Fp32));
-  CHECK(cuda::gemm_tiles(129, 65, GemmMath::Fp32) == 3 * 2 && cuda::gemm_tiles(129, 65, GemmMath::Tf32) == 2 * 1);
-  CHECK(cuda::gemm_tiles(0, 65, GemmMath::Bf16) == 0);
+  using cuda::gemm_tile_of;
+  CHECK(cuda::gemm_tiles(129, 65, gemm_tile_of(GemmMath::Fp32)) == 3 * 2 && cuda::gemm_tiles(129, 65, gemm_tile_of(GemmMath::Tf32)) == 2 * 1);
+  CHECK(cuda::gemm_tiles(0, 65, gemm_tile_of(GemmMath::Bf16)) == 0);
+  CHECK(cuda::gemm_tiles(129, 257, cuda::GemmTile{128, 256}) == 2 * 2);
   CHECK(std::strcmp(cuda::gemm_math_name(GemmMath::Bf16), "bf16") == 0);
   CHECK(MoEConfig{}.precision == MatmulPrecision::Tf32);  // the documented default
   // Async1 where the card has 108 KB of shared memory per block, else the register-staged kernel
@@ -461,6 +466,14 @@ TEST(precision_maps_to_math) {
   CHECK(w == cuda::GemmTf32Kernel::Wgmma || w == cuda::GemmTf32Kernel::Mma || w == cuda::GemmTf32Kernel::Registers);
   std::printf("  note: CALMOE_CUDA_TF32_KERNEL=wgmma runs the %s kernel on this device\n",
               w == cuda::GemmTf32Kernel::Wgmma ? "wgmma" : w == cuda::GemmTf32Kernel::Mma ? "mma.sync" : "register-staged");
+  // the tile a launch runs: 128 x 256 for Wgmma256 on form 2 only (where it runs), the mode's shape otherwise
+  CHECK(cuda::gemm_tile(GemmMath::Tf32, 2).n == 128 && cuda::gemm_tile(GemmMath::Fp32, 2).m == 64);
+  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Wgmma256);
+  const cuda::GemmTf32Kernel w2 = cuda::gemm_tf32_kernel();
+  CHECK(w2 == cuda::GemmTf32Kernel::Wgmma256 || w2 == cuda::GemmTf32Kernel::Mma || w2 == cuda::GemmTf32Kernel::Registers);
+  CHECK(cuda::gemm_tile(GemmMath::Tf32, 2).n == (w2 == cuda::GemmTf32Kernel::Wgmma256 ? 256 : 128));
+  CHECK(cuda::gemm_tile(GemmMath::Tf32, 0).n == 128 && cuda::gemm_tile(GemmMath::Tf32, cuda::kGemmFormAny).n == 128);
+  CHECK(cuda::gemm_tile(GemmMath::Bf16, 2).n == 128 && cuda::gemm_tile(GemmMath::Fp32, 2).n == 64);
   cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Registers);  // the default
   CHECK(cuda::gemm_tf32_kernel() == cuda::GemmTf32Kernel::Registers);
 }
@@ -525,7 +538,7 @@ TEST(tf32_kernels_agree_bit_for_bit) {
       std::vector<void*> owned;
       Prepared p = prepare(c, rng, owned);
       std::vector<float> want;
-      for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma}) {
+      for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma, K::Wgmma256}) {
         cuda::gemm_set_tf32_kernel(k);
         if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
         cuda::check(cudaMemcpy(p.d_c, p.c0.data(), p.c0.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
@@ -582,7 +595,7 @@ TEST(tf32_marked_operands_same_bits) {
           cuda::check(cudaMemcpy(const_cast<float*>(op == 0 ? p.d.a.p : p.d.b.p), h.data.data(), h.data.size() * sizeof(float), cudaMemcpyHostToDevice),
                       "cudaMemcpy");
         }
-        for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma}) {
+        for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma, K::Wgmma256}) {
           cuda::gemm_set_tf32_kernel(k);
           if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
           std::vector<float> got[2];

@@ -852,6 +852,8 @@ TEST(tensor_core_steps_same_bits_with_every_tf32_kernel) {
       {"soft", cfg(40, 9, 4, Routing::Soft, 4, {36}, {}), obj(ObjectiveKind::Erm), 150},
       {"top-2 router", cfg(37, 9, 5, Routing::TopK, 2, {45}, {12}), obj(ObjectiveKind::Robust), 203},
       {"hard deep", cfg(30, 6, 3, Routing::Hard, 1, {20, 28}, {}, Activation::Gelu), obj(ObjectiveKind::Erm), 97},
+      // wider than a 128 x 256 tile in both the forward (N = 270) and the first layer's dW (N = 260)
+      {"soft wide", cfg(260, 5, 2, Routing::Soft, 2, {270}, {}), obj(ObjectiveKind::Erm), 70},
   };
   const Kn before = cuda::gemm_tf32_kernel();  // the process's choice (CALMOE_CUDA_TF32_KERNEL), restored after
   uint64_t seed = 900;
@@ -866,7 +868,7 @@ TEST(tensor_core_steps_same_bits_with_every_tf32_kernel) {
     OptimizerConfig o;
     o.kind = OptimizerKind::Sgd;
     std::vector<float> want;
-    for (Kn k : {Kn::Registers, Kn::Async1, Kn::Mma, Kn::Wgmma}) {
+    for (Kn k : {Kn::Registers, Kn::Async1, Kn::Mma, Kn::Wgmma, Kn::Wgmma256}) {
       cuda::gemm_set_tf32_kernel(k);
       if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
       auto e = moe::make_engine(Device::Cuda, cs.c, params.data(), nullptr, cs.batch);

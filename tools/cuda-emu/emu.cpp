@@ -59,6 +59,7 @@ struct AsyncCopy {
 struct WgmmaOp {
   float* d;
   uint64_t desc_a, desc_b;
+  int n;  // the instruction's N: 128 or 256
 };
 struct Fiber {
   void* sp = nullptr;
@@ -282,7 +283,10 @@ struct WgWaitArgs {
 }  // namespace
 
 void wgmma_m64n128k8_tf32(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
-  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b});
+  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b, 128});
+}
+void wgmma_m64n256k8_tf32(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
+  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b, 256});
 }
 
 void wgmma_commit() {
@@ -305,7 +309,8 @@ void wgmma_wait(int pending) {
       for (std::size_t g = 0; same && g < f.wg_groups.size(); ++g) {
         same = f.wg_groups[g].size() == f0.wg_groups[g].size();
         for (std::size_t o = 0; same && o < f.wg_groups[g].size(); ++o)
-          same = f.wg_groups[g][o].desc_a == f0.wg_groups[g][o].desc_a && f.wg_groups[g][o].desc_b == f0.wg_groups[g][o].desc_b;
+          same = f.wg_groups[g][o].desc_a == f0.wg_groups[g][o].desc_a && f.wg_groups[g][o].desc_b == f0.wg_groups[g][o].desc_b &&
+                 f.wg_groups[g][o].n == f0.wg_groups[g][o].n;
       }
       if (!same) {
         std::fprintf(stderr, "emu: wgmma: the lanes of a warp issued different operations or groups (.aligned)\n");
@@ -316,15 +321,15 @@ void wgmma_wait(int pending) {
     while (f0.wg_groups.size() > std::size_t(l[0]->pending < 0 ? 0 : l[0]->pending)) {
       for (std::size_t o = 0; o < f0.wg_groups.front().size(); ++o) {
         const WgmmaOp& op = f0.wg_groups.front()[o];
-        float A[16][8], B[128][8];
+        float A[16][8], B[256][8];
         for (int r = 0; r < 16; ++r)
           for (int k = 0; k < 8; ++k) A[r][k] = wgmma_operand(op.desc_a, row0 + r, k);
-        for (int n = 0; n < 128; ++n)
+        for (int n = 0; n < op.n; ++n)
           for (int k = 0; k < 8; ++k) B[n][k] = wgmma_operand(op.desc_b, n, k);
         for (int lane = 0; lane < 32; ++lane) {
           float* d = l[lane]->f->wg_groups.front()[o].d;
           const int g = lane / 4, t = lane % 4;
-          for (int j = 0; j < 16; ++j)
+          for (int j = 0; j < op.n / 8; ++j)
             for (int q = 0; q < 4; ++q) {
               const int m = g + 8 * (q / 2), n = 8 * j + 2 * t + q % 2;
               float s = d[4 * j + q];
@@ -344,6 +349,18 @@ void pipeline_copy(void* dst, const void* src, std::size_t size, std::size_t zfi
     std::fprintf(stderr, "emu: __pipeline_memcpy_async(%p, %p, %zu, %zu): size must be 4, 8 or 16, both pointers aligned to it, zfill <= size\n", dst, src,
                  size, zfill);
     std::abort();
+  }
+  // EMU_COPIES=early: the copy lands at once, the earliest a GPU may perform it, so a stage
+  // refilled while an asynchronous reader (wgmma) may still read it shows; the default, late (at
+  // the wait that leaves its batch behind), shows shared memory read before its copy landed
+  static const bool early = [] {
+    const char* e = std::getenv("EMU_COPIES");
+    return e && std::strcmp(e, "early") == 0;
+  }();
+  if (early) {
+    std::memcpy(dst, src, size - zfill);
+    std::memset(static_cast<char*>(dst) + (size - zfill), 0, zfill);
+    return;
   }
   g_fibers[std::size_t(g_cur)].pending.push_back({dst, src, size, zfill});
 }

@@ -29,7 +29,8 @@ struct BackendInfo {
   std::string simd;                 // "avx2+fma" or "scalar"
   std::string gemm;                 // the CPU GEMM in use: "builtin-avx2", "builtin-scalar", "openblas", "blas"
   bool blas_available = false;      // a BLAS was linked at build time (CALMOE_GEMM=blas selects it)
-  // the TF32 GEMM kernel the CUDA backend runs: "registers", "async1", "async2", "mma" or "wgmma"
+  // the TF32 GEMM kernel the CUDA backend runs: "registers", "async1", "async2", "mma", "wgmma" or
+  // "wgmma256"
   // (CALMOE_CUDA_TF32_KERNEL asks for one; a card without it runs a fallback); empty without a GPU
   std::string cuda_tf32_kernel;
 };

@@ -57,11 +57,13 @@ void* dynamic_shared();
 // where static shared variables or reserved bytes come first).
 constexpr uint32_t kDynWindow = 0x490;
 uint32_t shared_window(const void* p);
-// wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 d, desc_a, desc_b, 1, 1, 1: recorded when issued,
-// performed when wgmma_wait leaves its group behind (so the shared memory it reads and the
-// accumulators it writes are those at the wait: a missing wait, or a tile overwritten before it,
-// shows). Descriptors: K-major, 128-byte swizzle (layout type 1), base offset 0 (else aborts).
+// wgmma.mma_async.sync.aligned.m64nNk8.f32.tf32.tf32 d, desc_a, desc_b, 1, 1, 1 (N = 128: d[64];
+// N = 256: d[128]): recorded when issued, performed when wgmma_wait leaves its group behind (so
+// the shared memory it reads and the accumulators it writes are those at the wait: a missing wait,
+// or a tile overwritten before it, shows). Descriptors: K-major, 128-byte swizzle (layout type 1),
+// base offset 0 (else aborts).
 void wgmma_m64n128k8_tf32(float (&d)[64], uint64_t desc_a, uint64_t desc_b);
+void wgmma_m64n256k8_tf32(float (&d)[128], uint64_t desc_a, uint64_t desc_b);
 void wgmma_commit();
 void wgmma_wait(int pending);
 void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body);
