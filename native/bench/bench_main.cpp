@@ -459,9 +459,10 @@ void run_cuda_gemm(const Opts& o) {
       {"x.w1t", {16384, 2048, 1024, false, true, false}},
       {"x.w1t tf32", {16384, 2048, 1024, false, true, false, true}},
       {"x[idx].w1t tf32", {2048, 2048, 1024, false, true, true, true}},
-      // dW1 as the engine's wgmma path runs it: x^T and delta_0^T, both transposed copies made in
-      // the step (form 2; one expert: 64 tiles of 128 x 256, the engine launches every expert's)
-      {"xt.dht tf32", {1024, 2048, 16384, false, true, false, true}},
+      // dW1 as the engine's wgmma path runs it: dW1^T = delta^T x, delta as stored (A from
+      // registers) and x^T a copy made in the step, C stored transposed (form 3; one expert:
+      // 64 tiles of 128 x 256, the engine launches every expert's together)
+      {"dh^T.xt C^T tf32", {2048, 1024, 16384, true, true, false, true, true}},
   };
   const bool tc = cuda::gemm_tensor_cores();
   using K = cuda::GemmTf32Kernel;

@@ -94,10 +94,13 @@ __device__ __forceinline__ void load_tiles(const GemmDesc& d, int64_t m0, int64_
 __device__ __forceinline__ int tile_row(int i) { return int(threadIdx.x / 16) * kTM + i; }
 __device__ __forceinline__ int tile_col(int j) { return int(threadIdx.x % 16) * kTN + j; }
 
+// Where element (i, j) of C is stored (GemmDesc::ct: transposed).
+__device__ __forceinline__ int64_t c_index(const GemmDesc& d, int64_t gi, int64_t gj) { return d.ct ? gj * d.ldc + gi : gi * d.ldc + gj; }
+
 // v = alpha * acc (+ beta * C): the value of the first summation block (C read only in range).
 __device__ __forceinline__ float first_value(const GemmDesc& d, int64_t gi, int64_t gj, float acc) {
   float x = d.alpha * acc;
-  if (d.beta != 0.0f && gi < d.M && gj < d.N) x = __fmaf_rn(d.beta, d.c[gi * d.ldc + gj], x);
+  if (d.beta != 0.0f && gi < d.M && gj < d.N) x = __fmaf_rn(d.beta, d.c[c_index(d, gi, gj)], x);
   return x;
 }
 
@@ -111,7 +114,7 @@ __device__ __forceinline__ void store_value(const GemmDesc& d, int64_t gi, int64
     const float p = d.dact_pre[gi * d.ld_dact + gj];
     x = x * (d.dact == GemmAct::Relu ? act::relu_grad(p) : act::gelu_grad(p));
   }
-  d.c[gi * d.ldc + gj] = x;
+  d.c[c_index(d, gi, gj)] = x;
 }
 
 // Folds one summation block into v (as the CPU kernel's write-back of a KC block).
@@ -707,20 +710,25 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem) {
 }  // namespace tcm
 
 // ---- tensor cores, TF32 through wgmma (tcw, sm_90a) ---------------------------------------------
-// Operand form 2 only (A [m][k] and B^T [n][k]: both k-contiguous, the one form TF32 wgmma reads
-// from shared memory; other forms run tcm). Two warpgroups, each the products of 64 rows by kBN
-// columns as four wgmma m64nNk8 per k step of 32, operands staged by cp.async in the
-// 128-byte-swizzled K-major layout that wgmma reads (wgmma_tf32.cuh), a ring of kStages steps,
-// rounded to TF32 in place by the thread that copied them (as tcm; skipped for operands that hold
-// TF32 values already, GemmOperand::tf32: the pass reads and writes every staged byte once more, as
-// much shared-memory traffic as wgmma's own reads), the accumulators in registers (kBN / 2 per
-// thread) and the epilogue applied from them. Two shapes (Shape below):
+// Operand forms 2 and 3: B^T [n][k] k-contiguous (the only B layout TF32 wgmma reads from shared
+// memory); A [m][k] k-contiguous (form 2: read by wgmma from shared memory, "SS") or A^T [k][m]
+// m-contiguous (form 3: staged as is and given to wgmma from registers, "RS": the transposed A that
+// TF32 wgmma cannot read itself, so a product like dW^T = delta^T x needs no transposed copy of
+// delta). Forms 0 and 1 run tcm. Two warpgroups, each the products of 64 rows by kBN columns as four
+// wgmma m64nNk8 per k step of 32; operands staged by cp.async, the k-contiguous ones in the
+// 128-byte-swizzled K-major layout that wgmma reads (wgmma_tf32.cuh), the m-contiguous A as [k][m]
+// rows padded to avoid bank conflicts in the fragment loads (as tcm); a ring of kStages steps. The
+// staged k-contiguous tiles are rounded to TF32 in place by the thread that copied them (as tcm;
+// skipped for operands that hold TF32 values already, GemmOperand::tf32: the pass reads and writes
+// every staged byte once more, as much shared-memory traffic as wgmma's own reads); RS fragments
+// are rounded in registers. Accumulators in registers (kBN / 2 per thread), the epilogue applied
+// from them. Two shapes (Shape below):
 //   N128: the 128 x 128 tile of the other TF32 kernels, 3 stages, each k step's products waited
 //     for before the next (the SM's other block keeps the tensor cores busy meanwhile); two blocks
-//     per SM (<= 128 registers, 2 x 99 KB of shared memory).
-//   N256: 128 x 256 tiles, 4 stages, one block per SM (192 KB, 128 accumulators per thread), one
-//     k step's products left in flight while the next step is staged and issued. Per FLOP it reads
-//     3/4 of N128's bytes from L2 and its wgmma read 5/6 of N128's from shared memory: at the
+//     per SM (<= 128 registers SS, 2 x 99-102 KB of shared memory).
+//   N256: 128 x 256 tiles, 4 stages, one block per SM (192-196 KB, 128 accumulators per thread),
+//     one k step's products left in flight while the next step is staged and issued. Per FLOP it
+//     reads 3/4 of N128's bytes from L2 and its wgmma read 5/6 of N128's from shared memory: at the
 //     TF32 peak a 128 x 128 tile needs ~15 TB/s from L2 across the card, more than an H100's L2
 //     gives, 128 x 256 ~11 (the reason cuBLAS-class kernels use wide tiles).
 // Summation: per output, the products of each k group of 8 added to one FP32 accumulator in k
@@ -730,23 +738,29 @@ namespace tcw {
 constexpr int kThreads = 256;
 constexpr int kBM = 128, kBK = 32;  // a k step: one swizzled 128-byte row per m or n
 constexpr int kAlign = 1024;        // the swizzle pattern repeats every 1024 bytes: tiles start on it
+constexpr int kLdAT = kBM + 8;      // RS: the [k][m] A tile's row stride (8 mod 32 banks: conflict-free fragment loads)
 static_assert(kBM == 2 * 64 && kThreads == 2 * 128 && kBK * 4 == 128, "two warpgroups of m64; one swizzled row per k step");
+static_assert((kBK * kLdAT * 4) % kAlign == 0, "the RS A tile keeps the stages aligned");
 
 // kBN: the tile's columns (the wgmma N); kStages: the ring; kPending: wgmma groups left in flight
 // at the end of a k step (0 or 1); kBlocks: resident blocks per SM.
 template <int kBN_, int kStages_, int kPending_, int kBlocks_>
 struct Shape {
   static constexpr int kBN = kBN_, kStages = kStages_, kPending = kPending_, kBlocks = kBlocks_;
-  static constexpr int kAFloats = kBM * kBK, kBFloats = kBN * kBK;  // whole 1024-byte swizzle patterns
-  static constexpr int kStageFloats = kAFloats + kBFloats;
+  static constexpr int kBFloats = kBN * kBK;  // whole 1024-byte swizzle patterns
+  template <bool kARegs>
+  static constexpr int kAFloats = kARegs ? kBK * kLdAT : kBM * kBK;
+  template <bool kARegs>
+  static constexpr int kStageFloats = kAFloats<kARegs> + kBFloats;
   // copies in flight ahead of the step being multiplied: a stage is refilled only once the
   // products that read it (up to kPending steps back) are done
   static constexpr int kAhead = kStages - 1 - kPending;
-  static constexpr std::size_t kSmemBytes = kAlign + std::size_t(kStages) * kStageFloats * sizeof(float) + (kBM + kBN) * sizeof(int64_t);
+  template <bool kARegs>
+  static constexpr std::size_t kSmemBytes = kAlign + std::size_t(kStages) * kStageFloats<kARegs> * sizeof(float) + (kBM + kBN) * sizeof(int64_t);
   static_assert(kBN == 128 || kBN == 256, "wgmma m64n128k8 or m64n256k8");
   static_assert(kPending == 0 || kPending == 1, "");
   static_assert(kAhead >= 1, "at least one step's copies ahead");
-  static_assert((kAFloats * 4) % kAlign == 0 && (kBFloats * 4) % kAlign == 0, "tiles stay aligned");
+  static_assert((kBM * kBK * 4) % kAlign == 0 && (kBFloats * 4) % kAlign == 0, "tiles stay aligned");
 };
 using N128 = Shape<128, 3, 0, 2>;
 using N256 = Shape<256, 4, 1, 1>;
@@ -759,8 +773,8 @@ __device__ __forceinline__ int chunk_offset(int q) {
   return r * kBK + ((c ^ (r % 8)) * 4);
 }
 
-// One operand's share of a k step at k0 for a tile of kRows rows: srow holds the storage rows of
-// the tile's rows (-1 past M or N); every chunk outside the matrix is zero-filled.
+// One k-contiguous operand's share of a k step at k0 for a tile of kRows rows: srow holds the
+// storage rows of the tile's rows (-1 past M or N); every chunk outside the matrix is zero-filled.
 template <int kRows>
 __device__ __forceinline__ void load_operand(const GemmOperand& o, const int64_t* srow, int64_t k0, int64_t K, bool vec, float* dst) {
   static_assert(kRows * kBK / 4 % kThreads == 0, "whole chunks per thread");
@@ -773,6 +787,25 @@ __device__ __forceinline__ void load_operand(const GemmOperand& o, const int64_t
   }
 }
 
+// RS: the m-contiguous A^T's share of a k step at k0: storage rows k0.. (through o.rows; -1 past K),
+// 128 floats from m0 each, into dst[k][kLdAT]; chunk q of a thread: row tid / 32 + 8 q, floats
+// 4 (tid % 32).. of it.
+__device__ __forceinline__ void load_a_k_rows(const GemmOperand& o, int64_t m0, int64_t M, int64_t k0, int64_t K, bool vec, float* dst) {
+  const int w = int(threadIdx.x) % 32 * 4;
+  const int64_t gm = m0 + w;
+  const int valid = gm < M ? int(min(int64_t(4), M - gm)) : 0;
+  constexpr int kChunks = kBK * kBM / 4 / kThreads;
+  int64_t rows[kChunks];
+#pragma unroll
+  for (int q = 0; q < kChunks; ++q) {  // the row lookups first: independent loads in flight together
+    const int64_t gk = k0 + int(threadIdx.x) / 32 + 8 * q;
+    rows[q] = gk < K ? storage_row(o, gk) : -1;
+  }
+#pragma unroll
+  for (int q = 0; q < kChunks; ++q)
+    tcm::copy4(dst + (int(threadIdx.x) / 32 + 8 * q) * kLdAT + w, o.p + rows[q] * o.ld + gm, rows[q] >= 0 ? valid : 0, vec, o.p);
+}
+
 #if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
 // Rounds the thread's own chunks of a landed stage to TF32 in place (cvt.rna, as the other kernels).
 template <int kRows>
@@ -780,32 +813,53 @@ __device__ __forceinline__ void round_operand(float* st) {
 #pragma unroll
   for (int q = 0; q < kRows * kBK / 4 / kThreads; ++q) tcm::round_chunk(st + chunk_offset(q));
 }
+
+// RS: this thread's A fragments of a k step (4 k groups of 8) from the [k][m] tile, rows mb.. of
+// its warp (mma_tf32.cuh's A layout), rounded to TF32 unless they are TF32 values already.
+__device__ __forceinline__ void a_fragments(const float* at, int mb, bool tf32, uint32_t (&a)[4][4]) {
+  const int lane = int(threadIdx.x) % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float v = at[(8 * kk + t + 4 * (q / 2)) * kLdAT + mb + g + 8 * (q % 2)];
+      a[kk][q] = tf32 ? __float_as_uint(v) : mma::tf32_bits(v);
+    }
+}
 #endif
 
-template <class S>
+// kARegs: form 3 (RS), else form 2 (SS).
+template <class S, bool kARegs>
 __device__ void tile(const GemmDesc& d, int64_t t, float* smem_raw) {
 #if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
   constexpr int kBN = S::kBN, kStages = S::kStages, kAhead = S::kAhead;
+  constexpr int kAFloats = S::template kAFloats<kARegs>, kStageFloats = S::template kStageFloats<kARegs>;
   // the stages from the first 1024-byte boundary of the shared-memory window, the row table after
   const uint32_t raw_addr = wgmma::smem_addr(smem_raw);
   float* smem = smem_raw + ((kAlign - raw_addr % kAlign) % kAlign) / 4;
   const uint32_t smem_addr = wgmma::smem_addr(smem);
-  int64_t* srow = reinterpret_cast<int64_t*>(smem + kStages * S::kStageFloats);
+  int64_t* srow = reinterpret_cast<int64_t*>(smem + kStages * kStageFloats);
   const TileOrigin origin = tile_origin<kBM, kBN>(d, t);
   const int64_t m0 = origin.m0, n0 = origin.n0, K = origin.K;
   const int64_t steps = (K + kBK - 1) / kBK;
   const bool va = tca::vec_ok(d.a), vb = tca::vec_ok(d.b);
   const int tid = int(threadIdx.x), wg = tid / 128;
-  for (int r = tid; r < kBM; r += kThreads) srow[r] = m0 + r < d.M ? storage_row(d.a, m0 + r) : -1;  // A's storage rows
+  if (!kARegs)
+    for (int r = tid; r < kBM; r += kThreads) srow[r] = m0 + r < d.M ? storage_row(d.a, m0 + r) : -1;  // A's storage rows
   for (int r = tid; r < kBN; r += kThreads) srow[kBM + r] = n0 + r < d.N ? storage_row(d.b, n0 + r) : -1;  // B^T's
   __syncthreads();
   float acc[wgmma::kAccum<kBN>];
 #pragma unroll
   for (int i = 0; i < wgmma::kAccum<kBN>; ++i) acc[i] = 0.0f;
+  // the zeros written here, once: a copy of them sunk by the compiler into a path past the k loop
+  // defines the accumulators where ptxas then cannot prove no wgmma is in flight, and it serialises
+  // every wgmma of the kernel (C7515)
+  wgmma::fence_operands(acc);
   auto load_step = [&](int64_t s) {
-    float* st = smem + (s % kStages) * S::kStageFloats;
-    load_operand<kBM>(d.a, srow, s * kBK, K, va, st);
-    load_operand<kBN>(d.b, srow + kBM, s * kBK, K, vb, st + S::kAFloats);
+    float* st = smem + (s % kStages) * kStageFloats;
+    if constexpr (kARegs) load_a_k_rows(d.a, m0, d.M, s * kBK, K, va, st);
+    else load_operand<kBM>(d.a, srow, s * kBK, K, va, st);
+    load_operand<kBN>(d.b, srow + kBM, s * kBK, K, vb, st + kAFloats);
   };
   // kAhead steps in flight before the first product; one batch committed per step (empty past the
   // end) so that wait_prior counts steps
@@ -814,26 +868,41 @@ __device__ void tile(const GemmDesc& d, int64_t t, float* smem_raw) {
     if (s < steps) load_step(s);
     __pipeline_commit();
   }
-  for (int64_t s = 0; s < steps; ++s) {
+  // one k step; RS: its A fragments in `a`, which the step's wgmma read until they are waited for
+  // (kPending steps later), so with a group in flight consecutive steps use the two buffers of
+  // `af` in turn
+  auto step = [&](int64_t s, uint32_t (&a)[4][4]) {
     __pipeline_wait_prior(kAhead - 1);  // this thread's copies of step s have landed
-    float* st = smem + (s % kStages) * S::kStageFloats;
-    if (!d.a.tf32) round_operand<kBM>(st);
-    if (!d.b.tf32) round_operand<kBN>(st + S::kAFloats);
+    float* st = smem + (s % kStages) * kStageFloats;
+    if (!kARegs && !d.a.tf32) round_operand<kBM>(st);
+    if (!d.b.tf32) round_operand<kBN>(st + kAFloats);
     wgmma::fence_proxy_async();  // the copies and the rounding, visible to wgmma's reads
     // everyone's chunks of step s are in; every warpgroup's products of step s - 1 - kPending are
     // done (waited for at the end of the previous step), so their stage may be refilled
     __syncthreads();
+    if constexpr (kARegs) a_fragments(st, 64 * wg + 16 * (tid / 32 % 4), d.a.tf32 != 0, a);
     if (s + kAhead < steps) load_step(s + kAhead);  // into step s + kAhead - kStages = s - 1 - kPending's stage
     __pipeline_commit();
-    const uint32_t a_addr = smem_addr + uint32_t((s % kStages) * S::kStageFloats * 4) + uint32_t(wg * 64 * kBK * 4);
-    const uint32_t b_addr = smem_addr + uint32_t(((s % kStages) * S::kStageFloats + S::kAFloats) * 4);
+    const uint32_t stage_addr = smem_addr + uint32_t((s % kStages) * kStageFloats * 4);
+    const uint32_t b_addr = stage_addr + uint32_t(kAFloats * 4);
     wgmma::fence();
 #pragma unroll
-    for (int kk = 0; kk < kBK; kk += 8)  // k past K are zeros: they add exactly 0
-      wgmma::mma(acc, wgmma::desc_k_major_sw128(a_addr + 4 * kk), wgmma::desc_k_major_sw128(b_addr + 4 * kk));
+    for (int kk = 0; kk < kBK / 8; ++kk) {  // k past K are zeros: they add exactly 0
+      if constexpr (kARegs) {
+        wgmma::mma(acc, a[kk], wgmma::desc_k_major_sw128(b_addr + 32 * kk));
+      } else {
+        const uint32_t a_addr = stage_addr + uint32_t(wg * 64 * kBK * 4);  // the warpgroup's 64 rows
+        wgmma::mma(acc, wgmma::desc_k_major_sw128(a_addr + 32 * kk), wgmma::desc_k_major_sw128(b_addr + 32 * kk));
+      }
+    }
     wgmma::commit();
     wgmma::wait<S::kPending>();
     wgmma::fence_operands(acc);
+  };
+  uint32_t af[1 + S::kPending][4][4];
+  for (int64_t s = 0; s < steps; s += 2) {
+    step(s, af[0]);
+    if (s + 1 < steps) step(s + 1, af[S::kPending]);
   }
   wgmma::wait<0>();
   wgmma::fence_operands(acc);
@@ -933,10 +1002,10 @@ struct MmaTile {
   static constexpr int kThreads = tcm::kThreads, kBlocks = 2;
   __device__ static void run(const GemmDesc& d, int64_t t, float* smem) { tcm::tile<(kForm & 1) != 0, (kForm & 2) != 0>(d, t, smem); }
 };
-template <class Shape>
+template <class Shape, bool kARegs>
 struct WgmmaTile {
   static constexpr int kThreads = tcw::kThreads, kBlocks = Shape::kBlocks;
-  __device__ static void run(const GemmDesc& d, int64_t t, float* smem) { tcw::tile<Shape>(d, t, smem); }
+  __device__ static void run(const GemmDesc& d, int64_t t, float* smem) { tcw::tile<Shape, kARegs>(d, t, smem); }
 };
 
 template <class Tile>
@@ -1038,14 +1107,20 @@ void launch_mma_grouped(const GemmDesc* descs, const int64_t* tile_start, int co
   }
 }
 
-constexpr int32_t kWgmmaForm = 2;  // A not transposed, B transposed: both k-contiguous
+// The forms wgmma runs: B transposed (k-contiguous); A k-contiguous (2: both operands from shared
+// memory) or transposed (3: A from registers)
+inline bool wgmma_form(int32_t form) { return form == 2 || form == 3; }
 template <class Shape>
-void launch_wgmma_one(const GemmDesc& d, unsigned grid, cudaStream_t stream) {
-  gemm_one_smem_kernel<WgmmaTile<Shape>><<<grid, tcw::kThreads, Shape::kSmemBytes, stream>>>(d);
+void launch_wgmma_one(const GemmDesc& d, int32_t form, unsigned grid, cudaStream_t stream) {
+  if (form == 3) gemm_one_smem_kernel<WgmmaTile<Shape, true>><<<grid, tcw::kThreads, Shape::template kSmemBytes<true>, stream>>>(d);
+  else gemm_one_smem_kernel<WgmmaTile<Shape, false>><<<grid, tcw::kThreads, Shape::template kSmemBytes<false>, stream>>>(d);
 }
 template <class Shape>
-void launch_wgmma_grouped(const GemmDesc* descs, const int64_t* tile_start, int count, unsigned grid, cudaStream_t stream) {
-  gemm_grouped_smem_kernel<WgmmaTile<Shape>><<<grid, tcw::kThreads, Shape::kSmemBytes, stream>>>(descs, tile_start, count);
+void launch_wgmma_grouped(const GemmDesc* descs, const int64_t* tile_start, int count, int32_t form, unsigned grid, cudaStream_t stream) {
+  if (form == 3)
+    gemm_grouped_smem_kernel<WgmmaTile<Shape, true>><<<grid, tcw::kThreads, Shape::template kSmemBytes<true>, stream>>>(descs, tile_start, count);
+  else
+    gemm_grouped_smem_kernel<WgmmaTile<Shape, false>><<<grid, tcw::kThreads, Shape::template kSmemBytes<false>, stream>>>(descs, tile_start, count);
 }
 
 // Launches of the async TF32 kernel for a form known on the host.
@@ -1108,7 +1183,7 @@ bool mma_tf32_supported() {
 }
 
 // wgmma: the device is sm_90 and runs this build's sm_90a code (the probe), with Shape::kSmemBytes
-// of shared memory per block, and the mma.sync kernels (its other operand forms) run.
+// of shared memory per block (SS and RS), and the mma.sync kernels (its other operand forms) run.
 template <class Shape>
 bool wgmma_tf32_supported() {
   static const bool ok = [] {
@@ -1121,9 +1196,12 @@ bool wgmma_tf32_supported() {
     int has = 0;
     if (cudaGetLastError() != cudaSuccess) return false;
     flag.download(&has, 1);
-    return has == 1 && allow_shared_memory(Shape::kSmemBytes, [](auto f) {
-      f(gemm_one_smem_kernel<WgmmaTile<Shape>>);
-      f(gemm_grouped_smem_kernel<WgmmaTile<Shape>>);
+    return has == 1 && allow_shared_memory(Shape::template kSmemBytes<false>, [](auto f) {
+      f(gemm_one_smem_kernel<WgmmaTile<Shape, false>>);
+      f(gemm_grouped_smem_kernel<WgmmaTile<Shape, false>>);
+    }) && allow_shared_memory(Shape::template kSmemBytes<true>, [](auto f) {
+      f(gemm_one_smem_kernel<WgmmaTile<Shape, true>>);
+      f(gemm_grouped_smem_kernel<WgmmaTile<Shape, true>>);
     });
   }();
   return ok;
@@ -1156,7 +1234,7 @@ GemmMath gemm_math_of(MatmulPrecision p) {
 bool gemm_tensor_cores() { return tensor_cores_supported(); }
 
 GemmTile gemm_tile(GemmMath m, int32_t form) {
-  if (m == GemmMath::Tf32 && form == kWgmmaForm && tf32_kernel() == GemmTf32Kernel::Wgmma256) return {tcw::kBM, tcw::N256::kBN};
+  if (m == GemmMath::Tf32 && wgmma_form(form) && tf32_kernel() == GemmTf32Kernel::Wgmma256) return {tcw::kBM, tcw::N256::kBN};
   return gemm_tile_of(m);
 }
 
@@ -1256,11 +1334,11 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspa
         case GemmTf32Kernel::Async2: launch_async_one<2>(d, gemm_form_of(d), grid, stream); break;
         case GemmTf32Kernel::Mma: launch_mma_one(d, form, grid, stream); break;
         case GemmTf32Kernel::Wgmma:
-          if (form == kWgmmaForm) launch_wgmma_one<tcw::N128>(d, grid, stream);
+          if (wgmma_form(form)) launch_wgmma_one<tcw::N128>(d, form, grid, stream);
           else launch_mma_one(d, form, grid, stream);
           break;
         case GemmTf32Kernel::Wgmma256:
-          if (form == kWgmmaForm) launch_wgmma_one<tcw::N256>(d, grid, stream);
+          if (wgmma_form(form)) launch_wgmma_one<tcw::N256>(d, form, grid, stream);
           else launch_mma_one(d, form, grid, stream);
           break;
         default: gemm_one_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d); break;
@@ -1288,11 +1366,11 @@ void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count
         case GemmTf32Kernel::Async2: launch_async_grouped<2>(d_desc, d_tile_start, count, form, grid, stream); break;
         case GemmTf32Kernel::Mma: launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream); break;
         case GemmTf32Kernel::Wgmma:
-          if (form == kWgmmaForm) launch_wgmma_grouped<tcw::N128>(d_desc, d_tile_start, count, grid, stream);
+          if (wgmma_form(form)) launch_wgmma_grouped<tcw::N128>(d_desc, d_tile_start, count, form, grid, stream);
           else launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream);
           break;
         case GemmTf32Kernel::Wgmma256:
-          if (form == kWgmmaForm) launch_wgmma_grouped<tcw::N256>(d_desc, d_tile_start, count, grid, stream);
+          if (wgmma_form(form)) launch_wgmma_grouped<tcw::N256>(d_desc, d_tile_start, count, form, grid, stream);
           else launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream);
           break;
         default: gemm_grouped_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
@@ -1341,7 +1419,7 @@ double gemm_seconds(const GemmBenchCase& c, GemmMath math, int repeat) {
   d.M = c.M, d.N = c.N, d.K = c.K;
   d.a = {a.get(), a_cols, c.gather ? idx.get() : nullptr, c.trans_a ? 1 : 0, c.tf32 ? 1 : 0};
   d.b = {b.get(), b_cols, nullptr, c.trans_b ? 1 : 0, c.tf32 ? 1 : 0};
-  d.c = out.get(), d.ldc = c.N;
+  d.c = out.get(), d.ldc = c.ct ? c.M : c.N, d.ct = c.ct ? 1 : 0;
   return best_event_seconds(repeat, [&] { gemm_one(d, math, nullptr); });
 }
 

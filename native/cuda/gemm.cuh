@@ -6,7 +6,9 @@
 // Semantics are exactly cpu::GemmArgs' (native/cpu/gemm.h): element (i, j) of a logical operand
 // is p[row(i) * ld + j], or with trans p[row(j) * ld + i], row(r) = rows ? rows[r] : r; epilogue
 // per element: v = alpha * sum_k A B + beta * C (C unread when beta == 0; A and B unread when
-// alpha == 0 or K == 0); v += bias[j]; pre = v; v = act(v); v *= act'(dact_pre); C = v.
+// alpha == 0 or K == 0); v += bias[j]; pre = v; v = act(v); v *= act'(dact_pre); C = v. C may be
+// stored transposed (ct: a product whose result is wanted as its transpose, e.g. dW^T computed
+// with the big operand on the side the kernel reads best).
 //
 // Math modes (the engine's MatmulPrecision, calmoe/moe.h):
 //   Tf32 (the default precision, sm_80+): the tiles through tensor cores (nvcuda::wmma m16n16k8,
@@ -62,8 +64,10 @@ struct GemmDesc {
   int64_t ld_dact = 0;
   GemmAct act = GemmAct::None;
   GemmAct dact = GemmAct::None;
+  int32_t ct = 0;        // C stored transposed: element (i, j) of C at c[j * ldc + i] (pre, dact_pre as usual)
+  int32_t reserved = 0;
 };
-static_assert(sizeof(GemmOperand) == 32 && sizeof(GemmDesc) == 8 * 3 + 2 * 32 + 8 * 9, "no padding");
+static_assert(sizeof(GemmOperand) == 32 && sizeof(GemmDesc) == 8 * 3 + 2 * 32 + 8 * 10, "no padding");
 
 constexpr int64_t kGemmKC = 256;   // summation blocks: cpu::gemm_detail::kKC
 
@@ -73,7 +77,7 @@ constexpr int32_t kGemmFormAny = -1;
 inline int32_t gemm_form_of(const GemmDesc& d) { return (d.a.trans ? 1 : 0) | (d.b.trans ? 2 : 0); }
 
 // The output tile of one thread block: 64 x 64 (Fp32, SIMT), 128 x 128 (Tf32, Bf16: tensor
-// cores) or 128 x 256 (the Wgmma256 TF32 kernel, on operand form 2). Grouped launches number their
+// cores) or 128 x 256 (the Wgmma256 TF32 kernel, on operand forms 2 and 3). Grouped launches number their
 // blocks by the tiles of the shape that runs: plan with gemm_tile(math, form).
 struct GemmTile {
   int32_t m = 128, n = 128;
@@ -89,8 +93,9 @@ CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N, GemmTile t) {
 // Which kernel runs Tf32: Registers (the default: wmma, operands prefetched through registers, one
 // block per SM; it has run on an H200), Async1 / Async2 (wmma, a cp.async pipeline, launched for one
 // or two resident blocks per SM), Mma (mma.sync and ldmatrix, 4 warps of 64 x 64, a cp.async
-// pipeline, two blocks per SM), Wgmma (sm_90a: warpgroup wgmma for operand form 2, A and B^T both
-// k-contiguous, the only form TF32 wgmma reads; Mma for the other forms) or Wgmma256 (as Wgmma, on
+// pipeline, two blocks per SM), Wgmma (sm_90a: warpgroup wgmma for operand forms 2 and 3, B^T
+// k-contiguous, the only B TF32 wgmma reads; A k-contiguous from shared memory (form 2) or
+// transposed, through registers (form 3); Mma for the other forms) or Wgmma256 (as Wgmma, on
 // 128 x 256 tiles, one block per SM, a k step's products in flight while the next is issued).
 // Async and Mma need ~110 KB of shared memory per block, so sm_80 and sm_90 (other cards run
 // Registers); Wgmma and Wgmma256 need an sm_90 card and this build's sm_90a code (else Mma).
@@ -103,7 +108,7 @@ enum class GemmTf32Kernel : int32_t { Async1 = 0, Async2 = 1, Registers = 2, Mma
 void gemm_set_tf32_kernel(GemmTf32Kernel k);
 GemmTf32Kernel gemm_tf32_kernel();
 const char* gemm_tf32_kernel_name(GemmTf32Kernel k);  // "registers", "async1", "async2", "mma", "wgmma", "wgmma256"
-// Wgmma or Wgmma256: the kernels that read form-2 operands (k-contiguous A and B^T) fastest
+// Wgmma or Wgmma256: the kernels that read forms 2 and 3 (B^T k-contiguous) fastest
 inline bool gemm_tf32_kernel_is_wgmma(GemmTf32Kernel k) { return k == GemmTf32Kernel::Wgmma || k == GemmTf32Kernel::Wgmma256; }
 
 // The math mode that runs for a precision on the current device: the tensor-core modes need
@@ -159,6 +164,7 @@ struct GemmBenchCase {
   int64_t M = 0, N = 0, K = 0;
   bool trans_a = false, trans_b = false, gather = false;
   bool tf32 = false;  // both operands marked GemmOperand::tf32 (the values are small integers: exact)
+  bool ct = false;    // C stored transposed (GemmDesc::ct)
 };
 double gemm_seconds(const GemmBenchCase& c, GemmMath math, int repeat);
 

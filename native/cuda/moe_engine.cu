@@ -95,7 +95,8 @@ GemmAct gemm_act(Activation a) { return a == Activation::Gelu ? GemmAct::Gelu : 
 struct ExpertGemm {
   GemmDesc d;
   int64_t a_step = 0, b_step = 0, c_step = 0, pre_step = 0, dpre_step = 0;
-  int32_t rows_shift = 0, count_is_k = 0, padded = 0, reserved = 0;
+  int32_t rows_shift = 0, count_is_k = 0, reserved = 0;
+  int32_t padded = 0;  // B's entries are in the padded layout (x^T's columns: plan_experts_kernel)
   GemmTile tile;  // the shape its set's grouped launch runs (gemm_tile of the math and the set's form)
 };
 
@@ -122,7 +123,7 @@ __global__ void __launch_bounds__(kPlanThreads) plan_experts_kernel(const Expert
     GemmDesc d = t.d;
     if (t.count_is_k) d.K = count;
     else d.M = count;
-    d.a.p += po * t.a_step;
+    d.a.p += o * t.a_step;
     if (t.rows_shift) d.a.rows += o;
     d.b.p += po * t.b_step;
     d.c += o * t.c_step;
@@ -287,10 +288,10 @@ class CudaEngine final : public moe::Engine {
     DeviceBuffer<int64_t> offset;          // K + 1
     DeviceBuffer<float> epre, eact;        // expert hidden layers (entries x h_l each, at ehid[l])
     DeviceBuffer<float> p_expert, p;
-    // wt_forward_ training: the first layer's dW reads x and its delta transposed (d x xt_ld,
-    // dims[1] x entries: every operand k-contiguous, as the wgmma kernel reads them)
+    // wt_forward_ training: the first layer's dW reads x transposed (d x xt_ld: k-contiguous, as
+    // the wgmma kernel reads B; its delta is read as it is, through registers)
     // (top-k: expert ranges padded to multiples of 4 columns, shift: plan_experts_kernel's)
-    DeviceBuffer<float> xt, delta0t;
+    DeviceBuffer<float> xt;
     DeviceBuffer<int64_t> shift;
     int64_t xt_ld = 0, t_ld = 0;
     DeviceBuffer<ExpertGemm> tmpl;         // sets x K
@@ -535,14 +536,13 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
   // layer reads x as it is, with no row gather
   const bool every_row = a == K;
   const int32_t* x_rows = every_row ? nullptr : f.entry_row.get();
-  // the transposed operands of the first layer's dW (wt_forward_): x^T once for every expert when
+  // the transposed operand of the first layer's dW (wt_forward_): x^T once for every expert when
   // each reads every row, else the entries' rows of x, transposed, in entry order
   const bool dw0_t = training && wt_forward_;
   // (row lengths multiples of 4 and, per expert, room for its padding: 16-byte aligned rows)
   f.t_ld = (E + 3 * K + 3) / 4 * 4;
   f.xt_ld = every_row ? (rows + 3) / 4 * 4 : f.t_ld;
   f.xt.resize(dw0_t ? std::size_t(d * f.xt_ld) : 0);
-  f.delta0t.resize(dw0_t ? std::size_t(expert_.dims[1] * f.t_ld) : 0);
   f.shift.resize(dw0_t ? std::size_t(K) : 0);
   const GemmAct act = gemm_act(c_.activation);
   for (int64_t k = 0; k < K; ++k) {
@@ -582,12 +582,17 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       w.count_is_k = 1;
       w.d.M = in;
       w.d.N = out;
-      if (l == 0 && dw0_t) {  // operand form 2: A = x^T (d x entries), B^T = delta_0^T (out x entries)
-        w.d.a = GemmOperand{f.xt.get(), f.xt_ld, nullptr, 0, 1};
-        w.a_step = every_row ? 0 : 1;
-        w.d.b = GemmOperand{f.delta0t.get(), f.t_ld, nullptr, 1, 1};
-        w.b_step = 1;
+      if (l == 0 && dw0_t) {
+        // dW_0^T = delta_0^T x, operand form 3 (wgmma with A from registers): A = delta_0^T read
+        // as it is stored (entries x out), B^T = x^T (d x entries, padded), C stored transposed
+        w.d.M = out;
+        w.d.N = in;
+        w.d.a = GemmOperand{expert_delta(0), out, nullptr, 1, 0};
+        w.a_step = out;
+        w.d.b = GemmOperand{f.xt.get(), f.xt_ld, nullptr, 1, 1};
+        w.b_step = every_row ? 0 : 1;
         w.padded = 1;
+        w.d.ct = 1;
       } else if (l == 0) {
         w.d.a = GemmOperand{f.x.get(), d, x_rows, 1};
         w.rows_shift = every_row ? 0 : 1;
@@ -813,13 +818,12 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     float* gexp = grad_.get() + layout_.expert_offset[0];
     for (int64_t l = L - 1; l >= 0; --l) {
       const int64_t in = expert_.dims[l], out = expert_.dims[l + 1];
-      if (l == 0 && f.xt.size() > 0) {  // the first layer's dW on k-contiguous operands (wt_forward_)
-        // (x^T shared by every expert when each reads every row; else the entries' rows, padded)
+      const bool dw0_t = l == 0 && f.xt.size() > 0;  // the first layer's dW as dW^T = delta^T x on wgmma (wt_forward_)
+      if (dw0_t) {  // its B^T: x^T shared by every expert when each reads every row; else the entries' rows, padded
         if (f.a == K) transpose_tf32(f.x.get(), nullptr, d, f.xt.get(), f.xt_ld, n, d, 1, 0, 0, stream_);
         else transpose_tf32(f.x.get(), f.entry_row.get(), d, f.xt.get(), f.xt_ld, E, d, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
-        transpose_tf32(expert_delta(0), nullptr, out, f.delta0t.get(), f.t_ld, E, out, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
       }
-      launch_set(f, L + l, K * gemm_tiles(in, out, f.tiles[std::size_t(L + l)]));
+      launch_set(f, L + l, K * (dw0_t ? gemm_tiles(out, in, f.tiles[std::size_t(L + l)]) : gemm_tiles(in, out, f.tiles[std::size_t(L + l)])));
       moe_rows::column_sums(expert_delta(l), out, out, f.offset.get(), 0, K, gexp + expert_.bias_offset(l), layout_.expert_size, stream_);
       if (l == 0) break;
       launch_set(f, 2 * L + l - 1, expert_rows_tiles(f, 2 * L + l - 1, E, in));

@@ -1,7 +1,7 @@
 // The CUDA GEMM (native/cuda/gemm.cu) against a naive CPU loop, on odd sizes with every operand
 // form (transposes, row gathers with repeats and any order, padded leading dimensions) and every
-// epilogue (alpha, beta, bias, relu/gelu, saved pre-activation, backward through relu/gelu), alone
-// and as grouped launches (empty GEMMs, K = 0, alpha = 0 included).
+// epilogue (alpha, beta, bias, relu/gelu, saved pre-activation, backward through relu/gelu) and C
+// stored as is or transposed, alone and as grouped launches (empty GEMMs, K = 0, alpha = 0 included).
 //
 // Fp32 mode: the kernel's documented order (one fma chain per output over k within blocks of 256,
 // blocks added in order) is that of the naive loop below and of the CPU builtin GEMM, so the
@@ -67,13 +67,14 @@ struct Case {
   bool bias = false, pre = false;
   GemmAct act = GemmAct::None, dact = GemmAct::None;
   int pad = 0;
+  bool ct = false;  // C stored transposed (GemmDesc::ct)
 };
 
 std::string describe(const Case& c) {
   char b[256];
-  std::snprintf(b, sizeof b, "M=%lld N=%lld K=%lld a%s%s b%s%s alpha=%g beta=%g bias=%d pre=%d act=%d dact=%d pad=%d", (long long)c.M,
+  std::snprintf(b, sizeof b, "M=%lld N=%lld K=%lld a%s%s b%s%s alpha=%g beta=%g bias=%d pre=%d act=%d dact=%d pad=%d%s", (long long)c.M,
                 (long long)c.N, (long long)c.K, c.at ? "^T" : "", c.ag ? "[idx]" : "", c.bt ? "^T" : "", c.bg ? "[idx]" : "", c.alpha, c.beta,
-                int(c.bias), int(c.pre), int(c.act), int(c.dact), c.pad);
+                int(c.bias), int(c.pre), int(c.act), int(c.dact), c.pad, c.ct ? " C^T" : "");
   return b;
 }
 
@@ -96,6 +97,8 @@ struct Prepared {
   HostOp a, b;
   std::vector<float> c0, bias, dpre;
   int64_t ldc = 0, ldpre = 0, ldd = 0;
+  // where C(i, j) is in c0, want and the device buffer (ldc: of its storage rows, N or, with ct, M)
+  int64_t ci(int64_t i, int64_t j) const { return c.ct ? j * ldc + i : i * ldc + j; }
   std::vector<float> want, want_pre;   // the documented order (bits)
   std::vector<double> exact, scale;    // double reference of the epilogue input, and sum |terms|
   GemmDesc d;
@@ -108,10 +111,10 @@ Prepared prepare(const Case& c, t::Rng& rng, std::vector<void*>& owned) {
   p.c = c;
   p.a = make_op(rng, c.M, c.K, c.at, c.ag, c.pad);
   p.b = make_op(rng, c.K, c.N, c.bt, c.bg, c.pad);
-  p.ldc = c.N + c.pad;
+  p.ldc = (c.ct ? c.M : c.N) + c.pad;
   p.ldpre = c.N + 2 * c.pad + 1;
   p.ldd = c.N + c.pad + 2;
-  p.c0.resize(std::size_t(std::max<int64_t>(1, c.M * p.ldc)));
+  p.c0.resize(std::size_t(std::max<int64_t>(1, (c.ct ? c.N : c.M) * p.ldc)));
   for (auto& v : p.c0) v = rng.normal();
   p.bias.resize(std::size_t(std::max<int64_t>(1, c.N)));
   for (auto& v : p.bias) v = rng.normal(0.5f);
@@ -137,14 +140,14 @@ Prepared prepare(const Case& c, t::Rng& rng, std::vector<void*>& owned) {
         }
         if (k0 == 0) {
           v = c.alpha * acc;
-          if (c.beta != 0.0f) v = std::fma(c.beta, p.c0[i * p.ldc + j], v);
+          if (c.beta != 0.0f) v = std::fma(c.beta, p.c0[p.ci(i, j)], v);
         } else {
           v = std::fma(c.alpha, acc, v);
         }
       }
       if (c.beta != 0.0f) {
-        ex += double(c.beta) * double(p.c0[i * p.ldc + j]);
-        sc += std::fabs(double(c.beta) * double(p.c0[i * p.ldc + j]));
+        ex += double(c.beta) * double(p.c0[p.ci(i, j)]);
+        sc += std::fabs(double(c.beta) * double(p.c0[p.ci(i, j)]));
       }
       if (c.bias) {
         v = v + p.bias[j];
@@ -154,7 +157,7 @@ Prepared prepare(const Case& c, t::Rng& rng, std::vector<void*>& owned) {
       if (c.pre) p.want_pre[i * p.ldpre + j] = v;
       v = act_of(c.act, v);
       if (c.dact != GemmAct::None) v = v * dact_of(c.dact, p.dpre[i * p.ldd + j]);
-      p.want[i * p.ldc + j] = v;
+      p.want[p.ci(i, j)] = v;
       p.exact[i * c.N + j] = ex;
       p.scale[i * c.N + j] = sc;
     }
@@ -169,6 +172,7 @@ Prepared prepare(const Case& c, t::Rng& rng, std::vector<void*>& owned) {
   p.d_c = to_device(p.c0, owned);
   d.c = p.d_c;
   d.ldc = p.ldc;
+  d.ct = c.ct ? 1 : 0;
   d.alpha = c.alpha;
   d.beta = c.beta;
   d.bias = c.bias ? to_device(p.bias, owned) : nullptr;
@@ -186,9 +190,11 @@ Prepared prepare(const Case& c, t::Rng& rng, std::vector<void*>& owned) {
   return p;
 }
 
-// The CPU builtin GEMM on the same host operands.
+// The CPU builtin GEMM on the same host operands: C(i, j) at i * N + j (whatever p's C layout).
 std::vector<float> cpu_result(const Prepared& p) {
-  std::vector<float> c = p.c0;
+  std::vector<float> c(std::size_t(std::max<int64_t>(1, p.c.M * p.c.N)));
+  for (int64_t i = 0; i < p.c.M; ++i)
+    for (int64_t j = 0; j < p.c.N; ++j) c[std::size_t(i * p.c.N + j)] = p.c0[std::size_t(p.ci(i, j))];
   std::vector<float> pre(p.want_pre.size(), -7.0f);
   cpu::GemmArgs g;
   g.M = p.c.M;
@@ -197,7 +203,7 @@ std::vector<float> cpu_result(const Prepared& p) {
   g.a = cpu::GemmOperand{p.a.data.data(), p.a.ld, p.c.at, p.a.rows.empty() ? nullptr : p.a.rows.data()};
   g.b = cpu::GemmOperand{p.b.data.data(), p.b.ld, p.c.bt, p.b.rows.empty() ? nullptr : p.b.rows.data()};
   g.c = c.data();
-  g.ldc = p.ldc;
+  g.ldc = p.c.N;
   g.alpha = p.c.alpha;
   g.beta = p.c.beta;
   g.bias = p.c.bias ? p.bias.data() : nullptr;
@@ -221,8 +227,8 @@ const char* tf32_kernel_name() {
     case cuda::GemmTf32Kernel::Async1: return ", async kernel, 1 block/SM";
     case cuda::GemmTf32Kernel::Async2: return ", async kernel, 2 blocks/SM";
     case cuda::GemmTf32Kernel::Mma: return ", mma.sync kernel";
-    case cuda::GemmTf32Kernel::Wgmma: return ", wgmma kernel (mma.sync off form 2)";
-    case cuda::GemmTf32Kernel::Wgmma256: return ", wgmma kernel on 128 x 256 tiles (mma.sync off form 2)";
+    case cuda::GemmTf32Kernel::Wgmma: return ", wgmma kernel (mma.sync off forms 2, 3)";
+    case cuda::GemmTf32Kernel::Wgmma256: return ", wgmma kernel on 128 x 256 tiles (mma.sync off forms 2, 3)";
     default: return ", register-staged kernel";
   }
 }
@@ -234,10 +240,10 @@ void verify(const Prepared& p, GemmMath math, const char* where) {
   if (c.pre) cuda::check(cudaMemcpy(got_pre.data(), p.d_pre, got_pre.size() * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
   int64_t semantic = 0, bits = 0, untouched = 0;
   double worst = 0;
-  for (int64_t i = 0; i < c.M; ++i) {
-    for (int64_t j = 0; j < (p.ldc > 0 ? p.ldc : c.N); ++j) {
-      const int64_t at = i * p.ldc + j;
-      if (j >= c.N) {  // padding columns are never written
+  for (int64_t r = 0; r < (c.ct ? c.N : c.M); ++r) {  // C's storage rows, padding included
+    for (int64_t col = 0; col < p.ldc; ++col) {
+      const int64_t at = r * p.ldc + col, i = c.ct ? col : r, j = c.ct ? r : col;
+      if (i >= c.M || j >= c.N) {  // padding is never written
         if (std::memcmp(&got[at], &p.c0[at], 4) != 0) ++untouched;
         continue;
       }
@@ -340,6 +346,7 @@ TEST(single_gemms_every_operand_form) {
         c.pre = c.act != GemmAct::None && rot % 4 != 1;
         c.dact = c.act == GemmAct::None ? acts[(rot / 3) % 3] : GemmAct::None;
         c.pad = rot % 3;
+        c.ct = rot % 7 == 3;  // C stored transposed now and then
         std::vector<void*> owned;
         Prepared p = prepare(c, rng, owned);
         cuda::gemm_one(p.d, math, nullptr);
@@ -349,7 +356,7 @@ TEST(single_gemms_every_operand_form) {
           const std::vector<float> cpu = cpu_result(p);
           int64_t diff = 0;
           for (int64_t i = 0; i < c.M; ++i)
-            for (int64_t j = 0; j < c.N; ++j) diff += std::memcmp(&cpu[i * p.ldc + j], &p.want[i * p.ldc + j], 4) != 0;
+            for (int64_t j = 0; j < c.N; ++j) diff += std::memcmp(&cpu[i * c.N + j], &p.want[p.ci(i, j)], 4) != 0;
           if (diff) t::fail(__FILE__, __LINE__, "the CPU builtin GEMM differs from the documented order on " + std::to_string(diff) + " elements: " + describe(c));
         }
         free_all(owned);
@@ -382,6 +389,7 @@ TEST(every_epilogue_combination) {
                 c.pre = pre;
                 c.dact = dact;
                 c.pad = 1;
+                c.ct = pre != bias;
                 std::vector<void*> owned;
                 Prepared p = prepare(c, rng, owned);
                 cuda::gemm_one(p.d, math, nullptr);
@@ -423,6 +431,7 @@ TEST(grouped_launch_matches_single_gemms) {
       c.act = g % 3 == 0 ? GemmAct::Gelu : GemmAct::None;
       c.pre = c.act != GemmAct::None;
       c.dact = g == 4 ? GemmAct::Relu : GemmAct::None;
+      c.ct = g % 3 == 2;
       ps.push_back(prepare(c, rng, owned));
     }
     std::vector<GemmDesc> ds;
@@ -472,6 +481,8 @@ TEST(precision_maps_to_math) {
   const cuda::GemmTf32Kernel w2 = cuda::gemm_tf32_kernel();
   CHECK(w2 == cuda::GemmTf32Kernel::Wgmma256 || w2 == cuda::GemmTf32Kernel::Mma || w2 == cuda::GemmTf32Kernel::Registers);
   CHECK(cuda::gemm_tile(GemmMath::Tf32, 2).n == (w2 == cuda::GemmTf32Kernel::Wgmma256 ? 256 : 128));
+  CHECK(cuda::gemm_tile(GemmMath::Tf32, 3).n == (w2 == cuda::GemmTf32Kernel::Wgmma256 ? 256 : 128));
+  CHECK(cuda::gemm_tile(GemmMath::Tf32, 1).n == 128);
   CHECK(cuda::gemm_tile(GemmMath::Tf32, 0).n == 128 && cuda::gemm_tile(GemmMath::Tf32, cuda::kGemmFormAny).n == 128);
   CHECK(cuda::gemm_tile(GemmMath::Bf16, 2).n == 128 && cuda::gemm_tile(GemmMath::Fp32, 2).n == 64);
   cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel::Registers);  // the default
@@ -499,6 +510,7 @@ TEST(split_k_keeps_fp32_bits) {
         c.act = rot % 5 == 0 ? GemmAct::Gelu : GemmAct::None;
         c.pre = c.act != GemmAct::None;
         c.pad = rot % 3;
+        c.ct = rot % 4 == 1;
         std::vector<void*> owned;
         Prepared p = prepare(c, rng, owned);
         std::vector<float> first;
@@ -535,6 +547,7 @@ TEST(tf32_kernels_agree_bit_for_bit) {
       c.bias = form % 2 == 0;
       c.act = form % 5 == 0 ? GemmAct::Gelu : GemmAct::None;
       c.pad = form % 3;
+      c.ct = form % 4 == 1;
       std::vector<void*> owned;
       Prepared p = prepare(c, rng, owned);
       std::vector<float> want;

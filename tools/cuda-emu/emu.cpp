@@ -59,7 +59,9 @@ struct AsyncCopy {
 struct WgmmaOp {
   float* d;
   uint64_t desc_a, desc_b;
-  int n;  // the instruction's N: 128 or 256
+  int n;                  // the instruction's N: 128 or 256
+  const uint32_t* a_reg;  // A from registers (desc_a unused), and its values when issued
+  uint32_t a_issued[4];
 };
 struct Fiber {
   void* sp = nullptr;
@@ -283,10 +285,16 @@ struct WgWaitArgs {
 }  // namespace
 
 void wgmma_m64n128k8_tf32(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
-  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b, 128});
+  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b, 128, nullptr, {}});
 }
 void wgmma_m64n256k8_tf32(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
-  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b, 256});
+  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b, 256, nullptr, {}});
+}
+void wgmma_m64n128k8_tf32_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
+  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, 0, desc_b, 128, a, {a[0], a[1], a[2], a[3]}});
+}
+void wgmma_m64n256k8_tf32_rs(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b) {
+  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, 0, desc_b, 256, a, {a[0], a[1], a[2], a[3]}});
 }
 
 void wgmma_commit() {
@@ -310,7 +318,7 @@ void wgmma_wait(int pending) {
         same = f.wg_groups[g].size() == f0.wg_groups[g].size();
         for (std::size_t o = 0; same && o < f.wg_groups[g].size(); ++o)
           same = f.wg_groups[g][o].desc_a == f0.wg_groups[g][o].desc_a && f.wg_groups[g][o].desc_b == f0.wg_groups[g][o].desc_b &&
-                 f.wg_groups[g][o].n == f0.wg_groups[g][o].n;
+                 f.wg_groups[g][o].n == f0.wg_groups[g][o].n && (f.wg_groups[g][o].a_reg == nullptr) == (f0.wg_groups[g][o].a_reg == nullptr);
       }
       if (!same) {
         std::fprintf(stderr, "emu: wgmma: the lanes of a warp issued different operations or groups (.aligned)\n");
@@ -322,8 +330,22 @@ void wgmma_wait(int pending) {
       for (std::size_t o = 0; o < f0.wg_groups.front().size(); ++o) {
         const WgmmaOp& op = f0.wg_groups.front()[o];
         float A[16][8], B[256][8];
-        for (int r = 0; r < 16; ++r)
-          for (int k = 0; k < 8; ++k) A[r][k] = wgmma_operand(op.desc_a, row0 + r, k);
+        if (op.a_reg) {  // the warp's lanes' fragments, unchanged since the instruction was issued
+          for (int lane = 0; lane < 32; ++lane) {
+            const WgmmaOp& lo = l[lane]->f->wg_groups.front()[o];
+            for (int q = 0; q < 4; ++q) {
+              if (lo.a_reg[q] != lo.a_issued[q]) {
+                std::fprintf(stderr, "emu: wgmma: lane %d changed its A registers before the wait\n", lane);
+                std::abort();
+              }
+              const int g = lane / 4, t = lane % 4;
+              A[g + 8 * (q % 2)][t + 4 * (q / 2)] = tf32_value(lo.a_issued[q]);
+            }
+          }
+        } else {
+          for (int r = 0; r < 16; ++r)
+            for (int k = 0; k < 8; ++k) A[r][k] = wgmma_operand(op.desc_a, row0 + r, k);
+        }
         for (int n = 0; n < op.n; ++n)
           for (int k = 0; k < 8; ++k) B[n][k] = wgmma_operand(op.desc_b, n, k);
         for (int lane = 0; lane < 32; ++lane) {

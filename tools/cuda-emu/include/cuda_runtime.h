@@ -64,6 +64,10 @@ uint32_t shared_window(const void* p);
 // base offset 0 (else aborts).
 void wgmma_m64n128k8_tf32(float (&d)[64], uint64_t desc_a, uint64_t desc_b);
 void wgmma_m64n256k8_tf32(float (&d)[128], uint64_t desc_a, uint64_t desc_b);
+// ... with A from registers (four TF32 values per thread, the mma.sync A fragment of the thread's
+// warp's 16 rows): read when performed, so registers changed before the wait abort.
+void wgmma_m64n128k8_tf32_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b);
+void wgmma_m64n256k8_tf32_rs(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b);
 void wgmma_commit();
 void wgmma_wait(int pending);
 void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body);
