@@ -95,8 +95,7 @@ GemmAct gemm_act(Activation a) { return a == Activation::Gelu ? GemmAct::Gelu : 
 struct ExpertGemm {
   GemmDesc d;
   int64_t a_step = 0, b_step = 0, c_step = 0, pre_step = 0, dpre_step = 0;
-  int32_t rows_shift = 0, count_is_k = 0, reserved = 0;
-  int32_t padded = 0;  // B's entries are in the padded layout (x^T's columns: plan_experts_kernel)
+  int32_t rows_shift = 0, count_is_k = 0, padded = 0, reserved = 0;  // padded: B's entries in the padded layout (x^T's columns)
   GemmTile tile;  // the shape its set's grouped launch runs (gemm_tile of the math and the set's form)
 };
 
