@@ -9,12 +9,15 @@
 // reference with atol 1e-5 + rtol 1e-5 of sum |alpha a b| + |beta c|, so a failure says which.
 // Tf32 mode (sm_80+): within 4e-3 of that scale (10-bit mantissas: 2 x 2^-11 per product, plus
 // FP32 accumulation); Bf16 mode: within 8e-3 (8-bit mantissas: 2 x 2^-9); both run-to-run identical.
+// Every TF32 kernel gives the same bits, and reads each stored element where it should (layout
+// probes that say which element a wrong output read).
 // Skipped, loudly, without a usable GPU.
 #include "test_util.h"
 
 #if CALMOE_WITH_CUDA
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/activation.h"
@@ -573,6 +576,142 @@ TEST(tf32_kernels_agree_bit_for_bit) {
       free_all(owned);
     }
   }
+}
+
+// Layout probes: GEMMs whose products each pick one stored element, so that a wrong layout model
+// (a swizzle, a descriptor stride, a fragment or accumulator mapping) is reported as which element
+// was read instead of which, the evidence needed to mend it without another GPU run. The selecting
+// operand holds one 1 per row or column (C(i, j) = A(i, j % K) with B selecting, B(i % K, j) with A
+// selecting); the probed one holds its storage row, then its storage column, as values (small
+// integers: exact in TF32), so two GEMMs give the stored (row, column) each output read. Gathers are
+// permutations here (a repeated row would sum two selections). Every TF32 kernel, every form.
+// Reading a report: a misread selector shows as the probed operand read at another k, so an error
+// in B alone also shows in A's probe, along k; B's own probe (A selecting) says which. C stored in
+// the wrong place shows in both probes as another output's element (C(0,1) read [8][0] for [0][1]:
+// C(0, 1) holds C(8, 0)).
+struct ProbeMiss {
+  int64_t i, j, r, c, got_r, got_c;
+};
+
+// The stored (row, column) of logical element (i, j) of h.
+void stored_at(const HostOp& h, int64_t i, int64_t j, int64_t& r, int64_t& c) {
+  const int64_t lr = h.trans ? j : i;
+  r = h.rows.empty() ? lr : h.rows[lr];
+  c = h.trans ? i : j;
+}
+
+void fill_probe(HostOp& h, bool col) {
+  for (int64_t r = 0; r < h.storage_rows; ++r)
+    for (int64_t c = 0; c < h.ld; ++c) h.data[r * h.ld + c] = float(col ? c : r);
+}
+
+// Logical (i, k) of a selecting A is 1 when k == i % K; of a selecting B, (k, j) when k == j % K.
+void fill_selector(HostOp& h, bool is_a, int64_t M_or_N, int64_t K) {
+  std::fill(h.data.begin(), h.data.end(), 0.0f);
+  for (int64_t x = 0; x < M_or_N; ++x) {
+    int64_t r, c;
+    if (is_a) stored_at(h, x, x % K, r, c);
+    else stored_at(h, x % K, x, r, c);
+    h.data[r * h.ld + c] = 1.0f;
+  }
+}
+
+void make_permutation(HostOp& h, t::Rng& rng) {
+  if (h.rows.empty()) return;
+  std::vector<int32_t> all(std::size_t(h.storage_rows));
+  for (std::size_t k = 0; k < all.size(); ++k) all[k] = int32_t(k);
+  for (std::size_t k = all.size(); k > 1; --k) std::swap(all[k - 1], all[std::size_t(rng.below(int64_t(k)))]);
+  std::copy(all.begin(), all.begin() + int64_t(h.rows.size()), h.rows.begin());
+}
+
+// Runs the probes of operand A (probe_a) or B for case c on the selected TF32 kernel, both operands
+// marked GemmOperand::tf32 or not (the kernels' other staging path); the outputs that read another
+// element than they should.
+std::vector<ProbeMiss> run_probe(const Case& c, bool probe_a, int32_t marked, t::Rng& rng) {
+  HostOp a = make_op(rng, c.M, c.K, c.at, c.ag, c.pad), b = make_op(rng, c.K, c.N, c.bt, c.bg, c.pad);
+  make_permutation(a, rng);
+  make_permutation(b, rng);
+  HostOp& probed = probe_a ? a : b;
+  if (probe_a) fill_selector(b, false, c.N, c.K);
+  else fill_selector(a, true, c.M, c.K);
+  const int64_t ldc = (c.ct ? c.M : c.N) + c.pad, crows = c.ct ? c.N : c.M;
+  std::vector<float> got[2];
+  for (int col = 0; col < 2; ++col) {
+    fill_probe(probed, col);
+    std::vector<void*> owned;
+    GemmDesc d;
+    d.M = c.M;
+    d.N = c.N;
+    d.K = c.K;
+    d.a = cuda::GemmOperand{to_device(a.data, owned), a.ld, a.rows.empty() ? nullptr : to_device(a.rows, owned), int32_t(c.at)};
+    d.b = cuda::GemmOperand{to_device(b.data, owned), b.ld, b.rows.empty() ? nullptr : to_device(b.rows, owned), int32_t(c.bt)};
+    got[col].assign(std::size_t(crows * ldc), -1.0f);
+    d.c = to_device(got[col], owned);
+    d.ldc = ldc;
+    d.ct = c.ct ? 1 : 0;
+    d.a.tf32 = d.b.tf32 = marked;  // the values are integers: TF32 already
+    cuda::gemm_one(d, GemmMath::Tf32, nullptr);
+    cuda::check(cudaMemcpy(got[col].data(), d.c, got[col].size() * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    free_all(owned);
+  }
+  std::vector<ProbeMiss> misses;
+  for (int64_t i = 0; i < c.M; ++i) {
+    for (int64_t j = 0; j < c.N; ++j) {
+      ProbeMiss m{i, j, 0, 0, 0, 0};
+      if (probe_a) stored_at(a, i, j % c.K, m.r, m.c);
+      else stored_at(b, i % c.K, j, m.r, m.c);
+      const int64_t at = c.ct ? j * ldc + i : i * ldc + j;
+      const float gr = got[0][at], gc = got[1][at];
+      // a value that is not a stored index (a sum of two, or never written) shows as -1
+      m.got_r = gr == std::floor(gr) && gr >= 0 ? int64_t(gr) : -1;
+      m.got_c = gc == std::floor(gc) && gc >= 0 ? int64_t(gc) : -1;
+      if (m.got_r != m.r || m.got_c != m.c) misses.push_back(m);
+    }
+  }
+  return misses;
+}
+
+TEST(tf32_layout_probes) {
+  if (!cuda::gemm_tensor_cores()) return;
+  using K = cuda::GemmTf32Kernel;
+  t::Rng rng(7);
+  // a full 128 x 256 tile and partial ones in both directions, a full k step of 32 and a partial one
+  const int64_t size[3] = {130, 260, 40};
+  for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma, K::Wgmma256}) {
+    cuda::gemm_set_tf32_kernel(k);
+    if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
+    for (int form = 0; form < 16; ++form) {
+      Case c = form_case(size, form);
+      c.pad = form % 3;
+      c.ct = form % 4 == 1;
+      for (int op = 0; op < 2; ++op) {
+        const std::vector<ProbeMiss> misses = run_probe(c, op == 0, form % 2, rng);
+        if (misses.empty()) continue;
+        // the most common displacements first: a layout error is usually a few regular shifts
+        std::vector<std::pair<std::pair<int64_t, int64_t>, int64_t>> shifts;
+        for (const ProbeMiss& m : misses) {
+          const std::pair<int64_t, int64_t> s{m.got_r - m.r, m.got_c - m.c};
+          auto it = std::find_if(shifts.begin(), shifts.end(), [&](const auto& e) { return e.first == s; });
+          if (it == shifts.end()) shifts.push_back({s, 1});
+          else ++it->second;
+        }
+        std::sort(shifts.begin(), shifts.end(), [](const auto& x, const auto& y) { return x.second > y.second; });
+        std::string msg = std::string(tf32_kernel_name()) + ", " + describe(c) + (form % 2 ? " (operands marked tf32)" : "") + ": " + std::to_string(misses.size()) + " of " +
+                          std::to_string(c.M * c.N) + " outputs read the wrong element of " + (op == 0 ? "A" : "B") +
+                          " (stored [row][col]; -1: not a single element):";
+        for (std::size_t e = 0; e < std::min<std::size_t>(6, misses.size()); ++e) {
+          const ProbeMiss& m = misses[e];
+          msg += " C(" + std::to_string(m.i) + "," + std::to_string(m.j) + ") read [" + std::to_string(m.got_r) + "][" + std::to_string(m.got_c) +
+                 "] for [" + std::to_string(m.r) + "][" + std::to_string(m.c) + "];";
+        }
+        msg += " commonest shifts (rows, cols) x count:";
+        for (std::size_t e = 0; e < std::min<std::size_t>(4, shifts.size()); ++e)
+          msg += " (" + std::to_string(shifts[e].first.first) + "," + std::to_string(shifts[e].first.second) + ")x" + std::to_string(shifts[e].second);
+        t::fail(__FILE__, __LINE__, msg);
+      }
+    }
+  }
+  cuda::gemm_set_tf32_kernel(K::Registers);
 }
 
 // GemmOperand::tf32: an operand whose values are TF32 already (rounded on the host here as the
