@@ -82,6 +82,18 @@ if want test; then
     done
   fi
   grep -E "tests passed|Failed|SKIPPED|\*\*\*" "$out/ctest.txt" | tee -a "$out/summary.txt"
+  # a kernel that faults on the card takes the process's CUDA context, and every later test, with
+  # it: then gemm_cuda_test once more per TF32 kernel, each in a process of its own beside the
+  # register-staged reference, so the others' results and layout probes still come back
+  if grep -qiE "illegal (memory access|instruction|address)|misaligned address|unspecified launch failure|hardware stack error" "$out/ctest.txt"; then
+    log "a CUDA fault in the native tests: gemm_cuda_test per TF32 kernel"
+    for k in async1 async2 mma wgmma wgmma256; do
+      GEMM_TEST_TF32_KERNELS=$k run_for 60 "$out/gemm-$k.txt" "$bin/gemm_cuda_test"
+      tail -1 "$out/gemm-$k.txt" | sed "s/^/gemm_cuda_test with TF32 kernel $k alone: /" | tee -a "$out/summary.txt"
+    done
+  fi
+  # the automatic TF32 kernel choice: every kernel's agreement with the register-staged one and time
+  grep -m1 "  auto: " "$out/ctest.txt" | sed 's/^ */TF32 kernel choice: /' | tee -a "$out/summary.txt"
   # the MoE engine on the other TF32 GEMM kernels too (gemm_cuda_test covers them all itself)
   for k in mma wgmma wgmma256 async1 async2; do
     CALMOE_CUDA_TF32_KERNEL=$k run_for 60 "$out/moe-$k.txt" "$bin/moe_cuda_test" || status=1
@@ -98,7 +110,7 @@ if want bench; then
   # run cut short by the time limit still measures them
   run_for 240 "$out/bench-moe.err" sh -c "rc=0; for args in \
       'w1l --cuda-gemm tf32-mma --modes soft,top2,top1' 'w1l --cuda-gemm tf32-wgmma --modes soft,top2,top1' \
-      'w1l --cuda-gemm tf32-wgmma256 --modes soft,top2,top1' 'w1' 'w1l' \
+      'w1l --cuda-gemm tf32-wgmma256 --modes soft,top2,top1' 'w1l --cuda-gemm tf32-auto --modes soft,top2,top1' 'w1' 'w1l' \
       'w1l --cuda-gemm bf16 --modes top2' 'w1l --cuda-gemm fp32 --modes top2' \
       'w1l --cuda-gemm tf32-async1 --modes soft,top2' 'w1l --cuda-gemm tf32-async2 --modes soft,top2'; do \
       $bin/calmoe_bench \$args --device cuda >> '$out/bench-native.jsonl' || { echo \"calmoe_bench \$args: exit \$?\"; rc=1; }; done; exit \$rc" || status=1

@@ -1,6 +1,6 @@
 /** What was built, what this machine offers, and the CPU thread count. */
 import { native, type NativeBackendInfo } from './native.js';
-import { reqInt } from './validate.js';
+import { reqChoice, reqInt } from './validate.js';
 
 export type BackendInfo = NativeBackendInfo;
 
@@ -23,4 +23,25 @@ export function setThreads(threads: number): void {
 
 export function getThreads(): number {
   return native().getThreads();
+}
+
+/** The TF32 GEMM kernels of the CUDA backend (`backendInfo().cudaTf32Kernel`), and `'auto'`. */
+export const CUDA_TF32_KERNELS = ['registers', 'async1', 'async2', 'mma', 'wgmma', 'wgmma256', 'auto'] as const;
+export type CudaTf32Kernel = (typeof CUDA_TF32_KERNELS)[number];
+
+/**
+ * Chooses the TF32 GEMM kernel the CUDA backend runs from now on, for the whole process (as the
+ * CALMOE_CUDA_TF32_KERNEL environment variable does at start-up). `'registers'` is the default and
+ * the only one that has run on a GPU so far; `'auto'` checks, at the next TF32 GEMM, every kernel
+ * the card runs against it (the same bits, or it is never used) and keeps the fastest on a training
+ * step's GEMMs. A card that cannot run the kernel asked for runs a fallback. Every kernel computes
+ * the same bits, so models already created train on unchanged. No effect without CUDA.
+ *
+ * @example
+ * setCudaTf32Kernel('auto');
+ * const { cudaTf32Kernel, cudaTf32KernelChoice } = backendInfo(); // chooses now, on a GPU
+ * console.log(cudaTf32Kernel, cudaTf32KernelChoice);
+ */
+export function setCudaTf32Kernel(kernel: CudaTf32Kernel): void {
+  native().setCudaTf32Kernel(reqChoice(kernel, 'kernel', CUDA_TF32_KERNELS));
 }

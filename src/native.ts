@@ -60,10 +60,17 @@ export interface NativeBackendInfo {
   blasAvailable: boolean;
   /**
    * The TF32 GEMM kernel the CUDA backend runs: 'registers' (the default), 'async1', 'async2',
-   * 'mma', 'wgmma' or 'wgmma256' (CALMOE_CUDA_TF32_KERNEL asks for one; a card that cannot run it gets a
-   * fallback, which this names); '' without a usable GPU.
+   * 'mma', 'wgmma' or 'wgmma256' (CALMOE_CUDA_TF32_KERNEL asks for one, or `auto` for the fastest
+   * that gives the register-staged kernel's bits on this card; a card that cannot run the one asked
+   * for gets a fallback, which this names); '' without a usable GPU.
    */
   cudaTf32Kernel: string;
+  /**
+   * How that kernel was chosen: 'default', 'CALMOE_CUDA_TF32_KERNEL=mma', the automatic choice's
+   * trials and times ('auto: mma (0.21 ms on a training step's GEMMs; registers 1.9, ...)'), or why a
+   * request was not met; '' without a usable GPU.
+   */
+  cudaTf32KernelChoice: string;
 }
 
 export type NativeCalibKind = 'top-label' | 'classwise' | 'binary' | 'confidence';
@@ -281,6 +288,7 @@ export interface NativeAddon {
     onProgress: (p: NativeProgress) => void, device: NativeDevice,
   ): { promise: Promise<{ epochs: NativeEpochLog[]; cancelled: boolean }>; cancel: () => void };
   backendInfo(): NativeBackendInfo;
+  setCudaTf32Kernel(kernel: string): void;
   setThreads(n: number): void;
   getThreads(): number;
   calibStateNew(o: { kind: NativeCalibKind; bins: number; classes?: number; groups?: number; edges: string; extras: boolean }): BigUint64Array;

@@ -166,6 +166,11 @@ export function optChoice<T extends string>(v: unknown, name: string, def: T, ch
   return v as T;
 }
 
+export function reqChoice<T extends string>(v: unknown, name: string, choices: readonly T[]): T {
+  if (v === undefined) throw typeError(`${name}: missing (expected one of ${choices.map((c) => `'${c}'`).join(', ')})`);
+  return optChoice(v, name, choices[0], choices);
+}
+
 export function optBool(v: unknown, name: string, def: boolean): boolean {
   if (v === undefined) return def;
   if (typeof v !== 'boolean') throw typeError(`${name}: expected a boolean, got ${describe(v)}`);

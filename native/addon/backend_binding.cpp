@@ -33,6 +33,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("gemm", b.gemm);
     o.Set("blasAvailable", b.blas_available);
     o.Set("cudaTf32Kernel", b.cuda_tf32_kernel);
+    o.Set("cudaTf32KernelChoice", b.cuda_tf32_kernel_choice);
     return o;
   });
 }
@@ -40,6 +41,15 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     set_cpu_threads(int(integer(arg(info, 0, "threads"), "threads", 1, 4096)));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value SetCudaTf32Kernel(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Napi::Value v = arg(info, 0, "kernel");
+    if (!v.IsString()) throw_type("kernel: expected a string");
+    set_cuda_tf32_kernel(v.As<Napi::String>().Utf8Value());
     return info.Env().Undefined();
   });
 }
@@ -52,6 +62,7 @@ void register_backend(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", Napi::Function::New(env, Info, "backendInfo"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
+  exports.Set("setCudaTf32Kernel", Napi::Function::New(env, SetCudaTf32Kernel, "setCudaTf32Kernel"));
 }
 
 }  // namespace calmoe::addon

@@ -1,7 +1,7 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
 //   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
-//                [--cuda-gemm tf32|tf32-async1|tf32-async2|tf32-mma|tf32-wgmma|tf32-wgmma256|fp32|bf16] [--modes soft,top2,top1,hard]
+//                [--cuda-gemm tf32|tf32-async1|tf32-async2|tf32-mma|tf32-wgmma|tf32-wgmma256|tf32-auto|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -38,16 +38,17 @@ struct CudaGemmVariant {
 constexpr CudaGemmVariant kCudaGemmVariants[] = {{"fp32", MatmulPrecision::Fp32, 2},        {"tf32", MatmulPrecision::Tf32, 2},
                                                  {"tf32-async1", MatmulPrecision::Tf32, 0}, {"tf32-async2", MatmulPrecision::Tf32, 1},
                                                  {"tf32-mma", MatmulPrecision::Tf32, 3},    {"tf32-wgmma", MatmulPrecision::Tf32, 4},
-                                                 {"tf32-wgmma256", MatmulPrecision::Tf32, 5}, {"bf16", MatmulPrecision::Bf16, 2}};
+                                                 {"tf32-wgmma256", MatmulPrecision::Tf32, 5}, {"tf32-auto", MatmulPrecision::Tf32, 6},
+                                                 {"bf16", MatmulPrecision::Bf16, 2}};
 #if CALMOE_WITH_CUDA
 static_assert(int(cuda::GemmTf32Kernel::Async1) == 0 && int(cuda::GemmTf32Kernel::Async2) == 1 && int(cuda::GemmTf32Kernel::Registers) == 2 &&
-                  int(cuda::GemmTf32Kernel::Mma) == 3 && int(cuda::GemmTf32Kernel::Wgmma) == 4 && int(cuda::GemmTf32Kernel::Wgmma256) == 5,
+                  int(cuda::GemmTf32Kernel::Mma) == 3 && int(cuda::GemmTf32Kernel::Wgmma) == 4 && int(cuda::GemmTf32Kernel::Wgmma256) == 5 && int(cuda::GemmTf32Kernel::Auto) == 6,
               "kCudaGemmVariants' kernel numbers");
 #endif
 const CudaGemmVariant& cuda_gemm_variant(const std::string& name) {
   for (const auto& v : kCudaGemmVariants)
     if (name == v.name) return v;
-  throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, tf32-mma, tf32-wgmma, tf32-wgmma256, fp32 or bf16; got '" + name + "'");
+  throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, tf32-mma, tf32-wgmma, tf32-wgmma256, tf32-auto, fp32 or bf16; got '" + name + "'");
 }
 
 struct Opts {
@@ -193,8 +194,10 @@ void run_w1(const Opts& o, bool large) {
   const CudaGemmVariant& variant = cuda_gemm_variant(o.cuda_gemm);
   const MatmulPrecision precision = variant.precision;
 #if CALMOE_WITH_CUDA
-  // the TF32 kernel (cuda/gemm.cuh): tf32 runs the default (register-staged) one
+  // the TF32 kernel (cuda/gemm.cuh): tf32 runs the default (register-staged) one, tf32-auto the
+  // fastest that agrees with it on this card (chosen now)
   cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel(variant.tf32_kernel));
+  if (gpu && precision == MatmulPrecision::Tf32) std::fprintf(stderr, "TF32 GEMM kernel: %s\n", cuda::gemm_tf32_kernel_choice().c_str());
 #endif
   std::vector<float> x(static_cast<std::size_t>(B * d));
   std::vector<int32_t> y(static_cast<std::size_t>(B)), rows(static_cast<std::size_t>(B));
@@ -469,7 +472,7 @@ void run_cuda_gemm(const Opts& o) {
   for (const Case& k : cases) {
     for (const CudaGemmVariant& v : kCudaGemmVariants) {
       const cuda::GemmMath math = cuda::gemm_math_of(v.precision);
-      if (v.precision != MatmulPrecision::Fp32 && !tc) continue;
+      if ((v.precision != MatmulPrecision::Fp32 && !tc) || K(v.tf32_kernel) == K::Auto) continue;  // auto: one of the others
       cuda::gemm_set_tf32_kernel(K(v.tf32_kernel));
       if (math == cuda::GemmMath::Tf32 && cuda::gemm_tf32_kernel() != K(v.tf32_kernel)) continue;  // not on this card
       const double t = cuda::gemm_seconds(k.c, math, o.repeat);

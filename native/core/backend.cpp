@@ -26,12 +26,32 @@ BackendInfo backend_info() {
   info.cuda_driver_version = p.driver_version;
   info.gpus = p.gpus;
   info.cuda_unavailable_reason = p.reason;
-  if (p.reason.empty() && !p.gpus.empty()) info.cuda_tf32_kernel = cuda::gemm_tf32_kernel_name(cuda::gemm_tf32_kernel());
+  if (p.reason.empty() && !p.gpus.empty()) {
+    try {  // an automatic choice runs now if none has (a failed one leaves the default and says why)
+      info.cuda_tf32_kernel = cuda::gemm_tf32_kernel_name(cuda::gemm_tf32_kernel());
+    } catch (const std::exception&) {
+      info.cuda_tf32_kernel = cuda::gemm_tf32_kernel_name(cuda::gemm_tf32_kernel());
+    }
+    info.cuda_tf32_kernel_choice = cuda::gemm_tf32_kernel_choice();
+  }
 #else
   info.cuda_unavailable_reason =
       "calmoe was built without the CUDA backend (nvcc was not found at build time, or CALMOE_CUDA=OFF)";
 #endif
   return info;
+}
+
+void set_cuda_tf32_kernel(const std::string& name) {
+  static const char* const kNames = "'registers', 'async1', 'async2', 'mma', 'wgmma', 'wgmma256' or 'auto'";
+#if CALMOE_WITH_CUDA
+  cuda::GemmTf32Kernel k;
+  if (!cuda::gemm_tf32_kernel_parse(name.c_str(), &k)) throw_range("kernel: expected " + std::string(kNames) + ", got '" + name + "'");
+  cuda::gemm_set_tf32_kernel(k);
+#else
+  for (const char* n : {"registers", "async1", "async2", "mma", "wgmma", "wgmma256", "auto"})
+    if (name == n) return;
+  throw_range("kernel: expected " + std::string(kNames) + ", got '" + name + "'");
+#endif
 }
 
 Device resolve_device(DeviceRequest request) {

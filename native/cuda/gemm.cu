@@ -21,11 +21,14 @@
 #include <mma.h>
 
 #include <algorithm>
-#include <type_traits>
+#include <atomic>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/activation.h"
@@ -1143,19 +1146,58 @@ void launch_async_grouped(const GemmDesc* descs, const int64_t* tile_start, int 
   }
 }
 
-// the kernel that has run on a GPU (H200, 2026-11-28) stays the default until the async ones have;
-// CALMOE_CUDA_TF32_KERNEL=async1|async2|mma|wgmma|wgmma256 picks another for a whole process (tests,
-// benchmarks)
-GemmTf32Kernel tf32_kernel_from_env() {
-  const char* e = std::getenv("CALMOE_CUDA_TF32_KERNEL");
-  if (e && std::strcmp(e, "async1") == 0) return GemmTf32Kernel::Async1;
-  if (e && std::strcmp(e, "async2") == 0) return GemmTf32Kernel::Async2;
-  if (e && std::strcmp(e, "mma") == 0) return GemmTf32Kernel::Mma;
-  if (e && std::strcmp(e, "wgmma") == 0) return GemmTf32Kernel::Wgmma;
-  if (e && std::strcmp(e, "wgmma256") == 0) return GemmTf32Kernel::Wgmma256;
-  return GemmTf32Kernel::Registers;
+// The TF32 kernel asked for and how. The one that has run on a GPU (H200, 2026-11-28) stays the
+// default until the others have; CALMOE_CUDA_TF32_KERNEL names another (or auto) for a whole process
+// (tests, benchmarks). A name that is no kernel's runs the default and says so (on stderr once, and
+// in gemm_tf32_kernel_choice), rather than silently.
+struct Tf32Request {
+  std::recursive_mutex mutex;  // the automatic choice (other threads wait for it) and `how`
+  std::atomic<GemmTf32Kernel> kernel{GemmTf32Kernel::Registers};  // Auto until chosen
+  std::atomic<bool> choosing{false};
+  std::string how = "default";
+  Tf32Request() {
+    const char* e = std::getenv("CALMOE_CUDA_TF32_KERNEL");
+    if (!e || !*e) return;
+    GemmTf32Kernel k;
+    if (gemm_tf32_kernel_parse(e, &k)) {
+      kernel = k;
+      how = std::string("CALMOE_CUDA_TF32_KERNEL=") + e;
+    } else {
+      how = std::string("CALMOE_CUDA_TF32_KERNEL='") + e + "' names no kernel (registers, async1, async2, mma, wgmma, wgmma256, auto): the default runs";
+      std::fprintf(stderr, "calmoe: %s\n", how.c_str());
+    }
+  }
+};
+Tf32Request& tf32_request() {
+  static Tf32Request r;
+  return r;
 }
-GemmTf32Kernel g_tf32_kernel = tf32_kernel_from_env();
+
+// The kernel asked for, an Auto request chosen first (once per process; a thread that asks during
+// the choice waits for it, except the choosing thread, which sees the kernel under trial).
+GemmTf32Kernel requested_tf32_kernel() {
+  Tf32Request& r = tf32_request();
+  if (r.kernel.load() == GemmTf32Kernel::Auto || r.choosing.load()) {
+    std::lock_guard<std::recursive_mutex> lock(r.mutex);
+    if (r.kernel.load() == GemmTf32Kernel::Auto && !r.choosing.load()) {
+      r.choosing = true;
+      GemmTf32Kernel chosen = GemmTf32Kernel::Registers;
+      std::string summary;
+      try {
+        gemm_tf32_trials([](GemmTf32Kernel k) { tf32_request().kernel = k; }, &chosen, &summary);
+      } catch (const std::exception& e) {
+        r.kernel = GemmTf32Kernel::Registers;
+        r.how = std::string("auto: the choice failed (") + e.what() + "): the default runs";
+        r.choosing = false;
+        throw;
+      }
+      r.kernel = chosen;
+      r.how = "auto: " + summary;
+      r.choosing = false;
+    }
+  }
+  return r.kernel.load();
+}
 
 // Whether the card gives a block `bytes` of shared memory (opt-in); if so, raises the limit of
 // every kernel for_each names to it (once per kernel family: callers keep the answer in a static).
@@ -1207,14 +1249,16 @@ bool wgmma_tf32_supported() {
   return ok;
 }
 
+// The kernel that runs: the one asked for, or the nearest this card runs.
 GemmTf32Kernel tf32_kernel() {
-  switch (g_tf32_kernel) {
+  const GemmTf32Kernel k = requested_tf32_kernel();
+  switch (k) {
     case GemmTf32Kernel::Async1:
-    case GemmTf32Kernel::Async2: return async_tf32_supported() ? g_tf32_kernel : GemmTf32Kernel::Registers;
-    case GemmTf32Kernel::Mma: return mma_tf32_supported() ? g_tf32_kernel : GemmTf32Kernel::Registers;
-    case GemmTf32Kernel::Wgmma: return wgmma_tf32_supported<tcw::N128>() ? g_tf32_kernel : mma_tf32_supported() ? GemmTf32Kernel::Mma : GemmTf32Kernel::Registers;
+    case GemmTf32Kernel::Async2: return async_tf32_supported() ? k : GemmTf32Kernel::Registers;
+    case GemmTf32Kernel::Mma: return mma_tf32_supported() ? k : GemmTf32Kernel::Registers;
+    case GemmTf32Kernel::Wgmma: return wgmma_tf32_supported<tcw::N128>() ? k : mma_tf32_supported() ? GemmTf32Kernel::Mma : GemmTf32Kernel::Registers;
     case GemmTf32Kernel::Wgmma256:
-      return wgmma_tf32_supported<tcw::N256>() ? g_tf32_kernel : mma_tf32_supported() ? GemmTf32Kernel::Mma : GemmTf32Kernel::Registers;
+      return wgmma_tf32_supported<tcw::N256>() ? k : mma_tf32_supported() ? GemmTf32Kernel::Mma : GemmTf32Kernel::Registers;
     default: return GemmTf32Kernel::Registers;
   }
 }
@@ -1238,7 +1282,12 @@ GemmTile gemm_tile(GemmMath m, int32_t form) {
   return gemm_tile_of(m);
 }
 
-void gemm_set_tf32_kernel(GemmTf32Kernel k) { g_tf32_kernel = k; }
+void gemm_set_tf32_kernel(GemmTf32Kernel k) {
+  Tf32Request& r = tf32_request();
+  std::lock_guard<std::recursive_mutex> lock(r.mutex);
+  r.kernel = k;
+  r.how = k == GemmTf32Kernel::Auto ? "auto (chosen at the first use)" : std::string("gemm_set_tf32_kernel(") + gemm_tf32_kernel_name(k) + ")";
+}
 GemmTf32Kernel gemm_tf32_kernel() { return tf32_kernel(); }
 const char* gemm_tf32_kernel_name(GemmTf32Kernel k) {
   switch (k) {
@@ -1247,8 +1296,29 @@ const char* gemm_tf32_kernel_name(GemmTf32Kernel k) {
     case GemmTf32Kernel::Mma: return "mma";
     case GemmTf32Kernel::Wgmma: return "wgmma";
     case GemmTf32Kernel::Wgmma256: return "wgmma256";
+    case GemmTf32Kernel::Auto: return "auto";
     default: return "registers";
   }
+}
+bool gemm_tf32_kernel_parse(const char* name, GemmTf32Kernel* k) {
+  for (GemmTf32Kernel c : {GemmTf32Kernel::Registers, GemmTf32Kernel::Async1, GemmTf32Kernel::Async2, GemmTf32Kernel::Mma, GemmTf32Kernel::Wgmma,
+                           GemmTf32Kernel::Wgmma256, GemmTf32Kernel::Auto}) {
+    if (name && std::strcmp(name, gemm_tf32_kernel_name(c)) == 0) {
+      *k = c;
+      return true;
+    }
+  }
+  return false;
+}
+std::string gemm_tf32_kernel_choice() {
+  const GemmTf32Kernel runs = tf32_kernel();
+  Tf32Request& r = tf32_request();
+  std::lock_guard<std::recursive_mutex> lock(r.mutex);
+  const GemmTf32Kernel asked = r.kernel.load();
+  if (asked == runs) return r.how;
+  return r.how + "; this card runs " + gemm_tf32_kernel_name(runs) + " instead of " + gemm_tf32_kernel_name(asked) +
+         (asked == GemmTf32Kernel::Wgmma || asked == GemmTf32Kernel::Wgmma256 ? " (wgmma needs an sm_90 card and this build's sm_90a code)"
+                                                                                : " (it needs sm_80 or sm_90 and ~110 KB of shared memory per block)");
 }
 
 const char* gemm_math_name(GemmMath m) { return m == GemmMath::Tf32 ? "tf32" : m == GemmMath::Bf16 ? "bf16" : "fp32"; }

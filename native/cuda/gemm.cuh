@@ -26,6 +26,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "calmoe/moe.h"
 #include "core/hd.h"
@@ -43,6 +46,16 @@ enum class GemmMath : int32_t { Fp32 = 0, Tf32 = 1, Bf16 = 2 };
 // (cvt.rna: nearest, ties away from zero; e.g. written by a producer that rounded it), so the
 // mma.sync and wgmma kernels skip their rounding pass over the operand's tiles (the same bits:
 // rounding is idempotent). Ignored by the other kernels and modes.
+// A float rounded to TF32 on the host as the kernels round it (cvt.rna: to nearest, ties away from
+// zero; the low 13 bits cleared): for producers of marked operands (a NaN's payload may change).
+inline float tf32_round(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = (u + 0x1000u) & 0xffffe000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
 struct GemmOperand {
   const float* p = nullptr;
   int64_t ld = 0;
@@ -100,14 +113,43 @@ CALMOE_HD int64_t gemm_tiles(int64_t M, int64_t N, GemmTile t) {
 // Async and Mma need ~110 KB of shared memory per block, so sm_80 and sm_90 (other cards run
 // Registers); Wgmma and Wgmma256 need an sm_90 card and this build's sm_90a code (else Mma).
 // None but Registers has run on a GPU yet (emulated only). Process-wide; for tests and benchmarks
-// until a GPU run picks the default (or CALMOE_CUDA_TF32_KERNEL=async1|async2|mma|wgmma|wgmma256
-// for a whole process). gemm_tf32_kernel() says which runs on this device. Every one computes the
-// same products in the same order (k groups of 8 into one FP32 accumulator per output, k
-// ascending), so they are expected to agree bit for bit.
-enum class GemmTf32Kernel : int32_t { Async1 = 0, Async2 = 1, Registers = 2, Mma = 3, Wgmma = 4, Wgmma256 = 5 };
+// until a GPU run picks the default (or CALMOE_CUDA_TF32_KERNEL=registers|async1|async2|mma|wgmma|
+// wgmma256|auto for a whole process). gemm_tf32_kernel() says which runs on this device. Every one
+// computes the same products in the same order (k groups of 8 into one FP32 accumulator per output,
+// k ascending), so they are expected to agree bit for bit.
+// Auto: chosen on the card at the first use (gemm_choice.cu): every kernel the card runs is checked
+// against the register-staged one (the same bits, or it is never used) and timed on the GEMMs of a
+// training step; the fastest that agrees runs from then on. gemm_tf32_kernel() returns the chosen
+// kernel, never Auto; gemm_tf32_kernel_choice() says how it was chosen.
+enum class GemmTf32Kernel : int32_t { Async1 = 0, Async2 = 1, Registers = 2, Mma = 3, Wgmma = 4, Wgmma256 = 5, Auto = 6 };
 void gemm_set_tf32_kernel(GemmTf32Kernel k);
 GemmTf32Kernel gemm_tf32_kernel();
-const char* gemm_tf32_kernel_name(GemmTf32Kernel k);  // "registers", "async1", "async2", "mma", "wgmma", "wgmma256"
+// "registers", "async1", "async2", "mma", "wgmma", "wgmma256", "auto"
+const char* gemm_tf32_kernel_name(GemmTf32Kernel k);
+// The kernel a name (CALMOE_CUDA_TF32_KERNEL's values: gemm_tf32_kernel_name's) stands for; false
+// for any other string.
+bool gemm_tf32_kernel_parse(const char* name, GemmTf32Kernel* k);
+// How the kernel that runs was chosen: "default", "CALMOE_CUDA_TF32_KERNEL=mma", the automatic
+// choice's trials and times, or why a request could not be met (a card without the kernel, a name
+// that is no kernel's). Resolves an Auto request first.
+std::string gemm_tf32_kernel_choice();
+
+// The automatic choice, for the chooser and its tests. One trial per kernel the card runs (the
+// register-staged reference first): differing of `values` outputs of the self-check GEMMs had other
+// bits than the reference's; seconds: the timed GEMMs' total (only when nothing differed). error:
+// what a kernel threw instead (then never chosen).
+struct GemmTf32Trial {
+  GemmTf32Kernel kernel = GemmTf32Kernel::Registers;
+  int64_t differing = 0, values = 0;
+  double seconds = 0;
+  std::string error;
+};
+// Runs the trials now with `select` switching the kernel that runs (left on the chosen one);
+// perturb_reference (tests only) flips one bit of the reference, so that every other kernel differs
+// in one value and must be refused. Returns the trials; *chosen: the fastest that agreed; *summary:
+// the trials in a line.
+std::vector<GemmTf32Trial> gemm_tf32_trials(void (*select)(GemmTf32Kernel), GemmTf32Kernel* chosen, std::string* summary,
+                                            bool perturb_reference = false);
 // Wgmma or Wgmma256: the kernels that read forms 2 and 3 (B^T k-contiguous) fastest
 inline bool gemm_tf32_kernel_is_wgmma(GemmTf32Kernel k) { return k == GemmTf32Kernel::Wgmma || k == GemmTf32Kernel::Wgmma256; }
 

@@ -285,23 +285,38 @@ void free_all(std::vector<void*>& owned) {
   owned.clear();
 }
 
+// The TF32 kernels these tests run, the register-staged reference first: those the card runs (a
+// kernel it cannot run falls back to one already listed), or with GEMM_TEST_TF32_KERNELS=mma,wgmma
+// (CALMOE_CUDA_TF32_KERNEL's names) only those beside the reference, so that scripts/gpu-verify.sh
+// can try each kernel new to a card in a process of its own (one that faults takes the process's
+// CUDA context, and every later test, with it).
+const char* tf32_only() { return std::getenv("GEMM_TEST_TF32_KERNELS"); }
+std::vector<cuda::GemmTf32Kernel> tf32_kernels() {
+  using K = cuda::GemmTf32Kernel;
+  const char* only = tf32_only();
+  std::vector<K> out;
+  for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma, K::Wgmma256}) {
+    if (k != K::Registers && only && (std::string(",") + only + ",").find(std::string(",") + cuda::gemm_tf32_kernel_name(k) + ",") == std::string::npos)
+      continue;
+    cuda::gemm_set_tf32_kernel(k);
+    if (cuda::gemm_tf32_kernel() == k) out.push_back(k);
+  }
+  cuda::gemm_set_tf32_kernel(K::Registers);
+  return out;
+}
+
 // The tensor-core modes where the card has them (sm_80+); gemm_math_of never picks them elsewhere.
 // Tf32 once per TF32 kernel (gemm_set_tf32_kernel), each run leaving that kernel selected.
 struct MathRun {
   GemmMath math;
   cuda::GemmTf32Kernel kernel;
 };
-// Wgmma and Wgmma256 only where they run (elsewhere they fall back to a kernel already in the list).
 std::vector<MathRun> maths() {
   using K = cuda::GemmTf32Kernel;
   if (cuda::gemm_tensor_cores()) {
-    std::vector<MathRun> runs = {{GemmMath::Fp32, K::Registers}, {GemmMath::Tf32, K::Registers}, {GemmMath::Tf32, K::Async1},
-                                 {GemmMath::Tf32, K::Async2},    {GemmMath::Tf32, K::Mma},       {GemmMath::Bf16, K::Registers}};
-    for (K w : {K::Wgmma, K::Wgmma256}) {
-      cuda::gemm_set_tf32_kernel(w);
-      if (cuda::gemm_tf32_kernel() == w) runs.insert(runs.end() - 1, {GemmMath::Tf32, w});
-    }
-    cuda::gemm_set_tf32_kernel(K::Registers);
+    std::vector<MathRun> runs = {{GemmMath::Fp32, K::Registers}};
+    for (K k : tf32_kernels()) runs.push_back({GemmMath::Tf32, k});
+    runs.push_back({GemmMath::Bf16, K::Registers});
     return runs;
   }
   static bool said = false;
@@ -554,9 +569,8 @@ TEST(tf32_kernels_agree_bit_for_bit) {
       std::vector<void*> owned;
       Prepared p = prepare(c, rng, owned);
       std::vector<float> want;
-      for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma, K::Wgmma256}) {
+      for (K k : tf32_kernels()) {
         cuda::gemm_set_tf32_kernel(k);
-        if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
         cuda::check(cudaMemcpy(p.d_c, p.c0.data(), p.c0.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
         cuda::gemm_one(p.d, GemmMath::Tf32, nullptr);
         // right within the tolerance first: on a GPU a failure here (a wrong layout) reads
@@ -677,9 +691,8 @@ TEST(tf32_layout_probes) {
   t::Rng rng(7);
   // a full 128 x 256 tile and partial ones in both directions, a full k step of 32 and a partial one
   const int64_t size[3] = {130, 260, 40};
-  for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma, K::Wgmma256}) {
+  for (K k : tf32_kernels()) {
     cuda::gemm_set_tf32_kernel(k);
-    if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
     for (int form = 0; form < 16; ++form) {
       Case c = form_case(size, form);
       c.pad = form % 3;
@@ -714,16 +727,82 @@ TEST(tf32_layout_probes) {
   cuda::gemm_set_tf32_kernel(K::Registers);
 }
 
+TEST(tf32_kernel_names) {
+  using K = cuda::GemmTf32Kernel;
+  for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma, K::Wgmma256, K::Auto}) {
+    K back = K::Registers;
+    CHECK(cuda::gemm_tf32_kernel_parse(cuda::gemm_tf32_kernel_name(k), &back) && back == k);
+  }
+  K k = K::Mma;
+  for (const char* bad : {"", "Wgmma", "wgmma 256", "tc", "auto "}) CHECK(!cuda::gemm_tf32_kernel_parse(bad, &k));
+  CHECK(!cuda::gemm_tf32_kernel_parse(nullptr, &k));
+  CHECK(k == K::Mma);  // untouched by a refused name
+}
+
+void select_kernel(cuda::GemmTf32Kernel k) { cuda::gemm_set_tf32_kernel(k); }
+
+// Auto: the kernel chosen gives the register-staged kernel's bits (every trial agreed here), and the
+// choice names every kernel the card runs with its time.
+TEST(auto_choice_picks_a_kernel_that_agrees) {
+  if (!cuda::gemm_tensor_cores()) return;
+  if (tf32_only()) return;  // the trials run every kernel
+  using K = cuda::GemmTf32Kernel;
+  cuda::gemm_set_tf32_kernel(K::Auto);
+  const K chosen = cuda::gemm_tf32_kernel();  // chooses now
+  const std::string how = cuda::gemm_tf32_kernel_choice();
+  std::printf("  %s\n", how.c_str());  // on a card: every kernel's time on a training step's GEMMs
+  CHECK(chosen != K::Auto);
+  CHECK(how.rfind(std::string("auto: ") + cuda::gemm_tf32_kernel_name(chosen) + " (", 0) == 0);
+  K again = K::Registers;
+  std::string summary;
+  const std::vector<cuda::GemmTf32Trial> trials = cuda::gemm_tf32_trials(select_kernel, &again, &summary);
+  CHECK(!trials.empty() && trials[0].kernel == K::Registers);
+  for (const cuda::GemmTf32Trial& t : trials) {
+    if (!t.error.empty() || t.differing)
+      t::fail(__FILE__, __LINE__, std::string(cuda::gemm_tf32_kernel_name(t.kernel)) + " was refused: " + summary);
+    CHECK(t.seconds > 0);
+    CHECK(t.values > 10000);
+    CHECK(how.find(cuda::gemm_tf32_kernel_name(t.kernel)) != std::string::npos);
+  }
+  for (K k : {K::Mma, K::Wgmma, K::Wgmma256}) {  // each kernel the card runs had its trial
+    cuda::gemm_set_tf32_kernel(k);
+    const K runs = cuda::gemm_tf32_kernel();
+    CHECK(std::any_of(trials.begin(), trials.end(), [&](const cuda::GemmTf32Trial& t) { return t.kernel == runs; }));
+  }
+  cuda::gemm_set_tf32_kernel(K::Registers);
+}
+
+// A kernel whose bits differ from the reference in a single value is never chosen: with one bit of
+// the reference flipped, every other kernel is refused and the register-staged one runs.
+TEST(auto_choice_refuses_a_kernel_that_differs) {
+  if (!cuda::gemm_tensor_cores()) return;
+  if (tf32_only()) return;  // the trials run every kernel
+  using K = cuda::GemmTf32Kernel;
+  K chosen = K::Mma;
+  std::string summary;
+  const std::vector<cuda::GemmTf32Trial> trials = cuda::gemm_tf32_trials(select_kernel, &chosen, &summary, true);
+  CHECK(chosen == K::Registers);
+  CHECK(cuda::gemm_tf32_kernel() == K::Registers);
+  CHECK(trials.size() > 1);  // sm_80 or newer: at least the mma.sync kernel runs beside it
+  for (std::size_t i = 1; i < trials.size(); ++i) {
+    CHECK_EQ(trials[i].differing, int64_t(1));
+    CHECK(trials[i].seconds == 0);
+    CHECK(summary.find(std::string("; ") + cuda::gemm_tf32_kernel_name(trials[i].kernel) + ", 1 of ") != std::string::npos ||
+          summary.find(std::string("refused: ") + cuda::gemm_tf32_kernel_name(trials[i].kernel) + ", 1 of ") != std::string::npos);
+  }
+  cuda::gemm_set_tf32_kernel(K::Registers);
+}
+
 // GemmOperand::tf32: an operand whose values are TF32 already (rounded on the host here as the
 // kernels round: to nearest, ties away from zero) may skip the kernels' rounding: the same bits as
 // the unmarked GEMM. A, B or both marked (only the marked operand is rounded on the host, so a
 // kernel that skipped the other's rounding would differ).
-float round_tf32(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u = (u + 0x1000u) & 0xffffe000u;
-  std::memcpy(&x, &u, 4);
-  return x;
+TEST(tf32_host_rounding) {  // cuda::tf32_round, which the marked operands below are rounded with
+  CHECK_EQ(cuda::tf32_round(1.0f), 1.0f);
+  CHECK_EQ(cuda::tf32_round(1.0f + 0x1p-11f), 1.0f + 0x1p-10f);  // a tie: away from zero
+  CHECK_EQ(cuda::tf32_round(-1.0f - 0x1p-11f), -1.0f - 0x1p-10f);
+  CHECK_EQ(cuda::tf32_round(1.0f + 0x1p-12f), 1.0f);              // below half: down
+  CHECK_EQ(cuda::tf32_round(1.0f + 0x1p-11f + 0x1p-23f), 1.0f + 0x1p-10f);
 }
 
 TEST(tf32_marked_operands_same_bits) {
@@ -743,13 +822,12 @@ TEST(tf32_marked_operands_same_bits) {
         for (int op = 0; op < 2; ++op) {
           if (!(marked >> op & 1)) continue;
           HostOp& h = op == 0 ? p.a : p.b;
-          for (float& v : h.data) v = round_tf32(v);
+          for (float& v : h.data) v = cuda::tf32_round(v);
           cuda::check(cudaMemcpy(const_cast<float*>(op == 0 ? p.d.a.p : p.d.b.p), h.data.data(), h.data.size() * sizeof(float), cudaMemcpyHostToDevice),
                       "cudaMemcpy");
         }
-        for (K k : {K::Registers, K::Async1, K::Async2, K::Mma, K::Wgmma, K::Wgmma256}) {
+        for (K k : tf32_kernels()) {
           cuda::gemm_set_tf32_kernel(k);
-          if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
           std::vector<float> got[2];
           for (int flag = 0; flag < 2; ++flag) {
             GemmDesc d = p.d;

@@ -30,9 +30,12 @@ struct BackendInfo {
   std::string gemm;                 // the CPU GEMM in use: "builtin-avx2", "builtin-scalar", "openblas", "blas"
   bool blas_available = false;      // a BLAS was linked at build time (CALMOE_GEMM=blas selects it)
   // the TF32 GEMM kernel the CUDA backend runs: "registers", "async1", "async2", "mma", "wgmma" or
-  // "wgmma256"
-  // (CALMOE_CUDA_TF32_KERNEL asks for one; a card without it runs a fallback); empty without a GPU
+  // "wgmma256" (CALMOE_CUDA_TF32_KERNEL asks for one, or "auto" for the fastest that agrees with
+  // "registers" on this card; a card without the one asked for runs a fallback); empty without a GPU
   std::string cuda_tf32_kernel;
+  // how it was chosen: "default", "CALMOE_CUDA_TF32_KERNEL=mma", the automatic choice's trials and
+  // times, or why a request was not met; empty without a GPU
+  std::string cuda_tf32_kernel_choice;
 };
 
 BackendInfo backend_info();
@@ -40,6 +43,11 @@ BackendInfo backend_info();
 // 'auto' picks CUDA when a usable GPU is present, else the CPU. 'cuda' without a usable GPU
 // throws ErrorKind::Unavailable with the reason: never a silent fallback.
 Device resolve_device(DeviceRequest request);
+
+// The TF32 GEMM kernel the CUDA backend runs from now on, by name: "registers", "async1", "async2",
+// "mma", "wgmma", "wgmma256" or "auto" (as CALMOE_CUDA_TF32_KERNEL; a card without it runs a
+// fallback). ErrorKind::Range for any other name. Process-wide; no effect in a build without CUDA.
+void set_cuda_tf32_kernel(const std::string& name);
 
 // CPU worker threads used by the CPU backend (default: hardware concurrency, or CALMOE_NUM_THREADS).
 int cpu_threads();
