@@ -169,6 +169,7 @@ memcheck moe_cuda_test row_kernels
 racecheck moe_cuda_test every_mode
 memcheck gemm_cuda_test grouped
 racecheck gemm_cuda_test grouped
+memcheck gemm_cuda_test tf32_layout
 memcheck cuda_parity_test -
 racecheck cuda_parity_test -
 memcheck moe_cuda_test predict

@@ -1186,10 +1186,12 @@ GemmTf32Kernel requested_tf32_kernel() {
       try {
         gemm_tf32_trials([](GemmTf32Kernel k) { tf32_request().kernel = k; }, &chosen, &summary);
       } catch (const std::exception& e) {
+        // a kernel that faulted leaves the process's CUDA context unusable: say what to set
         r.kernel = GemmTf32Kernel::Registers;
         r.how = std::string("auto: the choice failed (") + e.what() + "): the default runs";
         r.choosing = false;
-        throw;
+        throw_runtime("the automatic choice of the CUDA TF32 GEMM kernel (CALMOE_CUDA_TF32_KERNEL=auto) failed: " + std::string(e.what()) +
+                      "; if a kernel faulted, CUDA is unusable in this process: CALMOE_CUDA_TF32_KERNEL=registers runs the default without a choice");
       }
       r.kernel = chosen;
       r.how = "auto: " + summary;
@@ -1277,8 +1279,9 @@ GemmMath gemm_math_of(MatmulPrecision p) {
 
 bool gemm_tensor_cores() { return tensor_cores_supported(); }
 
-GemmTile gemm_tile(GemmMath m, int32_t form) {
-  if (m == GemmMath::Tf32 && wgmma_form(form) && tf32_kernel() == GemmTf32Kernel::Wgmma256) return {tcw::kBM, tcw::N256::kBN};
+GemmTile gemm_tile(GemmMath m, int32_t form, int64_t n_max) {
+  if (m == GemmMath::Tf32 && wgmma_form(form) && (n_max < 0 || n_max > tcw::N128::kBN) && tf32_kernel() == GemmTf32Kernel::Wgmma256)
+    return {tcw::kBM, tcw::N256::kBN};
   return gemm_tile_of(m);
 }
 
@@ -1374,14 +1377,15 @@ int sm_count() {
 }  // namespace
 
 int64_t gemm_k_splits(int64_t M, int64_t N, int64_t K, GemmMath math, int32_t form) {
-  const int64_t tiles = gemm_tiles(M, N, gemm_tile(math, form)), blocks = (K + kGemmKC - 1) / kGemmKC;
+  const int64_t tiles = gemm_tiles(M, N, gemm_tile(math, form, N)), blocks = (K + kGemmKC - 1) / kGemmKC;
   if (tiles == 0 || blocks < 2 || 2 * tiles > sm_count() || blocks * M * N > kMaxSplitFloats) return 1;
   return blocks;
 }
 
 void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspace* ws) {
   const int32_t form = gemm_form_of(d);
-  const int64_t tiles = gemm_tiles(d.M, d.N, gemm_tile(math, form));
+  const GemmTile tile = gemm_tile(math, form, d.N);
+  const int64_t tiles = gemm_tiles(d.M, d.N, tile);
   if (tiles == 0) return;
   const int64_t splits = ws && d.alpha != 0.0f ? gemm_k_splits(d.M, d.N, d.K, math, form) : 1;
   if (splits > 1) {
@@ -1390,7 +1394,7 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspa
     ws->tile_start.resize(std::size_t(splits + 1));
     split_plan_kernel<<<1, 256, 0, stream>>>(d, splits, tiles, ws->partial.get(), ws->descs.get(), ws->tile_start.get());
     check(cudaGetLastError(), "gemm split launch");
-    gemm_grouped(ws->descs.get(), ws->tile_start.get(), int(splits), splits * tiles, math, stream, form);
+    gemm_grouped(ws->descs.get(), ws->tile_start.get(), int(splits), splits * tiles, math, stream, form, tile);
     const int64_t MN = d.M * d.N;
     split_fold_kernel<<<unsigned(std::min<int64_t>((MN + 255) / 256, 4096)), 256, 0, stream>>>(d, splits, ws->partial.get());
     check(cudaGetLastError(), "gemm split launch");
@@ -1408,7 +1412,8 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspa
           else launch_mma_one(d, form, grid, stream);
           break;
         case GemmTf32Kernel::Wgmma256:
-          if (wgmma_form(form)) launch_wgmma_one<tcw::N256>(d, form, grid, stream);
+          if (wgmma_form(form) && tile.n == tcw::N256::kBN) launch_wgmma_one<tcw::N256>(d, form, grid, stream);
+          else if (wgmma_form(form) && wgmma_tf32_supported<tcw::N128>()) launch_wgmma_one<tcw::N128>(d, form, grid, stream);
           else launch_mma_one(d, form, grid, stream);
           break;
         default: gemm_one_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d); break;
@@ -1426,7 +1431,7 @@ void gemm_plan(const GemmDesc* d_desc, int count, GemmTile tile, int64_t* d_tile
 }
 
 void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math, cudaStream_t stream,
-                  int32_t form) {
+                  int32_t form, GemmTile tile) {
   if (count <= 0 || max_tiles <= 0) return;
   const unsigned grid = grid_of(max_tiles, "grouped gemm");
   switch (math) {
@@ -1440,7 +1445,8 @@ void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count
           else launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream);
           break;
         case GemmTf32Kernel::Wgmma256:
-          if (wgmma_form(form)) launch_wgmma_grouped<tcw::N256>(d_desc, d_tile_start, count, form, grid, stream);
+          if (wgmma_form(form) && tile.n == tcw::N256::kBN) launch_wgmma_grouped<tcw::N256>(d_desc, d_tile_start, count, form, grid, stream);
+          else if (wgmma_form(form) && wgmma_tf32_supported<tcw::N128>()) launch_wgmma_grouped<tcw::N128>(d_desc, d_tile_start, count, form, grid, stream);
           else launch_mma_grouped(d_desc, d_tile_start, count, form, grid, stream);
           break;
         default: gemm_grouped_kernel<GemmMath::Tf32, 0><<<grid, kThreads, 0, stream>>>(d_desc, d_tile_start, count); break;
@@ -1458,14 +1464,16 @@ void gemm_batch_sync(const GemmDesc* host_desc, int count, GemmMath math) {
   int32_t form = gemm_form_of(host_desc[0]);
   for (int g = 1; g < count; ++g)
     if (gemm_form_of(host_desc[g]) != form) form = kGemmFormAny;
-  const GemmTile tile = gemm_tile(math, form);
+  int64_t n_max = 0;
+  for (int g = 0; g < count; ++g) n_max = std::max(n_max, host_desc[g].N);
+  const GemmTile tile = gemm_tile(math, form, n_max);
   int64_t tiles = 0;
   for (int g = 0; g < count; ++g) tiles += gemm_tiles(host_desc[g].M, host_desc[g].N, tile);
   DeviceBuffer<GemmDesc> d(static_cast<std::size_t>(count));
   DeviceBuffer<int64_t> starts(static_cast<std::size_t>(count) + 1);
   d.upload(host_desc, std::size_t(count));
   gemm_plan(d.get(), count, tile, starts.get(), nullptr);
-  gemm_grouped(d.get(), starts.get(), count, tiles, math, nullptr, form);
+  gemm_grouped(d.get(), starts.get(), count, tiles, math, nullptr, form, tile);
   check(cudaDeviceSynchronize(), "grouped gemm");
 }
 

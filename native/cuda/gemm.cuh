@@ -157,8 +157,10 @@ inline bool gemm_tf32_kernel_is_wgmma(GemmTf32Kernel k) { return k == GemmTf32Ke
 // sm_80 or newer, older cards run Fp32. Plans and launches must use the same (effective) mode.
 GemmMath gemm_math_of(MatmulPrecision p);
 // The tile gemm_one and gemm_grouped run for a GEMM of operand form `form` (gemm_form_of; or
-// kGemmFormAny) in math mode m on this device, with the current TF32 kernel.
-GemmTile gemm_tile(GemmMath m, int32_t form);
+// kGemmFormAny) in math mode m on this device, with the current TF32 kernel. n_max: the widest N of
+// the launch's GEMMs when the caller knows it (-1: not known); a launch no wider than 128 runs
+// 128 x 128 tiles with Wgmma256 too (of a 256-wide tile, N = 100 would fill 39%).
+GemmTile gemm_tile(GemmMath m, int32_t form, int64_t n_max = -1);
 bool gemm_tensor_cores();                // the current device runs Tf32 and Bf16
 const char* gemm_math_name(GemmMath m);  // "fp32", "tf32", "bf16"
 
@@ -189,11 +191,12 @@ void gemm_one(const GemmDesc& d, GemmMath math, cudaStream_t stream, GemmWorkspa
 void gemm_plan(const GemmDesc* d_desc, int count, GemmTile tile, int64_t* d_tile_start, cudaStream_t stream);
 
 // `count` GEMMs in one launch of max_tiles blocks (max_tiles >= tile_start[count], planned with
-// gemm_tile(math, form); the blocks past it return at once). Each block finds its GEMM by a binary search
-// over tile_start. `form`: every GEMM's gemm_form_of, when the caller knows it (the async TF32
-// kernels need it; with kGemmFormAny the register-staged one runs).
+// `tile` = gemm_tile(math, form, n_max); the blocks past it return at once). Each block finds its
+// GEMM by a binary search over tile_start. `form`: every GEMM's gemm_form_of, when the caller knows
+// it (the async TF32 kernels need it; with kGemmFormAny the register-staged one runs). `tile` must
+// be the one the plan numbered its blocks by (it picks the wgmma tile shape).
 void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math,
-                  cudaStream_t stream, int32_t form = kGemmFormAny);
+                  cudaStream_t stream, int32_t form, GemmTile tile);
 
 // For tests and benchmarks: descriptors in host memory (device pointers inside): uploads them,
 // plans, runs one grouped launch and synchronises.

@@ -344,7 +344,8 @@ class CudaEngine final : public moe::Engine {
   }
   void launch_set(Pass& f, int64_t set, int64_t max_tiles) {
     const int64_t K = c_.experts;
-    gemm_grouped(f.descs.get() + set * K, f.tile_start.get() + set * (K + 1), int(K), max_tiles, math_, stream_, f.forms[std::size_t(set)]);
+    gemm_grouped(f.descs.get() + set * K, f.tile_start.get() + set * (K + 1), int(K), max_tiles, math_, stream_, f.forms[std::size_t(set)],
+                 f.tiles[std::size_t(set)]);
   }
 
   // The stream, destroyed after every buffer (members are destroyed in reverse order), also when
@@ -623,12 +624,16 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
   }
   f.forms.assign(std::size_t(f.sets), kGemmFormAny);
   f.tiles.assign(std::size_t(f.sets), GemmTile{});
-  for (int64_t set = 0; set < f.sets; ++set) {  // one form for the set's GEMMs, as built above
+  for (int64_t set = 0; set < f.sets; ++set) {  // one form for the set's GEMMs, as built above; its widest N
     const int32_t form = gemm_form_of(t[std::size_t(set * K)].d);
     bool same = true;
-    for (int64_t k = 1; k < K; ++k) same &= gemm_form_of(t[std::size_t(set * K + k)].d) == form;
+    int64_t n_max = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      same &= gemm_form_of(t[std::size_t(set * K + k)].d) == form;
+      n_max = std::max(n_max, t[std::size_t(set * K + k)].d.N);
+    }
     f.forms[std::size_t(set)] = same ? form : kGemmFormAny;
-    f.tiles[std::size_t(set)] = gemm_tile(math_, f.forms[std::size_t(set)]);
+    f.tiles[std::size_t(set)] = gemm_tile(math_, f.forms[std::size_t(set)], n_max);
     for (int64_t k = 0; k < K; ++k) t[std::size_t(set * K + k)].tile = f.tiles[std::size_t(set)];
   }
   f.tmpl.resize(t.size());

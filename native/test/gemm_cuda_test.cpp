@@ -500,6 +500,9 @@ TEST(precision_maps_to_math) {
   CHECK(w2 == cuda::GemmTf32Kernel::Wgmma256 || w2 == cuda::GemmTf32Kernel::Mma || w2 == cuda::GemmTf32Kernel::Registers);
   CHECK(cuda::gemm_tile(GemmMath::Tf32, 2).n == (w2 == cuda::GemmTf32Kernel::Wgmma256 ? 256 : 128));
   CHECK(cuda::gemm_tile(GemmMath::Tf32, 3).n == (w2 == cuda::GemmTf32Kernel::Wgmma256 ? 256 : 128));
+  // a launch no wider than 128 keeps 128 x 128 tiles (N = 100 would fill 39% of a 256-wide one)
+  CHECK(cuda::gemm_tile(GemmMath::Tf32, 2, 129).n == (w2 == cuda::GemmTf32Kernel::Wgmma256 ? 256 : 128));
+  CHECK(cuda::gemm_tile(GemmMath::Tf32, 2, 128).n == 128 && cuda::gemm_tile(GemmMath::Tf32, 3, 100).n == 128);
   CHECK(cuda::gemm_tile(GemmMath::Tf32, 1).n == 128);
   CHECK(cuda::gemm_tile(GemmMath::Tf32, 0).n == 128 && cuda::gemm_tile(GemmMath::Tf32, cuda::kGemmFormAny).n == 128);
   CHECK(cuda::gemm_tile(GemmMath::Bf16, 2).n == 128 && cuda::gemm_tile(GemmMath::Fp32, 2).n == 64);
