@@ -291,6 +291,9 @@ class CudaEngine final : public moe::Engine {
     // the wgmma kernel reads B; its delta is read as it is, through registers)
     // (top-k: expert ranges padded to multiples of 4 columns, shift: plan_experts_kernel's)
     DeviceBuffer<float> xt;
+    // wt_forward_ training, experts of two layers or more: the dW of a deeper layer l reads its
+    // delta transposed (out_l x t_ld, the padded layout), one layer at a time
+    DeviceBuffer<float> dt;
     DeviceBuffer<int64_t> shift;
     int64_t xt_ld = 0, t_ld = 0;
     DeviceBuffer<ExpertGemm> tmpl;         // sets x K
@@ -543,6 +546,9 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
   f.t_ld = (E + 3 * K + 3) / 4 * 4;
   f.xt_ld = every_row ? (rows + 3) / 4 * 4 : f.t_ld;
   f.xt.resize(dw0_t ? std::size_t(d * f.xt_ld) : 0);
+  int64_t widest_deeper = 0;  // the widest output of a layer past the first
+  for (int64_t l = 1; l < expert_.layers(); ++l) widest_deeper = std::max(widest_deeper, expert_.dims[l + 1]);
+  f.dt.resize(dw0_t ? std::size_t(widest_deeper * f.t_ld) : 0);
   f.shift.resize(dw0_t ? std::size_t(K) : 0);
   const GemmAct act = gemm_act(c_.activation);
   for (int64_t k = 0; k < K; ++k) {
@@ -600,7 +606,13 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
         w.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 1};
         w.a_step = in;
       }
-      if (!(l == 0 && dw0_t)) {
+      if (l > 0 && dw0_t) {
+        // dW_l = act^T delta_l, operand form 3 (wgmma, A through registers): B^T = delta_l^T,
+        // copied in the step into the padded layout (out x t_ld), as x^T is for top-k
+        w.d.b = GemmOperand{f.dt.get(), f.t_ld, nullptr, 1, 1};
+        w.b_step = 1;
+        w.padded = 1;
+      } else if (l > 0 || !dw0_t) {
         w.d.b = GemmOperand{expert_delta(l), out, nullptr, 0};
         w.b_step = out;
       }
@@ -826,6 +838,8 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
       if (dw0_t) {  // its B^T: x^T shared by every expert when each reads every row; else the entries' rows, padded
         if (f.a == K) transpose_tf32(f.x.get(), nullptr, d, f.xt.get(), f.xt_ld, n, d, 1, 0, 0, stream_);
         else transpose_tf32(f.x.get(), f.entry_row.get(), d, f.xt.get(), f.xt_ld, E, d, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
+      } else if (f.dt.size() > 0) {  // a deeper layer's dW on wgmma: its B^T = delta_l^T, padded
+        transpose_tf32(expert_delta(l), nullptr, out, f.dt.get(), f.t_ld, E, out, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
       }
       launch_set(f, L + l, K * (dw0_t ? gemm_tiles(out, in, f.tiles[std::size_t(L + l)]) : gemm_tiles(in, out, f.tiles[std::size_t(L + l)])));
       moe_rows::column_sums(expert_delta(l), out, out, f.offset.get(), 0, K, gexp + expert_.bias_offset(l), layout_.expert_size, stream_);
