@@ -4,7 +4,8 @@
 // steps, C stored transposed, operands marked TF32, epilogues), or it is never used, so the choice
 // cannot change a result. The kernels that agree are timed on the two GEMMs that dominate a training
 // step, in the operand forms the engine gives each kernel (moe_engine.cu): an expert's first-layer
-// forward and its dW. The fastest runs. Well under a second on a GPU, once per process.
+// forward and its dW. The fastest runs. Once per process; on a GPU an estimated fraction of a second
+// (not yet measured on a card).
 #include <cstdio>
 #include <cstring>
 #include <string>
