@@ -34,8 +34,9 @@ export type CudaTf32Kernel = (typeof CUDA_TF32_KERNELS)[number];
  * CALMOE_CUDA_TF32_KERNEL environment variable does at start-up). `'registers'` is the default and
  * the only one that has run on a GPU so far; `'auto'` checks, at the next TF32 GEMM, every kernel
  * the card runs against it (the same bits, or it is never used) and keeps the fastest on a training
- * step's GEMMs. A card that cannot run the kernel asked for runs a fallback. Every kernel computes
- * the same bits, so models already created train on unchanged. No effect without CUDA.
+ * step's GEMMs. A card that cannot run the kernel asked for runs a fallback. The kernels are built to
+ * compute the same bits (so far checked on the CUDA emulator; `'auto'` checks it on the card), so
+ * models already created train on unchanged. No effect without CUDA.
  *
  * @example
  * setCudaTf32Kernel('auto');
