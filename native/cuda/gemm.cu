@@ -1146,6 +1146,10 @@ void launch_async_grouped(const GemmDesc* descs, const int64_t* tile_start, int 
   }
 }
 
+// Every value of GemmTf32Kernel, in the order their names are listed.
+constexpr GemmTf32Kernel kTf32Kernels[] = {GemmTf32Kernel::Registers, GemmTf32Kernel::Async1, GemmTf32Kernel::Async2, GemmTf32Kernel::Mma,
+                                           GemmTf32Kernel::Wgmma,     GemmTf32Kernel::Wgmma256, GemmTf32Kernel::Auto};
+
 // The TF32 kernel asked for and how. The one that has run on a GPU (H200, 2026-11-28) stays the
 // default until the others have; CALMOE_CUDA_TF32_KERNEL names another (or auto) for a whole process
 // (tests, benchmarks). A name that is no kernel's runs the default and says so (on stderr once, and
@@ -1163,7 +1167,9 @@ struct Tf32Request {
       kernel = k;
       how = std::string("CALMOE_CUDA_TF32_KERNEL=") + e;
     } else {
-      how = std::string("CALMOE_CUDA_TF32_KERNEL='") + e + "' names no kernel (registers, async1, async2, mma, wgmma, wgmma256, auto): the default runs";
+      how = std::string("CALMOE_CUDA_TF32_KERNEL='") + e + "' names no kernel (";
+      for (GemmTf32Kernel c : kTf32Kernels) how += std::string(c == kTf32Kernels[0] ? "" : ", ") + gemm_tf32_kernel_name(c);
+      how += "): the default runs";
       std::fprintf(stderr, "calmoe: %s\n", how.c_str());
     }
   }
@@ -1304,8 +1310,7 @@ const char* gemm_tf32_kernel_name(GemmTf32Kernel k) {
   }
 }
 bool gemm_tf32_kernel_parse(const char* name, GemmTf32Kernel* k) {
-  for (GemmTf32Kernel c : {GemmTf32Kernel::Registers, GemmTf32Kernel::Async1, GemmTf32Kernel::Async2, GemmTf32Kernel::Mma, GemmTf32Kernel::Wgmma,
-                           GemmTf32Kernel::Wgmma256, GemmTf32Kernel::Auto}) {
+  for (GemmTf32Kernel c : kTf32Kernels) {
     if (name && std::strcmp(name, gemm_tf32_kernel_name(c)) == 0) {
       *k = c;
       return true;
