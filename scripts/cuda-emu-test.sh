@@ -27,4 +27,12 @@ label="sm_90, copies landing early" EMU_COPIES=early EMU_CC_MAJOR=9 T_FILTER=tf3
 label="shuffled" EMU_ORDER=shuffle run moe_cuda_test
 label="shuffled" EMU_ORDER=shuffle run gemm_cuda_test
 label="sm_90, shuffled" EMU_CC_MAJOR=9 EMU_ORDER=shuffle T_FILTER=grouped run gemm_cuda_test
+# W1L's real sizes on a 132-SM card, kernels not run: the host side of every mode's step (plans,
+# grids, split-K, tile choice) at full size, and the launches of its last step (tools/cuda-emu/README.md)
+for mode in soft top2 top1 hard; do
+  echo "== emulated dry run: W1L $mode step on 132 SMs, tf32-wgmma256"
+  EMU_SMS=132 EMU_CC_MAJOR=9 EMU_DRY_RUN=1 "$b/calmoe_bench" w1l --device cuda --repeat 2 --modes "$mode" --cuda-gemm tf32-wgmma256 \
+    2> "$b/dry-w1l-$mode.log" > /dev/null || { tail -5 "$b/dry-w1l-$mode.log"; exit 1; }
+  python3 tools/cuda-emu/launch_audit.py "$b/dry-w1l-$mode.log" --sms 132 | tail -1
+done
 echo "== emulated CUDA tests passed"

@@ -483,9 +483,31 @@ void trap() {
   std::abort();
 }
 
-void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body) {
+// EMU_LAUNCH_LOG=1: every launch, copy and memset on stderr ("emu-launch name blocks threads
+// shmem" / "emu-copy kind bytes" / "emu-memset bytes"); EMU_DRY_RUN=1: kernels are not run
+bool env_flag(const char* name) {
+  const char* e = std::getenv(name);
+  return e && *e && std::strcmp(e, "0") != 0;
+}
+const bool g_log = env_flag("EMU_LAUNCH_LOG") || env_flag("EMU_DRY_RUN");
+const bool g_dry = env_flag("EMU_DRY_RUN");
+// EMU_SMS=N: the multiprocessors the emulated card reports (4 unless set; 132 as an H100/H200
+// gives a dry run the launch shapes of that card)
+int sm_count() {
+  static const int n = [] {
+    const char* e = std::getenv("EMU_SMS");
+    const int v = e ? std::atoi(e) : 0;
+    return v > 0 ? v : 4;
+  }();
+  return n;
+}
+
+void launch(const char* name, dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body) {
   ++g_launches;
   const unsigned n = block.x * block.y * block.z;
+  if (g_log)
+    std::fprintf(stderr, "emu-launch %s %llu %u %zu\n", name, (unsigned long long)grid.x * grid.y * grid.z, n, shmem);
+  if (g_dry && !std::strstr(name, "probe")) return;  // probes run: they say which kernels the card has
   if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
     std::fprintf(stderr, "emu: invalid launch grid (%u,%u,%u) block (%u,%u,%u)\n", grid.x, grid.y, grid.z, block.x, block.y, block.z);
     g_last = cudaErrorInvalidValue;
@@ -568,20 +590,28 @@ struct Event { std::chrono::steady_clock::time_point t; };
 cudaError_t cudaMalloc(void** p, std::size_t n) {
   *p = std::malloc(std::max<std::size_t>(n, 1));
   if (!*p) return cudaErrorMemoryAllocation;
-  std::memset(*p, 0xFF, n);
+  if (!emu::g_dry) std::memset(*p, 0xFF, n);  // a dry run leaves it untouched (sizes too large to fill)
   return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void** p, std::size_t n) { return cudaMalloc(p, n); }
 cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
 cudaError_t cudaFreeHost(void* p) { std::free(p); return cudaSuccess; }
-cudaError_t cudaMemcpy(void* d, const void* s, std::size_t n, cudaMemcpyKind) { if (n) std::memmove(d, s, n); return cudaSuccess; }
+cudaError_t cudaMemcpy(void* d, const void* s, std::size_t n, cudaMemcpyKind k) {
+  if (emu::g_log) std::fprintf(stderr, "emu-copy %d %zu\n", int(k), n);
+  if (n) std::memmove(d, s, n);
+  return cudaSuccess;
+}
 cudaError_t cudaMemcpyAsync(void* d, const void* s, std::size_t n, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(d, s, n, k); }
 cudaError_t cudaMemcpy2D(void* d, std::size_t dpitch, const void* s, std::size_t spitch, std::size_t width, std::size_t height, cudaMemcpyKind) {
   if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
   for (std::size_t r = 0; r < height; ++r) std::memmove(static_cast<char*>(d) + r * dpitch, static_cast<const char*>(s) + r * spitch, width);
   return cudaSuccess;
 }
-cudaError_t cudaMemset(void* p, int v, std::size_t n) { if (n) std::memset(p, v, n); return cudaSuccess; }
+cudaError_t cudaMemset(void* p, int v, std::size_t n) {
+  if (emu::g_log) std::fprintf(stderr, "emu-memset %zu\n", n);
+  if (n && !emu::g_dry) std::memset(p, v, n);
+  return cudaSuccess;
+}
 cudaError_t cudaMemsetAsync(void* p, int v, std::size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
 cudaError_t cudaMemGetInfo(std::size_t* f, std::size_t* t) { *f = std::size_t(1) << 34; *t = std::size_t(1) << 35; return cudaSuccess; }
 cudaError_t cudaStreamCreate(cudaStream_t* s) { *s = reinterpret_cast<cudaStream_t>(new char(0)); return cudaSuccess; }
@@ -599,7 +629,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
   p->totalGlobalMem = std::size_t(1) << 35;
   p->major = 7;
   p->minor = 5;
-  p->multiProcessorCount = 4;
+  p->multiProcessorCount = emu::sm_count();
   return cudaSuccess;
 }
 cudaError_t cudaRuntimeGetVersion(int* v) { *v = 13000; return cudaSuccess; }
@@ -610,7 +640,7 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
   const char* cc = std::getenv("EMU_CC_MAJOR");  // 8: the TF32 GEMM path runs (emulated wmma)
   const int major = cc ? std::atoi(cc) : 7;
   // shared memory per block with opt-in: 227 KB from sm_80 on (as sm_90), 64 KB on sm_75
-  *v = a == cudaDevAttrMultiProcessorCount ? 4 : a == cudaDevAttrComputeCapabilityMajor ? major
+  *v = a == cudaDevAttrMultiProcessorCount ? emu::sm_count() : a == cudaDevAttrComputeCapabilityMajor ? major
      : a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? (major >= 8 ? 227 * 1024 : 64 * 1024) : 5;
   return cudaSuccess;
 }

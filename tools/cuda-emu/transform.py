@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Rewrites a .cu file into C++ for the CPU emulator: kernel<<<g, b[, shmem[, stream]]>>>(args)
-becomes ::emu::launch(dim3(g), dim3(b), shmem, [=]() { kernel(args); }); extern __shared__ arrays
+becomes ::emu::launch("kernel", dim3(g), dim3(b), shmem, [=]() { kernel(args); }); extern __shared__ arrays
 become pointers to the launch's dynamic shared memory."""
 import re, sys
 
@@ -42,7 +42,7 @@ while True:
         e += 1
     args = src[k + 1:e]
     shmem = cfg[2] if len(cfg) > 2 else '0'
-    out += f'::emu::launch(dim3({cfg[0]}), dim3({cfg[1]}), std::size_t({shmem}), [&]() {{ {name}({args}); }})'
+    out += f'::emu::launch("{name.replace(chr(34), "")}", dim3({cfg[0]}), dim3({cfg[1]}), std::size_t({shmem}), [&]() {{ {name}({args}); }})'
     i = e + 1
 
 out = re.sub(r'extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([\w:]+)\s+(\w+)\[\];',

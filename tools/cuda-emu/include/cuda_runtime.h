@@ -70,7 +70,9 @@ void wgmma_m64n128k8_tf32_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t de
 void wgmma_m64n256k8_tf32_rs(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b);
 void wgmma_commit();
 void wgmma_wait(int pending);
-void launch(dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body);
+// `name`: the kernel as written at the launch (EMU_LAUNCH_LOG=1 prints each launch's shape on
+// stderr; EMU_DRY_RUN=1 also skips the kernels' bodies: a step's launches at sizes too large to emulate)
+void launch(const char* name, dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body);
 [[noreturn]] void trap();
 }  // namespace emu
 #define threadIdx (::emu::threadIdx_)
