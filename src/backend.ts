@@ -46,3 +46,16 @@ export type CudaTf32Kernel = (typeof CUDA_TF32_KERNELS)[number];
 export function setCudaTf32Kernel(kernel: CudaTf32Kernel): void {
   native().setCudaTf32Kernel(reqChoice(kernel, 'kernel', CUDA_TF32_KERNELS));
 }
+
+/**
+ * Restarts `backendInfo().cudaMemoryPeakBytes` from what calmoe holds on the GPU now, so that the
+ * peak of the work that follows can be read (as `torch.cuda.reset_peak_memory_stats()`).
+ *
+ * @example
+ * resetCudaMemoryPeak();
+ * // ... model.fit(x, y, { device: 'cuda' }) ...
+ * console.log(`${(backendInfo().cudaMemoryPeakBytes / 2 ** 30).toFixed(2)} GiB at the peak`);
+ */
+export function resetCudaMemoryPeak(): void {
+  native().resetCudaMemoryPeak();
+}

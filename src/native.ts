@@ -71,6 +71,10 @@ export interface NativeBackendInfo {
    * request was not met; '' without a usable GPU.
    */
   cudaTf32KernelChoice: string;
+  /** Device memory calmoe's CUDA buffers hold now (bytes; 0 without CUDA): models' engines while they train or predict. */
+  cudaMemoryBytes: number;
+  /** The most they held at once since the process started or `resetCudaMemoryPeak()` (bytes). */
+  cudaMemoryPeakBytes: number;
 }
 
 export type NativeCalibKind = 'top-label' | 'classwise' | 'binary' | 'confidence';
@@ -289,6 +293,7 @@ export interface NativeAddon {
   ): { promise: Promise<{ epochs: NativeEpochLog[]; cancelled: boolean }>; cancel: () => void };
   backendInfo(): NativeBackendInfo;
   setCudaTf32Kernel(kernel: string): void;
+  resetCudaMemoryPeak(): void;
   setThreads(n: number): void;
   getThreads(): number;
   calibStateNew(o: { kind: NativeCalibKind; bins: number; classes?: number; groups?: number; edges: string; extras: boolean }): BigUint64Array;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MoEClassifier, backendInfo, matrix } from '../src/index.js';
+import { MoEClassifier, backendInfo, matrix, resetCudaMemoryPeak } from '../src/index.js';
 import { rng } from './reference.js';
 
 // Clusters in d dims, each with its own linear labelling rule and 10% label noise.
@@ -220,6 +220,27 @@ describe('MoEClassifier: stopping', () => {
     expect(() => m.setParameters(new Float32Array(m.parameterCount))).toThrow(/training/);
     await p;
     expect(m.predictSync(x).probs.rows).toBe(x.rows);
+  });
+});
+
+describe('MoEClassifier: device memory', () => {
+  it('backendInfo counts what CUDA training holds at its peak; nothing without a usable GPU', async () => {
+    const info = backendInfo();
+    const gpu = info.gpus.length > 0 && info.cudaUnavailableReason === '';
+    resetCudaMemoryPeak();
+    const before = backendInfo();
+    expect(before.cudaMemoryPeakBytes).toBe(before.cudaMemoryBytes);
+    if (!gpu) {
+      expect([before.cudaMemoryBytes, before.cudaMemoryPeakBytes]).toEqual([0, 0]);
+      return;
+    }
+    const { x, y } = small();
+    const m = new MoEClassifier({ inputDim: 6, classes: 3, experts: 2, expertHidden: [8] });
+    await m.fit(x, y, { device: 'cuda', epochs: 1, optimizer: { type: 'adamw' } });
+    const after = backendInfo();
+    // at least the parameters, their gradient and AdamW's two moments were on the device
+    expect(after.cudaMemoryPeakBytes - before.cudaMemoryBytes).toBeGreaterThanOrEqual(m.parameterCount * 4 * 4);
+    expect(after.cudaMemoryPeakBytes).toBeGreaterThanOrEqual(after.cudaMemoryBytes);
   });
 });
 

@@ -1,4 +1,4 @@
-// backendInfo(), setThreads(n), getThreads().
+// backendInfo(), setThreads(n), getThreads(), setCudaTf32Kernel(kernel), resetCudaMemoryPeak().
 #include "addon/args.h"
 #include "addon/bindings.h"
 #include "addon/js_error.h"
@@ -34,6 +34,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("blasAvailable", b.blas_available);
     o.Set("cudaTf32Kernel", b.cuda_tf32_kernel);
     o.Set("cudaTf32KernelChoice", b.cuda_tf32_kernel_choice);
+    o.Set("cudaMemoryBytes", double(b.cuda_memory_bytes));
+    o.Set("cudaMemoryPeakBytes", double(b.cuda_memory_peak_bytes));
     return o;
   });
 }
@@ -54,6 +56,13 @@ Napi::Value SetCudaTf32Kernel(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value ResetCudaMemoryPeak(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    reset_cuda_memory_peak();
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu_threads()); }
 
 }  // namespace
@@ -63,6 +72,7 @@ void register_backend(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
   exports.Set("setCudaTf32Kernel", Napi::Function::New(env, SetCudaTf32Kernel, "setCudaTf32Kernel"));
+  exports.Set("resetCudaMemoryPeak", Napi::Function::New(env, ResetCudaMemoryPeak, "resetCudaMemoryPeak"));
 }
 
 }  // namespace calmoe::addon

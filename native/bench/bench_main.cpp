@@ -234,6 +234,12 @@ void run_w1(const Opts& o, bool large) {
       op.kind = OptimizerKind::Sgd;
       op.lr = 0.1;
       op.weight_decay = 0;
+#if CALMOE_WITH_CUDA
+      // device memory the workload needs: the engine's buffers at their peak, the dataset's copy
+      // included (64 MB at W1L; torch_moe.py's memory_peak leaves its batch out)
+      cuda::reset_device_memory_peak();
+      const std::size_t memory_before = cuda::device_memory_stats().live;
+#endif
       auto engine = moe::make_engine(dev, c, params.data(), nullptr, B);
       engine->attach_dataset(x.data(), y.data(), B);  // as moe_fit does (CUDA: the data stays on the device)
       const moe::Batch batch{x.data(), y.data(), rows.data(), B};
@@ -249,8 +255,18 @@ void run_w1(const Opts& o, bool large) {
       const double flops_per_row = double(4 * d * K + active * (4 * d * h + 6 * h * C));
       emit(wl, mode, "throughput", double(B) / t, "examples/s", dname.c_str(), system.c_str());
       emit(wl, mode, "gflops", double(B) * flops_per_row / t / 1e9, "GFLOP/s", dname.c_str(), system.c_str());
-      std::fprintf(stderr, "  %s %s %s: %.0f examples/s (%.3f ms/step, %.1f GFLOP/s; mean loss %.4f)\n", system.c_str(), dname.c_str(), mode,
-                   double(B) / t, t * 1e3, double(B) * flops_per_row / t / 1e9, last_loss);
+      std::string memory;
+#if CALMOE_WITH_CUDA
+      if (dname == "cuda") {
+        const double gib = double(cuda::device_memory_stats().peak - memory_before) / double(1ull << 30);
+        emit(wl, mode, "memory_peak", gib, "GiB", dname.c_str(), system.c_str());
+        char buf[48];
+        std::snprintf(buf, sizeof buf, "; device memory %.2f GiB", gib);
+        memory = buf;
+      }
+#endif
+      std::fprintf(stderr, "  %s %s %s: %.0f examples/s (%.3f ms/step, %.1f GFLOP/s; mean loss %.4f%s)\n", system.c_str(), dname.c_str(), mode,
+                   double(B) / t, t * 1e3, double(B) * flops_per_row / t / 1e9, last_loss, memory.c_str());
     }
   }
 }

@@ -34,6 +34,9 @@ BackendInfo backend_info() {
     }
     info.cuda_tf32_kernel_choice = cuda::gemm_tf32_kernel_choice();
   }
+  const cuda::DeviceMemoryStats memory = cuda::device_memory_stats();
+  info.cuda_memory_bytes = memory.live;
+  info.cuda_memory_peak_bytes = memory.peak;
 #else
   info.cuda_unavailable_reason =
       "calmoe was built without the CUDA backend (nvcc was not found at build time, or CALMOE_CUDA=OFF)";
@@ -51,6 +54,12 @@ void set_cuda_tf32_kernel(const std::string& name) {
   for (const char* n : {"registers", "async1", "async2", "mma", "wgmma", "wgmma256", "auto"})
     if (name == n) return;
   throw_range("kernel: expected " + std::string(kNames) + ", got '" + name + "'");
+#endif
+}
+
+void reset_cuda_memory_peak() {
+#if CALMOE_WITH_CUDA
+  cuda::reset_device_memory_peak();
 #endif
 }
 

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <mutex>
 
 #include "core/cuda_probe.h"
 #include "cuda/runtime.cuh"
@@ -49,6 +50,38 @@ const Probe& probe() {
 }
 
 void use_default_device() { check(cudaSetDevice(0), "cudaSetDevice"); }
+
+namespace {
+// Never destroyed: buffers held by statics may be freed after this file's statics are gone.
+// Allocations are rare (engines grow their buffers once), so a mutex is enough.
+struct MemoryState {
+  std::mutex mu;
+  DeviceMemoryStats stats;
+};
+MemoryState& memory_state() {
+  static MemoryState* s = new MemoryState();
+  return *s;
+}
+}  // namespace
+
+void note_device_memory(std::size_t bytes, bool allocated) {
+  MemoryState& m = memory_state();
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.stats.live = allocated ? m.stats.live + bytes : m.stats.live - std::min(bytes, m.stats.live);
+  m.stats.peak = std::max(m.stats.peak, m.stats.live);
+}
+
+DeviceMemoryStats device_memory_stats() {
+  MemoryState& m = memory_state();
+  std::lock_guard<std::mutex> lock(m.mu);
+  return m.stats;
+}
+
+void reset_device_memory_peak() {
+  MemoryState& m = memory_state();
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.stats.peak = m.stats.live;
+}
 
 double best_event_seconds(int repeat, const std::function<void()>& launch, const std::function<void()>& prepare) {
   cudaEvent_t t0, t1;

@@ -24,6 +24,16 @@ void use_default_device();
 // stream, after one warm-up run; prepare() (may be empty) runs before each, outside the timing.
 double best_event_seconds(int repeat, const std::function<void()>& launch, const std::function<void()>& prepare = {});
 
+// Device memory that calmoe holds (every device allocation is a CudaAllocation), in bytes: now, and
+// the most at once since the last reset_device_memory_peak (benchmarks report it beside PyTorch's
+// max_memory_allocated). Pinned host memory is not counted.
+struct DeviceMemoryStats {
+  std::size_t live = 0, peak = 0;
+};
+DeviceMemoryStats device_memory_stats();
+void reset_device_memory_peak();  // the peak restarts from what is held now
+void note_device_memory(std::size_t bytes, bool allocated);
+
 // An owning allocation of up to n T: device memory, or page-locked host memory (kPinned: staging
 // that copies can read or write asynchronously). resize grows only (the old contents are lost).
 template <class T, bool kPinned>
@@ -41,12 +51,14 @@ class CudaAllocation {
     check(kPinned ? cudaMallocHost(&p, n * sizeof(T)) : cudaMalloc(&p, n * sizeof(T)), kPinned ? "cudaMallocHost" : "cudaMalloc");
     ptr_ = static_cast<T*>(p);
     n_ = n;
+    if (!kPinned) note_device_memory(n * sizeof(T), true);
   }
   T* get() const { return ptr_; }
   std::size_t size() const { return n_; }
 
  private:
   void release() {
+    if (ptr_ && !kPinned) note_device_memory(n_ * sizeof(T), false);
     if (ptr_) kPinned ? cudaFreeHost(ptr_) : cudaFree(ptr_);
     ptr_ = nullptr;
     n_ = 0;

@@ -947,6 +947,35 @@ TEST(prefetched_batches_same_bits) {
   }
 }
 
+// The device memory an engine holds (what calmoe_bench reports as memory_peak): at its peak at
+// least the parameters, gradient, AdamW's two moments and the attached dataset; all of it given back
+// when the engine goes, after steps, an update and a prediction.
+TEST(device_memory_accounted_and_released) {
+  StagingCase sc(91);
+  auto& [c, lay, params, d, other] = sc;
+  const std::size_t before = cuda::device_memory_stats().live;
+  cuda::reset_device_memory_peak();
+  {
+    auto e = moe::make_engine(Device::Cuda, c, params.data(), nullptr, 300);
+    e->attach_dataset(d.x.data(), d.y.data(), int64_t(d.y.size()));
+    const moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), 300};
+    e->forward_backward(b, obj(ObjectiveKind::Robust, TiltGradient::Through, 1.0), true);
+    OptimizerConfig o;
+    o.kind = OptimizerKind::AdamW;
+    CHECK(std::isfinite(e->update(o, 1e-3)));
+    std::vector<float> probs(std::size_t(300 * c.classes));
+    PredictOutputs out;
+    out.probs = probs.data();
+    e->predict(d.x.data(), 300, out);
+    const std::size_t floats = std::size_t(lay.total) * 4 + d.x.size();  // params, gradient, m, v; the dataset
+    const cuda::DeviceMemoryStats now = cuda::device_memory_stats();
+    CHECK(now.live > before);
+    CHECK(now.peak >= now.live);
+    CHECK(now.peak - before >= floats * sizeof(float));
+  }
+  CHECK(cuda::device_memory_stats().live == before);
+}
+
 TEST(bad_input) {
   MoEConfig c = cfg(4, 3, 2, Routing::TopK, 1, {}, {});
   std::vector<float> params(std::size_t(moe_layout(c).total), 0.1f);

@@ -317,12 +317,22 @@ def run_train(args, em: Emitter, timer: Timer, workload: str) -> None:
     for mode in args.modes or MODES[workload]:
         for variant in variants(args):
             try:
+                cuda = dev.startswith("cuda")
+                if cuda:  # device memory the step needs beyond the batch (calmoe_bench's memory_peak)
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    before = torch.cuda.memory_allocated()
                 model = MoE(d, h, C, K, seed=2, device=dev)
                 opt = torch.optim.SGD(model.parameters(), lr=LR)
                 step = compiled(make_step(model, opt, "top1" if mode == "hard" else mode), variant)
                 t = timer.time(lambda: step(x, y), warmups(args, variant), args.repeat)
                 em.emit(variant, workload, mode, "throughput", B / t, "examples/s")
-                log(f"  pytorch-{variant} {mode}: {B / t:,.0f} examples/s ({t * 1e3:.2f} ms/step)")
+                memory = ""
+                if cuda:
+                    gib = (torch.cuda.max_memory_allocated() - before) / 2**30
+                    em.emit(variant, workload, mode, "memory_peak", gib, "GiB")
+                    memory = f"; device memory {gib:.2f} GiB"
+                log(f"  pytorch-{variant} {mode}: {B / t:,.0f} examples/s ({t * 1e3:.2f} ms/step{memory})")
             except Exception as err:  # torch.compile failures (and OOM) are reported, not fatal
                 log(f"  pytorch-{variant} {mode}: FAILED: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
                 if args.verbose:

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <deque>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "cuda_pipeline.h"
@@ -587,14 +589,56 @@ namespace {
 struct Event { std::chrono::steady_clock::time_point t; };
 }
 
-cudaError_t cudaMalloc(void** p, std::size_t n) {
+namespace {
+// Device memory in use and its peak, reported at exit with EMU_LAUNCH_LOG / EMU_DRY_RUN (what a
+// workload needs on the card; pinned host memory not counted)
+struct DeviceMemory {
+  std::mutex mu;
+  std::unordered_map<void*, std::size_t> sizes;
+  std::size_t live = 0, peak = 0;
+};
+// never destroyed: statics destroyed at exit may still free device memory
+DeviceMemory& device_memory() {
+  static DeviceMemory* m = [] {
+    if (emu::g_log) std::atexit([] { std::fprintf(stderr, "emu-device-memory peak %zu bytes\n", device_memory().peak); });
+    return new DeviceMemory();
+  }();
+  return *m;
+}
+
+cudaError_t allocate(void** p, std::size_t n) {
   *p = std::malloc(std::max<std::size_t>(n, 1));
   if (!*p) return cudaErrorMemoryAllocation;
   if (!emu::g_dry) std::memset(*p, 0xFF, n);  // a dry run leaves it untouched (sizes too large to fill)
   return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void** p, std::size_t n) { return cudaMalloc(p, n); }
-cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+}  // namespace
+
+cudaError_t cudaMalloc(void** p, std::size_t n) {
+  const cudaError_t e = allocate(p, n);
+  if (e == cudaSuccess) {
+    DeviceMemory& m = device_memory();
+    std::lock_guard<std::mutex> lock(m.mu);
+    m.sizes[*p] = n;
+    m.live += n;
+    m.peak = std::max(m.peak, m.live);
+  }
+  return e;
+}
+cudaError_t cudaMallocHost(void** p, std::size_t n) { return allocate(p, n); }
+cudaError_t cudaFree(void* p) {
+  if (p) {
+    DeviceMemory& m = device_memory();
+    std::lock_guard<std::mutex> lock(m.mu);
+    const auto it = m.sizes.find(p);
+    if (it != m.sizes.end()) {
+      m.live -= it->second;
+      m.sizes.erase(it);
+    }
+  }
+  std::free(p);
+  return cudaSuccess;
+}
 cudaError_t cudaFreeHost(void* p) { std::free(p); return cudaSuccess; }
 cudaError_t cudaMemcpy(void* d, const void* s, std::size_t n, cudaMemcpyKind k) {
   if (emu::g_log) std::fprintf(stderr, "emu-copy %d %zu\n", int(k), n);

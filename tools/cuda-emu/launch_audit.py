@@ -3,7 +3,8 @@
 README.md) of a run that repeats the same step at least twice: the last step is the longest tail of
 the log that the log repeats right before it (the warm-up step allocates, so --repeat 2). Prints each launch with its blocks, threads, dynamic
 shared memory and waves on a card of EMU_SMS multiprocessors (resident blocks bounded by shared
-memory and threads only: registers are not in the log), then the step's copies and memsets.
+memory and threads only: registers are not in the log), the step's copies and memsets, and the
+run's peak of device memory.
 
     EMU_SMS=132 EMU_CC_MAJOR=9 EMU_DRY_RUN=1 build-cuda-emu/calmoe_bench w1l --device cuda \\
         --repeat 2 --modes top1 --cuda-gemm tf32-wgmma256 2> top1.log
@@ -34,7 +35,9 @@ def main():
     ap.add_argument('log')
     ap.add_argument('--sms', type=int, default=132, help='multiprocessors of the card (EMU_SMS of the run)')
     args = ap.parse_args()
-    events = [line.split() for line in open(args.log) if line.startswith('emu-')]
+    lines = [line.split() for line in open(args.log) if line.startswith('emu-')]
+    events = [e for e in lines if e[0] != 'emu-device-memory']
+    peak = [int(e[2]) for e in lines if e[0] == 'emu-device-memory']
     step = last_step(events)
     kinds = {0: 'host to host', 1: 'host to device', 2: 'device to host', 3: 'device to device', 4: 'default'}
     launches = copies = 0
@@ -52,7 +55,8 @@ def main():
         elif e[0] == 'emu-memset':
             print(f'  memset: {int(e[1])} bytes')
             copies += int(e[1])
-    print(f'{launches} launches per step; {copies / 1e6:.1f} MB copied or set')
+    memory = f'; device memory at its peak {peak[-1] / 2**30:.2f} GiB' if peak else ''
+    print(f'{launches} launches per step; {copies / 1e6:.1f} MB copied or set{memory}')
 
 
 if __name__ == '__main__':

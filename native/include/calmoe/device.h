@@ -36,6 +36,9 @@ struct BackendInfo {
   // how it was chosen: "default", "CALMOE_CUDA_TF32_KERNEL=mma", the automatic choice's trials and
   // times, or why a request was not met; empty without a GPU
   std::string cuda_tf32_kernel_choice;
+  // device memory that calmoe's CUDA buffers hold now, and the most they held at once since the
+  // process started or reset_cuda_memory_peak (bytes; 0 without CUDA)
+  std::size_t cuda_memory_bytes = 0, cuda_memory_peak_bytes = 0;
 };
 
 BackendInfo backend_info();
@@ -48,6 +51,9 @@ Device resolve_device(DeviceRequest request);
 // "mma", "wgmma", "wgmma256" or "auto" (as CALMOE_CUDA_TF32_KERNEL; a card without it runs a
 // fallback). ErrorKind::Range for any other name. Process-wide; no effect in a build without CUDA.
 void set_cuda_tf32_kernel(const std::string& name);
+
+// Restarts BackendInfo's cuda_memory_peak_bytes from what calmoe holds now.
+void reset_cuda_memory_peak();
 
 // CPU worker threads used by the CPU backend (default: hardware concurrency, or CALMOE_NUM_THREADS).
 int cpu_threads();
