@@ -504,17 +504,32 @@ int sm_count() {
   return n;
 }
 
+// The emulated card's compute capability major (EMU_CC_MAJOR: 8 or 9 run the tensor-core paths;
+// 7 unless set) and its dynamic shared memory per block with opt-in (227 KB from sm_80 on, as
+// sm_90; 64 KB on sm_75)
+int cc_major() {
+  const char* cc = std::getenv("EMU_CC_MAJOR");
+  return cc ? std::atoi(cc) : 7;
+}
+std::size_t max_shared_optin() { return cc_major() >= 8 ? 227 * 1024 : 64 * 1024; }
+
 void launch(const char* name, dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body) {
   ++g_launches;
   const unsigned n = block.x * block.y * block.z;
   if (g_log)
     std::fprintf(stderr, "emu-launch %s %llu %u %zu\n", name, (unsigned long long)grid.x * grid.y * grid.z, n, shmem);
-  if (g_dry && !std::strstr(name, "probe")) return;  // probes run: they say which kernels the card has
+  // checked in dry runs too: their sizes are where grids and tiles grow past the limits
   if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
     std::fprintf(stderr, "emu: invalid launch grid (%u,%u,%u) block (%u,%u,%u)\n", grid.x, grid.y, grid.z, block.x, block.y, block.z);
     g_last = cudaErrorInvalidValue;
     return;
   }
+  if (shmem > max_shared_optin()) {
+    std::fprintf(stderr, "emu: %s asks for %zu bytes of dynamic shared memory; the card allows %zu\n", name, shmem, max_shared_optin());
+    g_last = cudaErrorInvalidValue;
+    return;
+  }
+  if (g_dry && !std::strstr(name, "probe")) return;  // probes run: they say which kernels the card has
   static bool noted = false;
   if (shmem > 48 * 1024 && !noted) {
     std::fprintf(stderr, "emu: note: %zu bytes of dynamic shared memory (needs cudaFuncSetAttribute on a GPU)\n", shmem);
@@ -681,11 +696,8 @@ cudaError_t cudaDriverGetVersion(int* v) { *v = 13000; return cudaSuccess; }
 cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
-  const char* cc = std::getenv("EMU_CC_MAJOR");  // 8: the TF32 GEMM path runs (emulated wmma)
-  const int major = cc ? std::atoi(cc) : 7;
-  // shared memory per block with opt-in: 227 KB from sm_80 on (as sm_90), 64 KB on sm_75
-  *v = a == cudaDevAttrMultiProcessorCount ? emu::sm_count() : a == cudaDevAttrComputeCapabilityMajor ? major
-     : a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? (major >= 8 ? 227 * 1024 : 64 * 1024) : 5;
+  *v = a == cudaDevAttrMultiProcessorCount ? emu::sm_count() : a == cudaDevAttrComputeCapabilityMajor ? emu::cc_major()
+     : a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? int(emu::max_shared_optin()) : 5;
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = reinterpret_cast<cudaEvent_t>(new Event()); return cudaSuccess; }
