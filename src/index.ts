@@ -13,6 +13,6 @@ export * as calibrate from './calibrate/index.js';
 export * as audit from './audit/index.js';
 export * as report from './report/index.js';
 export * as drift from './drift/index.js';
-export { backendInfo, setThreads, getThreads, setCudaTf32Kernel, resetCudaMemoryPeak, CUDA_TF32_KERNELS, type BackendInfo, type CudaTf32Kernel } from './backend.js';
+export { backendInfo, setThreads, getThreads, resetCudaMemoryPeak, type BackendInfo, type CudaGemmInfo } from './backend.js';
 export { matrix, type Matrix, type MatrixInput, type LabelsInput, type VectorInput, type Device } from './validate.js';
 export type { ErrorCode } from './errors.js';
