@@ -1,7 +1,7 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
 //   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
-//                [--cuda-gemm tf32|tf32-async1|tf32-async2|tf32-mma|tf32-wgmma|tf32-wgmma256|tf32-auto|fp32|bf16] [--modes soft,top2,top1,hard]
+//                [--cuda-gemm tf32|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,26 +29,16 @@ using namespace calmoe;
 
 namespace {
 
-// --cuda-gemm: the CUDA GEMM variants (math mode, and for TF32 which kernel: cuda/gemm.cuh)
+// --cuda-gemm: the CUDA GEMM math modes (cuda/gemm.cuh)
 struct CudaGemmVariant {
   const char* name;
   MatmulPrecision precision;
-  int tf32_kernel;  // cuda::GemmTf32Kernel
 };
-constexpr CudaGemmVariant kCudaGemmVariants[] = {{"fp32", MatmulPrecision::Fp32, 2},        {"tf32", MatmulPrecision::Tf32, 2},
-                                                 {"tf32-async1", MatmulPrecision::Tf32, 0}, {"tf32-async2", MatmulPrecision::Tf32, 1},
-                                                 {"tf32-mma", MatmulPrecision::Tf32, 3},    {"tf32-wgmma", MatmulPrecision::Tf32, 4},
-                                                 {"tf32-wgmma256", MatmulPrecision::Tf32, 5}, {"tf32-auto", MatmulPrecision::Tf32, 6},
-                                                 {"bf16", MatmulPrecision::Bf16, 2}};
-#if CALMOE_WITH_CUDA
-static_assert(int(cuda::GemmTf32Kernel::Async1) == 0 && int(cuda::GemmTf32Kernel::Async2) == 1 && int(cuda::GemmTf32Kernel::Registers) == 2 &&
-                  int(cuda::GemmTf32Kernel::Mma) == 3 && int(cuda::GemmTf32Kernel::Wgmma) == 4 && int(cuda::GemmTf32Kernel::Wgmma256) == 5 && int(cuda::GemmTf32Kernel::Auto) == 6,
-              "kCudaGemmVariants' kernel numbers");
-#endif
+constexpr CudaGemmVariant kCudaGemmVariants[] = {{"fp32", MatmulPrecision::Fp32}, {"tf32", MatmulPrecision::Tf32}, {"bf16", MatmulPrecision::Bf16}};
 const CudaGemmVariant& cuda_gemm_variant(const std::string& name) {
   for (const auto& v : kCudaGemmVariants)
     if (name == v.name) return v;
-  throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, tf32-mma, tf32-wgmma, tf32-wgmma256, tf32-auto, fp32 or bf16; got '" + name + "'");
+  throw_range("--cuda-gemm: expected tf32, fp32 or bf16; got '" + name + "'");
 }
 
 struct Opts {
@@ -193,12 +183,6 @@ void run_w1(const Opts& o, bool large) {
   if (o.device == "cuda" || (o.device == "all" && gpu)) devices.push_back("cuda");
   const CudaGemmVariant& variant = cuda_gemm_variant(o.cuda_gemm);
   const MatmulPrecision precision = variant.precision;
-#if CALMOE_WITH_CUDA
-  // the TF32 kernel (cuda/gemm.cuh): tf32 runs the default (register-staged) one, tf32-auto the
-  // fastest that agrees with it on this card (chosen now)
-  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel(variant.tf32_kernel));
-  if (gpu && precision == MatmulPrecision::Tf32) std::fprintf(stderr, "TF32 GEMM kernel: %s\n", cuda::gemm_tf32_kernel_choice().c_str());
-#endif
   std::vector<float> x(static_cast<std::size_t>(B * d));
   std::vector<int32_t> y(static_cast<std::size_t>(B)), rows(static_cast<std::size_t>(B));
   {
@@ -472,25 +456,13 @@ void run_cuda_gemm(const Opts& o) {
       {"dh.w1^T", {16384, 1024, 2048, false, true, false}},   // dX (the router's input gradient path)
       {"x[idx].w1", {2048, 2048, 1024, false, false, true}},  // a top-2 expert's gathered rows
       {"x[idx]^T.dh", {1024, 2048, 2048, true, false, true}}, // its dW1
-      // the forward with the weights stored transposed (h x d): operand form 2, the one TF32
-      // wgmma reads (tf32-wgmma and tf32-wgmma256 run tf32-mma on the other forms); "tf32": operands marked as
-      // rounded already, as the engine's wgmma path passes them (no rounding pass in the kernel)
-      {"x.w1t", {16384, 2048, 1024, false, true, false}},
-      {"x.w1t tf32", {16384, 2048, 1024, false, true, false, true}},
-      {"x[idx].w1t tf32", {2048, 2048, 1024, false, true, true, true}},
-      // dW1 as the engine's wgmma path runs it: dW1^T = delta^T x, delta as stored (A from
-      // registers) and x^T a copy made in the step, C stored transposed (form 3; one expert:
-      // 64 tiles of 128 x 256, the engine launches every expert's together)
-      {"dh^T.xt C^T tf32", {2048, 1024, 16384, true, true, false, true, true}},
+      {"x.w1t", {16384, 2048, 1024, false, true, false}},     // the forward with the weights stored transposed (h x d)
   };
   const bool tc = cuda::gemm_tensor_cores();
-  using K = cuda::GemmTf32Kernel;
   for (const Case& k : cases) {
     for (const CudaGemmVariant& v : kCudaGemmVariants) {
       const cuda::GemmMath math = cuda::gemm_math_of(v.precision);
-      if ((v.precision != MatmulPrecision::Fp32 && !tc) || K(v.tf32_kernel) == K::Auto) continue;  // auto: one of the others
-      cuda::gemm_set_tf32_kernel(K(v.tf32_kernel));
-      if (math == cuda::GemmMath::Tf32 && cuda::gemm_tf32_kernel() != K(v.tf32_kernel)) continue;  // not on this card
+      if (v.precision != MatmulPrecision::Fp32 && !tc) continue;
       const double t = cuda::gemm_seconds(k.c, math, o.repeat);
       const double gf = 2.0 * double(k.c.M) * double(k.c.N) * double(k.c.K) / t / 1e9;
       char mode[160];
@@ -499,7 +471,6 @@ void run_cuda_gemm(const Opts& o) {
       std::fprintf(stderr, "cuda-gemm %-40s %9.3f ms %10.1f GFLOP/s\n", mode, t * 1e3, gf);
     }
   }
-  cuda::gemm_set_tf32_kernel(K::Registers);  // the default
 #else
   (void)o;
   throw_range("cuda-gemm: this build has no CUDA backend");

@@ -759,9 +759,8 @@ TEST(update_divergence_keeps_parameters) {
 // mantissas in the products, ||g_cuda - g_cpu|| <= 5% ||g_cpu||, about 1% measured with an
 // emulation of the rounding, objective within 1%; BF16: 8-bit mantissas, 8x TF32's unit roundoff,
 // so within 25% and 5%), and deterministic. Wrong fragment indexing would be ~100% off. Then the
-// same after an SGD step, and the predictions: the wgmma kernel's path (CALMOE_CUDA_TF32_KERNEL=
-// wgmma) keeps transposed copies of the weights and operands that must follow every update. The
-// top-2 case is small and its routing far from ties in TF32 (a flipped choice would show there).
+// same after an SGD step, and the predictions (any copy of the weights a GEMM path keeps must
+// follow every update). The top-2 case is small and its routing far from ties in TF32 (a flipped choice would show there).
 // ||a - b|| / ||b|| over n floats
 double rel_distance(const float* a, const float* b, int64_t n) {
   double diff = 0, ref = 0;
@@ -813,7 +812,7 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
       if (!(std::sqrt(diff) <= prec.grad_rel * std::sqrt(ref))) t::fail(__FILE__, __LINE__, tag + ": gradient too far from the CPU's");
       gpu->forward_backward(b, cs.o, true);
       if (std::memcmp(gpu->gradient(), gg.data(), gg.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, tag + ": two runs differ");
-      // after an SGD step (which the wgmma path's transposed copy of the weights must follow):
+      // after an SGD step (which any copy of the weights a GEMM path keeps must follow):
       // still close, with a gradient moved far more than the tolerance (so stale weights would show)
       OptimizerConfig o;
       o.kind = OptimizerKind::Sgd;
@@ -840,48 +839,6 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
       if (!(worst <= prec.pred_abs)) t::fail(__FILE__, __LINE__, tag + ": predictions too far from the CPU's");
     }
   }
-}
-
-// The TF32 GEMM kernels give the same bits (gemm_cuda_test), and the wgmma path's transposed,
-// TF32-rounded copies of weights and operands change nothing else: two steps (an update between)
-// with each TF32 kernel this card runs give the register-staged kernel's gradients bit for bit.
-TEST(tensor_core_steps_same_bits_with_every_tf32_kernel) {
-  if (!cuda::gemm_tensor_cores()) return;
-  using Kn = cuda::GemmTf32Kernel;
-  const std::vector<Case> cases = {
-      {"soft", cfg(40, 9, 4, Routing::Soft, 4, {36}, {}), obj(ObjectiveKind::Erm), 150},
-      {"top-2 router", cfg(37, 9, 5, Routing::TopK, 2, {45}, {12}), obj(ObjectiveKind::Robust), 203},
-      {"hard deep", cfg(30, 6, 3, Routing::Hard, 1, {20, 28}, {}, Activation::Gelu), obj(ObjectiveKind::Erm), 97},
-      // wider than a 128 x 256 tile in both the forward (N = 270) and the first layer's dW (N = 260)
-      {"soft wide", cfg(260, 5, 2, Routing::Soft, 2, {270}, {}), obj(ObjectiveKind::Erm), 70},
-  };
-  const Kn before = cuda::gemm_tf32_kernel();  // the process's choice (CALMOE_CUDA_TF32_KERNEL), restored after
-  uint64_t seed = 900;
-  for (Case cs : cases) {
-    cs.c.precision = MatmulPrecision::Tf32;
-    const ParamLayout lay = moe_layout(cs.c);
-    std::vector<float> params(std::size_t(lay.total));
-    moe_init_params(cs.c, params.data(), seed, InitKind::Default, 0);
-    t::Rng rng(seed++);
-    Data d = make_data(rng, cs.c, cs.batch);
-    moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), cs.batch};
-    OptimizerConfig o;
-    o.kind = OptimizerKind::Sgd;
-    std::vector<float> want;
-    for (Kn k : {Kn::Registers, Kn::Async1, Kn::Mma, Kn::Wgmma, Kn::Wgmma256}) {
-      cuda::gemm_set_tf32_kernel(k);
-      if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
-      auto e = moe::make_engine(Device::Cuda, cs.c, params.data(), nullptr, cs.batch);
-      e->forward_backward(b, cs.o, true);
-      e->update(o, 1.0);
-      e->forward_backward(b, cs.o, true);
-      std::vector<float> got(e->gradient(), e->gradient() + lay.total);
-      if (want.empty()) want = got;
-      else if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0)
-        t::fail(__FILE__, __LINE__, std::string(cs.name) + ": TF32 kernel " + std::to_string(int(k)) + " gives other gradient bits than the register-staged one");
-    }
-  }
-  cuda::gemm_set_tf32_kernel(before);
 }
 
 // A small top-2 model and two datasets of 300 rows (+ 7 not in the batch) for the staging tests.
