@@ -1,6 +1,6 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
-//   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
+//   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|gemm-library|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
 //                [--cuda-gemm tf32|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
@@ -22,6 +22,7 @@
 #include "core/moe_engine.h"
 #include "host/thread_pool.h"
 #if CALMOE_WITH_CUDA
+#include "cuda/cublaslt_gemm.cuh"
 #include "cuda/gemm.cuh"
 #endif
 
@@ -197,7 +198,15 @@ void run_w1(const Opts& o, bool large) {
   for (const std::string& dname : devices) {
     const Device dev = dname == "cuda" ? resolve_device(DeviceRequest::Cuda) : Device::Cpu;
     // the precision is the CUDA engine's; the CPU always computes in FP32
-    const std::string system = dname == "cuda" ? "calmoe-native-" + o.cuda_gemm : "calmoe-native";
+    // CUDA: which GEMM ran is part of the system's name (cuBLASLt or calmoe's kernel; fp32 is always calmoe's)
+    std::string system = "calmoe-native";
+#if CALMOE_WITH_CUDA
+    if (dname == "cuda") {
+      const bool lt = precision != MatmulPrecision::Fp32 && cuda::cublaslt_info().usable;
+      system = "calmoe-native-" + o.cuda_gemm + (lt ? "-cublaslt" : "-calmoe-gemm");
+      std::fprintf(stderr, "%s: GEMM library %s\n", large ? "W1L" : "W1", lt ? cuda::cublaslt_summary().c_str() : ("calmoe (" + o.cuda_gemm + ")").c_str());
+    }
+#endif
     for (const char* mode : {"soft", "top2", "top1", "hard"}) {
       if (("," + o.modes + ",").find(std::string(",") + mode + ",") == std::string::npos) continue;
       MoEConfig c;
@@ -463,12 +472,20 @@ void run_cuda_gemm(const Opts& o) {
     for (const CudaGemmVariant& v : kCudaGemmVariants) {
       const cuda::GemmMath math = cuda::gemm_math_of(v.precision);
       if (v.precision != MatmulPrecision::Fp32 && !tc) continue;
-      const double t = cuda::gemm_seconds(k.c, math, o.repeat);
-      const double gf = 2.0 * double(k.c.M) * double(k.c.N) * double(k.c.K) / t / 1e9;
       char mode[160];
       std::snprintf(mode, sizeof mode, "%s %s %lldx%lldx%lld", v.name, k.name, (long long)k.c.M, (long long)k.c.N, (long long)k.c.K);
-      emit("cuda-gemm", mode, "gflops", gf, "GFLOP/s", "cuda");
-      std::fprintf(stderr, "cuda-gemm %-40s %9.3f ms %10.1f GFLOP/s\n", mode, t * 1e3, gf);
+      const double flop = 2.0 * double(k.c.M) * double(k.c.N) * double(k.c.K);
+      const double t = cuda::gemm_seconds(k.c, math, o.repeat);
+      emit("cuda-gemm", mode, "gflops", flop / t / 1e9, "GFLOP/s", "cuda", "calmoe-kernel");
+      std::fprintf(stderr, "cuda-gemm calmoe   %-40s %9.3f ms %10.1f GFLOP/s\n", mode, t * 1e3, flop / t / 1e9);
+      // the same GEMM on cuBLASLt (the product path for tf32 and bf16), gathered rows as a plain GEMM
+      if (v.precision != MatmulPrecision::Fp32 && cuda::cublaslt_info().usable) {
+        cuda::GemmBenchCase plain = k.c;
+        plain.gather = false;
+        const double tl = cuda::lt_gemm_seconds(plain, math, o.repeat);
+        emit("cuda-gemm", mode, "gflops", flop / tl / 1e9, "GFLOP/s", "cuda", "cublaslt");
+        std::fprintf(stderr, "cuda-gemm cublaslt %-40s %9.3f ms %10.1f GFLOP/s\n", mode, tl * 1e3, flop / tl / 1e9);
+      }
     }
   }
 #else
@@ -505,11 +522,18 @@ int main(int argc, char** argv) {
     else if (o.workload == "bandwidth") emit("bandwidth", "memory-read", "bandwidth", read_bandwidth_gbs(o.repeat), "GB/s", "cpu", "machine");
     else if (o.workload == "gemm") run_gemm(o);
     else if (o.workload == "cuda-gemm") run_cuda_gemm(o);
+    else if (o.workload == "gemm-library") {  // which GEMM runs TF32/BF16 on the GPU, one line (gpu-verify.sh reads it)
+#if CALMOE_WITH_CUDA
+      std::printf("%s\n", cuda::cublaslt_summary().c_str());
+#else
+      std::printf("calmoe (no CUDA backend in this build)\n");
+#endif
+    }
     else if (o.workload == "peak") {
       const Peak peak = fp32_peak(o.repeat);
       emit("peak", "fma-loop", "fp32_peak", peak.all, "GFLOP/s", "cpu", "machine");
       emit("peak", "fma-loop", "fp32_peak_per_core", peak.per_core, "GFLOP/s", "cpu", "machine");
-    } else { std::fprintf(stderr, "unknown workload %s (known: w3, w1, w1l, bandwidth, gemm, cuda-gemm, peak)\n", o.workload.c_str()); return 2; }
+    } else { std::fprintf(stderr, "unknown workload %s (known: w3, w1, w1l, bandwidth, gemm, cuda-gemm, gemm-library, peak)\n", o.workload.c_str()); return 2; }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "calmoe_bench: %s\n", e.what());
     return 1;

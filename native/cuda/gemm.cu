@@ -535,27 +535,34 @@ void gemm_batch_sync(const GemmDesc* host_desc, int count, GemmMath math) {
   check(cudaDeviceSynchronize(), "grouped gemm");
 }
 
-double gemm_seconds(const GemmBenchCase& c, GemmMath math, int repeat) {
-  use_default_device();
+void gemm_bench_operands(const GemmBenchCase& c, GemmBenchOperands* o) {
   const int64_t a_rows = c.trans_a ? c.K : c.M, a_cols = c.trans_a ? c.M : c.K;
   const int64_t b_rows = c.trans_b ? c.N : c.K, b_cols = c.trans_b ? c.K : c.N;
-  // operands of small integers (exact in BF16 and TF32: the timing does not depend on values,
-  // and the products stay finite)
   std::vector<float> ha(std::size_t(a_rows * a_cols)), hb(std::size_t(b_rows * b_cols));
   for (std::size_t i = 0; i < ha.size(); ++i) ha[i] = float(int(i * 2654435761u % 7u) - 3);
   for (std::size_t i = 0; i < hb.size(); ++i) hb[i] = float(int(i * 40503u % 5u) - 2);
+  o->a.resize(ha.size());
+  o->b.resize(hb.size());
+  o->out.resize(std::size_t(c.M * c.N));
+  o->a.upload(ha.data(), ha.size());
+  o->b.upload(hb.data(), hb.size());
+  o->lda = a_cols;
+  o->ldb = b_cols;
+}
+
+double gemm_seconds(const GemmBenchCase& c, GemmMath math, int repeat) {
+  use_default_device();
+  GemmBenchOperands ops;
+  gemm_bench_operands(c, &ops);
   std::vector<int32_t> hidx(std::size_t(c.trans_a ? c.K : c.M));
   for (std::size_t i = 0; i < hidx.size(); ++i) hidx[i] = int32_t((i * 7919u) % hidx.size());  // a permutation (7919 is prime)
-  DeviceBuffer<float> a(ha.size()), b(hb.size()), out(std::size_t(c.M * c.N));
   DeviceBuffer<int32_t> idx(hidx.size());
-  a.upload(ha.data(), ha.size());
-  b.upload(hb.data(), hb.size());
   idx.upload(hidx.data(), hidx.size());
   GemmDesc d;
   d.M = c.M, d.N = c.N, d.K = c.K;
-  d.a = {a.get(), a_cols, c.gather ? idx.get() : nullptr, c.trans_a ? 1 : 0};
-  d.b = {b.get(), b_cols, nullptr, c.trans_b ? 1 : 0};
-  d.c = out.get(), d.ldc = c.N;
+  d.a = {ops.a.get(), ops.lda, c.gather ? idx.get() : nullptr, c.trans_a ? 1 : 0};
+  d.b = {ops.b.get(), ops.ldb, nullptr, c.trans_b ? 1 : 0};
+  d.c = ops.out.get(), d.ldc = c.N;
   return best_event_seconds(repeat, [&] { gemm_one(d, math, nullptr); });
 }
 

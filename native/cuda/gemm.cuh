@@ -113,14 +113,6 @@ void gemm_plan(const GemmDesc* d_desc, int count, GemmTile tile, int64_t* d_tile
 // search over tile_start; the GEMMs may differ in shape and operand form.
 void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math,
                   cudaStream_t stream);
-// Transitional: the call form of the removed TF32 variants (operand form and tile shape, both
-// ignored now: every math mode has one kernel and one tile shape). Remove with kGemmFormAny once
-// moe_engine.cu calls the form above.
-constexpr int32_t kGemmFormAny = -1;
-inline void gemm_grouped(const GemmDesc* d_desc, const int64_t* d_tile_start, int count, int64_t max_tiles, GemmMath math,
-                         cudaStream_t stream, int32_t /*form*/, GemmTile /*tile*/) {
-  gemm_grouped(d_desc, d_tile_start, count, max_tiles, math, stream);
-}
 
 // For tests and benchmarks: descriptors in host memory (device pointers inside): uploads them,
 // plans, runs one grouped launch and synchronises.
@@ -134,5 +126,13 @@ struct GemmBenchCase {
   bool trans_a = false, trans_b = false, gather = false;
 };
 double gemm_seconds(const GemmBenchCase& c, GemmMath math, int repeat);
+// The operands of a benchmark case (shared with cuBLASLt's timing, cuda/cublaslt_gemm.cuh): A and
+// B as stored (row-major, lda / ldb), small integers (exact in BF16 and TF32: the timing does not
+// depend on values, and the products stay finite), uploaded; out: M x N.
+struct GemmBenchOperands {
+  DeviceBuffer<float> a, b, out;
+  int64_t lda = 0, ldb = 0;
+};
+void gemm_bench_operands(const GemmBenchCase& c, GemmBenchOperands* o);
 
 }  // namespace calmoe::cuda

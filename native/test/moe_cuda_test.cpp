@@ -34,6 +34,7 @@
 #include "test_util.h"
 
 #if CALMOE_WITH_CUDA
+#include "cuda/cublaslt_gemm.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/moe_rows.cuh"
 #include "cuda/objective.cuh"
@@ -838,6 +839,79 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
       std::printf("  info %s: predictions after the update within %.3g of the CPU's\n", tag.c_str(), worst);
       if (!(worst <= prec.pred_abs)) t::fail(__FILE__, __LINE__, tag + ": predictions too far from the CPU's");
     }
+  }
+}
+
+// Which GEMM library runs is reported, and the cuBLASLt path runs the experts as the issue asks:
+// one strided-batched call per layer and pass when every expert reads every row, one call per
+// expert with entries in top-k. The emulated suite (scripts/cuda-emu-test.sh) runs this with the
+// fake cuBLASLt (tools/fake-cublaslt) logging its calls (CALMOE_FAKE_CUBLASLT_LOG) and says what
+// to expect: CALMOE_TEST_EXPECT_CUBLASLT=1 (used) or 0 (refused, the reason containing
+// CALMOE_TEST_EXPECT_REASON); without it (a GPU machine), only the report is printed.
+TEST(cublaslt_reported_and_called_as_planned) {
+  const cuda::LtInfo& info = cuda::cublaslt_info();
+  std::printf("  info GEMM library: %s\n", cuda::cublaslt_summary().c_str());
+  const char* expect = std::getenv("CALMOE_TEST_EXPECT_CUBLASLT");
+  if (!expect && !info.usable) return;  // a machine without cuBLASLt: nothing more to check
+  if (expect && std::string(expect) == "0") {
+    CHECK(!info.usable);
+    const char* why = std::getenv("CALMOE_TEST_EXPECT_REASON");
+    if (why && info.reason.find(why) == std::string::npos) t::fail(__FILE__, __LINE__, "reason '" + info.reason + "' does not mention '" + why + "'");
+    return;
+  }
+  CHECK(info.usable);
+  const char* log_path = std::getenv("CALMOE_FAKE_CUBLASLT_LOG");  // the fake's call log (emulated runs)
+  auto read_log = [&] {
+    std::vector<std::string> lines;
+    if (FILE* f = log_path ? std::fopen(log_path, "r") : nullptr) {
+      char buf[512];
+      while (std::fgets(buf, sizeof buf, f)) lines.emplace_back(buf);
+      std::fclose(f);
+    }
+    return lines;
+  };
+  struct Want {
+    const char* name;
+    MoEConfig c;
+    int64_t batch;
+    std::size_t calls;   // cuBLASLt calls of one training step
+    int64_t batched;     // of them, strided batches of every expert (batch=K)
+  };
+  // soft, 1 hidden layer, linear router: router 1 + experts 2 forward; experts dW 2 + delta 1,
+  // router dW 1 backward. Top-2 over 4 experts with a router MLP: router 2 forward, 1 call per
+  // expert with entries per set (every expert gets rows here), 2 + 1 backward for the router.
+  const std::vector<Want> wants = {
+      {"soft", cfg(24, 5, 3, Routing::Soft, 3, {20}, {}), 64, 7, 5},
+      {"top-2", cfg(24, 5, 4, Routing::TopK, 2, {20}, {12}), 96, 2 + 4 * 5 + 3, 0},
+  };
+  for (const Want& w : wants) {
+    MoEConfig c = w.c;
+    c.precision = MatmulPrecision::Tf32;
+    const ParamLayout lay = moe_layout(c);
+    std::vector<float> params(std::size_t(lay.total));
+    moe_init_params(c, params.data(), 71, InitKind::Default, 0);
+    t::Rng rng(72);
+    Data d = make_data(rng, c, w.batch);
+    moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), w.batch};
+    auto e = moe::make_engine(Device::Cuda, c, params.data(), nullptr, w.batch);
+    const std::size_t before = read_log().size();
+    e->forward_backward(b, obj(ObjectiveKind::Erm), true);
+    const std::vector<std::string> lines = read_log();
+    const std::size_t calls = lines.size() - before;
+    int64_t batched = 0;
+    const std::string tag = " batch=" + std::to_string(c.experts) + " ";
+    for (std::size_t i = before; i < lines.size(); ++i) batched += lines[i].find(tag) != std::string::npos ? 1 : 0;
+    if (log_path) std::printf("  info %s step: %zu cuBLASLt calls, %lld of them batched over the %lld experts\n", w.name, calls, (long long)batched,
+                (long long)c.experts);
+    if (log_path && (calls != w.calls || batched != w.batched))
+      t::fail(__FILE__, __LINE__, std::string(w.name) + ": " + std::to_string(calls) + " calls (" + std::to_string(batched) + " batched), expected " +
+                                      std::to_string(w.calls) + " (" + std::to_string(w.batched) + ")");
+    // deterministic across engines too (each asks the heuristic anew, with its own workspace): the
+    // same bits on one card and one cuBLASLt version (on a GPU this checks the real library)
+    const std::vector<float> g1(e->gradient(), e->gradient() + lay.total);
+    auto e2 = moe::make_engine(Device::Cuda, c, params.data(), nullptr, w.batch);
+    e2->forward_backward(b, obj(ObjectiveKind::Erm), true);
+    if (std::memcmp(e2->gradient(), g1.data(), g1.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, std::string(w.name) + ": two engines differ");
   }
 }
 
