@@ -16,6 +16,28 @@ for t in gemm_cuda_test moe_cuda_test cuda_parity_test temperature_cuda_test aud
 label="sm_90" EMU_CC_MAJOR=9 run gemm_cuda_test
 label="sm_80" EMU_CC_MAJOR=8 T_FILTER=precision run gemm_cuda_test
 label="sm_80" EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
+# the cuBLASLt path (the product's TF32/BF16 GEMMs on a card) through the fake cuBLASLt of
+# tools/fake-cublaslt: a CPU reference of the calls calmoe makes that checks every attribute,
+# layout and leading dimension it is given. Logic only: not cuBLASLt's behaviour on a card.
+fake="$PWD/$b/fake-cublaslt/libcublasLt.so.13"
+echo "== fake cuBLASLt: its own test, and the loader over toolkit- and Python-like folder trees"
+"$b/fake_cublaslt_test" "$fake" | tail -1
+run cublaslt_loader_test
+lt_log="$b/fake-cublaslt-calls.log"
+: > "$lt_log"
+echo "== GEMM library with the fake: $(CALMOE_CUBLASLT="$fake" "$b/calmoe_bench" gemm-library)"
+label="sm_80, cuBLASLt (fake)" CALMOE_CUBLASLT="$fake" EMU_CC_MAJOR=8 T_FILTER=tensor_core run moe_cuda_test
+label="sm_90, cuBLASLt (fake), calls logged" CALMOE_CUBLASLT="$fake" CALMOE_FAKE_CUBLASLT_LOG="$lt_log" CALMOE_TEST_EXPECT_CUBLASLT=1 \
+  EMU_CC_MAJOR=9 T_FILTER=cublaslt run moe_cuda_test
+# refused libraries: the self-check or the version check fails, calmoe's kernel runs and says why
+for fault in "wrong:self-check failed" "noalgo:no algorithm" "unsupported:CUBLAS_STATUS_NOT_SUPPORTED" "version=120900:not a 13.x library"; do
+  label="cuBLASLt refused (${fault%%:*})" CALMOE_CUBLASLT="$fake" CALMOE_FAKE_CUBLASLT="${fault%%:*}" CALMOE_TEST_EXPECT_CUBLASLT=0 \
+    CALMOE_TEST_EXPECT_REASON="${fault#*:}" EMU_CC_MAJOR=8 T_FILTER=cublaslt run moe_cuda_test
+done
+label="sm_80, cuBLASLt refused (wrong results): calmoe's kernel" CALMOE_CUBLASLT="$fake" CALMOE_FAKE_CUBLASLT=wrong EMU_CC_MAJOR=8 \
+  T_FILTER=tensor_core run moe_cuda_test
+label="CALMOE_CUBLASLT=off" CALMOE_CUBLASLT=off CALMOE_TEST_EXPECT_CUBLASLT=0 CALMOE_TEST_EXPECT_REASON="CALMOE_CUBLASLT=off" EMU_CC_MAJOR=8 \
+  T_FILTER=cublaslt run moe_cuda_test
 # copies landing as soon as they are issued: a stage of the calibration kernel's cp.async pipeline
 # refilled while another thread may still read it shows
 label="copies landing early" EMU_COPIES=early T_FILTER=states_identical run cuda_parity_test

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # GPU verification in one go (../shared/GPU.md): build the native core with CUDA for the card,
-# run the native tests (CUDA kernels against the CPU backend), the native benchmark, a Node smoke
+# locate cuBLASLt (the TF32/BF16 GEMMs run on it) and print its version, run the native tests (CUDA kernels against the CPU backend), the native benchmark, a Node smoke
 # test when node, dist/ and a CUDA addon are present (scripts/gpu/prepare-carry.sh), the PyTorch
 # peers side by side in the same run, compute-sanitizer (memcheck, initcheck, racecheck), then ncu
 # profiles of the GEMM and calibration kernels.
 # Needs only CMake, nvcc, python3 (+ torch for the peers). Everything goes to one folder:
 #   scripts/gpu-verify.sh [out-dir]      (default: $OUT if set, else bench/results/gpu-<date>)
-# Time: stages run in the order above within CALMOE_VERIFY_BUDGET seconds (default 540, for a
-# 10-minute call); each gets at most what is left, and a stage that cannot start is logged as
+# Time: stages run in the order above within CALMOE_VERIFY_BUDGET seconds (default 470: the whole
+# script within 8 minutes); each gets at most what is left, and a stage that cannot start is logged as
 # skipped, so a second call with CALMOE_VERIFY_STAGES (e.g. "build,sanitize") can finish the rest.
 # Without the build stage, the executables carried in .tools/gpu-bin.tar.xz run (prepare-carry.sh
 # builds them here for the card's arch: no device minutes spent compiling).
@@ -19,10 +19,10 @@ cd "$(dirname "$0")/.."
 out="${1:-${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M)}}"
 mkdir -p "$out"
 log() { printf '== %s\n' "$*" | tee -a "$out/summary.txt"; }
-arch="${CALMOE_CUDA_ARCHS:-90a}"
+arch="${CALMOE_CUDA_ARCHS:-90}"
 jobs="$(nproc 2>/dev/null || echo 8)"
 stages=",${CALMOE_VERIFY_STAGES:-build,test,bench,node,torch,sanitize,profile},"
-budget="${CALMOE_VERIFY_BUDGET:-540}"
+budget="${CALMOE_VERIFY_BUDGET:-470}"
 t0=$(date +%s)
 status=0
 want() { [[ "$stages" == *",$1,"* ]]; }
@@ -69,6 +69,23 @@ elif [ ! -x build-gpu/calmoe_bench ] && [ -f .tools/gpu-bin.tar.xz ]; then
   log "no build stage: running the prebuilt executables in $bin"
 fi
 
+# cuBLASLt: where calmoe's loader finds it (cuda/cublaslt_loader.h); when it does not, the copy
+# PyTorch uses (its environment's nvidia/cu13/lib or nvidia/cublas/lib), passed by CALMOE_CUBLASLT
+if [ -z "${CALMOE_CUBLASLT:-}" ] && python3 -c "import torch" > /dev/null 2>&1; then
+  tdir="$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null)"
+  for so in "$tdir"/nvidia/cu13/lib/libcublasLt.so.13 "$tdir"/nvidia/cublas/lib/libcublasLt.so.12 "$tdir"/nvidia/cublas/lib/libcublasLt.so.13; do
+    [ -f "$so" ] && { export CALMOE_CUBLASLT_TORCH="$so"; break; }
+  done
+fi
+if [ -x "$bin/calmoe_bench" ]; then
+  lt="$("$bin/calmoe_bench" gemm-library 2>&1 | tail -1)"
+  if [[ "$lt" != cublaslt* ]] && [ -n "${CALMOE_CUBLASLT_TORCH:-}" ]; then
+    export CALMOE_CUBLASLT="$CALMOE_CUBLASLT_TORCH"
+    lt="$("$bin/calmoe_bench" gemm-library 2>&1 | tail -1)"
+  fi
+  log "GEMM library: $lt"
+fi
+
 if want test; then
   log "native tests"
   if [ $prebuilt = 0 ]; then
@@ -87,7 +104,12 @@ fi
 if want bench; then
   log "native benchmark: W3 (GPU and CPU); the GEMMs alone; W1, W1L train steps on the GPU (TF32, the default; W1L also BF16, FP32)"
   run_for 60 "$out/bench-w3.err" sh -c "$bin/calmoe_bench w3 --device all >> '$out/bench-native.jsonl'" || status=1
+  # the GEMMs of a W1L step on cuBLASLt and on calmoe's kernel, and torch.matmul on the same shapes
   run_for 60 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
+  if python3 -c "import torch" > /dev/null 2>&1; then
+    run_for 60 "$out/bench-torch-gemm.err" sh -c "python3 scripts/gpu/torch_gemm.py >> '$out/bench-pytorch.jsonl'" || log "torch_gemm: exit $?"
+    tail -12 "$out/bench-torch-gemm.err" 2> /dev/null | tee -a "$out/summary.txt"
+  fi
   # each run on its own (a failure does not stop the others)
   run_for 240 "$out/bench-moe.err" sh -c "rc=0; for args in \
       'w1' 'w1l' 'w1l --cuda-gemm bf16 --modes top2' 'w1l --cuda-gemm fp32 --modes top2'; do \
@@ -142,6 +164,8 @@ if want sanitize; then
       [ $rc -eq 0 ] || [ $rc -eq 2 ] || { status=1; log "$tool $t $filter: exit $rc"; }
       [ -f "$out/$tool-$t-$filter.txt" ] && tail -2 "$out/$tool-$t-$filter.txt" | tee -a "$out/summary.txt"
     done <<'LIST'
+memcheck moe_cuda_test tensor_core
+memcheck moe_cuda_test cublaslt
 memcheck moe_cuda_test every_mode
 memcheck moe_cuda_test row_kernels
 racecheck moe_cuda_test every_mode

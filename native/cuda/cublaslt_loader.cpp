@@ -89,7 +89,8 @@ std::vector<Candidate> candidates(const GetEnv& env, bool* off) {
       if (off) *off = true;
       return out;
     }
-    out.push_back({forced, "CALMOE_CUBLASLT", false, false});
+    // a bare name (no '/') goes to the system loader, which then says which file it chose
+    out.push_back({forced, "CALMOE_CUBLASLT", std::strchr(forced, '/') == nullptr, false});
     return out;
   }
   for (const char* so : kSonames) out.push_back({so, "already loaded", true, true});
