@@ -187,9 +187,10 @@ namespace tc {
 constexpr int kBM = 128, kBN = 128, kBK = 32;
 constexpr int kWarpM = 64, kWarpN = 32;                       // a warp's share: 4 x 2 fragments of 16 x 16
 constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 16;
-constexpr int kPadF = 8, kPadH = 8;                           // wmma: ldm a multiple of 16 bytes; a float row stride of
-                                                              // 8 mod 32 banks puts the fragment loads' 32 lanes (t * ld + g,
-                                                              // t < 4, g < 8) in distinct banks (4 mod 32: 2-way conflicts)
+// wmma: ldm a multiple of 16 bytes. kPadF = 4 is the layout that ran on the H200 (2026-11-28);
+// 8 (a float row stride of 8 mod 32 banks: conflict-free fragment loads) is the better guess, but
+// it has not run on a card, and this kernel is the measured fallback: it changes after a GPU run.
+constexpr int kPadF = 4, kPadH = 8;
 constexpr int kLdF = kBM + kPadF, kLdH = kBM + kPadH;         // (kBM == kBN)
 constexpr int kPerThread = kBM * kBK / kThreads;              // staged elements per thread, A and B each
 constexpr int kSmemBytes = 2 * kBK * kLdF * 4;                // the larger user: Tf32's A and B, or half of C
