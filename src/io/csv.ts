@@ -41,7 +41,10 @@ export async function readCsv(path: string, options?: CsvOptions): Promise<CsvDa
   if (o.features !== undefined && (!Array.isArray(o.features) || o.features.some((f) => typeof f !== 'string')))
     throw typeError('features: expected an array of column names');
   const delimiter = o.delimiter === undefined ? ',' : optChoice(o.delimiter, 'delimiter', ',', [',', ';', '\t', '|', ' ']);
-  const parser = createReadStream(path).pipe(parse({ delimiter, bom: true, trim: true, skip_empty_lines: true, info: true }));
+  const source = createReadStream(path);
+  const parser = parse({ delimiter, bom: true, trim: true, skip_empty_lines: true, info: true });
+  source.on('error', (err) => parser.destroy(err));  // pipe() does not forward a read error (a missing file)
+  source.pipe(parser);
   let featureCols: number[] = [], featureNames: string[] = [], labelCol = -1;
   let data = new Float32Array(0), rows = 0;
   const labelValues: string[] = [];
@@ -89,6 +92,7 @@ export async function readCsv(path: string, options?: CsvOptions): Promise<CsvDa
     if (e.code === 'ENOENT') throw rangeError(`${path}: no such file`);
     throw err;
   } finally {
+    source.destroy();
     parser.destroy();
   }
   if (header) throw rangeError(`${path}: empty file (expected a header row)`);
