@@ -38,21 +38,22 @@ function hasNvcc() {
   return !r.error && r.status === 0;
 }
 
-// node-gyp: the package's own (a development checkout), else the one npm bundles and names in
-// npm_config_node_gyp while it runs install scripts (an installed package has no dev dependencies).
+// node-gyp as [command, ...args]: the package's own (a development checkout), else the one npm
+// bundles and names in npm_config_node_gyp while it runs install scripts (an installed package has
+// no dev dependencies), else one on the PATH.
 function nodeGyp() {
   try {
-    return require.resolve('node-gyp/bin/node-gyp.js');
+    return [process.execPath, require.resolve('node-gyp/bin/node-gyp.js')];
   } catch { /* not a dependency of an installed package */ }
   const candidates = [env.npm_config_node_gyp];
   if (env.npm_execpath) candidates.push(join(dirname(env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
-  candidates.push(join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
   const found = candidates.find((c) => c && existsSync(c));
-  if (!found) {
-    log('node-gyp was not found (neither installed here nor bundled with npm). Install CMake >= 3.18 (preferred) or run `npm install -g node-gyp`, then `npm rebuild calmoe`.');
-    process.exit(1);
-  }
-  return found;
+  if (found) return [process.execPath, found];
+  const onPath = spawnSync('node-gyp', ['--version'], { encoding: 'utf8' });
+  if (!onPath.error && onPath.status === 0) return ['node-gyp'];
+  log('node-gyp was not found (not installed here, not bundled with this npm, not on the PATH). Install CMake >= 3.18 (preferred) ' +
+    'or node-gyp (`npm install -g node-gyp`), then run `npm rebuild calmoe`.');
+  process.exit(1);
 }
 
 function hasCmake() {
@@ -100,12 +101,12 @@ if (useCmake) {
     process.exit(1);
   }
   log('CMake >= 3.18 not found (or --gyp given): building the CPU-only addon with node-gyp');
-  const gyp = nodeGyp();
-  const gypArgs = [gyp, 'rebuild', '-j', jobs];
+  const [gypCmd, ...gypArgs] = nodeGyp();
+  gypArgs.push('rebuild', '-j', jobs);
   // Offline builds: use the headers installed with this Node.js when npm has not named a nodedir.
   const prefix = dirname(dirname(process.execPath));
   if (!env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) gypArgs.push(`--nodedir=${prefix}`);
-  run(process.execPath, gypArgs);
+  run(gypCmd, gypArgs);
 }
 if (!existsSync(join(root, 'build', 'Release', 'calmoe.node')) && !existsSync(join(root, 'build', 'Debug', 'calmoe.node'))) {
   log('the build finished but build/Release/calmoe.node is missing');

@@ -77,6 +77,8 @@ export interface DataOptions {
 
 /** Reads a data set; labels are required when `needLabels`. */
 export async function loadData(path: string, o: DataOptions, needLabels: boolean): Promise<Dataset> {
+  if (needLabels && o.label === undefined && o.labels === undefined)
+    throw new CliError(`${path}: no labels: name the label column (--label <name>) or give a labels file (--labels <file>)`, EXIT.usage);
   const d = await readDataset(path, { label: o.label, labelsPath: o.labels });
   if (needLabels && !d.labels)
     throw new CliError(`${path}: no labels: name the label column (--label <name>) or give a labels file (--labels <file>)`, EXIT.usage);
