@@ -1,23 +1,21 @@
 /** `calmoe calibrate`: per-expert temperatures fitted on held-out data, written into the model file. */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { fitTemperature } from '../calibrate/temperature.js';
 import { toLabels } from '../validate.js';
-import { EXIT_CODES_HELP, fixed, loadData, output } from './common.js';
+import { EXIT_CODES_HELP, deviceOptions, fixed, loadData, output } from './common.js';
 import { labelsFor, loadModel } from './model-arg.js';
 
 interface CalibrateArgs { label?: string; labels?: string; output?: string; device: 'auto' | 'cpu' | 'cuda'; precision: 'tf32' | 'fp32' | 'bf16'; json?: boolean }
 
 export function calibrateCommand(): Command {
-  return new Command('calibrate')
+  return deviceOptions(new Command('calibrate')
     .description('fit per-expert temperatures T_k on held-out labelled data and write them into the model file; also reports the aggregate temperature fit')
     .argument('<model>', 'a model file saved by calmoe train (rewritten in place unless -o)')
     .argument('<data>', 'held-out labelled data: .csv/.tsv with --label, .npy or IDX with --labels')
     .option('-l, --label <column>', 'the CSV column holding the labels')
     .option('--labels <file>', 'labels in a .npy or IDX file')
     .option('-o, --output <file>', 'write the calibrated model here instead of over <model>')
-    .addOption(new Option('--device <device>').choices(['auto', 'cpu', 'cuda']).default('auto'))
-    .addOption(new Option('--precision <p>').choices(['tf32', 'fp32', 'bf16']).default('tf32'))
-    .option('--json', 'print one JSON object')
+    ).option('--json', 'print one JSON object')
     .addHelpText('after', `
 Examples:
   $ calmoe calibrate model.safetensors val.csv --label y

@@ -1,7 +1,7 @@
 /**
  * What every `calmoe` subcommand shares: exit codes, errors, reading data sets, printing results.
  */
-import { InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type Dataset, readDataset } from '../io/dataset.js';
 
 /** Exit codes: documented in `calmoe --help` and the README. */
@@ -97,4 +97,11 @@ function jsonReplacer(_key: string, v: unknown): unknown {
 
 export function fixed(v: number | undefined, digits = 4): string {
   return v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits);
+}
+
+/** --device and --precision, as every command that runs a model takes them. */
+export function deviceOptions(c: Command): Command {
+  return c
+    .addOption(new Option('--device <device>', "auto: a GPU when one is usable").choices(['auto', 'cpu', 'cuda']).default('auto'))
+    .addOption(new Option('--precision <p>', 'CUDA GEMM arithmetic').choices(['tf32', 'fp32', 'bf16']).default('tf32'));
 }

@@ -1,15 +1,15 @@
 /** `calmoe eval`: metrics, the per-expert audit and an HTML report of a saved model on labelled data. */
 import { writeFileSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { htmlReport } from '../report/html-report.js';
 import { auditSection, calibrationTable } from '../report/report-tables.js';
-import { CliError, EXIT, EXIT_CODES_HELP, fixed, intArg, loadData, output } from './common.js';
+import { CliError, EXIT, EXIT_CODES_HELP, deviceOptions, fixed, intArg, loadData, output } from './common.js';
 import { labelsFor, loadModel } from './model-arg.js';
 
 interface EvalArgs { label?: string; labels?: string; bins: number; audit?: boolean; report?: string; device: 'auto' | 'cpu' | 'cuda'; precision: 'tf32' | 'fp32' | 'bf16'; json?: boolean }
 
 export function evalCommand(): Command {
-  return new Command('eval')
+  return deviceOptions(new Command('eval')
     .description('evaluate a saved model: accuracy, NLL, Brier, ECE, expert load; --audit per expert; --report an HTML report')
     .argument('<model>', 'a model file saved by calmoe train')
     .argument('<data>', 'labelled data: .csv/.tsv with --label, .npy or IDX with --labels')
@@ -18,9 +18,7 @@ export function evalCommand(): Command {
     .option('--bins <n>', 'calibration bins', intArg(1, 1 << 20), 15)
     .option('--audit', 'add the per-expert audit (own accuracy and ECE, load, regret and disagreement subsets)')
     .option('--report <file.html>', 'write a self-contained HTML report (reliability diagram, audit)')
-    .addOption(new Option('--device <device>').choices(['auto', 'cpu', 'cuda']).default('auto'))
-    .addOption(new Option('--precision <p>').choices(['tf32', 'fp32', 'bf16']).default('tf32'))
-    .option('--json', 'print one JSON object')
+    ).option('--json', 'print one JSON object')
     .addHelpText('after', `
 Examples:
   $ calmoe eval iris.safetensors test.csv --label species

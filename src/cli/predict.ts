@@ -1,23 +1,21 @@
 /** `calmoe predict`: class probabilities (and routes) of a saved model, written as CSV or .npy. */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { formatNpy } from '../io/npy.js';
 import { writeFileAtomic } from '../io/safetensors.js';
-import { CliError, EXIT, EXIT_CODES_HELP, loadData, output } from './common.js';
+import { CliError, EXIT, EXIT_CODES_HELP, deviceOptions, loadData, output } from './common.js';
 import { loadModel } from './model-arg.js';
 
 interface PredictArgs { output: string; label?: string; routes?: boolean; device: 'auto' | 'cpu' | 'cuda'; precision: 'tf32' | 'fp32' | 'bf16'; json?: boolean }
 
 export function predictCommand(): Command {
-  return new Command('predict')
+  return deviceOptions(new Command('predict')
     .description('predict with a saved model: probabilities, the predicted class and (--routes) the routing, as CSV or .npy')
     .argument('<model>', 'a model file saved by calmoe train')
     .argument('<data>', 'features: .csv/.tsv, .npy or IDX')
     .requiredOption('-o, --output <file>', 'out.csv (a header row: p_<class>..., prediction[, expert, r_<k>...]) or out.npy (rows x classes; --routes adds out.routes.npy, rows x experts)')
     .option('-l, --label <column>', 'a CSV column to leave out of the features (e.g. the labels)')
     .option('--routes', 'also write each row\'s routing weights and top-1 expert')
-    .addOption(new Option('--device <device>').choices(['auto', 'cpu', 'cuda']).default('auto'))
-    .addOption(new Option('--precision <p>').choices(['tf32', 'fp32', 'bf16']).default('tf32'))
-    .option('--json', 'print a JSON summary')
+    ).option('--json', 'print a JSON summary')
     .addHelpText('after', `
 Examples:
   $ calmoe predict iris.safetensors new.csv -o predictions.csv

@@ -6,7 +6,7 @@ import { classNamesOf, encodeLabels } from '../io/labels.js';
 import { MoEClassifier, type FitOptions } from '../moe/classifier.js';
 import type { MoEOptions } from '../moe/options.js';
 import type { Matrix } from '../validate.js';
-import { CliError, EXIT, EXIT_CODES_HELP, fixed, intArg, listArg, loadData, numArg, output } from './common.js';
+import { CliError, EXIT, EXIT_CODES_HELP, deviceOptions, fixed, intArg, listArg, loadData, numArg, output } from './common.js';
 
 interface TrainArgs {
   label?: string; labels?: string; output: string; validation?: string; valLabels?: string; valSplit: number;
@@ -102,8 +102,6 @@ export function trainCommand(): Command {
     .option('--patience <epochs>', 'early stopping: stop after this many epochs without improvement and keep the best epoch', intArg(0))
     .addOption(new Option('--monitor <metric>', 'early stopping metric (default valLoss with validation data, else loss)').choices(['loss', 'valLoss', 'valEce', 'valAccuracy']))
     // where
-    .addOption(new Option('--device <device>', 'auto: a GPU when one is usable').choices(['auto', 'cpu', 'cuda']).default('auto'))
-    .addOption(new Option('--precision <p>', 'CUDA GEMM arithmetic').choices(['tf32', 'fp32', 'bf16']).default('tf32'))
     .option('--threads <n>', 'CPU threads (default: all cores)', intArg(1, 4096))
     .option('--no-progress', 'no progress display on stderr')
     .option('--json', 'print the result as one JSON object')
@@ -115,7 +113,7 @@ Examples:
   $ calmoe train train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz \\
       --expert-hidden 128 --epochs 15 -o mnist.safetensors
 ${EXIT_CODES_HELP}`);
-  return c.action(async (data: string, o: TrainArgs) => {
+  return deviceOptions(c).action(async (data: string, o: TrainArgs) => {
     if (o.threads) setThreads(o.threads);
     const train = await loadData(data, o, true);
     const names = Array.isArray(train.labels) ? classNamesOf(train.labels) : undefined;
