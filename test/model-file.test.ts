@@ -173,3 +173,30 @@ describe('hostile model files are errors before any tensor is read', async () =>
     });
   }
 });
+
+describe('model files under random damage (property)', async () => {
+  const fc = await import('fast-check');
+  const good = join(dir, 'fuzz-good.safetensors');
+  (await trained('topk', { topK: 2 })).save(good);
+  const raw = readFileSync(good);
+  const headerEnd = 8 + Number(raw.readBigUInt64LE(0));
+
+  it('a truncated or byte-damaged file loads or is a RangeError, never another failure', () => {
+    let i = 0;
+    fc.assert(fc.property(
+      fc.integer({ min: 0, max: raw.length }),
+      fc.array(fc.tuple(fc.integer({ min: 0, max: headerEnd - 1 }), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+      (cut, edits) => {
+        const b = Buffer.from(raw.subarray(0, cut));
+        for (const [at, v] of edits) if (at < b.length) b[at] = v;
+        const p = join(dir, `fuzz-${i++ % 4}.safetensors`);
+        writeFileSync(p, b);
+        try {
+          const m = MoEClassifier.load(p);
+          expect(m.parameterCount).toBeGreaterThan(0);
+        } catch (err) {
+          expect(err, String(err)).toBeInstanceOf(RangeError);
+        }
+      }), { numRuns: 300, seed: 19 });
+  });
+});
