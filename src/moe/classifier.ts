@@ -294,7 +294,7 @@ export class MoEClassifier {
         const out: FitHistory = { epochs: r.epochs };
         const best = tracker ?? ckTracker;
         if (best && best.bestEpoch >= 0) out.best = { epoch: best.bestEpoch, value: best.best, monitor: best.monitor };
-        if (stopping) out.stoppedEarly = stopped;
+        if (stopping) out.stoppedEarly = stopped && r.cancelled;  // a stop seen after the last epoch ended is no early stop
         return out;
       } finally {
         this.#training = false;
