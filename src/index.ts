@@ -14,7 +14,7 @@ export * as audit from './audit/index.js';
 export * as report from './report/index.js';
 export * as drift from './drift/index.js';
 export * as io from './io/index.js';
-export { backendInfo, setThreads, getThreads, setCudaTf32Kernel, resetCudaMemoryPeak, CUDA_TF32_KERNELS, type BackendInfo, type CudaTf32Kernel } from './backend.js';
+export { backendInfo, setThreads, getThreads, resetCudaMemoryPeak, type BackendInfo, type CudaGemmInfo } from './backend.js';
 export { matrix, type Matrix, type MatrixInput, type LabelsInput, type ClassLabelsInput, type IntegerArray, type VectorInput, type Device } from './validate.js';
 export { VERSION } from './version.js';
 export type { ErrorCode } from './errors.js';

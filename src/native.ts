@@ -46,6 +46,21 @@ export interface NativeGpu {
   multiprocessors: number;
 }
 
+export interface NativeCudaGemm {
+  /** `'cublaslt'` when cuBLASLt was found and passed its self-check, else `'calmoe'`. */
+  library: 'cublaslt' | 'calmoe';
+  /** The libcublasLt.so.13 / .so.12 file found (also when it was refused), or null. */
+  path: string | null;
+  /** The search step that found it: 'CALMOE_CUBLASLT', 'already loaded', 'system loader', 'CUDA_HOME', 'VIRTUAL_ENV', ... */
+  origin: string | null;
+  /** cuBLASLt's version, e.g. '13.1.0', or null. */
+  version: string | null;
+  /** Why cuBLASLt is not used (not found, `CALMOE_CUBLASLT=off`, no GPU, a failed self-check), or null when it is. */
+  reason: string | null;
+  /** GEMMs for which cuBLASLt offered no algorithm, run on calmoe's kernel instead (since the process started). */
+  fallbacks: number;
+}
+
 export interface NativeBackendInfo {
   cudaCompiled: boolean;
   cudaArchitectures: string;
@@ -59,18 +74,12 @@ export interface NativeBackendInfo {
   gemm: string;
   blasAvailable: boolean;
   /**
-   * The TF32 GEMM kernel the CUDA backend runs: 'registers' (the default), 'async1', 'async2',
-   * 'mma', 'wgmma' or 'wgmma256' (CALMOE_CUDA_TF32_KERNEL asks for one, or `auto` for the fastest
-   * that gives the register-staged kernel's bits on this card; a card that cannot run the one asked
-   * for gets a fallback, which this names); '' without a usable GPU.
+   * Which GEMM runs the CUDA backend's `'tf32'` and `'bf16'` precisions (`'fp32'` always runs calmoe's
+   * exact kernel): NVIDIA's cuBLASLt, found at run time (`CALMOE_CUBLASLT=/path/to/libcublasLt.so.13`
+   * points at one, `CALMOE_CUBLASLT=off` turns it off), or calmoe's own tensor-core kernel, with the
+   * reason. `null` in a build without CUDA.
    */
-  cudaTf32Kernel: string;
-  /**
-   * How that kernel was chosen: 'default', 'CALMOE_CUDA_TF32_KERNEL=mma', the automatic choice's
-   * trials and times ('auto: mma (0.21 ms on a training step's GEMMs; registers 1.9, ...)'), or why a
-   * request was not met; '' without a usable GPU.
-   */
-  cudaTf32KernelChoice: string;
+  cudaGemm: NativeCudaGemm | null;
   /** Device memory calmoe's CUDA buffers hold now (bytes; 0 without CUDA): models' engines while they train or predict. */
   cudaMemoryBytes: number;
   /** The most they held at once since the process started or `resetCudaMemoryPeak()` (bytes). */
@@ -294,7 +303,6 @@ export interface NativeAddon {
     onProgress: (p: NativeProgress) => void, device: NativeDevice,
   ): { promise: Promise<{ epochs: NativeEpochLog[]; cancelled: boolean }>; cancel: () => void };
   backendInfo(): NativeBackendInfo;
-  setCudaTf32Kernel(kernel: string): void;
   resetCudaMemoryPeak(): void;
   setThreads(n: number): void;
   getThreads(): number;

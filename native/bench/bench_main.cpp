@@ -20,7 +20,7 @@
 #include "core/calibration.h"
 #include "core/cuda_probe.h"
 #include "core/moe_engine.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 #if CALMOE_WITH_CUDA
 #include "cuda/gemm.cuh"
 #endif

@@ -11,7 +11,7 @@
 #include "calmoe/error.h"
 #include "core/dispatch.h"
 #include "core/format.h"
-#include "cpu/radix_sort.h"
+#include "host/radix_sort.h"
 
 namespace calmoe {
 namespace {

@@ -9,7 +9,7 @@
 #include "calmoe/calibration.h"
 #include "calmoe/error.h"
 #include "core/moe_engine.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 namespace calmoe {
 namespace {

@@ -8,7 +8,7 @@
 #include "core/calibration.h"
 #include "cpu/calibration_avx2.h"
 #include "cpu/simd.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 namespace calmoe::cpu {
 namespace {

@@ -15,7 +15,7 @@
 #include "core/optimizer.h"
 #include "cpu/gemm.h"
 #include "cpu/moe_rows.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 namespace calmoe::cpu {
 namespace {

@@ -1,18 +1,4 @@
-// A small persistent thread pool for the CPU backend. The calling thread takes part in the work;
-// several callers (e.g. N-API async workers) may run jobs at once; a parallel_for called from
-// inside a task runs inline, so nesting never deadlocks.
+// Transitional: the thread pool moved to native/host/ (host code both backends use). Delete this
+// file once native/cuda/moe_engine.cu includes "host/thread_pool.h" (nothing else includes it).
 #pragma once
-#include <cstdint>
-#include <functional>
-
-namespace calmoe::cpu {
-
-// Runs fn(task, worker) for every task in [0, n_tasks). `worker` is in [0, workers_for(n_tasks))
-// and no two tasks run at the same time with the same worker index, so callers can keep one
-// scratch buffer per worker. Exceptions thrown by fn are rethrown here (the first one wins).
-void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int worker)>& fn);
-
-// How many worker indices parallel_for(n_tasks, ...) may use.
-int workers_for(int64_t n_tasks);
-
-}  // namespace calmoe::cpu
+#include "host/thread_pool.h"

@@ -15,7 +15,6 @@ export function doctorCommand(): Command {
       native();  // a missing addon is reported here, with how to build it
       const info = backendInfo();
       const gpuUsable = info.cudaCompiled && info.gpus.length > 0 && info.cudaUnavailableReason === '';
-      const extra = Object.fromEntries(Object.entries(info).filter(([k]) => /cublas/i.test(k)));
       const report = { version: VERSION, node: process.version, platform: `${process.platform}-${process.arch}`, packageRoot, gpuUsable, ...info };
       output(!!o.json, report, () => {
         const lines = [
@@ -26,8 +25,10 @@ export function doctorCommand(): Command {
         for (const g of info.gpus) lines.push(`  GPU ${g.index}: ${g.name}, ${(g.memoryBytes / 2 ** 30).toFixed(1)} GiB, compute capability ${g.computeCapability}, ${g.multiprocessors} SMs`);
         if (info.cudaCompiled) lines.push(`  runtime ${info.cudaRuntimeVersion}, driver ${info.cudaDriverVersion || 'none'}`);
         lines.push(gpuUsable ? `GPU: usable; device 'auto' trains on it` : `GPU: not used${info.cudaUnavailableReason ? `: ${info.cudaUnavailableReason}` : ''}`);
-        if (gpuUsable) lines.push(`TF32 GEMM kernel: ${info.cudaTf32Kernel} (${info.cudaTf32KernelChoice})`);
-        lines.push(Object.keys(extra).length ? `cuBLASLt: ${JSON.stringify(extra)}` : 'cuBLASLt: not used by this build (the CUDA GEMMs are calmoe\'s own kernels)');
+        const g = info.cudaGemm;
+        if (!g) lines.push('cuBLASLt: not used (no CUDA backend in this build)');
+        else if (g.library === 'cublaslt') lines.push(`cuBLASLt: ${g.version} (${g.path}, found by ${g.origin}) runs the TF32/BF16 GEMMs${g.fallbacks ? `; ${g.fallbacks} GEMMs fell back to calmoe's kernel` : ''}`);
+        else lines.push(`cuBLASLt: not used: ${g.reason ?? 'unknown reason'}; calmoe's own tensor-core kernel runs the TF32/BF16 GEMMs`);
         return lines.join('\n');
       });
       if (o.requireCuda && !gpuUsable) throw new CliError(`no usable GPU: ${info.cudaUnavailableReason || 'CUDA not compiled in'}`, EXIT.unavailable);

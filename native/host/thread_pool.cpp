@@ -1,4 +1,4 @@
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 #include <algorithm>
 #include <atomic>

@@ -1,0 +1,19 @@
+// A small persistent thread pool (host code both backends use: the CPU backend's kernels, the
+// CUDA backend's host-side work). The calling thread takes part in the work;
+// several callers (e.g. N-API async workers) may run jobs at once; a parallel_for called from
+// inside a task runs inline, so nesting never deadlocks.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace calmoe::cpu {
+
+// Runs fn(task, worker) for every task in [0, n_tasks). `worker` is in [0, workers_for(n_tasks))
+// and no two tasks run at the same time with the same worker index, so callers can keep one
+// scratch buffer per worker. Exceptions thrown by fn are rethrown here (the first one wins).
+void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int worker)>& fn);
+
+// How many worker indices parallel_for(n_tasks, ...) may use.
+int workers_for(int64_t n_tasks);
+
+}  // namespace calmoe::cpu
