@@ -71,6 +71,19 @@ describe('calmoe CLI', () => {
     expect(io.readNpy(join(dir, 'p.routes.npy')).shape).toEqual([300, 3]);
   });
 
+  it('reads CSV columns by the names saved with the model: reordered or extra columns predict the same', () => {
+    expect(calmoe(['train', 'train.csv', '--label', 'species', '--epochs', '3', '--no-progress', '-o', 'n.safetensors']).code).toBe(0);
+    const lines = readFileSync(join(dir, 'test.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));
+    // columns reversed, the label dropped, a column the model never saw added
+    writeFileSync(join(dir, 'reordered.csv'), lines.map((c, i) => [i ? String(i) : 'row_id', ...c.slice(0, 4).reverse()].join(',')).join('\n') + '\n');
+    expect(calmoe(['predict', 'n.safetensors', 'test.csv', '-o', 'a.csv']).code).toBe(0);
+    expect(calmoe(['predict', 'n.safetensors', 'reordered.csv', '-o', 'b.csv']).code).toBe(0);
+    expect(readFileSync(join(dir, 'b.csv'), 'utf8')).toBe(readFileSync(join(dir, 'a.csv'), 'utf8'));
+    writeFileSync(join(dir, 'missing-col.csv'), 'sepal_length,sepal_width,petal_length\n1,2,3\n');
+    const r = calmoe(['predict', 'n.safetensors', 'missing-col.csv', '-o', 'c.csv']);
+    expect([r.code, r.stderr]).toEqual([3, expect.stringMatching(/no feature column named 'petal_width'/)]);
+  });
+
   it('has --help with examples for every subcommand', () => {
     for (const c of ['train', 'eval', 'predict', 'calibrate', 'drift', 'doctor']) {
       const r = calmoe([c, '--help']);

@@ -23,7 +23,7 @@ Examples:
 ${EXIT_CODES_HELP}`)
     .action(async (modelPath: string, data: string, o: CalibrateArgs) => {
       const model = loadModel(modelPath, o);
-      const d = await loadData(data, o, true);
+      const d = await loadData(data, { ...o, features: model.featureNames }, true);
       const y = labelsFor(model, d.labels!, data);
       const before = await model.evaluate(d.x, y, { device: o.device, precision: o.precision });
       const fit = await model.calibrateExperts(d.x, y, { device: o.device, precision: o.precision });

@@ -73,13 +73,15 @@ export function listArg(v: string): number[] {
 export interface DataOptions {
   label?: string;
   labels?: string;
+  /** CSV feature columns by name (a model's featureNames): other columns are ignored, order follows these. */
+  features?: readonly string[];
 }
 
 /** Reads a data set; labels are required when `needLabels`. */
 export async function loadData(path: string, o: DataOptions, needLabels: boolean): Promise<Dataset> {
   if (needLabels && o.label === undefined && o.labels === undefined)
     throw new CliError(`${path}: no labels: name the label column (--label <name>) or give a labels file (--labels <file>)`, EXIT.usage);
-  const d = await readDataset(path, { label: o.label, labelsPath: o.labels });
+  const d = await readDataset(path, { label: o.label, labelsPath: o.labels, features: o.features ? [...o.features] : undefined });
   if (needLabels && !d.labels)
     throw new CliError(`${path}: no labels: name the label column (--label <name>) or give a labels file (--labels <file>)`, EXIT.usage);
   return d;

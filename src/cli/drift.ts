@@ -24,10 +24,8 @@ Examples:
 ${EXIT_CODES_HELP}`)
     .action(async (refPath: string, curPath: string, o: DriftArgs) => {
       const ref = await loadData(refPath, { label: o.label }, false);
-      const cur = await loadData(curPath, { label: o.label }, false);
+      const cur = await loadData(curPath, { label: o.label, features: ref.featureNames }, false);
       if (ref.x.cols !== cur.x.cols) throw new CliError(`${curPath} has ${cur.x.cols} feature columns, ${refPath} has ${ref.x.cols}`, EXIT.input);
-      if (ref.featureNames && cur.featureNames && ref.featureNames.join('\0') !== cur.featureNames.join('\0'))
-        throw new CliError(`${curPath}: its columns (${cur.featureNames.join(', ')}) differ from ${refPath}'s (${ref.featureNames.join(', ')})`, EXIT.input);
       const r = await driftReport(ref.x, cur.x, { alpha: o.alpha, correction: o.correction, bins: o.bins, featureNames: ref.featureNames, device: o.device });
       output(!!o.json, r, () => {
         const lines = [`${r.drifted} of ${r.features.length} features drifted (alpha ${o.alpha}, ${o.correction}); ${r.referenceRows} reference rows, ${r.currentRows} current rows`];

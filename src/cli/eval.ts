@@ -26,7 +26,7 @@ Examples:
 ${EXIT_CODES_HELP}`)
     .action(async (modelPath: string, data: string, o: EvalArgs) => {
       const model = loadModel(modelPath, o);
-      const d = await loadData(data, o, true);
+      const d = await loadData(data, { ...o, features: model.featureNames }, true);
       const y = labelsFor(model, d.labels!, data);
       const ev = await model.evaluate(d.x, y, { bins: o.bins, device: o.device, precision: o.precision });
       const audit = o.audit || o.report ? await model.audit(d.x, y, { bins: o.bins, device: o.device, precision: o.precision }) : undefined;

@@ -13,7 +13,7 @@ export function predictCommand(): Command {
     .argument('<model>', 'a model file saved by calmoe train')
     .argument('<data>', 'features: .csv/.tsv, .npy or IDX')
     .requiredOption('-o, --output <file>', 'out.csv (a header row: p_<class>..., prediction[, expert, r_<k>...]) or out.npy (rows x classes; --routes adds out.routes.npy, rows x experts)')
-    .option('-l, --label <column>', 'a CSV column to leave out of the features (e.g. the labels)')
+    .option('-l, --label <column>', "a CSV column to leave out of the features (not needed when the model has the training CSV's column names)")
     .option('--routes', 'also write each row\'s routing weights and top-1 expert')
     ).option('--json', 'print a JSON summary')
     .addHelpText('after', `
@@ -23,7 +23,7 @@ Examples:
 ${EXIT_CODES_HELP}`)
     .action(async (modelPath: string, data: string, o: PredictArgs) => {
       const model = loadModel(modelPath, o);
-      const d = await loadData(data, { label: o.label }, false);
+      const d = await loadData(data, { label: o.label, features: model.featureNames }, false);
       const p = await model.predict(d.x, { returnRouting: !!o.routes, device: o.device, precision: o.precision });
       const { rows } = d.x, { classes: C, experts: K } = model.config;
       const names = model.classNames ?? Array.from({ length: C }, (_, c) => String(c));

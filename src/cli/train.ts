@@ -122,7 +122,7 @@ ${EXIT_CODES_HELP}`);
     let val: { x: Matrix; y: Int32Array } | undefined;
     if (o.validation) {
       if (o.valSplit) throw new CliError('--validation and --val-split: give one', EXIT.usage);
-      const v = await loadData(o.validation, { label: o.label, labels: o.valLabels }, true);
+      const v = await loadData(o.validation, { label: o.label, labels: o.valLabels, features: train.featureNames }, true);
       val = { x: v.x, y: intLabels(v, names, o.validation) };
     } else if (o.valSplit > 0) {
       const s = splitRows(x.rows, o.valSplit, o.seed);
@@ -136,7 +136,7 @@ ${EXIT_CODES_HELP}`);
     const options: MoEOptions = {
       inputDim: x.cols, classes, experts: o.experts, expertHidden: o.expertHidden, routerHidden: o.routerHidden, activation: o.activation,
       routing: o.routing, ...(o.topK !== undefined ? { topK: o.topK } : {}), routerTemperature: o.routerTemperature, seed: o.seed,
-      ...(o.initStd !== undefined ? { init: { std: o.initStd } } : {}), device: o.device, precision: o.precision, ...(names ? { classNames: names } : {}),
+      ...(o.initStd !== undefined ? { init: { std: o.initStd } } : {}), device: o.device, precision: o.precision, ...(names ? { classNames: names } : {}), ...(train.featureNames ? { featureNames: train.featureNames } : {}),
     };
     const model = new MoEClassifier(options);
     const ac = new AbortController();

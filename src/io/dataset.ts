@@ -13,6 +13,8 @@ export interface DatasetFiles {
   label?: string;
   /** A `.npy` or IDX file of labels, one per row of the features. */
   labelsPath?: string;
+  /** The CSV's feature columns by name, in this order (default: every column but the label). */
+  features?: string[];
 }
 
 export interface Dataset {
@@ -72,7 +74,7 @@ export async function readDataset(path: string, files: DatasetFiles = {}): Promi
   const format = fileFormat(path);
   let out: Dataset;
   if (format === 'csv' || format === 'tsv') {
-    const c = await readCsv(path, { label: files.label, delimiter: format === 'tsv' ? '\t' : ',' });
+    const c = await readCsv(path, { label: files.label, features: files.features, delimiter: format === 'tsv' ? '\t' : ',' });
     out = { x: c.x, labels: c.labels, featureNames: c.featureNames };
   } else {
     if (files.label !== undefined) throw rangeError(`label: a column name only applies to CSV files; give the labels of ${path} as a file (labelsPath)`);

@@ -148,6 +148,11 @@ export class MoEClassifier {
     return this.#options.classNames;
   }
 
+  /** The input columns' names (options.featureNames), or undefined. */
+  get featureNames(): readonly string[] | undefined {
+    return this.#options.featureNames;
+  }
+
   /** What the last fit did (saved with the model): epochs, final metrics, objective, optimiser. */
   get trainingSummary(): Readonly<Record<string, unknown>> | undefined {
     return this.#summary;

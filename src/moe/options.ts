@@ -47,6 +47,8 @@ export interface MoEOptions {
   precision?: Precision;
   /** A name per class (`classes` distinct strings): labels may then be given as names; saved with the model. */
   classNames?: string[];
+  /** A name per input column (`inputDim` distinct strings), saved with the model: the CLI reads CSV columns by these names. */
+  featureNames?: string[];
 }
 
 export interface OptimizerOptions {
@@ -89,7 +91,7 @@ export interface ObjectiveOptions {
 }
 
 export const MODEL_OPTIONS = ['inputDim', 'classes', 'experts', 'expertHidden', 'routerHidden', 'activation', 'routing', 'topK',
-  'routerTemperature', 'seed', 'init', 'device', 'precision', 'classNames'] as const;
+  'routerTemperature', 'seed', 'init', 'device', 'precision', 'classNames', 'featureNames'] as const;
 
 function intList(v: unknown, name: string, def: number[]): number[] {
   if (v === undefined) return def;
@@ -104,13 +106,15 @@ export interface ParsedModel {
   device: Device;
   precision: Precision;
   classNames?: string[];
+  featureNames?: string[];
 }
 
-function classNamesOption(v: unknown, classes: number): string[] | undefined {
+// classNames / featureNames: `count` distinct strings
+function namesOption(v: unknown, name: string, count: number, what: string): string[] | undefined {
   if (v === undefined) return undefined;
-  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw typeError('classNames: expected an array of strings');
-  if (v.length !== classes) throw rangeError(`classNames: expected ${classes} names (classes), got ${v.length}`);
-  if (new Set(v).size !== v.length) throw rangeError('classNames: the names must be distinct');
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw typeError(`${name}: expected an array of strings`);
+  if (v.length !== count) throw rangeError(`${name}: expected ${count} names (${what}), got ${v.length}`);
+  if (new Set(v).size !== v.length) throw rangeError(`${name}: the names must be distinct`);
   return [...(v as string[])];
 }
 
@@ -141,7 +145,8 @@ export function parseModelOptions(options: unknown): ParsedModel {
     init = { kind: 'normal', std: optNumber(i.std, 'init.std', 0.05, 0, 1e6) };
   }
   return { config, seed: optInt(o.seed, 'seed', 0, 0, Number.MAX_SAFE_INTEGER), init, device: optDevice(o.device),
-    precision: optChoice(o.precision, 'precision', 'tf32', PRECISIONS), classNames: classNamesOption(o.classNames, config.classes) };
+    precision: optChoice(o.precision, 'precision', 'tf32', PRECISIONS), classNames: namesOption(o.classNames, 'classNames', config.classes, 'classes'),
+    featureNames: namesOption(o.featureNames, 'featureNames', config.inputDim, 'inputDim') };
 }
 
 export const FIT_OPTIONS = ['epochs', 'batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss',
