@@ -109,8 +109,9 @@ export function readModelFile(path: string): LoadedModel {
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   for (const want of layout!.tensors) {
     const t = byName.get(want.name)!;
-    const bad = t.data.findIndex((v) => !Number.isFinite(v));
-    if (bad >= 0) throw rangeError(`${path}: tensor '${want.name}' element ${bad} is ${t.data[bad]} (expected finite values)`);
+    for (let i = 0; i < t.data.length; i++) {
+      if (!Number.isFinite(t.data[i])) throw rangeError(`${path}: tensor '${want.name}' element ${i} is ${t.data[i]} (expected finite values)`);
+    }
     parameters.set(t.data, want.offset);
   }
   return { options: options!, parameters, temperatures, training, calmoeVersion: version };
