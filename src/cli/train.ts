@@ -155,6 +155,10 @@ ${EXIT_CODES_HELP}`);
     let history;
     try {
       history = await model.fit(x, y, fit);
+    } catch (err) {
+      const e = err as { name?: string; history?: { epochs: unknown[] } };
+      if (e.name === 'AbortError') throw new CliError(`interrupted after ${e.history?.epochs.length ?? 0} finished epochs; ${o.output} was not written`, EXIT.interrupted);
+      throw err;
     } finally {
       process.removeListener('SIGINT', onSigint);
     }
