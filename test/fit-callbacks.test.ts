@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { MoEClassifier, audit } from '../src/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'calmoe-fit-'));
@@ -41,6 +41,10 @@ describe('fit progress', () => {
   });
 
   it('is off by default and checks its options', async () => {
+    const spy = vi.spyOn(process.stderr, 'write');
+    await model().fit(x, y, { epochs: 2, validation: { x, y } });
+    expect(spy.mock.calls.filter((c) => /epoch/.test(String(c[0])))).toEqual([]);
+    spy.mockRestore();
     await expect(model().fit(x, y, { progress: { mode: 'fancy' as never } })).rejects.toThrow(/progress\.mode: expected one of 'auto', 'bar', 'lines'/);
     await expect(model().fit(x, y, { earlyStopping: { monitor: 'valLoss' } })).rejects.toThrow(/earlyStopping\.monitor: 'valLoss' needs validation data/);
     await expect(model().fit(x, y, { bestCheckpoint: {} as never })).rejects.toThrow(/bestCheckpoint\.path: expected a file path/);
