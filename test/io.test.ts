@@ -207,3 +207,22 @@ describe('labels of any integer type and class names', () => {
     expect(() => io.encodeLabels(['a', 'c'], ['a', 'b'])).toThrow(/values\[1\] = "c": not one of the class names/);
   });
 });
+
+describe('round trips (property)', async () => {
+  const fc = await import('fast-check');
+  const matrices = fc.integer({ min: 1, max: 6 }).chain((cols) =>
+    fc.array(fc.array(fc.float({ noNaN: true, noDefaultInfinity: true }), { minLength: cols, maxLength: cols }), { minLength: 1, maxLength: 40 }));
+
+  it('a float32 matrix written as CSV (shortest decimal) or .npy reads back bit for bit', async () => {
+    let i = 0;
+    await fc.assert(fc.asyncProperty(matrices, async (rows) => {
+      const cols = rows[0].length, data = Float32Array.from(rows.flat());
+      const names = Array.from({ length: cols }, (_, j) => `c${j}`);
+      const num = (v: number) => (Object.is(v, -0) ? '-0' : String(v));  // String(-0) is '0'
+      const csv = await io.readCsv(file(`rt-${i++ % 3}.csv`, [[...names, 'y'].join(','), ...rows.map((r, k) => [...r.map(num), `"label ${k % 2}"`].join(','))].join('\n') + '\n'), { label: 'y' });
+      expect(csv.x).toEqual({ data, rows: rows.length, cols });
+      expect(csv.labels).toEqual(rows.map((_, k) => `label ${k % 2}`));
+      expect(io.npyToMatrix(io.parseNpy(io.formatNpy(data, [rows.length, cols])))).toEqual({ data, rows: rows.length, cols });
+    }), { numRuns: 60, seed: 19 });
+  });
+});
