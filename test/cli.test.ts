@@ -46,11 +46,13 @@ describe('calmoe CLI', () => {
   });
 
   it('trains, evaluates and predicts with --json, and the numbers agree with the library', async () => {
-    const t = calmoe(['train', 'train.csv', '--label', 'species', '--epochs', '5', '--experts', '3', '--validation', 'val.csv', '--json', '-o', 'j.safetensors']);
+    const t = calmoe(['train', 'train.csv', '--label', 'species', '--epochs', '5', '--experts', '3', '--validation', 'val.csv', '--json', '-o', 'j.safetensors', '--best', 'best.safetensors']);
     expect(t.code, t.stderr).toBe(0);
     const tj = JSON.parse(t.stdout);
     expect(tj).toMatchObject({ model: 'j.safetensors', rows: 600, validationRows: 150, features: 4, classes: 3, classNames: ['setosa', 'versicolor', 'virginica'] });
     expect(tj.epochs).toHaveLength(5);
+    expect(tj.best).toMatchObject({ monitor: 'valLoss', epoch: expect.any(Number) });
+    expect(existsSync(join(dir, 'best.safetensors'))).toBe(true);
     expect(t.stderr).toMatch(/epoch 5\/5: loss/);  // progress: one line per epoch when stderr is not a terminal
     const e = calmoe(['eval', 'j.safetensors', 'test.csv', '--label', 'species', '--json', '--audit']);
     expect(e.code, e.stderr).toBe(0);

@@ -16,7 +16,7 @@ interface TrainArgs {
   nesterov?: boolean; beta1: number; beta2: number; eps: number; schedule: 'constant' | 'cosine'; warmupSteps: number; minLrRatio: number;
   clipNorm: number; objective: 'erm' | 'robust' | 'robust-filtered'; eta: number; gradient: 'term' | 'through'; robustWarmupEpochs: number;
   tauRegret: number; tauDisagreement: number; medianDisagreement?: boolean; balanceLoss: number;
-  patience?: number; monitor?: 'loss' | 'valLoss' | 'valEce' | 'valAccuracy';
+  patience?: number; best?: string; monitor?: 'loss' | 'valLoss' | 'valEce' | 'valAccuracy';
   device: 'auto' | 'cpu' | 'cuda'; precision: 'tf32' | 'fp32' | 'bf16'; threads?: number; progress: boolean; json?: boolean;
 }
 
@@ -100,7 +100,8 @@ export function trainCommand(): Command {
     .option('--median-disagreement', 'robust-filtered: disagreement above the batch median')
     .option('--balance-loss <alpha>', 'Switch load-balancing loss weight (0: off)', numArg(0), 0)
     .option('--patience <epochs>', 'early stopping: stop after this many epochs without improvement and keep the best epoch', intArg(0))
-    .addOption(new Option('--monitor <metric>', 'early stopping metric (default valLoss with validation data, else loss)').choices(['loss', 'valLoss', 'valEce', 'valAccuracy']))
+    .option('--best <file>', 'also save the best epoch so far (by --monitor) to this file while training runs')
+    .addOption(new Option('--monitor <metric>', 'the metric of --patience and --best (default valLoss with validation data, else loss)').choices(['loss', 'valLoss', 'valEce', 'valAccuracy']))
     // where
     .option('--threads <n>', 'CPU threads (default: all cores)', intArg(1, 4096))
     .option('--no-progress', 'no progress display on stderr')
@@ -150,6 +151,7 @@ ${EXIT_CODES_HELP}`);
         tauDisagreement: o.tauDisagreement, medianDisagreement: !!o.medianDisagreement },
       ...(val ? { validation: val } : {}),
       ...(o.patience !== undefined ? { earlyStopping: { patience: o.patience, monitor: o.monitor } } : {}),
+      ...(o.best !== undefined ? { bestCheckpoint: { path: o.best, monitor: o.monitor } } : {}),
       progress: o.progress, signal: ac.signal,
     };
     let history;
