@@ -4,11 +4,12 @@
  * Prints one JSON line per measurement on stdout ({system, workload, mode, metric, value, unit,
  * threads, device}); progress and a readable summary on stderr. Workloads: w1, w2 (MoE train
  * step and eval, calmoe), w3 (ECE), w1-tfjs, w2-tfjs (peers in TensorFlow.js, bench/peers/)
- * (default: all). --rows is W3's rows (10,000,000) or W2's
- * (200,000); --batch is W1's batch (2048); --backend limits the TensorFlow.js backends.
+ * (default: all), io (CSV/.npy loading, model save/load; not in the default set). --rows is W3's
+ * rows (10,000,000), W2's (200,000) or io's (100,000); --batch is W1's batch (2048); --backend limits the TensorFlow.js backends.
  */
 import { setThreads } from 'calmoe';
 import { note } from './common.js';
+import { runIo } from './io.js';
 import { runTfjsW1, runTfjsW2 } from './peers/tfjs-moe.js';
 import { runW1 } from './w1-train.js';
 import { runW2 } from './w2-eval.js';
@@ -34,11 +35,12 @@ for (let i = 0; i < argv.length; i++) {
   else workloads.push(a);
 }
 const all = ['w1', 'w2', 'w3', 'w1-tfjs', 'w2-tfjs'];
-for (const w of workloads) if (!all.includes(w)) throw new RangeError(`unknown workload '${w}' (known: ${all.join(', ')})`);
+for (const w of workloads) if (![...all, 'io'].includes(w)) throw new RangeError(`unknown workload '${w}' (known: ${all.join(', ')}, io)`);
 const run = workloads.length ? workloads : all;
 if (run.includes('w1')) await runW1(opts);
 if (run.includes('w2')) await runW2({ ...opts, rows: opts.rows || 200_000 });
 if (run.includes('w3')) await runW3({ ...opts, rows: opts.rows || 10_000_000 });
 if (run.includes('w1-tfjs')) await runTfjsW1(opts);
 if (run.includes('w2-tfjs')) await runTfjsW2({ ...opts, rows: opts.rows || 200_000 });
+if (run.includes('io')) await runIo({ ...opts, rows: opts.rows || 100_000 });
 note('done');

@@ -188,6 +188,8 @@ export interface NativeMoEFitOptions {
   shuffle: boolean;
   seed: number;
   progressEvery: number;
+  /** Epoch-end reports carry a copy of the parameters (early stopping, best checkpoints). */
+  snapshotEpochs?: boolean;
   clipNorm: number;
   balanceLoss: number;
   optimizer: { type: 'sgd' | 'adamw'; lr: number; weightDecay: number; momentum: number; nesterov: boolean; beta1: number; beta2: number; eps: number };

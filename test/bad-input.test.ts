@@ -40,7 +40,7 @@ describe('calibration: bad input gives a named TypeError/RangeError', () => {
     throwsWith(() => metrics.calibrationSync(m2, [1, 2]), RangeError, /labels\[1\] = 2 is outside \[0, 2\)/);
     throwsWith(() => metrics.calibrationSync(m2, [1, -1]), RangeError, /labels\[1\] = -1 is outside/);
     throwsWith(() => metrics.calibrationSync(m2, [1, 0.5]), RangeError, /labels\[1\] = 0\.5: expected an integer/);
-    throwsWith(() => metrics.calibrationSync(m2, new Float32Array([1, 0]) as never), TypeError, /labels: expected an Int32Array/);
+    throwsWith(() => metrics.calibrationSync(m2, new Float32Array([1, 0]) as never), TypeError, /labels: expected an integer typed array/);
     throwsWith(() => metrics.binaryCalibrationSync([0.2, 0.9], [0, 2]), RangeError, /binary labels must be 0 or 1/);
     throwsWith(() => metrics.confidenceCalibrationSync([0.2, 0.9], [true, 2 as never]), RangeError, /correct\[1\]: expected a boolean or 0\/1/);
     throwsWith(() => metrics.confidenceCalibrationSync([0.2, 1.9], [true, false]), RangeError, /confidence: row 1 = 1\.9/);

@@ -1,6 +1,7 @@
 // N-API surface of the MoE classifier (the typed API is src/moe/). Training runs on a dedicated
 // native thread; progress and completion come back through a thread-safe function, and a
 // cancel() closure sets the flag the training loop polls between steps.
+#include <algorithm>
 #include <memory>
 #include <thread>
 
@@ -168,6 +169,7 @@ FitConfig fit_arg(const Napi::Value& v) {
   f.shuffle = boolean(o.Get("shuffle"), "shuffle");
   f.seed = uint64_t(number(o.Get("seed"), "seed"));
   f.progress_every = integer(o.Get("progressEvery"), "progressEvery", 0, int64_t(1) << 40);
+  f.snapshot_epochs = !o.Get("snapshotEpochs").IsUndefined() && boolean(o.Get("snapshotEpochs"), "snapshotEpochs");
   Napi::Object opt = object(o.Get("optimizer"), "optimizer");
   f.optimizer.kind = OptimizerKind(choice(opt.Get("type"), "optimizer.type", {"sgd", "adamw"}));
   f.optimizer.lr = number(opt.Get("lr"), "optimizer.lr");
@@ -271,6 +273,11 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
         job->tsfn.BlockingCall(ev, [](Napi::Env e, Napi::Function js, Event* ev) {
           Napi::Object o = ev->progress.epoch_end ? epoch_to_js(e, ev->progress.epoch_log) : step_to_js(e, ev->progress);
           o.Set("type", ev->progress.epoch_end ? "epoch" : "batch");
+          if (!ev->progress.parameters.empty()) {
+            Napi::Float32Array snap = Napi::Float32Array::New(e, ev->progress.parameters.size());
+            std::copy(ev->progress.parameters.begin(), ev->progress.parameters.end(), snap.Data());
+            o.Set("parameters", snap);
+          }
           delete ev;
           js.Call({o});
         });

@@ -217,6 +217,10 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
       p.batches = batches;
       p.step = step;
       p.epoch_log = log;
+      if (fit.snapshot_epochs) {
+        engine->sync_to_host(params);  // the CPU engine trains in place; a device engine copies back
+        p.parameters.assign(params, params + moe_layout(c).total);
+      }
       report(p);
     }
   }

@@ -5,10 +5,15 @@
  * native thread and never blocks the event loop.
  */
 import { rangeError, typeError, withCallerStack } from '../errors.js';
+import { type MoEAudit, type MoEAuditOptions, moeAudit } from '../audit/moe-audit.js';
+import { expertTensor } from '../audit/moe-outputs.js';
 import { fitExpertTemperatures, type ExpertTemperatureResult } from '../calibrate/expert-temperatures.js';
 import { calibrationSync, type CalibrationReport } from '../metrics/calibration.js';
 import { native, type NativeEpochLog, type NativeMoEConfig, type NativePrediction, type NativeBatchLog } from '../native.js';
-import { type Device, type LabelsInput, type Matrix, type MatrixInput, optBool, optChoice, optDevice, readOptions, toLabels, toMatrix } from '../validate.js';
+import { type ClassLabelsInput, type Device, type Matrix, type MatrixInput, optBool, optChoice, optDevice, readOptions, toLabels, toMatrix } from '../validate.js';
+import { BestTracker, type CheckpointOptions, type EarlyStoppingOptions, parseCheckpoint, parseEarlyStopping } from './early-stopping.js';
+import { portableOptions, readModelFile, writeModelFile } from './model-file.js';
+import { type ProgressDisplay, type ProgressOptions, parseProgress, progressDisplay } from './progress.js';
 import { type MoEOptions, type ObjectiveOptions, type OptimizerOptions, type Precision, type ScheduleOptions, FIT_OPTIONS, PRECISIONS, parseFitOptions,
   parseModelOptions } from './options.js';
 
@@ -31,7 +36,13 @@ export interface FitOptions {
   /** Switch load-balancing loss weight alpha (default 0: off). */
   balanceLoss?: number;
   /** Evaluated at every epoch end: valLoss (NLL), valAccuracy, valEce (15 bins). */
-  validation?: { x: MatrixInput; y: LabelsInput };
+  validation?: { x: MatrixInput; y: ClassLabelsInput };
+  /** Show progress on stderr: a bar with rate and ETA on a terminal, a line per epoch otherwise (default off). */
+  progress?: boolean | ProgressOptions;
+  /** Stop when the monitored metric has not improved for `patience` epochs (and by default keep the best epoch's parameters). */
+  earlyStopping?: boolean | EarlyStoppingOptions;
+  /** Save the model (safetensors) at every epoch that improves the monitored metric. */
+  bestCheckpoint?: CheckpointOptions;
   /** Stops training between steps; fit() then rejects with an AbortError (its `history` has the finished epochs). */
   signal?: AbortSignal;
   onEpochEnd?: (log: EpochLog) => void;
@@ -45,17 +56,23 @@ export interface FitOptions {
 
 export interface FitHistory<L extends EpochLog = EpochLog> {
   epochs: L[];
+  /** With earlyStopping or bestCheckpoint: the best epoch (0-based) by the monitored metric, and its value. */
+  best?: { epoch: number; value: number; monitor: string };
+  /** With earlyStopping: whether training stopped before its last epoch. */
+  stoppedEarly?: boolean;
 }
 
 /** Fit options with validation data: the logs carry the validation metrics (ValidatedEpochLog). */
 export type ValidatedFitOptions = Omit<FitOptions, 'validation' | 'onEpochEnd'> & {
-  validation: { x: MatrixInput; y: LabelsInput };
+  validation: { x: MatrixInput; y: ClassLabelsInput };
   onEpochEnd?: (log: ValidatedEpochLog) => void;
 };
 
 export interface PredictOptions {
   /** Also return routing weights, selected experts, their gates and each active expert's probabilities. */
   returnRouting?: boolean;
+  /** Also return every expert's probabilities (`experts`), active or not: hard and top-k models can then be audited for regret and disagreement. */
+  returnExperts?: boolean;
   device?: Device;
   /** GEMM arithmetic on CUDA (default: the model's, 'tf32'). */
   precision?: Precision;
@@ -77,6 +94,8 @@ export interface Routing {
 export interface Prediction {
   probs: Matrix;
   routing?: Routing;
+  /** rows x experts x classes: every expert's probabilities softmax(z_k / T_k) (returnExperts). */
+  experts?: Float32Array;
 }
 
 /** What predict returns with `returnRouting: true`: the routing is there. */
@@ -109,6 +128,7 @@ export class MoEClassifier {
   readonly #layout: Array<{ name: string; offset: number; shape: number[] }>;
   readonly #options: MoEOptions;
   #training = false;
+  #summary: Record<string, unknown> | undefined;
 
   constructor(options: MoEOptions) {
     const p = parseModelOptions(options);
@@ -121,6 +141,21 @@ export class MoEClassifier {
     this.#params = new Float32Array(layout.total);
     native().moeInit(p.config, this.#params, p.seed, p.init.kind, p.init.std);
     this.#temps = new Float32Array(p.config.experts).fill(1);
+  }
+
+  /** The class names (options.classNames), or undefined. */
+  get classNames(): readonly string[] | undefined {
+    return this.#options.classNames;
+  }
+
+  /** The input columns' names (options.featureNames), or undefined. */
+  get featureNames(): readonly string[] | undefined {
+    return this.#options.featureNames;
+  }
+
+  /** What the last fit did (saved with the model): epochs, final metrics, objective, optimiser. */
+  get trainingSummary(): Readonly<Record<string, unknown>> | undefined {
+    return this.#summary;
   }
 
   /** Number of trainable parameters. */
@@ -191,21 +226,27 @@ export class MoEClassifier {
    *   onEpochEnd: (log) => console.log(log.epoch, log.loss, log.valEce),
    * });
    */
-  fit(x: MatrixInput, y: LabelsInput, options: ValidatedFitOptions): Promise<FitHistory<ValidatedEpochLog>>;
-  fit(x: MatrixInput, y: LabelsInput, options?: FitOptions): Promise<FitHistory>;
-  fit(x: MatrixInput, y: LabelsInput, options?: FitOptions | ValidatedFitOptions): Promise<FitHistory> {
+  fit(x: MatrixInput, y: ClassLabelsInput, options: ValidatedFitOptions): Promise<FitHistory<ValidatedEpochLog>>;
+  fit(x: MatrixInput, y: ClassLabelsInput, options?: FitOptions): Promise<FitHistory>;
+  fit(x: MatrixInput, y: ClassLabelsInput, options?: FitOptions | ValidatedFitOptions): Promise<FitHistory> {
     return withCallerStack(async () => {
       this.#idle('fit');
       const o = readOptions(options, 'options', FIT_OPTIONS);
       const m = this.#input(x, 'x');
-      const labels = toLabels(y, 'y', m.rows);
+      const labels = toLabels(y, 'y', m.rows, this.classNames);
       const fit = parseFitOptions(o);
       let val: { m: Matrix; y: Int32Array } | undefined;
       if (o.validation !== undefined) {
         const v = readOptions(o.validation, 'validation', ['x', 'y']);
         const vm = this.#input(v.x, 'validation.x');
-        val = { m: vm, y: toLabels(v.y, 'validation.y', vm.rows) };
+        val = { m: vm, y: toLabels(v.y, 'validation.y', vm.rows, this.classNames) };
       }
+      const progress = parseProgress(o.progress);
+      const stopping = parseEarlyStopping(o.earlyStopping, val !== undefined);
+      const checkpoint = parseCheckpoint(o.bestCheckpoint, val !== undefined);
+      const batchSize = Math.min(fit.batchSize, m.rows), batches = Math.ceil(m.rows / batchSize);
+      if (progress && o.progressEvery === undefined && !o.onBatchEnd) fit.progressEvery = Math.max(1, Math.floor(batches / 50));
+      fit.snapshotEpochs = stopping !== undefined || checkpoint !== undefined;
       const signal = o.signal as AbortSignal | undefined;
       if (signal !== undefined && (typeof signal !== 'object' || typeof signal.aborted !== 'boolean')) throw typeError('signal: expected an AbortSignal');
       const onEpochEnd = o.onEpochEnd as FitOptions['onEpochEnd'];
@@ -218,15 +259,29 @@ export class MoEClassifier {
 
       const history: EpochLog[] = [];
       let callbackError: unknown;
+      const tracker = stopping ? new BestTracker(stopping.monitor, stopping.minDelta) : undefined;
+      const ckTracker = checkpoint ? new BestTracker(checkpoint.monitor) : undefined;
+      let bestParams: Float32Array | undefined, stopped = false;
+      const display: ProgressDisplay | undefined = progress && progressDisplay(progress, fit.epochs, batches, batchSize);
       const handle = native().moeFit(config, this.#params, this.#temps, m.data, labels, m.rows,
         val?.m.data, val?.y, val?.m.rows ?? 0, fit, (p) => {
           if (callbackError !== undefined) return;
-          const { type, ...log } = p;
+          const { type, parameters, ...log } = p as typeof p & { parameters?: Float32Array };
           try {
             if (type === 'epoch') {
               history.push(log as EpochLog);
+              display?.epoch(log as EpochLog);
+              if (ckTracker?.update(log as EpochLog)) this.#writeFile(checkpoint!.path, parameters!, this.#fitSummary(history, fit, m.rows));
+              if (tracker?.update(log as EpochLog)) bestParams = parameters;
+              else if (tracker && (log as EpochLog).epoch - tracker.bestEpoch > stopping!.patience && !stopped) {
+                stopped = true;
+                handle.cancel();
+              }
               onEpochEnd?.(log as EpochLog);
-            } else onBatchEnd?.(log as BatchLog);
+            } else {
+              display?.batch(log as BatchLog);
+              onBatchEnd?.(log as BatchLog);
+            }
           } catch (err) {
             callbackError = err;  // stop training and report the callback's error
             handle.cancel();
@@ -238,22 +293,44 @@ export class MoEClassifier {
       try {
         const r = await handle.promise;
         if (callbackError !== undefined) throw callbackError;
-        if (r.cancelled) throw abortError(signal, r.epochs);
-        return { epochs: r.epochs };
+        if (r.cancelled && !stopped) throw abortError(signal, r.epochs);
+        if (stopping?.restoreBest && bestParams) this.#params.set(bestParams);
+        this.#summary = this.#fitSummary(r.epochs, fit, m.rows);
+        const out: FitHistory = { epochs: r.epochs };
+        const best = tracker ?? ckTracker;
+        if (best && best.bestEpoch >= 0) out.best = { epoch: best.bestEpoch, value: best.best, monitor: best.monitor };
+        if (stopping) out.stoppedEarly = stopped && r.cancelled;  // a stop seen after the last epoch ended is no early stop
+        return out;
       } finally {
         this.#training = false;
+        display?.stop();
         signal?.removeEventListener('abort', onAbort);
       }
     });
   }
 
+  // The summary saved with the model after a fit.
+  #fitSummary(epochs: EpochLog[], fit: ReturnType<typeof parseFitOptions>, rows: number): Record<string, unknown> {
+    const last = epochs[epochs.length - 1];
+    return {
+      rows, epochs: epochs.length, batchSize: fit.batchSize, objective: fit.objective, optimizer: fit.optimizer, schedule: fit.schedule,
+      final: last && { loss: last.loss, accuracy: last.accuracy, valLoss: last.valLoss, valAccuracy: last.valAccuracy, valEce: last.valEce },
+      seconds: epochs.reduce((a, e) => a + e.seconds, 0), finishedAt: new Date().toISOString(),
+    };
+  }
+
   #predictArgs(x: unknown, options: unknown) {
     this.#idle('predict');
     const m = this.#input(x, 'x');
-    const o = readOptions(options, 'options', ['returnRouting', 'device', 'precision']);
+    const o = readOptions(options, 'options', ['returnRouting', 'returnExperts', 'device', 'precision']);
     const r = optBool(o.returnRouting, 'returnRouting', false);
     const flags = { routing: r, selected: r, gates: r, expertProbs: r, device: optDevice(o.device ?? this.device) };
-    return { m, flags, config: this.#callConfig(o.precision) };
+    const config = this.#callConfig(o.precision);
+    // every expert's probabilities: the soft forward computes them all (the layout does not depend on the routing)
+    const experts = optBool(o.returnExperts, 'returnExperts', false)
+      ? { config: { ...config, routing: 'soft' as const }, flags: { routing: false, selected: false, gates: false, expertProbs: true, device: flags.device } }
+      : undefined;
+    return { m, flags, config, experts };
   }
 
   // The native config of one call: the model's, with the call's precision.
@@ -261,8 +338,9 @@ export class MoEClassifier {
     return { ...(this.config as NativeMoEConfig), precision: optChoice(precision ?? this.precision, 'precision', 'tf32', PRECISIONS) };
   }
 
-  #prediction(m: Matrix, p: NativePrediction): Prediction {
+  #prediction(m: Matrix, p: NativePrediction, all?: NativePrediction): Prediction {
     const out: Prediction = { probs: { data: p.probs, rows: m.rows, cols: this.config.classes } };
+    if (all) out.experts = all.expertProbs!;
     if (p.routing) {
       out.routing = {
         weights: { data: p.routing, rows: m.rows, cols: this.config.experts },
@@ -280,8 +358,10 @@ export class MoEClassifier {
   predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction>;
   predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction> {
     return withCallerStack(async () => {
-      const { m, flags, config } = this.#predictArgs(x, options);
-      return this.#prediction(m, await native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags, true));
+      const { m, flags, config, experts } = this.#predictArgs(x, options);
+      const p = await native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags, true);
+      const all = experts && await native().moePredict(experts.config, this.#params, this.#temps, m.data, m.rows, experts.flags, true);
+      return this.#prediction(m, p, all);
     });
   }
 
@@ -289,8 +369,9 @@ export class MoEClassifier {
   predictSync(x: MatrixInput, options: PredictOptions & { returnRouting: true }): PredictionWithRouting;
   predictSync(x: MatrixInput, options?: PredictOptions): Prediction;
   predictSync(x: MatrixInput, options?: PredictOptions): Prediction {
-    const { m, flags, config } = this.#predictArgs(x, options);
-    return this.#prediction(m, native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags));
+    const { m, flags, config, experts } = this.#predictArgs(x, options);
+    const all = experts && native().moePredict(experts.config, this.#params, this.#temps, m.data, m.rows, experts.flags);
+    return this.#prediction(m, native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags), all);
   }
 
   #evaluation(p: PredictionWithRouting, y: Int32Array, bins: number): Evaluation {
@@ -311,19 +392,19 @@ export class MoEClassifier {
   }
 
   /** Accuracy, NLL, Brier, ECE (15 bins unless `bins`) and per-expert load, off the event loop. */
-  evaluate(x: MatrixInput, y: LabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Promise<Evaluation> {
+  evaluate(x: MatrixInput, y: ClassLabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Promise<Evaluation> {
     return withCallerStack(async () => {
       const o = readOptions(options, 'options', ['bins', 'device', 'precision']);
       const p = await this.predict(x, { returnRouting: true, device: o.device as Device | undefined, precision: o.precision as Precision | undefined });
-      return this.#evaluation(p, toLabels(y, 'y', p.probs.rows), (o.bins as number | undefined) ?? 15);
+      return this.#evaluation(p, toLabels(y, 'y', p.probs.rows, this.classNames), (o.bins as number | undefined) ?? 15);
     });
   }
 
   /** Synchronous {@link evaluate}. */
-  evaluateSync(x: MatrixInput, y: LabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Evaluation {
+  evaluateSync(x: MatrixInput, y: ClassLabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Evaluation {
     const o = readOptions(options, 'options', ['bins', 'device', 'precision']);
     const p = this.predictSync(x, { returnRouting: true, device: o.device as Device | undefined, precision: o.precision as Precision | undefined });
-    return this.#evaluation(p, toLabels(y, 'y', p.probs.rows), (o.bins as number | undefined) ?? 15);
+    return this.#evaluation(p, toLabels(y, 'y', p.probs.rows, this.classNames), (o.bins as number | undefined) ?? 15);
   }
 
   /**
@@ -336,7 +417,7 @@ export class MoEClassifier {
    * const fit = await model.calibrateExperts(xVal, yVal);
    * fit.experts.map((e) => [e.temperature, e.nllBefore, e.nllAfter]);
    */
-  calibrateExperts(x: MatrixInput, y: LabelsInput, options?: { device?: Device; precision?: Precision }): Promise<ExpertTemperatureResult> {
+  calibrateExperts(x: MatrixInput, y: ClassLabelsInput, options?: { device?: Device; precision?: Precision }): Promise<ExpertTemperatureResult> {
     return withCallerStack(async () => {
       const o = readOptions(options, 'options', ['device', 'precision']);
       const device = optDevice(o.device ?? this.device);
@@ -345,7 +426,7 @@ export class MoEClassifier {
       const rows = p.probs.rows, K = this.config.experts;
       const fit = await fitExpertTemperatures(
         { data: r.expertProbs, rows, experts: r.active, classes: this.config.classes },
-        { data: r.gates, rows, cols: r.active }, toLabels(y, 'y', rows),
+        { data: r.gates, rows, cols: r.active }, toLabels(y, 'y', rows, this.classNames),
         { mode: this.config.routing === 'hard' ? 'hard' : 'soft', input: 'probabilities', experts: r.selected, numExperts: K, device });
       const next = this.#temps.map((t, k) => Math.min(10, Math.max(0.1, t * fit.temperatures[k])));
       this.setTemperatures(next);
@@ -353,10 +434,64 @@ export class MoEClassifier {
     });
   }
 
-  /** A JSON-safe snapshot: options, parameters (base64 float32, little-endian) and temperatures. */
+  /**
+   * The per-expert audit of this model on labelled data, without glue: every expert's
+   * probabilities (also for hard and top-k routing), the full routing weights, the model's
+   * prediction as the mixture; regret and disagreement are over all experts.
+   *
+   * @example
+   * const a = await model.audit(xVal, yVal);
+   * a.experts.experts.map((e) => e.own.ece); a.subsets.regret.inside.accuracy;
+   */
+  audit(x: MatrixInput, y: ClassLabelsInput, options?: Omit<MoEAuditOptions, 'temperatures' | 'device'> & { device?: Device; precision?: Precision }): Promise<MoEAudit> {
+    return withCallerStack(async () => {
+      const { device, precision, ...rest } = (options ?? {}) as { device?: Device; precision?: Precision } & MoEAuditOptions;
+      const p = await this.predict(x, { returnRouting: true, returnExperts: true, device, precision });
+      const rows = p.probs.rows, { experts: K, classes: C } = this.config;
+      return moeAudit({ routing: p.routing.weights, expertProbs: expertTensor(p.experts!, rows, K, C), mixture: p.probs, labels: toLabels(y, 'y', rows, this.classNames) },
+        { ...rest, temperatures: this.#temps, device: device ?? this.device });
+    });
+  }
+
+  #writeFile(path: string, params: Float32Array, training: unknown): void {
+    const tensors = this.#layout.map((t) => ({ name: t.name, shape: [...t.shape], data: params.subarray(t.offset, t.offset + t.shape.reduce((a, b) => a * b, 1)) }));
+    writeModelFile(path, { options: this.#options, tensors, temperatures: this.#temps, training });
+  }
+
+  /**
+   * Saves the model as a safetensors file (atomically: an interrupted save leaves the old file):
+   * the parameter tensors, and in its metadata the configuration, class names, temperatures,
+   * training summary and calmoe version. The device is not saved.
+   *
+   * @example
+   * model.save('model.safetensors');
+   * const same = MoEClassifier.load('model.safetensors');
+   */
+  save(path: string): void {
+    this.#idle('save');
+    if (typeof path !== 'string' || path === '') throw typeError('path: expected a file path');
+    this.#writeFile(path, this.#params, this.#summary);
+  }
+
+  /** Loads a model saved by {@link save}; a malformed or hostile file is a RangeError naming what is wrong. `device` and `precision` are this process's choice. */
+  static load(path: string, options?: { device?: Device; precision?: Precision }): MoEClassifier {
+    if (typeof path !== 'string' || path === '') throw typeError('path: expected a file path');
+    const o = readOptions(options, 'options', ['device', 'precision']);
+    const f = readModelFile(path);
+    const model = new MoEClassifier({ ...f.options, ...(o.device === undefined ? {} : { device: o.device as Device }),
+      ...(o.precision === undefined ? {} : { precision: o.precision as Precision }) });
+    model.#params.set(f.parameters);
+    model.#temps.set(f.temperatures);
+    model.#summary = f.training;
+    return model;
+  }
+
+  /** A JSON-safe snapshot: options (without the device), parameters (base64 float32, little-endian) and temperatures. */
   toJSON(): { format: 'calmoe.moe'; version: 1; options: MoEOptions; parameters: string; temperatures: number[] } {
     const bytes = new Uint8Array(this.#params.buffer, this.#params.byteOffset, this.#params.byteLength);
-    return { format: 'calmoe.moe', version: 1, options: this.#options, parameters: Buffer.from(bytes).toString('base64'), temperatures: Array.from(this.#temps) };
+    const { classNames } = this.#options;
+    return { format: 'calmoe.moe', version: 1, options: { ...portableOptions(this.#options), ...(classNames ? { classNames } : {}) },
+      parameters: Buffer.from(bytes).toString('base64'), temperatures: Array.from(this.#temps) };
   }
 
   static fromJSON(json: unknown): MoEClassifier {
@@ -364,7 +499,9 @@ export class MoEClassifier {
     if (j === null || typeof j !== 'object' || j.format !== 'calmoe.moe' || j.version !== 1)
       throw typeError("json: expected the output of MoEClassifier.toJSON() (format 'calmoe.moe', version 1)");
     if (typeof j.parameters !== 'string') throw typeError('json.parameters: expected a base64 string');
-    const model = new MoEClassifier(j.options as MoEOptions);
+    // the device is this process's choice (files written before it was left out may name 'cuda')
+    const { device: _device, ...options } = (j.options ?? {}) as MoEOptions;
+    const model = new MoEClassifier(options);
     const buf = Buffer.from(j.parameters, 'base64');
     if (buf.length !== model.#params.byteLength) throw rangeError(`json.parameters: expected ${model.#params.byteLength} bytes for this configuration, got ${buf.length}`);
     model.setParameters(new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length)));

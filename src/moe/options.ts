@@ -45,6 +45,10 @@ export interface MoEOptions {
   device?: Device;
   /** Default GEMM arithmetic of this model's calls on CUDA (default 'tf32'; see Precision). */
   precision?: Precision;
+  /** A name per class (`classes` distinct strings): labels may then be given as names; saved with the model. */
+  classNames?: string[];
+  /** A name per input column (`inputDim` distinct strings), saved with the model: the CLI reads CSV columns by these names. */
+  featureNames?: string[];
 }
 
 export interface OptimizerOptions {
@@ -87,7 +91,7 @@ export interface ObjectiveOptions {
 }
 
 export const MODEL_OPTIONS = ['inputDim', 'classes', 'experts', 'expertHidden', 'routerHidden', 'activation', 'routing', 'topK',
-  'routerTemperature', 'seed', 'init', 'device', 'precision'] as const;
+  'routerTemperature', 'seed', 'init', 'device', 'precision', 'classNames', 'featureNames'] as const;
 
 function intList(v: unknown, name: string, def: number[]): number[] {
   if (v === undefined) return def;
@@ -101,6 +105,17 @@ export interface ParsedModel {
   init: { kind: 'default' | 'normal'; std: number };
   device: Device;
   precision: Precision;
+  classNames?: string[];
+  featureNames?: string[];
+}
+
+// classNames / featureNames: `count` distinct strings
+function namesOption(v: unknown, name: string, count: number, what: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw typeError(`${name}: expected an array of strings`);
+  if (v.length !== count) throw rangeError(`${name}: expected ${count} names (${what}), got ${v.length}`);
+  if (new Set(v).size !== v.length) throw rangeError(`${name}: the names must be distinct`);
+  return [...(v as string[])];
 }
 
 export function parseModelOptions(options: unknown): ParsedModel {
@@ -130,11 +145,12 @@ export function parseModelOptions(options: unknown): ParsedModel {
     init = { kind: 'normal', std: optNumber(i.std, 'init.std', 0.05, 0, 1e6) };
   }
   return { config, seed: optInt(o.seed, 'seed', 0, 0, Number.MAX_SAFE_INTEGER), init, device: optDevice(o.device),
-    precision: optChoice(o.precision, 'precision', 'tf32', PRECISIONS) };
+    precision: optChoice(o.precision, 'precision', 'tf32', PRECISIONS), classNames: namesOption(o.classNames, 'classNames', config.classes, 'classes'),
+    featureNames: namesOption(o.featureNames, 'featureNames', config.inputDim, 'inputDim') };
 }
 
 export const FIT_OPTIONS = ['epochs', 'batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss',
-  'validation', 'signal', 'onEpochEnd', 'onBatchEnd', 'progressEvery', 'device', 'precision'] as const;
+  'validation', 'signal', 'onEpochEnd', 'onBatchEnd', 'progressEvery', 'device', 'precision', 'progress', 'earlyStopping', 'bestCheckpoint'] as const;
 
 export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], unknown>>): NativeMoEFitOptions {
   const opt = readOptions(o.optimizer, 'optimizer', ['type', 'lr', 'weightDecay', 'momentum', 'nesterov', 'betas', 'eps']);

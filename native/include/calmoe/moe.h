@@ -120,6 +120,7 @@ struct FitConfig {
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   int64_t progress_every = 0;  // batches between progress reports (0: epoch ends only)
+  bool snapshot_epochs = false;  // epoch-end reports carry a copy of the parameters (best checkpoints, early stopping)
 };
 
 struct StepStats {
@@ -144,6 +145,7 @@ struct Progress {
   int64_t epoch = 0, batch = 0, batches = 0, step = 0;
   StepStats step_stats;
   EpochLog epoch_log;
+  std::vector<float> parameters;  // at an epoch end with FitConfig::snapshot_epochs: the parameters then
 };
 
 struct Dataset {
