@@ -67,6 +67,35 @@ describe('checkpoints and resume', () => {
   });
 });
 
+describe('interrupted runs', () => {
+  it('an aborted run resumes from its last checkpoint to the uninterrupted result', async () => {
+    // big enough that an epoch (~20 ms) outlasts the abort's way from onEpochEnd to the training thread
+    const rows = 3000, cols = 16;
+    const bx = { data: new Float32Array(rows * cols).map((_, i) => Math.sin(i * 0.91) * 1.5 + Math.cos(i * 0.37)), rows, cols };
+    const by = Int32Array.from({ length: rows }, (_, i) => (bx.data[i * cols] > 0 ? 1 : 0) + (bx.data[i * cols + 1] > 0.5 ? 1 : 0));
+    const big = () => new MoEClassifier({ inputDim: cols, classes: 3, experts: 4, expertHidden: [64], seed: 2, device: 'cpu' });
+    const common: FitOptions = { optimizer: { type: 'adamw', lr: 0.01 }, schedule: { type: 'cosine', warmupSteps: 30 }, epochs: 16, batchSize: 16, seed: 11 };
+    const straight = big();
+    const hs = await straight.fit(bx, by, common);
+    const path = join(dir, 'aborted.safetensors');
+    const ac = new AbortController();
+    const err = await big().fit(bx, by, { ...common, checkpoint: { path }, signal: ac.signal, onEpochEnd: () => ac.abort() }).catch((e: unknown) => e);
+    expect((err as Error).name).toBe('AbortError');
+    const done = (err as { history: { epochs: EpochLog[] } }).history.epochs.length;  // the thread may finish an epoch or two more
+    expect(done).toBeGreaterThanOrEqual(1);
+    expect(done).toBeLessThan(16);
+    const resumed = big();
+    const hr = await resumed.fit(bx, by, { ...common, resumeFrom: path });
+    expect(resumed.parameters).toEqual(straight.parameters);
+    expect(logs(hr.epochs)).toEqual(logs(hs.epochs));
+  });
+
+  it('a checkpoint that cannot be written stops the fit with the write error', async () => {
+    const err = await model().fit(x, y, { epochs: 3, checkpoint: { path: join(dir, 'no', 'such', 'dir', 'c.safetensors') } }).catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+  });
+});
+
 describe('bad checkpoints', () => {
   const common: FitOptions = { optimizer: { type: 'sgd', lr: 0.05, momentum: 0.5 }, epochs: 4, batchSize: 40, seed: 1 };
   const path = join(dir, 'bad-base.safetensors');
