@@ -225,6 +225,7 @@ export interface NativePrediction {
   selected?: Int32Array;
   gates?: Float32Array;
   expertProbs?: Float32Array;
+  expertLogits?: Float32Array;
   active: number;
 }
 
@@ -233,6 +234,8 @@ interface PredictFlags {
   selected: boolean;
   gates: boolean;
   expertProbs: boolean;
+  /** Each active expert's logits (CPU engine only). */
+  expertLogits?: boolean;
   device: NativeDevice;
 }
 

@@ -119,3 +119,31 @@ export function randomProbs(seed: number, rows: number, cols: number, scale = 2)
   }
   return { data, rows, cols, labels };
 }
+
+/** Weighted mean NLL of softmax(z / T) over rows (float64, log-sum-exp), the temperature objective. */
+export function refTemperatureNll(z: ArrayLike<number>, rows: number, cols: number, y: ArrayLike<number>, T: number, w?: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < rows; i++) {
+    const wi = w ? w[i] : 1;
+    if (wi === 0) continue;
+    let m = -Infinity;
+    for (let j = 0; j < cols; j++) m = Math.max(m, z[i * cols + j] / T);
+    let s = 0;
+    for (let j = 0; j < cols; j++) s += Math.exp(z[i * cols + j] / T - m);
+    num += wi * (m + Math.log(s) - z[i * cols + y[i]] / T);
+    den += wi;
+  }
+  return num / den;
+}
+
+/** Brute force: the grid point of `points` log-spaced temperatures in [min, max] with the least NLL. */
+export function refGridTemperature(z: ArrayLike<number>, rows: number, cols: number, y: ArrayLike<number>, min: number, max: number, points: number, w?: ArrayLike<number>) {
+  let best = { T: NaN, nll: Infinity };
+  const step = Math.log(max / min) / (points - 1);
+  for (let g = 0; g < points; g++) {
+    const T = min * Math.exp(g * step);
+    const nll = refTemperatureNll(z, rows, cols, y, T, w);
+    if (nll < best.nll) best = { T, nll };
+  }
+  return { ...best, step };
+}

@@ -81,7 +81,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   });
 }
 
-// moePredict(config, params, temps, x, rows, { routing, selected, gates, expertProbs, device }, async)
+// moePredict(config, params, temps, x, rows, { routing, selected, gates, expertProbs, expertLogits?, device }, async)
 Napi::Value Predict(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -111,6 +111,8 @@ Napi::Value Predict(const Napi::CallbackInfo& info) {
     }
     if (boolean(o.Get("gates"), "gates")) po.gates = f32("gates", rows * A);
     if (boolean(o.Get("expertProbs"), "expertProbs")) po.expert_probs = f32("expertProbs", rows * A * c.classes);
+    if (!o.Get("expertLogits").IsUndefined() && boolean(o.Get("expertLogits"), "expertLogits"))
+      po.expert_logits = f32("expertLogits", rows * A * c.classes);
     out.Set("active", double(A));
     const float* pd = p.data;
     const float* xd = x.data;

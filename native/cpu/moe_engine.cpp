@@ -111,6 +111,8 @@ class CpuEngine final : public moe::Engine {
     Vec<int32_t> entry_x;    // entries: row of x
     Vec<float> epre, eact;   // expert hidden layers, packed (entries x h_l per layer)
     Vec<float> p_expert;     // entries x C: each active expert's probabilities
+    Vec<float> z_expert;     // entries x C: their logits, kept only when keep_logits is set
+    bool keep_logits = false;
     Vec<float> p;            // n x C: the prediction
     Vec<int32_t> xrows;      // n: rows of x of this pass
   };
@@ -289,6 +291,10 @@ void CpuEngine::forward(Pass& f, const float* x, const int32_t* xrows, int64_t n
     }
   }
   if (router_joins) for_rows(n, [&](int64_t b, int64_t e) { rows.route(rc, b, e); });
+  if (f.keep_logits) {  // the softmax below overwrites the logits in place
+    if (int64_t(f.z_expert.size()) < f.entries * C) f.z_expert.resize(std::size_t(f.entries * C));
+    std::memcpy(f.z_expert.data(), f.p_expert.data(), std::size_t(f.entries * C) * sizeof(float));
+  }
   // expert softmax (temperature of its expert), then the mixture in ascending expert order
   for_rows(f.entries, [&](int64_t b, int64_t e) { rows.expert_softmax(rc, b, e); });
   for_rows(n, [&](int64_t b, int64_t e) { rows.combine(rc, b, e); });
@@ -549,6 +555,7 @@ void CpuEngine::predict(const float* x, int64_t rows, const PredictOutputs& out)
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(rows, std::clamp<int64_t>(1024 * K / a, 1024, 8192)));
   Vec<int32_t>& idx = predict_rows_;
   idx.resize(static_cast<std::size_t>(chunk));
+  infer_.keep_logits = out.expert_logits != nullptr;
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
     for (int64_t i = 0; i < n; ++i) idx[i] = int32_t(r0 + i);
@@ -561,6 +568,12 @@ void CpuEngine::predict(const float* x, int64_t rows, const PredictOutputs& out)
       for (int64_t i = 0; i < n; ++i)
         for (int64_t s = 0; s < a; ++s)
           std::memcpy(out.expert_probs + ((r0 + i) * a + s) * C, infer_.p_expert.data() + int64_t(infer_.entry_pos[i * a + s]) * C,
+                      std::size_t(C) * sizeof(float));
+    }
+    if (out.expert_logits) {
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t s = 0; s < a; ++s)
+          std::memcpy(out.expert_logits + ((r0 + i) * a + s) * C, infer_.z_expert.data() + int64_t(infer_.entry_pos[i * a + s]) * C,
                       std::size_t(C) * sizeof(float));
     }
   }

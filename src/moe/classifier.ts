@@ -6,9 +6,10 @@
  */
 import { rangeError, typeError, withCallerStack } from '../errors.js';
 import { fitExpertTemperatures, type ExpertTemperatureResult } from '../calibrate/expert-temperatures.js';
-import { calibrationSync, type CalibrationReport } from '../metrics/calibration.js';
+import { applyTemperatureSync, fitTemperature, type TemperatureFit } from '../calibrate/temperature.js';
+import { calibration, calibrationSync, type CalibrationReport } from '../metrics/calibration.js';
 import { native, type NativeEpochLog, type NativeMoEConfig, type NativePrediction, type NativeBatchLog } from '../native.js';
-import { type Device, type LabelsInput, type Matrix, type MatrixInput, optBool, optChoice, optDevice, readOptions, toLabels, toMatrix } from '../validate.js';
+import { type Device, type LabelsInput, type Matrix, type MatrixInput, optBool, optChoice, optDevice, optNumber, readOptions, toLabels, toMatrix } from '../validate.js';
 import { type MoEOptions, type ObjectiveOptions, type OptimizerOptions, type Precision, type ScheduleOptions, FIT_OPTIONS, PRECISIONS, parseFitOptions,
   parseModelOptions } from './options.js';
 
@@ -56,6 +57,11 @@ export type ValidatedFitOptions = Omit<FitOptions, 'validation' | 'onEpochEnd'> 
 export interface PredictOptions {
   /** Also return routing weights, selected experts, their gates and each active expert's probabilities. */
   returnRouting?: boolean;
+  /**
+   * Also return each active expert's logits (routing.expertLogits; implies returnRouting). The
+   * CUDA engine does not return them yet: use device 'cpu' for such a call.
+   */
+  returnExpertLogits?: boolean;
   device?: Device;
   /** GEMM arithmetic on CUDA (default: the model's, 'tf32'). */
   precision?: Precision;
@@ -72,6 +78,8 @@ export interface Routing {
   gates: Float32Array;
   /** rows x active x classes: each active expert's probabilities. */
   expertProbs: Float32Array;
+  /** rows x active x classes: each active expert's logits z_k, before its temperature (returnExpertLogits). */
+  expertLogits?: Float32Array;
 }
 
 export interface Prediction {
@@ -92,6 +100,42 @@ export interface Evaluation {
   expertLoad: { share: Float64Array; routingMass: Float64Array };
 }
 
+export interface CalibrateOptions {
+  /** Experts whose routed weight on the validation rows is below this keep T = 1 (default 20). */
+  minRows?: number;
+  /**
+   * When the validation NLL of the model's predictions is worse after calibration: 'revert'
+   * (default) restores the temperatures it had and reports kept: false; 'keep' keeps them. Either
+   * way a warning is emitted (process.emitWarning, code CALMOE_CALIBRATION_WORSE) and returned.
+   */
+  ifWorse?: 'revert' | 'keep';
+  /** Held-out rows on which that NLL is compared (default: the calibration rows themselves). */
+  check?: { x: MatrixInput; y: LabelsInput };
+  device?: Device;
+  precision?: Precision;
+}
+
+/** What a model-level calibration did (calibrateExperts and calibrate). */
+export interface ModelCalibrationOutcome {
+  /** Mean NLL of the model's predictions on the check rows (default: the validation rows), before and after. */
+  nllBefore: number;
+  nllAfter: number;
+  /** False when the NLL got worse and the previous temperatures were restored (ifWorse: 'revert'). */
+  kept: boolean;
+  /** Experts left at T = 1 for want of rows, and a worse NLL, in words. */
+  warnings: string[];
+}
+
+export type ExpertCalibration = ExpertTemperatureResult & ModelCalibrationOutcome;
+
+export interface ModelCalibration extends ModelCalibrationOutcome {
+  /** 'experts' for hard routing; 'experts+aggregate' for soft and top-k routing. */
+  scope: 'experts' | 'experts+aggregate';
+  experts: ExpertTemperatureResult;
+  /** The mixture's temperature fit (null for hard routing). */
+  aggregate: TemperatureFit | null;
+}
+
 export interface TensorView {
   name: string;
   shape: number[];
@@ -109,6 +153,8 @@ export class MoEClassifier {
   readonly #layout: Array<{ name: string; offset: number; shape: number[] }>;
   readonly #options: MoEOptions;
   #training = false;
+  // the mixture's temperature: predictions are p^(1/T) renormalised (1: off)
+  #aggregateTemperature = 1;
 
   constructor(options: MoEOptions) {
     const p = parseModelOptions(options);
@@ -165,6 +211,21 @@ export class MoEClassifier {
       if (typeof values[i] !== 'number' || !(values[i] > 0) || !Number.isFinite(values[i])) throw rangeError(`temperatures[${i}]: expected a finite number > 0`);
     }
     this.#temps.set(values);
+  }
+
+  /**
+   * The mixture's (aggregate) temperature T_a: predict returns p^(1/T_a) renormalised, where p is
+   * the mixture of the experts' probabilities (1 = off; set by calibrate() for soft and top-k
+   * routing, saved by toJSON as `aggregateTemperature`). Routing outputs are not affected.
+   */
+  get aggregateTemperature(): number {
+    return this.#aggregateTemperature;
+  }
+
+  setAggregateTemperature(value: number): void {
+    this.#idle('setAggregateTemperature');
+    if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) throw rangeError(`aggregateTemperature: expected a finite number > 0, got ${String(value)}`);
+    this.#aggregateTemperature = value;
   }
 
   #idle(what: string): void {
@@ -250,9 +311,10 @@ export class MoEClassifier {
   #predictArgs(x: unknown, options: unknown) {
     this.#idle('predict');
     const m = this.#input(x, 'x');
-    const o = readOptions(options, 'options', ['returnRouting', 'device', 'precision']);
-    const r = optBool(o.returnRouting, 'returnRouting', false);
-    const flags = { routing: r, selected: r, gates: r, expertProbs: r, device: optDevice(o.device ?? this.device) };
+    const o = readOptions(options, 'options', ['returnRouting', 'returnExpertLogits', 'device', 'precision']);
+    const logits = optBool(o.returnExpertLogits, 'returnExpertLogits', false);
+    const r = logits || optBool(o.returnRouting, 'returnRouting', false);
+    const flags = { routing: r, selected: r, gates: r, expertProbs: r, expertLogits: logits, device: optDevice(o.device ?? this.device) };
     return { m, flags, config: this.#callConfig(o.precision) };
   }
 
@@ -261,8 +323,10 @@ export class MoEClassifier {
     return { ...(this.config as NativeMoEConfig), precision: optChoice(precision ?? this.precision, 'precision', 'tf32', PRECISIONS) };
   }
 
-  #prediction(m: Matrix, p: NativePrediction): Prediction {
-    const out: Prediction = { probs: { data: p.probs, rows: m.rows, cols: this.config.classes } };
+  #prediction(m: Matrix, p: NativePrediction, aggregate = this.#aggregateTemperature): Prediction {
+    const C = this.config.classes;
+    const probs = aggregate === 1 ? p.probs : applyTemperatureSync({ data: p.probs, rows: m.rows, cols: C }, aggregate, { input: 'probabilities', device: 'cpu' }).data;
+    const out: Prediction = { probs: { data: probs, rows: m.rows, cols: C } };
     if (p.routing) {
       out.routing = {
         weights: { data: p.routing, rows: m.rows, cols: this.config.experts },
@@ -271,6 +335,7 @@ export class MoEClassifier {
         gates: p.gates!,
         expertProbs: p.expertProbs!,
       };
+      if (p.expertLogits) out.routing.expertLogits = p.expertLogits;
     }
     return out;
   }
@@ -326,41 +391,132 @@ export class MoEClassifier {
     return this.#evaluation(p, toLabels(y, 'y', p.probs.rows), (o.bins as number | undefined) ?? 15);
   }
 
+  // Mean NLL of the model's predictions (aggregate temperature `aggregate`) on x, y.
+  async #nll(m: Matrix, y: Int32Array, device: Device, precision: unknown, aggregate = this.#aggregateTemperature): Promise<{ nll: number; mixture: Matrix }> {
+    const config = this.#callConfig(precision);
+    const raw = await native().moePredict(config, this.#params, this.#temps, m.data, m.rows, { routing: false, selected: false, gates: false, expertProbs: false, device }, true);
+    const probs = this.#prediction(m, raw, aggregate).probs;
+    return { nll: (await calibration(probs, y, { device: 'cpu' })).nll, mixture: { data: raw.probs, rows: m.rows, cols: this.config.classes } };
+  }
+
+  #calibrateArgs(x: unknown, y: unknown, options: unknown) {
+    this.#idle('calibrate');
+    const o = readOptions(options, 'options', ['minRows', 'ifWorse', 'check', 'device', 'precision']);
+    const m = this.#input(x, 'x');
+    const labels = toLabels(y, 'y', m.rows);
+    let check = { m, labels };
+    if (o.check !== undefined) {
+      const c = readOptions(o.check, 'check', ['x', 'y']);
+      const cm = this.#input(c.x, 'check.x');
+      check = { m: cm, labels: toLabels(c.y, 'check.y', cm.rows) };
+    }
+    return {
+      m, labels, check,
+      minRows: optNumber(o.minRows, 'minRows', 20, 0, Number.MAX_VALUE),
+      ifWorse: optChoice(o.ifWorse, 'ifWorse', 'revert', ['revert', 'keep'] as const),
+      device: optDevice(o.device ?? this.device),
+      precision: o.precision,
+    };
+  }
+
+  // Per-expert temperatures fitted on the experts' logits (absolute, not composed with the current ones).
+  async #fitExperts(m: Matrix, labels: Int32Array, minRows: number, precision: unknown): Promise<ExpertTemperatureResult> {
+    // expert logits come from the CPU engine (the CUDA engine does not return them yet)
+    const p = this.#prediction(m, await native().moePredict(this.#callConfig(precision), this.#params, this.#temps, m.data, m.rows,
+      { routing: true, selected: true, gates: true, expertProbs: true, expertLogits: true, device: 'cpu' }, true), 1);
+    const r = p.routing!;
+    return fitExpertTemperatures(
+      { data: r.expertLogits!, rows: m.rows, experts: r.active, classes: this.config.classes },
+      { data: r.gates, rows: m.rows, cols: r.active }, labels,
+      { mode: this.config.routing === 'hard' ? 'hard' : 'soft', input: 'logits', experts: r.selected, numExperts: this.config.experts, minRows, device: 'cpu' });
+  }
+
+  // Keeps or restores the state after a calibration, by its validation NLL.
+  #settle(before: number, after: number, saved: { temps: Float32Array; aggregate: number }, ifWorse: 'revert' | 'keep', warnings: string[], what: string): ModelCalibrationOutcome {
+    let kept = true;
+    if (after > before) {
+      const msg = `${what}: the validation NLL got worse (${before.toPrecision(6)} -> ${after.toPrecision(6)}); ` +
+        (ifWorse === 'revert' ? 'the previous temperatures are kept (ifWorse: \'revert\')' : 'the new temperatures are kept anyway (ifWorse: \'keep\')');
+      warnings.push(msg);
+      process.emitWarning(msg, { code: 'CALMOE_CALIBRATION_WORSE' });
+      if (ifWorse === 'revert') {
+        this.#temps.set(saved.temps);
+        this.#aggregateTemperature = saved.aggregate;
+        kept = false;
+      }
+    }
+    return { nllBefore: before, nllAfter: kept ? after : before, kept, warnings };
+  }
+
   /**
-   * Per-expert temperature scaling (the MoCaE baseline): fits each expert's T_k on held-out data,
-   * over the rows routed to it (weighted by routing weight for soft and top-k routing; its top-1
-   * rows for hard routing), clamped to [0.1, 10], and writes the temperatures into the model.
-   * Composes with temperatures already set (the fit is on the current experts' outputs).
+   * Per-expert temperature scaling (the MoCaE baseline): fits each expert's T_k on held-out data
+   * on the expert's logits, over the rows routed to it (weighted by routing weight for soft and
+   * top-k routing; its top-1 rows for hard routing), clamped to [0.1, 10], and writes the
+   * temperatures into the model. Experts with a routed weight below `minRows` (default 20) keep
+   * T = 1 (listed in `warnings`). If the model's validation NLL gets worse, the previous
+   * temperatures are restored (`ifWorse: 'revert'`, the default) and a warning is emitted.
+   * The aggregate temperature is left as it is; {@link calibrate} fits both as the routing needs.
    *
    * @example
    * const fit = await model.calibrateExperts(xVal, yVal);
-   * fit.experts.map((e) => [e.temperature, e.nllBefore, e.nllAfter]);
+   * fit.experts.map((e) => [e.temperature, e.skipped, e.nllBefore, e.nllAfter]);
    */
-  calibrateExperts(x: MatrixInput, y: LabelsInput, options?: { device?: Device; precision?: Precision }): Promise<ExpertTemperatureResult> {
+  calibrateExperts(x: MatrixInput, y: LabelsInput, options?: CalibrateOptions): Promise<ExpertCalibration> {
     return withCallerStack(async () => {
-      const o = readOptions(options, 'options', ['device', 'precision']);
-      const device = optDevice(o.device ?? this.device);
-      const p = await this.predict(x, { returnRouting: true, device, precision: o.precision as Precision | undefined });
-      const r = p.routing;
-      const rows = p.probs.rows, K = this.config.experts;
-      const fit = await fitExpertTemperatures(
-        { data: r.expertProbs, rows, experts: r.active, classes: this.config.classes },
-        { data: r.gates, rows, cols: r.active }, toLabels(y, 'y', rows),
-        { mode: this.config.routing === 'hard' ? 'hard' : 'soft', input: 'probabilities', experts: r.selected, numExperts: K, device });
-      const next = this.#temps.map((t, k) => Math.min(10, Math.max(0.1, t * fit.temperatures[k])));
-      this.setTemperatures(next);
-      return fit;
+      const a = this.#calibrateArgs(x, y, options);
+      const saved = { temps: Float32Array.from(this.#temps), aggregate: this.#aggregateTemperature };
+      const before = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+      const fit = await this.#fitExperts(a.m, a.labels, a.minRows, a.precision);
+      this.#temps.set(fit.temperatures);
+      const after = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+      const warnings = skippedWarnings(fit);
+      return { ...fit, ...this.#settle(before, after, saved, a.ifWorse, warnings, 'calibrateExperts') };
+    });
+  }
+
+  /**
+   * Calibrates the model as its routing needs, on held-out data: hard routing gets per-expert
+   * temperatures only (calibrated experts keep a hard-routed model calibrated under shifts of the
+   * route mix); soft and top-k routing get per-expert temperatures and then the mixture's
+   * temperature (`aggregateTemperature`), fitted on the mixture's probabilities. If the
+   * validation NLL ends up worse than before, everything is restored (`ifWorse: 'revert'`) and a
+   * warning is emitted.
+   *
+   * @example
+   * const cal = await model.calibrate(xVal, yVal);
+   * console.log(cal.scope, cal.nllBefore, '->', cal.nllAfter, model.aggregateTemperature);
+   */
+  calibrate(x: MatrixInput, y: LabelsInput, options?: CalibrateOptions): Promise<ModelCalibration> {
+    return withCallerStack(async () => {
+      const a = this.#calibrateArgs(x, y, options);
+      const saved = { temps: Float32Array.from(this.#temps), aggregate: this.#aggregateTemperature };
+      const before = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+      const experts = await this.#fitExperts(a.m, a.labels, a.minRows, a.precision);
+      this.#temps.set(experts.temperatures);
+      const warnings = skippedWarnings(experts);
+      let aggregate: TemperatureFit | null = null;
+      if (this.config.routing !== 'hard') {
+        const { mixture } = await this.#nll(a.m, a.labels, a.device, a.precision, 1);
+        aggregate = await fitTemperature(mixture, a.labels, { input: 'probabilities', device: 'cpu' });
+        this.#aggregateTemperature = aggregate.temperature;
+      } else this.#aggregateTemperature = 1;
+      const after = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+      const outcome = this.#settle(before, after, saved, a.ifWorse, warnings, 'calibrate');
+      return { scope: aggregate ? 'experts+aggregate' : 'experts', experts, aggregate, ...outcome };
     });
   }
 
   /** A JSON-safe snapshot: options, parameters (base64 float32, little-endian) and temperatures. */
-  toJSON(): { format: 'calmoe.moe'; version: 1; options: MoEOptions; parameters: string; temperatures: number[] } {
+  toJSON(): { format: 'calmoe.moe'; version: 1; options: MoEOptions; parameters: string; temperatures: number[]; aggregateTemperature: number } {
     const bytes = new Uint8Array(this.#params.buffer, this.#params.byteOffset, this.#params.byteLength);
-    return { format: 'calmoe.moe', version: 1, options: this.#options, parameters: Buffer.from(bytes).toString('base64'), temperatures: Array.from(this.#temps) };
+    return {
+      format: 'calmoe.moe', version: 1, options: this.#options, parameters: Buffer.from(bytes).toString('base64'), temperatures: Array.from(this.#temps),
+      aggregateTemperature: this.#aggregateTemperature,
+    };
   }
 
   static fromJSON(json: unknown): MoEClassifier {
-    const j = json as { format?: unknown; version?: unknown; options?: unknown; parameters?: unknown; temperatures?: unknown };
+    const j = json as { format?: unknown; version?: unknown; options?: unknown; parameters?: unknown; temperatures?: unknown; aggregateTemperature?: unknown };
     if (j === null || typeof j !== 'object' || j.format !== 'calmoe.moe' || j.version !== 1)
       throw typeError("json: expected the output of MoEClassifier.toJSON() (format 'calmoe.moe', version 1)");
     if (typeof j.parameters !== 'string') throw typeError('json.parameters: expected a base64 string');
@@ -370,8 +526,18 @@ export class MoEClassifier {
     model.setParameters(new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length)));
     if (!Array.isArray(j.temperatures)) throw typeError('json.temperatures: expected an array of numbers');
     model.setTemperatures(j.temperatures as number[]);
+    // absent in snapshots written before the aggregate temperature existed: 1 (off)
+    if (j.aggregateTemperature !== undefined) {
+      if (typeof j.aggregateTemperature !== 'number') throw typeError('json.aggregateTemperature: expected a number');
+      model.setAggregateTemperature(j.aggregateTemperature);
+    }
     return model;
   }
+}
+
+function skippedWarnings(fit: ExpertTemperatureResult): string[] {
+  return fit.experts.filter((e) => e.skipped === 'too-few-rows').map((e) =>
+    `expert ${e.expert}: routed weight ${e.weight.toPrecision(4)} on ${e.rows} rows is below minRows = ${fit.minRows}; its temperature is 1`);
 }
 
 function abortError(signal: AbortSignal | undefined, epochs: EpochLog[]): Error {

@@ -76,6 +76,8 @@ struct PredictOutputs {
   int32_t* selected = nullptr;     // rows x A: active experts, ascending      (optional)
   float* gates = nullptr;          // rows x A: mixture weight of each active  (optional)
   float* expert_probs = nullptr;   // rows x A x C: each active expert's p_k  (optional)
+  float* expert_logits = nullptr;  // rows x A x C: each active expert's logits z_k, before its
+                                   // temperature (optional; CPU engine only for now)
 };
 // A (active experts per row) = moe_active_experts(c, false). `temperatures` (K, may be null = 1).
 void moe_predict(Device dev, const MoEConfig& c, const float* params, const float* temperatures, const float* x,
