@@ -105,8 +105,10 @@ export interface CalibrateOptions {
   minRows?: number;
   /**
    * When the validation NLL of the model's predictions is worse after calibration: 'revert'
-   * (default) restores the temperatures it had and reports kept: false; 'keep' keeps them. Either
-   * way a warning is emitted (process.emitWarning, code CALMOE_CALIBRATION_WORSE) and returned.
+   * (default) restores the temperatures it had and reports kept: false (calibrate() on a soft or
+   * top-k model then refits the aggregate temperature alone and keeps it if that helps); 'keep'
+   * keeps them. Either way a warning is emitted (process.emitWarning, code
+   * CALMOE_CALIBRATION_WORSE) and returned.
    */
   ifWorse?: 'revert' | 'keep';
   /** Held-out rows on which that NLL is compared (default: the calibration rows themselves). */
@@ -129,10 +131,14 @@ export interface ModelCalibrationOutcome {
 export type ExpertCalibration = ExpertTemperatureResult & ModelCalibrationOutcome;
 
 export interface ModelCalibration extends ModelCalibrationOutcome {
-  /** 'experts' for hard routing; 'experts+aggregate' for soft and top-k routing. */
-  scope: 'experts' | 'experts+aggregate';
+  /**
+   * What the model keeps: 'experts' (hard routing), 'experts+aggregate' (soft and top-k routing),
+   * 'aggregate' (soft/top-k whose per-expert temperatures made the NLL worse: reverted, and the
+   * aggregate temperature refitted on the previous experts helped) or 'none' (everything reverted).
+   */
+  scope: 'experts' | 'experts+aggregate' | 'aggregate' | 'none';
   experts: ExpertTemperatureResult;
-  /** The mixture's temperature fit (null for hard routing). */
+  /** The mixture's temperature fit that was kept or tried last (null for hard routing). */
   aggregate: TemperatureFit | null;
 }
 
@@ -494,15 +500,31 @@ export class MoEClassifier {
       const experts = await this.#fitExperts(a.m, a.labels, a.minRows, a.precision);
       this.#temps.set(experts.temperatures);
       const warnings = skippedWarnings(experts);
-      let aggregate: TemperatureFit | null = null;
-      if (this.config.routing !== 'hard') {
+      const soft = this.config.routing !== 'hard';
+      // the mixture's temperature, fitted on the calibration rows with the experts as they are now
+      const fitAggregate = async () => {
         const { mixture } = await this.#nll(a.m, a.labels, a.device, a.precision, 1);
-        aggregate = await fitTemperature(mixture, a.labels, { input: 'probabilities', device: 'cpu' });
-        this.#aggregateTemperature = aggregate.temperature;
-      } else this.#aggregateTemperature = 1;
+        const fit = await fitTemperature(mixture, a.labels, { input: 'probabilities', device: 'cpu' });
+        this.#aggregateTemperature = fit.temperature;
+        return fit;
+      };
+      let aggregate: TemperatureFit | null = null;
+      if (soft) aggregate = await fitAggregate();
+      else this.#aggregateTemperature = 1;
       const after = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
       const outcome = this.#settle(before, after, saved, a.ifWorse, warnings, 'calibrate');
-      return { scope: aggregate ? 'experts+aggregate' : 'experts', experts, aggregate, ...outcome };
+      if (outcome.kept) return { scope: soft ? 'experts+aggregate' : 'experts', experts, aggregate, ...outcome };
+      if (soft) {
+        // the previous experts with a refitted aggregate temperature, kept only if it helps
+        aggregate = await fitAggregate();
+        const alone = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+        if (alone < before) {
+          warnings.push(`calibrate: kept the aggregate temperature alone (${aggregate.temperature.toPrecision(4)}): NLL ${before.toPrecision(6)} -> ${alone.toPrecision(6)}`);
+          return { scope: 'aggregate', experts, aggregate, ...outcome, nllAfter: alone };
+        }
+        this.#aggregateTemperature = saved.aggregate;
+      }
+      return { scope: 'none', experts, aggregate, ...outcome };
     });
   }
 
