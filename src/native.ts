@@ -181,11 +181,12 @@ export interface NativeMoEFitOptions {
   progressEvery: number;
   clipNorm: number;
   balanceLoss: number;
+  balanceForm?: 'switch' | 'squared-mean';
   optimizer: { type: 'sgd' | 'adamw'; lr: number; weightDecay: number; momentum: number; nesterov: boolean; beta1: number; beta2: number; eps: number };
   schedule: { type: 'constant' | 'cosine'; warmupSteps: number; minLrRatio: number };
   objective: {
     type: 'erm' | 'robust' | 'robust-filtered'; eta: number; gradient: 'term' | 'through'; warmupEpochs: number;
-    tauRegret: number; tauDisagreement: number; medianDisagreement: boolean;
+    tauRegret: number; tauDisagreement: number; medianDisagreement: boolean; tiltLoss?: 'competitive' | 'top1';
   };
 }
 

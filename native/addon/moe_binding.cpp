@@ -192,7 +192,11 @@ FitConfig fit_arg(const Napi::Value& v) {
   f.objective.tau_regret = number(ob.Get("tauRegret"), "objective.tauRegret");
   f.objective.tau_disagreement = number(ob.Get("tauDisagreement"), "objective.tauDisagreement");
   f.objective.median_disagreement = boolean(ob.Get("medianDisagreement"), "objective.medianDisagreement");
+  if (!ob.Get("tiltLoss").IsUndefined())
+    f.objective.hard_tilt = HardTilt(choice(ob.Get("tiltLoss"), "objective.tiltLoss", {"competitive", "top1"}));
   f.objective.balance_alpha = number(o.Get("balanceLoss"), "balanceLoss");
+  if (!o.Get("balanceForm").IsUndefined())
+    f.objective.balance_form = BalanceForm(choice(o.Get("balanceForm"), "balanceForm", {"switch", "squared-mean"}));
   return f;
 }
 

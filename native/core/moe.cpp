@@ -120,6 +120,14 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
   ScopedDenormalMode fp_mode(flush_denormals() ? flush_denormal_bits() : denormal_mode());
   moe_check_config(c);
   check_fit(fit);
+  if (dev != Device::Cpu && fit.objective.balance_alpha > 0 && fit.objective.balance_form != BalanceForm::Switch)
+    throw_range("balanceForm: 'squared-mean' is not on the CUDA engine yet; train with device 'cpu' or balanceForm 'switch'");
+  if (fit.objective.hard_tilt == HardTilt::Top1) {
+    if (c.routing != Routing::Hard) throw_range("objective.tiltLoss: 'top1' applies to routing 'hard' only");
+    if (fit.objective.kind != ObjectiveKind::Robust) throw_range("objective.tiltLoss: 'top1' applies to objective 'robust' only");
+    if (fit.objective.gradient != TiltGradient::Term) throw_range("objective.tiltLoss: 'top1' needs gradient 'term' (the weights held constant)");
+    if (dev != Device::Cpu) throw_range("objective.tiltLoss: 'top1' is not on the CUDA engine yet; train with device 'cpu'");
+  }
   check_dataset(c, train, "train");
   if (val) check_dataset(c, *val, "validation");
   if (cancelled) *cancelled = false;

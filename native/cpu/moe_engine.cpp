@@ -139,6 +139,7 @@ class CpuEngine final : public moe::Engine {
   int64_t steps_ = 0;
   Pass train_, infer_;
   // backward buffers
+  Vec<float> tilt_loss_;  // hard routing, tilt on the top-1 expert's loss
   Vec<float> loss_, coef_, regret_, disagree_, entry_loss_, dz_, dr_, dg_, dh_a_, dh_b_;
   // small per-step scratch, kept so that a step allocates nothing once sized
   Vec<int64_t> cursor_, act_off_;
@@ -358,9 +359,21 @@ StepStats CpuEngine::forward_backward(const Batch& b, const ObjectiveConfig& obj
   oin.disagree = disagree_.data();
   oin.batch = n;
   oin.single_active = hard || single;
+  if (hard && robust_active && obj.kind == ObjectiveKind::Robust && obj.hard_tilt == HardTilt::Top1) {
+    // the routed top-1 expert's loss (every expert is active in hard training: slot k is expert k)
+    grow(tilt_loss_, n);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* r = f.r.data() + i * K;
+      int64_t arg = 0;
+      for (int64_t k = 1; k < K; ++k) if (r[k] > r[arg]) arg = k;
+      tilt_loss_[i] = entry_loss_[f.entry_pos[i * f.a + arg]];
+    }
+    oin.tilt_loss = tilt_loss_.data();
+  }
   const moe::ObjectiveResult objr = moe::objective_coefficients(obj, robust_active, oin, coef_.data());
 
-  // load-balancing loss (Switch): alpha * K * sum_k f_k P_k, f_k = share of rows whose argmax is k
+  // load-balancing loss: Switch alpha K sum_k f_k P_k (f_k = share of rows whose argmax is k, held
+  // constant), or the squared-mean-gate form alpha K sum_k P_k^2; P_k = mean_B r_k
   Vec<double>& frac = frac_;
   Vec<double>& mean_r = mean_r_;
   frac.assign(std::size_t(K), 0.0);
@@ -374,14 +387,17 @@ StepStats CpuEngine::forward_backward(const Batch& b, const ObjectiveConfig& obj
       frac[arg] += 1.0 / double(n);
       for (int64_t k = 0; k < K; ++k) mean_r[k] += double(r[k]) / double(n);
     }
-    for (int64_t k = 0; k < K; ++k) balance += obj.balance_alpha * double(K) * frac[k] * mean_r[k];
+    for (int64_t k = 0; k < K; ++k)
+      balance += obj.balance_alpha * double(K) * (obj.balance_form == BalanceForm::Switch ? frac[k] : mean_r[k]) * mean_r[k];
   }
 
   // backward of the per-row math: expert-logit gradients (per entry) and router-logit gradients
   Vec<float>& balance_grad = balance_grad_;
   if (obj.balance_alpha > 0) {
     balance_grad.resize(static_cast<std::size_t>(K));
-    for (int64_t k = 0; k < K; ++k) balance_grad[k] = float(obj.balance_alpha * double(K) * frac[k] / double(n));
+    // d/d r_ik: alpha K f_k / n (Switch), 2 alpha K P_k / n (squared mean)
+    for (int64_t k = 0; k < K; ++k)
+      balance_grad[k] = float(obj.balance_alpha * double(K) * (obj.balance_form == BalanceForm::Switch ? frac[k] : 2.0 * mean_r[k]) / double(n));
     rc.balance = balance_grad.data();
   }
   rc.coef = coef_.data();

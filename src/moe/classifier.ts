@@ -29,8 +29,14 @@ export interface FitOptions {
   /** Clip the global gradient norm to this value (default 0: off). */
   clipNorm?: number;
   objective?: ObjectiveOptions;
-  /** Switch load-balancing loss weight alpha (default 0: off). */
+  /** Load-balancing loss weight alpha (default 0: off). */
   balanceLoss?: number;
+  /**
+   * Its form: 'switch' (default) alpha K sum_k f_k P_k, f_k the share of rows whose top expert is
+   * k (held constant), P_k the batch mean of r_k; or 'squared-mean' alpha K sum_k P_k^2 (the
+   * squared-mean-gate form; CPU engine only for now).
+   */
+  balanceForm?: 'switch' | 'squared-mean';
   /** Evaluated at every epoch end: valLoss (NLL), valAccuracy, valEce (15 bins). */
   validation?: { x: MatrixInput; y: LabelsInput };
   /** Stops training between steps; fit() then rejects with an AbortError (its `history` has the finished epochs). */
