@@ -353,7 +353,7 @@ export class MoEClassifier {
   }
 
   /** Class probabilities (and, on request, the routing) off the event loop. */
-  predict(x: MatrixInput, options: PredictOptions & { returnRouting: true }): Promise<PredictionWithRouting>;
+  predict(x: MatrixInput, options: PredictOptions & ({ returnRouting: true } | { returnExpertLogits: true })): Promise<PredictionWithRouting>;
   predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction>;
   predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction> {
     return withCallerStack(async () => {
@@ -363,7 +363,7 @@ export class MoEClassifier {
   }
 
   /** Synchronous {@link predict}. */
-  predictSync(x: MatrixInput, options: PredictOptions & { returnRouting: true }): PredictionWithRouting;
+  predictSync(x: MatrixInput, options: PredictOptions & ({ returnRouting: true } | { returnExpertLogits: true })): PredictionWithRouting;
   predictSync(x: MatrixInput, options?: PredictOptions): Prediction;
   predictSync(x: MatrixInput, options?: PredictOptions): Prediction {
     const { m, flags, config } = this.#predictArgs(x, options);
