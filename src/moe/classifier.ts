@@ -443,6 +443,17 @@ export class MoEClassifier {
       { mode: this.config.routing === 'hard' ? 'hard' : 'soft', input: 'logits', experts: r.selected, numExperts: this.config.experts, minRows, device: 'cpu' });
   }
 
+  // The first step of calibrateExperts and calibrate: what to restore, the NLL before, and the
+  // per-expert temperatures fitted and written into the model.
+  async #calibrateExpertsStep(x: unknown, y: unknown, options: unknown) {
+    const a = this.#calibrateArgs(x, y, options);
+    const saved = { temps: Float32Array.from(this.#temps), aggregate: this.#aggregateTemperature };
+    const before = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+    const experts = await this.#fitExperts(a.m, a.labels, a.minRows, a.precision);
+    this.#temps.set(experts.temperatures);
+    return { a, saved, before, experts, warnings: skippedWarnings(experts) };
+  }
+
   // Keeps or restores the state after a calibration, by its validation NLL.
   #settle(before: number, after: number, saved: { temps: Float32Array; aggregate: number }, ifWorse: 'revert' | 'keep', warnings: string[], what: string): ModelCalibrationOutcome {
     let kept = true;
@@ -475,14 +486,9 @@ export class MoEClassifier {
    */
   calibrateExperts(x: MatrixInput, y: LabelsInput, options?: CalibrateOptions): Promise<ExpertCalibration> {
     return withCallerStack(async () => {
-      const a = this.#calibrateArgs(x, y, options);
-      const saved = { temps: Float32Array.from(this.#temps), aggregate: this.#aggregateTemperature };
-      const before = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
-      const fit = await this.#fitExperts(a.m, a.labels, a.minRows, a.precision);
-      this.#temps.set(fit.temperatures);
+      const { a, saved, before, experts, warnings } = await this.#calibrateExpertsStep(x, y, options);
       const after = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
-      const warnings = skippedWarnings(fit);
-      return { ...fit, ...this.#settle(before, after, saved, a.ifWorse, warnings, 'calibrateExperts') };
+      return { ...experts, ...this.#settle(before, after, saved, a.ifWorse, warnings, 'calibrateExperts') };
     });
   }
 
@@ -500,12 +506,7 @@ export class MoEClassifier {
    */
   calibrate(x: MatrixInput, y: LabelsInput, options?: CalibrateOptions): Promise<ModelCalibration> {
     return withCallerStack(async () => {
-      const a = this.#calibrateArgs(x, y, options);
-      const saved = { temps: Float32Array.from(this.#temps), aggregate: this.#aggregateTemperature };
-      const before = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
-      const experts = await this.#fitExperts(a.m, a.labels, a.minRows, a.precision);
-      this.#temps.set(experts.temperatures);
-      const warnings = skippedWarnings(experts);
+      const { a, saved, before, experts, warnings } = await this.#calibrateExpertsStep(x, y, options);
       const soft = this.config.routing !== 'hard';
       // the mixture's temperature, fitted on the calibration rows with the experts as they are now
       const fitAggregate = async () => {
