@@ -6,7 +6,7 @@
  */
 import { rangeError, typeError, withCallerStack } from '../errors.js';
 import { fitExpertTemperatures, type ExpertTemperatureResult } from '../calibrate/expert-temperatures.js';
-import { applyTemperatureSync, fitTemperature, type TemperatureFit } from '../calibrate/temperature.js';
+import { applyTemperature, applyTemperatureSync, fitTemperature, type TemperatureFit } from '../calibrate/temperature.js';
 import { calibration, calibrationSync, type CalibrationReport } from '../metrics/calibration.js';
 import { native, type NativeEpochLog, type NativeMoEConfig, type NativePrediction, type NativeBatchLog } from '../native.js';
 import { type Device, type LabelsInput, type Matrix, type MatrixInput, optBool, optChoice, optDevice, optNumber, readOptions, toLabels, toMatrix } from '../validate.js';
@@ -326,7 +326,9 @@ export class MoEClassifier {
     const o = readOptions(options, 'options', ['returnRouting', 'returnExpertLogits', 'device', 'precision']);
     const logits = optBool(o.returnExpertLogits, 'returnExpertLogits', false);
     const r = logits || optBool(o.returnRouting, 'returnRouting', false);
-    const flags = { routing: r, selected: r, gates: r, expertProbs: r, expertLogits: logits, device: optDevice(o.device ?? this.device) };
+    const requested = optDevice(o.device ?? this.device);
+    // expert logits come from the CPU engine for now: 'auto' picks it ('cuda' is refused natively)
+    const flags = { routing: r, selected: r, gates: r, expertProbs: r, expertLogits: logits, device: logits && requested === 'auto' ? 'cpu' as const : requested };
     return { m, flags, config: this.#callConfig(o.precision) };
   }
 
@@ -335,9 +337,14 @@ export class MoEClassifier {
     return { ...(this.config as NativeMoEConfig), precision: optChoice(precision ?? this.precision, 'precision', 'tf32', PRECISIONS) };
   }
 
-  #prediction(m: Matrix, p: NativePrediction, aggregate = this.#aggregateTemperature): Prediction {
+  // The mixture with the aggregate temperature applied (p^(1/T) renormalised; T = 1: as it is).
+  #scaled(m: Matrix, p: NativePrediction, aggregate = this.#aggregateTemperature): Float32Array {
+    if (aggregate === 1) return p.probs;
+    return applyTemperatureSync({ data: p.probs, rows: m.rows, cols: this.config.classes }, aggregate, { input: 'probabilities', device: 'cpu' }).data;
+  }
+
+  #prediction(m: Matrix, p: NativePrediction, probs: Float32Array = this.#scaled(m, p)): Prediction {
     const C = this.config.classes;
-    const probs = aggregate === 1 ? p.probs : applyTemperatureSync({ data: p.probs, rows: m.rows, cols: C }, aggregate, { input: 'probabilities', device: 'cpu' }).data;
     const out: Prediction = { probs: { data: probs, rows: m.rows, cols: C } };
     if (p.routing) {
       out.routing = {
@@ -358,7 +365,11 @@ export class MoEClassifier {
   predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction> {
     return withCallerStack(async () => {
       const { m, flags, config } = this.#predictArgs(x, options);
-      return this.#prediction(m, await native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags, true));
+      const p = await native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags, true);
+      const T = this.#aggregateTemperature;
+      // off the event loop too
+      const probs = T === 1 ? p.probs : (await applyTemperature({ data: p.probs, rows: m.rows, cols: this.config.classes }, T, { input: 'probabilities', device: 'cpu' })).data;
+      return this.#prediction(m, p, probs);
     });
   }
 
@@ -407,7 +418,7 @@ export class MoEClassifier {
   async #nll(m: Matrix, y: Int32Array, device: Device, precision: unknown, aggregate = this.#aggregateTemperature): Promise<{ nll: number; mixture: Matrix }> {
     const config = this.#callConfig(precision);
     const raw = await native().moePredict(config, this.#params, this.#temps, m.data, m.rows, { routing: false, selected: false, gates: false, expertProbs: false, device }, true);
-    const probs = this.#prediction(m, raw, aggregate).probs;
+    const probs = { data: this.#scaled(m, raw, aggregate), rows: m.rows, cols: this.config.classes };
     return { nll: (await calibration(probs, y, { device: 'cpu' })).nll, mixture: { data: raw.probs, rows: m.rows, cols: this.config.classes } };
   }
 
@@ -434,13 +445,12 @@ export class MoEClassifier {
   // Per-expert temperatures fitted on the experts' logits (absolute, not composed with the current ones).
   async #fitExperts(m: Matrix, labels: Int32Array, minRows: number, precision: unknown): Promise<ExpertTemperatureResult> {
     // expert logits come from the CPU engine (the CUDA engine does not return them yet)
-    const p = this.#prediction(m, await native().moePredict(this.#callConfig(precision), this.#params, this.#temps, m.data, m.rows,
-      { routing: true, selected: true, gates: true, expertProbs: true, expertLogits: true, device: 'cpu' }, true), 1);
-    const r = p.routing!;
+    const p = await native().moePredict(this.#callConfig(precision), this.#params, this.#temps, m.data, m.rows,
+      { routing: false, selected: true, gates: true, expertProbs: false, expertLogits: true, device: 'cpu' }, true);
     return fitExpertTemperatures(
-      { data: r.expertLogits!, rows: m.rows, experts: r.active, classes: this.config.classes },
-      { data: r.gates, rows: m.rows, cols: r.active }, labels,
-      { mode: this.config.routing === 'hard' ? 'hard' : 'soft', input: 'logits', experts: r.selected, numExperts: this.config.experts, minRows, device: 'cpu' });
+      { data: p.expertLogits!, rows: m.rows, experts: p.active, classes: this.config.classes },
+      { data: p.gates!, rows: m.rows, cols: p.active }, labels,
+      { mode: this.config.routing === 'hard' ? 'hard' : 'soft', input: 'logits', experts: p.selected, numExperts: this.config.experts, minRows, device: 'cpu' });
   }
 
   // The first step of calibrateExperts and calibrate: what to restore, the NLL before, and the
