@@ -9,7 +9,8 @@ import { fitExpertTemperatures, type ExpertTemperatureResult } from '../calibrat
 import { applyTemperature, applyTemperatureSync, fitTemperature, type TemperatureFit } from '../calibrate/temperature.js';
 import { calibration, calibrationSync, type CalibrationReport } from '../metrics/calibration.js';
 import { native, type NativeEpochLog, type NativeMoEConfig, type NativePrediction, type NativeBatchLog } from '../native.js';
-import { type Device, type LabelsInput, type Matrix, type MatrixInput, optBool, optChoice, optDevice, optNumber, readOptions, toLabels, toMatrix } from '../validate.js';
+import { type Device, type LabelsInput, type Matrix, type MatrixInput, type VectorInput, optBool, optChoice, optDevice, optNumber, readOptions, toLabels, toMatrix,
+  toVector } from '../validate.js';
 import { type MoEOptions, type ObjectiveOptions, type OptimizerOptions, type Precision, type ScheduleOptions, FIT_OPTIONS, PRECISIONS, parseFitOptions,
   parseModelOptions } from './options.js';
 
@@ -102,8 +103,20 @@ export interface Evaluation {
   brier: number;
   ece: number;
   calibration: CalibrationReport;
-  /** Per expert: share of rows whose top-1 expert it is, and mean routing weight. */
+  /** Per expert: share of rows (of the weight, when weighted) whose top-1 expert it is, and mean routing weight. */
   expertLoad: { share: Float64Array; routingMass: Float64Array };
+}
+
+export interface EvaluateOptions {
+  /** Bins of the ECE (default 15). */
+  bins?: number;
+  device?: Device;
+  precision?: Precision;
+  /**
+   * Per-row weights (e.g. importance weights of a shift): every metric and the expert load become
+   * weighted (CalibrationOptions.weights has the definitions).
+   */
+  weights?: VectorInput;
 }
 
 export interface CalibrateOptions {
@@ -381,37 +394,40 @@ export class MoEClassifier {
     return this.#prediction(m, native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags));
   }
 
-  #evaluation(p: PredictionWithRouting, y: Int32Array, bins: number): Evaluation {
-    const cal = calibrationSync(p.probs, y, { bins, device: 'cpu' });
+  #evaluation(p: PredictionWithRouting, y: Int32Array, bins: number, weights: unknown): Evaluation {
+    // weighted metrics (and load) when row weights are given: importance weights of a shift
+    const cal = calibrationSync(p.probs, y, { bins, device: 'cpu', weights: weights as VectorInput | undefined });
+    const rw = weights === undefined ? undefined : toVector(weights, 'weights');
     const K = this.config.experts;
     const share = new Float64Array(K), mass = new Float64Array(K);
     const w = p.routing.weights.data;
-    const n = p.probs.rows;
+    const n = p.probs.rows, total = cal.weight;
     for (let i = 0; i < n; i++) {
+      const wi = rw ? rw[i] : 1;
       let arg = 0;
       for (let k = 0; k < K; k++) {
-        mass[k] += w[i * K + k] / n;
+        mass[k] += (wi * w[i * K + k]) / total;
         if (w[i * K + k] > w[i * K + arg]) arg = k;
       }
-      share[arg] += 1 / n;
+      share[arg] += wi / total;
     }
     return { accuracy: cal.accuracy, nll: cal.nll, brier: cal.brier, ece: cal.ece, calibration: cal, expertLoad: { share, routingMass: mass } };
   }
 
   /** Accuracy, NLL, Brier, ECE (15 bins unless `bins`) and per-expert load, off the event loop. */
-  evaluate(x: MatrixInput, y: LabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Promise<Evaluation> {
+  evaluate(x: MatrixInput, y: LabelsInput, options?: EvaluateOptions): Promise<Evaluation> {
     return withCallerStack(async () => {
-      const o = readOptions(options, 'options', ['bins', 'device', 'precision']);
+      const o = readOptions(options, 'options', ['bins', 'device', 'precision', 'weights']);
       const p = await this.predict(x, { returnRouting: true, device: o.device as Device | undefined, precision: o.precision as Precision | undefined });
-      return this.#evaluation(p, toLabels(y, 'y', p.probs.rows), (o.bins as number | undefined) ?? 15);
+      return this.#evaluation(p, toLabels(y, 'y', p.probs.rows), (o.bins as number | undefined) ?? 15, o.weights);
     });
   }
 
   /** Synchronous {@link evaluate}. */
-  evaluateSync(x: MatrixInput, y: LabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Evaluation {
-    const o = readOptions(options, 'options', ['bins', 'device', 'precision']);
+  evaluateSync(x: MatrixInput, y: LabelsInput, options?: EvaluateOptions): Evaluation {
+    const o = readOptions(options, 'options', ['bins', 'device', 'precision', 'weights']);
     const p = this.predictSync(x, { returnRouting: true, device: o.device as Device | undefined, precision: o.precision as Precision | undefined });
-    return this.#evaluation(p, toLabels(y, 'y', p.probs.rows), (o.bins as number | undefined) ?? 15);
+    return this.#evaluation(p, toLabels(y, 'y', p.probs.rows), (o.bins as number | undefined) ?? 15, o.weights);
   }
 
   // Mean NLL of the model's predictions (aggregate temperature `aggregate`) on x, y.
