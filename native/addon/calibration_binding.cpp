@@ -65,23 +65,17 @@ ScoreKind score_kind_arg(const Napi::Value& v) {
   return ScoreKind(choice(v, "input", {"probabilities", "logits"}));
 }
 
-// Optional `groups` (Int32Array, one id per row) of an update's options object.
-const int32_t* group_ids(const Napi::Object& o, std::size_t rows) {
-  const Napi::Value v = o.Get("groups");
+// An update's optional per-row array `key` (group ids, weights): its data, or null when absent.
+template <class T>
+const T* per_row(const Napi::Object& o, const char* key, std::size_t rows, View<const T> (*read)(const Napi::Value&, const char*), const char* what) {
+  const Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return nullptr;
-  View<const int32_t> g = i32_array(v, "groups");
-  require_length(g.length, rows, "groups", "group ids (one per row)");
-  return g.data;
+  View<const T> a = read(v, key);
+  require_length(a.length, rows, key, what);
+  return a.data;
 }
-
-// Optional `weights` (Float32Array, one per row) of an update's options object.
-const float* row_weights(const Napi::Object& o, std::size_t rows) {
-  const Napi::Value v = o.Get("weights");
-  if (v.IsUndefined()) return nullptr;
-  View<const float> w = f32_array(v, "weights");
-  require_length(w.length, rows, "weights", "weights (one per row)");
-  return w.data;
-}
+const int32_t* group_ids(const Napi::Object& o, std::size_t rows) { return per_row<int32_t>(o, "groups", rows, i32_array, "group ids (one per row)"); }
+const float* row_weights(const Napi::Object& o, std::size_t rows) { return per_row<float>(o, "weights", rows, f32_array, "weights (one per row)"); }
 
 // calibStateNew({ kind, bins, classes, groups, edges, extras, weighted? }) -> BigUint64Array
 Napi::Value StateNew(const Napi::CallbackInfo& info) {

@@ -310,6 +310,27 @@ void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::
   for (std::size_t k = bins_end; k + 2 <= n_into; k += 2) u128_add(into[k], into[k + 1], from[k], from[k + 1]);  // weighted section
 }
 
+// The headline metrics once the histograms are in `s.groups`: classwise, the means over classes;
+// grouped, `overall()` (every group's bins together); otherwise the one histogram.
+template <class Overall>
+CalibSummary finish_summary(CalibSummary& s, Overall overall) {
+  const CalibConfig& c = s.config;
+  if (c.kind == CalibKind::Classwise) {
+    s.ece = s.mce = s.rmsce = 0;
+    for (const auto& g : s.groups) {
+      s.ece += g.ece / c.groups;
+      s.rmsce += g.rmsce / c.groups;
+      s.mce += g.mce / c.groups;
+    }
+    return s;
+  }
+  s.overall = c.grouped ? overall() : s.groups[0];
+  s.ece = s.overall.ece;
+  s.mce = s.overall.mce;
+  s.rmsce = s.overall.rmsce;
+  return s;
+}
+
 // The summary of a weighted state (its unweighted header already in `s`): weighted totals, and
 // each histogram from its weighted cells.
 static CalibSummary finalize_weighted(CalibSummary s, const uint64_t* w, std::size_t) {
@@ -327,16 +348,7 @@ static CalibSummary finalize_weighted(CalibSummary s, const uint64_t* w, std::si
   s.brier = c.extras ? fixed_to_double(ws[6], ws[7], kWeightFracBits + kWBrierFracBits) / W : nan;
   for (int g = 0; g < c.groups; ++g)
     s.groups.push_back(summarize_weighted(bins + int64_t(g) * M * kBinWords, cells + int64_t(g) * M * kWeightedCellWords, M));
-  if (c.kind == CalibKind::Classwise) {
-    s.ece = s.mce = s.rmsce = 0;
-    for (const auto& g : s.groups) {
-      s.ece += g.ece / c.groups;
-      s.rmsce += g.rmsce / c.groups;
-      s.mce += g.mce / c.groups;
-    }
-    return s;
-  }
-  if (c.grouped) {
+  return finish_summary(s, [&] {
     std::vector<uint64_t> all(std::size_t(M) * kBinWords, 0), wall(std::size_t(M) * kWeightedCellWords, 0);
     for (int g = 0; g < c.groups; ++g) {
       for (int b = 0; b < M; ++b) {
@@ -346,14 +358,8 @@ static CalibSummary finalize_weighted(CalibSummary s, const uint64_t* w, std::si
         for (int k = 0; k < kWeightedCellWords; k += 2) u128_add(dst[k], dst[k + 1], src[k], src[k + 1]);
       }
     }
-    s.overall = summarize_weighted(all.data(), wall.data(), M);
-  } else {
-    s.overall = s.groups[0];
-  }
-  s.ece = s.overall.ece;
-  s.mce = s.overall.mce;
-  s.rmsce = s.overall.rmsce;
-  return s;
+    return summarize_weighted(all.data(), wall.data(), M);
+  });
 }
 
 CalibSummary calib_finalize(const uint64_t* w, std::size_t n_words) {
@@ -371,15 +377,7 @@ CalibSummary calib_finalize(const uint64_t* w, std::size_t n_words) {
   const uint64_t* bins = w + kHeaderWords;
   if (s.config.weighted) return finalize_weighted(s, w, n_words);
   for (int g = 0; g < s.config.groups; ++g) s.groups.push_back(summarize_group(bins + int64_t(g) * M * kBinWords, M));
-  if (s.config.kind == CalibKind::Classwise) {
-    for (const auto& g : s.groups) {
-      s.ece += g.ece / s.config.groups;
-      s.rmsce += g.rmsce / s.config.groups;
-      s.mce += g.mce / s.config.groups;
-    }
-    return s;
-  }
-  if (s.config.grouped) {
+  return finish_summary(s, [&] {
     std::vector<uint64_t> all(std::size_t(M) * kBinWords, 0);
     for (int g = 0; g < s.config.groups; ++g) {
       for (int b = 0; b < M; ++b) {
@@ -390,14 +388,8 @@ CalibSummary calib_finalize(const uint64_t* w, std::size_t n_words) {
         u128_add(dst[2], dst[3], src[2], src[3]);
       }
     }
-    s.overall = summarize_group(all.data(), M);
-  } else {
-    s.overall = s.groups[0];
-  }
-  s.ece = s.overall.ece;
-  s.mce = s.overall.mce;
-  s.rmsce = s.overall.rmsce;
-  return s;
+    return summarize_group(all.data(), M);
+  });
 }
 
 CalibSummary calib_equal_mass(Device dev, const EqualMassArg& m) {
