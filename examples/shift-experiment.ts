@@ -34,16 +34,11 @@ const opt = (name: string, def: number) => {
 const SEEDS = opt('--seeds', 3), EPOCHS = opt('--epochs', 10);
 const D = 784, SIDE = 28, C = 10, K = 4, DOMAINS = ['clean', 'noise', 'low contrast', 'shifted'];
 
+// Seeded uniforms (a 32-bit LCG) and Box-Muller normals: the same splits and noise everywhere.
 function rng(seed: number) {
   let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, normal: () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()) };
+  const next = () => ((a = (Math.imul(a, 1664525) + 1013904223) >>> 0) + 0.5) / 4294967296;
+  return { next, normal: () => Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next()) };
 }
 
 /** The package's digits, read from its JSON files (its own loader shuffles with Math.random). */
