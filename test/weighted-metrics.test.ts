@@ -168,3 +168,40 @@ describe('MoEClassifier.evaluate with weights', () => {
     expect((await m.evaluate(matrix(x, n, d), y, { weights: Float32Array.from(times) })).ece).toBe(a.ece);
   });
 });
+
+describe('audits with weights', () => {
+  it('integer weights equal repeated rows: expert table, regret subset, mask and user groups', async () => {
+    const { audit } = await import('../src/index.js');
+    const r = rng(51);
+    const B = 300, K = 3, C = 4;
+    const sm = (v: number[]) => { const m = Math.max(...v); const e = v.map((x) => Math.exp(x - m)); const s = e.reduce((a, b) => a + b, 0); return e.map((x) => x / s); };
+    const routing = new Float32Array(B * K), P = new Float32Array(B * K * C), p = new Float32Array(B * C), labels = new Int32Array(B);
+    for (let i = 0; i < B; i++) {
+      sm([0, 1, 2].map(() => 1.5 * r.normal())).forEach((v, k) => (routing[i * K + k] = v));
+      for (let k = 0; k < K; k++) sm([0, 1, 2, 3].map(() => 2 * r.normal())).forEach((v, j) => (P[(i * K + k) * C + j] = v));
+      for (let j = 0; j < C; j++) for (let k = 0; k < K; k++) p[i * C + j] += routing[i * K + k] * P[(i * K + k) * C + j];
+      labels[i] = r.int(C);
+    }
+    const times = Int32Array.from({ length: B }, () => r.int(3));
+    const mask = Uint8Array.from({ length: B }, (_, i) => (i % 4 === 0 ? 1 : 0));
+    const groups = Int32Array.from({ length: B }, (_, i) => i % 3);
+    const rows: number[] = [];
+    times.forEach((t, i) => { for (let k = 0; k < t; k++) rows.push(i); });
+    const take = (a: Float32Array, w: number) => { const o = new Float32Array(rows.length * w); rows.forEach((i, n) => o.set(a.subarray(i * w, i * w + w), n * w)); return o; };
+    const out = (rs: Float32Array, Ps: Float32Array, ps: Float32Array, ys: Int32Array, n: number) =>
+      ({ routing: matrix(rs, n, K), expertProbs: audit.expertTensor(Ps, n, K, C), mixture: matrix(ps, n, C), labels: ys });
+    const weighted = audit.moeAuditSync(out(routing, P, p, labels, B), { weights: Float32Array.from(times), mask, groups });
+    const repeated = audit.moeAuditSync(out(take(routing, K), take(P, K * C), take(p, C), Int32Array.from(rows, (i) => labels[i]), rows.length),
+      { mask: Uint8Array.from(rows, (i) => mask[i]), groups: Int32Array.from(rows, (i) => groups[i]) });
+    const same = (a: Record<string, number>, b: Record<string, number>, keys: string[]) => { for (const k of keys) close(a[k], b[k], 1e-8); };
+    weighted.experts.experts.forEach((e, k) => {
+      same(e.own as never, repeated.experts.experts[k].own as never, ['accuracy', 'ece', 'meanConfidence']);
+      same(e.mixture as never, repeated.experts.experts[k].mixture as never, ['accuracy', 'ece', 'meanConfidence']);
+    });
+    const keys = ['share', 'accuracy', 'ece', 'nll', 'meanConfidence'];
+    same(weighted.subsets.overall as never, repeated.subsets.overall as never, keys);
+    same(weighted.subsets.regret.inside as never, repeated.subsets.regret.inside as never, keys);
+    same(weighted.subsets.mask!.inside as never, repeated.subsets.mask!.inside as never, keys);
+    weighted.subsets.groups!.groups.forEach((g, k) => same(g as never, repeated.subsets.groups!.groups[k] as never, keys));
+  });
+});
