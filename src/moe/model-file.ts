@@ -4,7 +4,8 @@
  *   format "calmoe.moe", format_version "1", calmoe_version,
  *   config        JSON: the model's options (no device: a file runs wherever it is loaded),
  *   class_names   JSON: string[] (absent without names),
- *   temperatures  JSON: { experts: number[] } (per-expert T_k: p_k = softmax(z_k / T_k)),
+ *   temperatures  JSON: { experts: number[], aggregate: number } (per-expert T_k: p_k = softmax(z_k / T_k);
+ *                 the mixture's T: p^(1/T) renormalised; aggregate absent in older files: 1),
  *   training      JSON: the training summary (absent for an untrained model).
  * Reading checks the metadata and compares every tensor's name and shape with the layout the
  * configuration implies before a tensor byte is read.
@@ -22,6 +23,7 @@ export interface ModelFileParts {
   options: MoEOptions;
   tensors: Array<{ name: string; shape: number[]; data: Float32Array }>;
   temperatures: ArrayLike<number>;
+  aggregateTemperature: number;
   training?: unknown;
 }
 
@@ -30,6 +32,7 @@ export interface LoadedModel {
   /** Every parameter, flat, in the layout's order. */
   parameters: Float32Array;
   temperatures: number[];
+  aggregateTemperature: number;
   training?: Record<string, unknown>;
   calmoeVersion: string;
 }
@@ -46,7 +49,7 @@ export function writeModelFile(path: string, parts: ModelFileParts): void {
     format_version: MODEL_FORMAT_VERSION,
     calmoe_version: VERSION,
     config: JSON.stringify(portableOptions(parts.options)),
-    temperatures: JSON.stringify({ experts: Array.from(parts.temperatures) }),
+    temperatures: JSON.stringify({ experts: Array.from(parts.temperatures), aggregate: parts.aggregateTemperature }),
   };
   if (parts.options.classNames) metadata.class_names = JSON.stringify(parts.options.classNames);
   if (parts.training !== undefined) metadata.training = JSON.stringify(parts.training);
@@ -68,7 +71,7 @@ function metaJson(path: string, meta: Record<string, string>, key: string, requi
 }
 
 export function readModelFile(path: string): LoadedModel {
-  let options: MoEOptions | undefined, temperatures: number[] = [], training: Record<string, unknown> | undefined;
+  let options: MoEOptions | undefined, temperatures: number[] = [], aggregate = 1, training: Record<string, unknown> | undefined;
   let layout: ReturnType<ReturnType<typeof native>['moeLayout']> | undefined;
   let version = '';
   const file = readSafetensors(path, (h: SafetensorsHeader) => {
@@ -88,11 +91,14 @@ export function readModelFile(path: string): LoadedModel {
     } catch (err) {
       throw rangeError(`${path}: __metadata__.config: ${(err as Error).message}`);
     }
-    const t = metaJson(path, meta, 'temperatures', true) as { experts?: unknown };
+    const t = metaJson(path, meta, 'temperatures', true) as { experts?: unknown; aggregate?: unknown };
     if (t === null || typeof t !== 'object' || !Array.isArray(t.experts) || t.experts.length !== parsed.config.experts ||
         t.experts.some((v) => typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)))
       throw rangeError(`${path}: __metadata__.temperatures: expected { experts: [${parsed.config.experts} positive numbers] }`);
     temperatures = t.experts as number[];
+    if (t.aggregate !== undefined && (typeof t.aggregate !== 'number' || !(t.aggregate > 0) || !Number.isFinite(t.aggregate)))
+      throw rangeError(`${path}: __metadata__.temperatures.aggregate: expected a positive number, got ${JSON.stringify(t.aggregate)}`);
+    aggregate = (t.aggregate as number | undefined) ?? 1;
     training = metaJson(path, meta, 'training', false) as Record<string, unknown> | undefined;
     layout = native().moeLayout(parsed.config);
     const have = new Map(h.tensors.map((x) => [x.name, x]));
@@ -114,5 +120,5 @@ export function readModelFile(path: string): LoadedModel {
     }
     parameters.set(t.data, want.offset);
   }
-  return { options: options!, parameters, temperatures, training, calmoeVersion: version };
+  return { options: options!, parameters, temperatures, aggregateTemperature: aggregate, training, calmoeVersion: version };
 }
