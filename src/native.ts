@@ -13,12 +13,15 @@ export interface NativeBins {
   lower: Float64Array;
   upper: Float64Array;
   count: Float64Array;
+  /** Total weight in each bin (= count unless weighted). */
+  weight: Float64Array;
   meanConfidence: Float64Array;
   accuracy: Float64Array;
 }
 
 export interface NativeGroupSummary {
   rows: number;
+  weight: number;
   accuracy: number;
   ece: number;
   mce: number;
@@ -28,6 +31,7 @@ export interface NativeGroupSummary {
 
 export interface NativeSummary {
   rows: number;
+  weight: number;
   accuracy: number;
   nll: number;
   brier: number;
@@ -161,11 +165,13 @@ interface RowsOptions {
   sumTolerance: number;
   device: NativeDevice;
   groups?: Int32Array;
+  weights?: Float32Array;
 }
 
 interface VecOptions {
   device: NativeDevice;
   groups?: Int32Array;
+  weights?: Float32Array;
 }
 
 export interface NativeMoEConfig {
@@ -196,11 +202,12 @@ export interface NativeMoEFitOptions {
   resume?: NativeResumeState & { epoch: number };
   clipNorm: number;
   balanceLoss: number;
+  balanceForm?: 'switch' | 'squared-mean';
   optimizer: { type: 'sgd' | 'adamw'; lr: number; weightDecay: number; momentum: number; nesterov: boolean; beta1: number; beta2: number; eps: number };
   schedule: { type: 'constant' | 'cosine'; warmupSteps: number; minLrRatio: number };
   objective: {
     type: 'erm' | 'robust' | 'robust-filtered'; eta: number; gradient: 'term' | 'through'; warmupEpochs: number;
-    tauRegret: number; tauDisagreement: number; medianDisagreement: boolean;
+    tauRegret: number; tauDisagreement: number; medianDisagreement: boolean; tiltLoss?: 'competitive' | 'top1';
   };
 }
 
@@ -248,6 +255,7 @@ export interface NativePrediction {
   selected?: Int32Array;
   gates?: Float32Array;
   expertProbs?: Float32Array;
+  expertLogits?: Float32Array;
   active: number;
 }
 
@@ -256,6 +264,8 @@ interface PredictFlags {
   selected: boolean;
   gates: boolean;
   expertProbs: boolean;
+  /** Each active expert's logits (CPU engine only). */
+  expertLogits?: boolean;
   device: NativeDevice;
 }
 
@@ -318,7 +328,7 @@ export interface NativeAddon {
   resetCudaMemoryPeak(): void;
   setThreads(n: number): void;
   getThreads(): number;
-  calibStateNew(o: { kind: NativeCalibKind; bins: number; classes?: number; groups?: number; edges: string; extras: boolean }): BigUint64Array;
+  calibStateNew(o: { kind: NativeCalibKind; bins: number; classes?: number; groups?: number; edges: string; extras: boolean; weighted?: boolean }): BigUint64Array;
   calibUpdateRows(state: BigUint64Array, scores: Float32Array, rows: number, cols: number, labels: Int32Array, o: RowsOptions, async?: false): void;
   calibUpdateRows(state: BigUint64Array, scores: Float32Array, rows: number, cols: number, labels: Int32Array, o: RowsOptions, async: true): Promise<void>;
   calibUpdateBinary(state: BigUint64Array, scores: Float32Array, labels: Int32Array, o: VecOptions, async?: false): void;

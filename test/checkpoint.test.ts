@@ -20,13 +20,16 @@ const model = () => new MoEClassifier(options);
 // the logs without their timings (which differ between any two runs)
 const logs = (epochs: EpochLog[]) => epochs.map(({ seconds: _s, examplesPerSecond: _e, ...rest }) => rest);
 
-const runs: Array<[string, FitOptions]> = [
+const runs: Array<[string, FitOptions, object?]> = [
   ['SGD with momentum', { optimizer: { type: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 1e-3 }, objective: { type: 'robust', eta: 1, warmupEpochs: 4 } }],
   ['AdamW with a cosine schedule', { optimizer: { type: 'adamw', lr: 0.01 }, schedule: { type: 'cosine', warmupSteps: 5, minLrRatio: 0.1 }, clipNorm: 1 }],
+  ['Hard routing with the top-1 tilt and squared-mean balancing', { objective: { type: 'robust', eta: 1, tiltLoss: 'top1', warmupEpochs: 2 },
+    balanceLoss: 0.01, balanceForm: 'squared-mean' }, { routing: 'hard', topK: undefined }],
 ];
 
 describe('checkpoints and resume', () => {
-  it.each(runs)('%s: a resumed fit equals the uninterrupted run bit for bit', async (name, fitOptions) => {
+  it.each(runs)('%s: a resumed fit equals the uninterrupted run bit for bit', async (name, fitOptions, modelOptions = {}) => {
+    const model = () => new MoEClassifier({ ...options, ...modelOptions });
     const path = join(dir, `${name.split(' ')[0]}.safetensors`);
     const common: FitOptions = { ...fitOptions, epochs: 5, batchSize: 36, seed: 7, validation: { x, y } };
     const straight = model();
@@ -37,7 +40,7 @@ describe('checkpoints and resume', () => {
     expect(written.parameters).toEqual(straight.parameters);
     expect(logs(hw.epochs)).toEqual(logs(hs.epochs));
     // a fresh model (other initial parameters) resumed from the checkpoint after epoch 3
-    const resumed = new MoEClassifier({ ...options, seed: 99 });
+    const resumed = new MoEClassifier({ ...options, ...modelOptions, seed: 99 });
     const hr = await resumed.fit(x, y, { ...common, resumeFrom: path });
     expect(resumed.parameters).toEqual(straight.parameters);
     expect(resumed.temperatures).toEqual(straight.temperatures);

@@ -52,19 +52,25 @@ def softmax(z):
 def predict(path, x):
     tensors, meta = read_safetensors(path)
     cfg = json.loads(meta["config"])
-    temps = json.loads(meta["temperatures"])["experts"]
+    t = json.loads(meta["temperatures"])
+    temps, aggregate = t["experts"], t.get("aggregate", 1.0)
     kind = cfg.get("activation", "relu")
     r = softmax(mlp(x, tensors, "router", len(cfg.get("routerHidden", [])), kind) / cfg.get("routerTemperature", 1))
     K = cfg["experts"]
     p = np.stack([softmax(mlp(x, tensors, f"experts.{k}", len(cfg.get("expertHidden", [64])), kind) / temps[k]) for k in range(K)], 1)
     routing = cfg.get("routing", "soft")
     if routing == "soft":
-        return (r[:, :, None] * p).sum(1)
-    k = 1 if routing == "hard" else cfg.get("topK", min(2, K))
-    top = np.argsort(-r, axis=1, kind="stable")[:, :k]  # ties to the lower index
-    gates = np.take_along_axis(r, top, 1)
-    gates = gates / gates.sum(1, keepdims=True)
-    return (gates[:, :, None] * np.take_along_axis(p, top[:, :, None], 1)).sum(1)
+        mix = (r[:, :, None] * p).sum(1)
+    else:
+        k = 1 if routing == "hard" else cfg.get("topK", min(2, K))
+        top = np.argsort(-r, axis=1, kind="stable")[:, :k]  # ties to the lower index
+        gates = np.take_along_axis(r, top, 1)
+        gates = gates / gates.sum(1, keepdims=True)
+        mix = (gates[:, :, None] * np.take_along_axis(p, top[:, :, None], 1)).sum(1)
+    if aggregate != 1:  # the mixture's temperature: p^(1/T), renormalised
+        mix = mix ** (1.0 / aggregate)
+        mix = mix / mix.sum(1, keepdims=True)
+    return mix
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ Napi::Float64Array f64(Napi::Env env, std::size_t n) { return Napi::Float64Array
 
 Napi::Object group_to_js(Napi::Env env, const CalibGroupSummary& g) {
   const std::size_t M = g.bins.size();
-  auto lower = f64(env, M), upper = f64(env, M), count = f64(env, M), conf = f64(env, M), acc = f64(env, M);
+  auto lower = f64(env, M), upper = f64(env, M), count = f64(env, M), weight = f64(env, M), conf = f64(env, M), acc = f64(env, M);
   for (std::size_t b = 0; b < M; ++b) {
     lower[b] = g.bins[b].lower;
     upper[b] = g.bins[b].upper;
     count[b] = double(g.bins[b].count);
+    weight[b] = g.bins[b].weight;
     conf[b] = g.bins[b].mean_confidence;
     acc[b] = g.bins[b].accuracy;
   }
@@ -25,10 +26,12 @@ Napi::Object group_to_js(Napi::Env env, const CalibGroupSummary& g) {
   bins.Set("lower", lower);
   bins.Set("upper", upper);
   bins.Set("count", count);
+  bins.Set("weight", weight);
   bins.Set("meanConfidence", conf);
   bins.Set("accuracy", acc);
   Napi::Object o = Napi::Object::New(env);
   o.Set("rows", double(g.rows));
+  o.Set("weight", g.weight);
   o.Set("accuracy", g.accuracy);
   o.Set("ece", g.ece);
   o.Set("mce", g.mce);
@@ -40,6 +43,7 @@ Napi::Object group_to_js(Napi::Env env, const CalibGroupSummary& g) {
 Napi::Object summary_to_js(Napi::Env env, const CalibSummary& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("rows", double(s.rows));
+  o.Set("weight", s.weight);
   o.Set("accuracy", s.accuracy);
   o.Set("nll", s.nll);
   o.Set("brier", s.brier);
@@ -61,16 +65,19 @@ ScoreKind score_kind_arg(const Napi::Value& v) {
   return ScoreKind(choice(v, "input", {"probabilities", "logits"}));
 }
 
-// Optional `groups` (Int32Array, one id per row) of an update's options object.
-const int32_t* group_ids(const Napi::Object& o, std::size_t rows) {
-  const Napi::Value v = o.Get("groups");
+// An update's optional per-row array `key` (group ids, weights): its data, or null when absent.
+template <class T>
+const T* per_row(const Napi::Object& o, const char* key, std::size_t rows, View<const T> (*read)(const Napi::Value&, const char*), const char* what) {
+  const Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return nullptr;
-  View<const int32_t> g = i32_array(v, "groups");
-  require_length(g.length, rows, "groups", "group ids (one per row)");
-  return g.data;
+  View<const T> a = read(v, key);
+  require_length(a.length, rows, key, what);
+  return a.data;
 }
+const int32_t* group_ids(const Napi::Object& o, std::size_t rows) { return per_row<int32_t>(o, "groups", rows, i32_array, "group ids (one per row)"); }
+const float* row_weights(const Napi::Object& o, std::size_t rows) { return per_row<float>(o, "weights", rows, f32_array, "weights (one per row)"); }
 
-// calibStateNew({ kind, bins, classes, groups, edges, extras }) -> BigUint64Array
+// calibStateNew({ kind, bins, classes, groups, edges, extras, weighted? }) -> BigUint64Array
 Napi::Value StateNew(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Object o = object(arg(info, 0, "options"), "options");
@@ -85,6 +92,7 @@ Napi::Value StateNew(const Napi::CallbackInfo& info) {
     }
     c.edges = BinEdges(choice(o.Get("edges"), "edges", {"right-closed", "left-closed"}));
     c.extras = boolean(o.Get("extras"), "extras");
+    if (!o.Get("weighted").IsUndefined()) c.weighted = boolean(o.Get("weighted"), "weighted");
     const std::vector<uint64_t> w = calib_state_new(c);
     auto out = Napi::BigUint64Array::New(info.Env(), w.size());
     std::copy(w.begin(), w.end(), out.Data());
@@ -136,8 +144,9 @@ Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
     const Device dev = calib_resolve_device(device_request(o.Get("device")));
     const int32_t* y = labels.data;
     const int32_t* g = group_ids(o, std::size_t(rows));
+    const float* wt = row_weights(o, std::size_t(rows));
     return run_update(info, 6, {info[1], info[4], info[5]}, [=](std::vector<uint64_t>& d) {
-      calib_update_rows(dev, s, y, d.data(), d.size(), g);
+      calib_update_rows(dev, s, y, d.data(), d.size(), g, wt);
     });
   });
 }
@@ -154,8 +163,9 @@ Napi::Value UpdateBinary(const Napi::CallbackInfo& info) {
     const int32_t* y = labels.data;
     const int64_t n = int64_t(p.length);
     const int32_t* g = group_ids(o, p.length);
+    const float* wt = row_weights(o, p.length);
     return run_update(info, 4, {info[1], info[2], info[3]}, [=](std::vector<uint64_t>& d) {
-      calib_update_binary(dev, pd, y, n, d.data(), d.size(), g);
+      calib_update_binary(dev, pd, y, n, d.data(), d.size(), g, wt);
     });
   });
 }
@@ -172,8 +182,9 @@ Napi::Value UpdateConfidence(const Napi::CallbackInfo& info) {
     const uint8_t* okd = ok.data;
     const int64_t n = int64_t(c.length);
     const int32_t* g = group_ids(o, c.length);
+    const float* wt = row_weights(o, c.length);
     return run_update(info, 4, {info[1], info[2], info[3]}, [=](std::vector<uint64_t>& d) {
-      calib_update_confidence(dev, cd, okd, n, d.data(), d.size(), g);
+      calib_update_confidence(dev, cd, okd, n, d.data(), d.size(), g, wt);
     });
   });
 }

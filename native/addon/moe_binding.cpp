@@ -82,7 +82,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   });
 }
 
-// moePredict(config, params, temps, x, rows, { routing, selected, gates, expertProbs, device }, async)
+// moePredict(config, params, temps, x, rows, { routing, selected, gates, expertProbs, expertLogits?, device }, async)
 Napi::Value Predict(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -112,6 +112,8 @@ Napi::Value Predict(const Napi::CallbackInfo& info) {
     }
     if (boolean(o.Get("gates"), "gates")) po.gates = f32("gates", rows * A);
     if (boolean(o.Get("expertProbs"), "expertProbs")) po.expert_probs = f32("expertProbs", rows * A * c.classes);
+    if (!o.Get("expertLogits").IsUndefined() && boolean(o.Get("expertLogits"), "expertLogits"))
+      po.expert_logits = f32("expertLogits", rows * A * c.classes);
     out.Set("active", double(A));
     const float* pd = p.data;
     const float* xd = x.data;
@@ -204,7 +206,11 @@ FitConfig fit_arg(const Napi::Value& v) {
   f.objective.tau_regret = number(ob.Get("tauRegret"), "objective.tauRegret");
   f.objective.tau_disagreement = number(ob.Get("tauDisagreement"), "objective.tauDisagreement");
   f.objective.median_disagreement = boolean(ob.Get("medianDisagreement"), "objective.medianDisagreement");
+  if (!ob.Get("tiltLoss").IsUndefined())
+    f.objective.hard_tilt = HardTilt(choice(ob.Get("tiltLoss"), "objective.tiltLoss", {"competitive", "top1"}));
   f.objective.balance_alpha = number(o.Get("balanceLoss"), "balanceLoss");
+  if (!o.Get("balanceForm").IsUndefined())
+    f.objective.balance_form = BalanceForm(choice(o.Get("balanceForm"), "balanceForm", {"switch", "squared-mean"}));
   return f;
 }
 

@@ -7,7 +7,9 @@
 #include <string>
 
 #include "calmoe/calibration.h"
+#include "calmoe/device.h"
 #include "calmoe/error.h"
+#include "core/float_mode.h"
 #include "core/moe_engine.h"
 #include "host/thread_pool.h"
 
@@ -123,6 +125,8 @@ void moe_predict(Device dev, const MoEConfig& c, const float* params, const floa
   moe_check_config(c);
   if (rows < 1) throw_range("x: expected at least one row");
   if (out.probs == nullptr) throw_type("probs: missing output");
+  if (out.expert_logits != nullptr && dev != Device::Cpu)
+    throw_range("expertLogits: the CUDA engine does not return expert logits yet; predict them with device 'cpu'");
   // the engine only reads the parameters when predicting
   auto e = moe::make_engine(dev, c, const_cast<float*>(params), temps, 1);
   e->predict(x, rows, out);
@@ -131,8 +135,18 @@ void moe_predict(Device dev, const MoEConfig& c, const float* params, const floa
 std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, const float* temps, const Dataset& train,
                               const Dataset* val, const FitConfig& fit, const std::atomic<bool>* cancel,
                               const std::function<void(const Progress&)>& report, bool* cancelled) {
+  // subnormal optimiser state is slow on x86 (core/float_mode.h); the pool's workers follow this thread
+  ScopedDenormalMode fp_mode(flush_denormals() ? flush_denormal_bits() : denormal_mode());
   moe_check_config(c);
   check_fit(fit);
+  if (dev != Device::Cpu && fit.objective.balance_alpha > 0 && fit.objective.balance_form != BalanceForm::Switch)
+    throw_range("balanceForm: 'squared-mean' is not on the CUDA engine yet; train with device 'cpu' or balanceForm 'switch'");
+  if (fit.objective.hard_tilt == HardTilt::Top1) {
+    if (c.routing != Routing::Hard) throw_range("objective.tiltLoss: 'top1' applies to routing 'hard' only");
+    if (fit.objective.kind != ObjectiveKind::Robust) throw_range("objective.tiltLoss: 'top1' applies to objective 'robust' only");
+    if (fit.objective.gradient != TiltGradient::Term) throw_range("objective.tiltLoss: 'top1' needs gradient 'term' (the weights held constant)");
+    if (dev != Device::Cpu) throw_range("objective.tiltLoss: 'top1' is not on the CUDA engine yet; train with device 'cpu'");
+  }
   check_dataset(c, train, "train");
   if (val) check_dataset(c, *val, "validation");
   if (cancelled) *cancelled = false;

@@ -20,7 +20,6 @@ constexpr std::size_t kMaxPlans = 4096;                           // a bound on 
 struct Process {
   LtInfo info;
   lt::Library lib;
-  lt::Handle handle = nullptr;
 };
 std::atomic<int64_t> g_fallbacks{0};
 
@@ -196,7 +195,6 @@ void load_and_check() {
   }
   try {
     use_default_device();
-    lt_check(q->lib.api.Create(&q->handle), "cublasLtCreate");
     const std::string e = self_check();
     if (!e.empty()) info.reason = "self-check failed: " + e;
     else info.usable = true;
@@ -240,10 +238,14 @@ struct LtRunner::Plan {
   }
 };
 
-LtRunner::LtRunner() { workspace_.resize(kWorkspaceBytes); }
+LtRunner::LtRunner() {
+  workspace_.resize(kWorkspaceBytes);  // first: a failed allocation leaves no handle behind
+  lt_check(api().Create(&handle_), "cublasLtCreate");
+}
 
 LtRunner::~LtRunner() {
   for (auto& kv : plans_) delete kv.second;
+  if (handle_) api().Destroy(handle_);
 }
 
 namespace {
@@ -303,7 +305,7 @@ LtRunner::Plan* LtRunner::plan(const Key& key, const LtGemm& g, GemmMath math) {
   lt_check(a.MatmulPreferenceSetAttribute(pref, lt::kPrefMinAlignmentD, &al_c, sizeof(al_c)), "cublasLtMatmulPreferenceSetAttribute");
   lt::HeuristicResult res{};
   int returned = 0;
-  const lt::Status st = a.MatmulAlgoGetHeuristic(g_proc->handle, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &returned);
+  const lt::Status st = a.MatmulAlgoGetHeuristic(handle_, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &returned);
   if (st == lt::kNotSupported || (st == lt::kSuccess && (returned < 1 || res.state != lt::kSuccess))) {
     p->none = true;
     return p;
@@ -328,7 +330,7 @@ bool LtRunner::run(const LtGemm& g, GemmMath math, cudaStream_t stream) {
   }
   const lt::Api& a = api();
   if (g.bias) lt_check(a.MatmulDescSetAttribute(p->desc, lt::kDescBiasPointer, &g.bias, sizeof(g.bias)), "cublasLtMatmulDescSetAttribute");
-  lt_check(a.Matmul(g_proc->handle, p->desc, &g.alpha, g.b, p->la, g.a, p->lb, &g.beta, g.c, p->lc, g.c, p->lc, &p->algo, workspace_.get(),
+  lt_check(a.Matmul(handle_, p->desc, &g.alpha, g.b, p->la, g.a, p->lb, &g.beta, g.c, p->lc, g.c, p->lc, &p->algo, workspace_.get(),
                     kWorkspaceBytes, stream),
            "cublasLtMatmul");
   return true;

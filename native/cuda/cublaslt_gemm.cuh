@@ -83,6 +83,7 @@ class LtRunner {
   struct Plan;
   Plan* plan(const Key& key, const LtGemm& g, GemmMath math);
   std::map<Key, Plan*> plans_;
+  lt::Handle handle_ = nullptr;  // one per runner: nothing of cuBLASLt's is shared between engines' threads
   DeviceBuffer<unsigned char> workspace_;
 };
 

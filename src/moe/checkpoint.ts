@@ -21,7 +21,7 @@ export interface TrainingCheckpointOptions {
 }
 
 /** The fit options a resumed fit must share with the checkpointed run (they decide every step). */
-export const RESUME_KEYS = ['batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss'] as const;
+export const RESUME_KEYS = ['batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss', 'balanceForm'] as const;
 type ResumeKey = (typeof RESUME_KEYS)[number];
 
 export interface CheckpointState {

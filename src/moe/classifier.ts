@@ -8,9 +8,11 @@ import { rangeError, typeError, withCallerStack } from '../errors.js';
 import { type MoEAudit, type MoEAuditOptions, moeAudit } from '../audit/moe-audit.js';
 import { expertTensor } from '../audit/moe-outputs.js';
 import { fitExpertTemperatures, type ExpertTemperatureResult } from '../calibrate/expert-temperatures.js';
-import { calibrationSync, type CalibrationReport } from '../metrics/calibration.js';
+import { applyTemperature, applyTemperatureSync, fitTemperature, type TemperatureFit } from '../calibrate/temperature.js';
+import { calibration, calibrationSync, type CalibrationReport } from '../metrics/calibration.js';
 import { native, type NativeEpochLog, type NativeMoEConfig, type NativePrediction, type NativeBatchLog } from '../native.js';
-import { type ClassLabelsInput, type Device, type Matrix, type MatrixInput, optBool, optChoice, optDevice, readOptions, toLabels, toMatrix } from '../validate.js';
+import { type ClassLabelsInput, type Device, type Matrix, type MatrixInput, type VectorInput, optBool, optChoice, optDevice, optNumber, readOptions, toLabels,
+  toMatrix, toVector } from '../validate.js';
 import { BestTracker, type CheckpointOptions, type EarlyStoppingOptions, parseCheckpoint, parseEarlyStopping } from './early-stopping.js';
 import { type Checkpoint, type CheckpointState, type TrainingCheckpointOptions, RESUME_KEYS, checkResume, checkpointParts, parseTrainingCheckpoint,
   readCheckpoint } from './checkpoint.js';
@@ -35,8 +37,14 @@ export interface FitOptions {
   /** Clip the global gradient norm to this value (default 0: off). */
   clipNorm?: number;
   objective?: ObjectiveOptions;
-  /** Switch load-balancing loss weight alpha (default 0: off). */
+  /** Load-balancing loss weight alpha (default 0: off). */
   balanceLoss?: number;
+  /**
+   * Its form: 'switch' (default) alpha K sum_k f_k P_k, f_k the share of rows whose top expert is
+   * k (held constant), P_k the batch mean of r_k; or 'squared-mean' alpha K sum_k P_k^2 (the
+   * squared-mean-gate form; CPU engine only for now).
+   */
+  balanceForm?: 'switch' | 'squared-mean';
   /** Evaluated at every epoch end: valLoss (NLL), valAccuracy, valEce (15 bins). */
   validation?: { x: MatrixInput; y: ClassLabelsInput };
   /** Show progress on stderr: a bar with rate and ETA on a terminal, a line per epoch otherwise (default off). */
@@ -51,7 +59,7 @@ export interface FitOptions {
    * Continue the run that wrote this checkpoint: the model takes its parameters and temperatures,
    * training starts after its last finished epoch, and the history holds all epochs. The data and
    * the step-deciding options (batchSize, shuffle, seed, optimizer, schedule, clipNorm, objective,
-   * balanceLoss) must be the run's (RangeError naming the first that differs); `epochs` is the run's total.
+   * balanceLoss, balanceForm) must be the run's (RangeError naming the first that differs); `epochs` is the run's total.
    */
   resumeFrom?: string;
   /** Stops training between steps; fit() then rejects with an AbortError (its `history` has the finished epochs). */
@@ -84,6 +92,11 @@ export interface PredictOptions {
   returnRouting?: boolean;
   /** Also return every expert's probabilities (`experts`), active or not: hard and top-k models can then be audited for regret and disagreement. */
   returnExperts?: boolean;
+  /**
+   * Also return each active expert's logits (routing.expertLogits; implies returnRouting). The
+   * CUDA engine does not return them yet: use device 'cpu' for such a call.
+   */
+  returnExpertLogits?: boolean;
   device?: Device;
   /** GEMM arithmetic on CUDA (default: the model's, 'tf32'). */
   precision?: Precision;
@@ -100,6 +113,8 @@ export interface Routing {
   gates: Float32Array;
   /** rows x active x classes: each active expert's probabilities. */
   expertProbs: Float32Array;
+  /** rows x active x classes: each active expert's logits z_k, before its temperature (returnExpertLogits). */
+  expertLogits?: Float32Array;
 }
 
 export interface Prediction {
@@ -118,8 +133,62 @@ export interface Evaluation {
   brier: number;
   ece: number;
   calibration: CalibrationReport;
-  /** Per expert: share of rows whose top-1 expert it is, and mean routing weight. */
+  /** Per expert: share of rows (of the weight, when weighted) whose top-1 expert it is, and mean routing weight. */
   expertLoad: { share: Float64Array; routingMass: Float64Array };
+}
+
+export interface EvaluateOptions {
+  /** Bins of the ECE (default 15). */
+  bins?: number;
+  device?: Device;
+  precision?: Precision;
+  /**
+   * Per-row weights (e.g. importance weights of a shift): every metric and the expert load become
+   * weighted (CalibrationOptions.weights has the definitions).
+   */
+  weights?: VectorInput;
+}
+
+export interface CalibrateOptions {
+  /** Experts whose routed weight on the validation rows is below this keep T = 1 (default 20). */
+  minRows?: number;
+  /**
+   * When the validation NLL of the model's predictions is worse after calibration: 'revert'
+   * (default) restores the temperatures it had and reports kept: false (calibrate() on a soft or
+   * top-k model then refits the aggregate temperature alone and keeps it if that helps); 'keep'
+   * keeps them. Either way a warning is emitted (process.emitWarning, code
+   * CALMOE_CALIBRATION_WORSE) and returned.
+   */
+  ifWorse?: 'revert' | 'keep';
+  /** Held-out rows on which that NLL is compared (default: the calibration rows themselves). */
+  check?: { x: MatrixInput; y: ClassLabelsInput };
+  device?: Device;
+  precision?: Precision;
+}
+
+/** What a model-level calibration did (calibrateExperts and calibrate). */
+export interface ModelCalibrationOutcome {
+  /** Mean NLL of the model's predictions on the check rows (default: the validation rows), before and after. */
+  nllBefore: number;
+  nllAfter: number;
+  /** False when the NLL got worse and the previous temperatures were restored (ifWorse: 'revert'). */
+  kept: boolean;
+  /** Experts left at T = 1 for want of rows, and a worse NLL, in words. */
+  warnings: string[];
+}
+
+export type ExpertCalibration = ExpertTemperatureResult & ModelCalibrationOutcome;
+
+export interface ModelCalibration extends ModelCalibrationOutcome {
+  /**
+   * What the model keeps: 'experts' (hard routing), 'experts+aggregate' (soft and top-k routing),
+   * 'aggregate' (soft/top-k whose per-expert temperatures made the NLL worse: reverted, and the
+   * aggregate temperature refitted on the previous experts helped) or 'none' (everything reverted).
+   */
+  scope: 'experts' | 'experts+aggregate' | 'aggregate' | 'none';
+  experts: ExpertTemperatureResult;
+  /** The mixture's temperature fit that was kept or tried last (null for hard routing). */
+  aggregate: TemperatureFit | null;
 }
 
 export interface TensorView {
@@ -140,6 +209,8 @@ export class MoEClassifier {
   readonly #options: MoEOptions;
   #training = false;
   #summary: Record<string, unknown> | undefined;
+  // the mixture's temperature: predictions are p^(1/T) renormalised (1: off)
+  #aggregateTemperature = 1;
 
   constructor(options: MoEOptions) {
     const p = parseModelOptions(options);
@@ -213,6 +284,21 @@ export class MoEClassifier {
     this.#temps.set(values);
   }
 
+  /**
+   * The mixture's (aggregate) temperature T_a: predict returns p^(1/T_a) renormalised, where p is
+   * the mixture of the experts' probabilities (1 = off; set by calibrate() for soft and top-k
+   * routing, saved by toJSON as `aggregateTemperature`). Routing outputs are not affected.
+   */
+  get aggregateTemperature(): number {
+    return this.#aggregateTemperature;
+  }
+
+  setAggregateTemperature(value: number): void {
+    this.#idle('setAggregateTemperature');
+    if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) throw rangeError(`aggregateTemperature: expected a finite number > 0, got ${String(value)}`);
+    this.#aggregateTemperature = value;
+  }
+
   #idle(what: string): void {
     if (this.#training) throw Object.assign(new Error(`${what}: the model is training; await fit() first`), { code: 'CALMOE_BUSY' });
   }
@@ -278,10 +364,11 @@ export class MoEClassifier {
       const ckTracker = checkpoint ? new BestTracker(checkpoint.monitor) : undefined;
       let bestParams: Float32Array | undefined, stopped = false;
       const display: ProgressDisplay | undefined = progress && progressDisplay(progress, fit.epochs, batches, batchSize);
-      const before = resume && { params: this.#params.slice(), temps: this.#temps.slice() };
+      const before = resume && { params: this.#params.slice(), temps: this.#temps.slice(), aggregate: this.#aggregateTemperature };
       if (resume) {
         this.#params.set(resume.model.parameters);
         this.#temps.set(resume.model.temperatures);
+        this.#aggregateTemperature = resume.model.aggregateTemperature;
       }
       const handle = native().moeFit(config, this.#params, this.#temps, m.data, labels, m.rows,
         val?.m.data, val?.y, val?.m.rows ?? 0, fit, (p) => {
@@ -321,6 +408,7 @@ export class MoEClassifier {
           if (before && history.length === 0) {  // a resume that trained nothing leaves the model as it was
             this.#params.set(before.params);
             this.#temps.set(before.temps);
+            this.#aggregateTemperature = before.aggregate;
           }
           throw err;
         });
@@ -367,13 +455,16 @@ export class MoEClassifier {
   #predictArgs(x: unknown, options: unknown) {
     this.#idle('predict');
     const m = this.#input(x, 'x');
-    const o = readOptions(options, 'options', ['returnRouting', 'returnExperts', 'device', 'precision']);
-    const r = optBool(o.returnRouting, 'returnRouting', false);
-    const flags = { routing: r, selected: r, gates: r, expertProbs: r, device: optDevice(o.device ?? this.device) };
+    const o = readOptions(options, 'options', ['returnRouting', 'returnExperts', 'returnExpertLogits', 'device', 'precision']);
+    const logits = optBool(o.returnExpertLogits, 'returnExpertLogits', false);
+    const r = logits || optBool(o.returnRouting, 'returnRouting', false);
+    const requested = optDevice(o.device ?? this.device);
+    // expert logits come from the CPU engine for now: 'auto' picks it ('cuda' is refused natively)
+    const flags = { routing: r, selected: r, gates: r, expertProbs: r, expertLogits: logits, device: logits && requested === 'auto' ? 'cpu' as const : requested };
     const config = this.#callConfig(o.precision);
     // every expert's probabilities: the soft forward computes them all (the layout does not depend on the routing)
     const experts = optBool(o.returnExperts, 'returnExperts', false)
-      ? { config: { ...config, routing: 'soft' as const }, flags: { routing: false, selected: false, gates: false, expertProbs: true, device: flags.device } }
+      ? { config: { ...config, routing: 'soft' as const }, flags: { routing: false, selected: false, gates: false, expertProbs: true, device: requested } }
       : undefined;
     return { m, flags, config, experts };
   }
@@ -383,8 +474,15 @@ export class MoEClassifier {
     return { ...(this.config as NativeMoEConfig), precision: optChoice(precision ?? this.precision, 'precision', 'tf32', PRECISIONS) };
   }
 
-  #prediction(m: Matrix, p: NativePrediction, all?: NativePrediction): Prediction {
-    const out: Prediction = { probs: { data: p.probs, rows: m.rows, cols: this.config.classes } };
+  // The mixture with the aggregate temperature applied (p^(1/T) renormalised; T = 1: as it is).
+  #scaled(m: Matrix, p: NativePrediction, aggregate = this.#aggregateTemperature): Float32Array {
+    if (aggregate === 1) return p.probs;
+    return applyTemperatureSync({ data: p.probs, rows: m.rows, cols: this.config.classes }, aggregate, { input: 'probabilities', device: 'cpu' }).data;
+  }
+
+  #prediction(m: Matrix, p: NativePrediction, probs: Float32Array, all?: NativePrediction): Prediction {
+    const C = this.config.classes;
+    const out: Prediction = { probs: { data: probs, rows: m.rows, cols: C } };
     if (all) out.experts = all.expertProbs!;
     if (p.routing) {
       out.routing = {
@@ -394,88 +492,200 @@ export class MoEClassifier {
         gates: p.gates!,
         expertProbs: p.expertProbs!,
       };
+      if (p.expertLogits) out.routing.expertLogits = p.expertLogits;
     }
     return out;
   }
 
   /** Class probabilities (and, on request, the routing) off the event loop. */
-  predict(x: MatrixInput, options: PredictOptions & { returnRouting: true }): Promise<PredictionWithRouting>;
+  predict(x: MatrixInput, options: PredictOptions & ({ returnRouting: true } | { returnExpertLogits: true })): Promise<PredictionWithRouting>;
   predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction>;
   predict(x: MatrixInput, options?: PredictOptions): Promise<Prediction> {
     return withCallerStack(async () => {
       const { m, flags, config, experts } = this.#predictArgs(x, options);
       const p = await native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags, true);
       const all = experts && await native().moePredict(experts.config, this.#params, this.#temps, m.data, m.rows, experts.flags, true);
-      return this.#prediction(m, p, all);
+      const T = this.#aggregateTemperature;
+      // off the event loop too
+      const probs = T === 1 ? p.probs : (await applyTemperature({ data: p.probs, rows: m.rows, cols: this.config.classes }, T, { input: 'probabilities', device: 'cpu' })).data;
+      return this.#prediction(m, p, probs, all);
     });
   }
 
   /** Synchronous {@link predict}. */
-  predictSync(x: MatrixInput, options: PredictOptions & { returnRouting: true }): PredictionWithRouting;
+  predictSync(x: MatrixInput, options: PredictOptions & ({ returnRouting: true } | { returnExpertLogits: true })): PredictionWithRouting;
   predictSync(x: MatrixInput, options?: PredictOptions): Prediction;
   predictSync(x: MatrixInput, options?: PredictOptions): Prediction {
     const { m, flags, config, experts } = this.#predictArgs(x, options);
     const all = experts && native().moePredict(experts.config, this.#params, this.#temps, m.data, m.rows, experts.flags);
-    return this.#prediction(m, native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags), all);
+    const p = native().moePredict(config, this.#params, this.#temps, m.data, m.rows, flags);
+    return this.#prediction(m, p, this.#scaled(m, p), all);
   }
 
-  #evaluation(p: PredictionWithRouting, y: Int32Array, bins: number): Evaluation {
-    const cal = calibrationSync(p.probs, y, { bins, device: 'cpu' });
+  #evaluation(p: PredictionWithRouting, y: Int32Array, bins: number, weights: unknown): Evaluation {
+    // weighted metrics (and load) when row weights are given: importance weights of a shift
+    const cal = calibrationSync(p.probs, y, { bins, device: 'cpu', weights: weights as VectorInput | undefined });
+    const rw = weights === undefined ? undefined : toVector(weights, 'weights');
     const K = this.config.experts;
     const share = new Float64Array(K), mass = new Float64Array(K);
     const w = p.routing.weights.data;
-    const n = p.probs.rows;
+    const n = p.probs.rows, total = cal.weight;
     for (let i = 0; i < n; i++) {
+      const wi = rw ? rw[i] : 1;
       let arg = 0;
       for (let k = 0; k < K; k++) {
-        mass[k] += w[i * K + k] / n;
+        mass[k] += (wi * w[i * K + k]) / total;
         if (w[i * K + k] > w[i * K + arg]) arg = k;
       }
-      share[arg] += 1 / n;
+      share[arg] += wi / total;
     }
     return { accuracy: cal.accuracy, nll: cal.nll, brier: cal.brier, ece: cal.ece, calibration: cal, expertLoad: { share, routingMass: mass } };
   }
 
   /** Accuracy, NLL, Brier, ECE (15 bins unless `bins`) and per-expert load, off the event loop. */
-  evaluate(x: MatrixInput, y: ClassLabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Promise<Evaluation> {
+  evaluate(x: MatrixInput, y: ClassLabelsInput, options?: EvaluateOptions): Promise<Evaluation> {
     return withCallerStack(async () => {
-      const o = readOptions(options, 'options', ['bins', 'device', 'precision']);
+      const o = readOptions(options, 'options', ['bins', 'device', 'precision', 'weights']);
       const p = await this.predict(x, { returnRouting: true, device: o.device as Device | undefined, precision: o.precision as Precision | undefined });
-      return this.#evaluation(p, toLabels(y, 'y', p.probs.rows, this.classNames), (o.bins as number | undefined) ?? 15);
+      return this.#evaluation(p, toLabels(y, 'y', p.probs.rows, this.classNames), (o.bins as number | undefined) ?? 15, o.weights);
     });
   }
 
   /** Synchronous {@link evaluate}. */
-  evaluateSync(x: MatrixInput, y: ClassLabelsInput, options?: { bins?: number; device?: Device; precision?: Precision }): Evaluation {
-    const o = readOptions(options, 'options', ['bins', 'device', 'precision']);
+  evaluateSync(x: MatrixInput, y: ClassLabelsInput, options?: EvaluateOptions): Evaluation {
+    const o = readOptions(options, 'options', ['bins', 'device', 'precision', 'weights']);
     const p = this.predictSync(x, { returnRouting: true, device: o.device as Device | undefined, precision: o.precision as Precision | undefined });
-    return this.#evaluation(p, toLabels(y, 'y', p.probs.rows, this.classNames), (o.bins as number | undefined) ?? 15);
+    return this.#evaluation(p, toLabels(y, 'y', p.probs.rows, this.classNames), (o.bins as number | undefined) ?? 15, o.weights);
+  }
+
+  // Mean NLL of the model's predictions (aggregate temperature `aggregate`) on x, y.
+  async #nll(m: Matrix, y: Int32Array, device: Device, precision: unknown, aggregate = this.#aggregateTemperature): Promise<{ nll: number; mixture: Matrix }> {
+    const config = this.#callConfig(precision);
+    const raw = await native().moePredict(config, this.#params, this.#temps, m.data, m.rows, { routing: false, selected: false, gates: false, expertProbs: false, device }, true);
+    const probs = { data: this.#scaled(m, raw, aggregate), rows: m.rows, cols: this.config.classes };
+    return { nll: (await calibration(probs, y, { device: 'cpu' })).nll, mixture: { data: raw.probs, rows: m.rows, cols: this.config.classes } };
+  }
+
+  #calibrateArgs(x: unknown, y: unknown, options: unknown) {
+    this.#idle('calibrate');
+    const o = readOptions(options, 'options', ['minRows', 'ifWorse', 'check', 'device', 'precision']);
+    const m = this.#input(x, 'x');
+    const labels = toLabels(y, 'y', m.rows, this.classNames);
+    let check = { m, labels };
+    if (o.check !== undefined) {
+      const c = readOptions(o.check, 'check', ['x', 'y']);
+      const cm = this.#input(c.x, 'check.x');
+      check = { m: cm, labels: toLabels(c.y, 'check.y', cm.rows, this.classNames) };
+    }
+    return {
+      m, labels, check,
+      minRows: optNumber(o.minRows, 'minRows', 20, 0, Number.MAX_VALUE),
+      ifWorse: optChoice(o.ifWorse, 'ifWorse', 'revert', ['revert', 'keep'] as const),
+      device: optDevice(o.device ?? this.device),
+      precision: o.precision,
+    };
+  }
+
+  // Per-expert temperatures fitted on the experts' logits (absolute, not composed with the current ones).
+  async #fitExperts(m: Matrix, labels: Int32Array, minRows: number, precision: unknown): Promise<ExpertTemperatureResult> {
+    // expert logits come from the CPU engine (the CUDA engine does not return them yet)
+    const p = await native().moePredict(this.#callConfig(precision), this.#params, this.#temps, m.data, m.rows,
+      { routing: false, selected: true, gates: true, expertProbs: false, expertLogits: true, device: 'cpu' }, true);
+    return fitExpertTemperatures(
+      { data: p.expertLogits!, rows: m.rows, experts: p.active, classes: this.config.classes },
+      { data: p.gates!, rows: m.rows, cols: p.active }, labels,
+      { mode: this.config.routing === 'hard' ? 'hard' : 'soft', input: 'logits', experts: p.selected, numExperts: this.config.experts, minRows, device: 'cpu' });
+  }
+
+  // The first step of calibrateExperts and calibrate: what to restore, the NLL before, and the
+  // per-expert temperatures fitted and written into the model.
+  async #calibrateExpertsStep(x: unknown, y: unknown, options: unknown) {
+    const a = this.#calibrateArgs(x, y, options);
+    const saved = { temps: Float32Array.from(this.#temps), aggregate: this.#aggregateTemperature };
+    const before = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+    const experts = await this.#fitExperts(a.m, a.labels, a.minRows, a.precision);
+    this.#temps.set(experts.temperatures);
+    return { a, saved, before, experts, warnings: skippedWarnings(experts) };
+  }
+
+  // Keeps or restores the state after a calibration, by its validation NLL.
+  #settle(before: number, after: number, saved: { temps: Float32Array; aggregate: number }, ifWorse: 'revert' | 'keep', warnings: string[], what: string): ModelCalibrationOutcome {
+    let kept = true;
+    if (after > before) {
+      const msg = `${what}: the validation NLL got worse (${before.toPrecision(6)} -> ${after.toPrecision(6)}); ` +
+        (ifWorse === 'revert' ? 'the previous temperatures are kept (ifWorse: \'revert\')' : 'the new temperatures are kept anyway (ifWorse: \'keep\')');
+      warnings.push(msg);
+      process.emitWarning(msg, { code: 'CALMOE_CALIBRATION_WORSE' });
+      if (ifWorse === 'revert') {
+        this.#temps.set(saved.temps);
+        this.#aggregateTemperature = saved.aggregate;
+        kept = false;
+      }
+    }
+    return { nllBefore: before, nllAfter: kept ? after : before, kept, warnings };
   }
 
   /**
-   * Per-expert temperature scaling (the MoCaE baseline): fits each expert's T_k on held-out data,
-   * over the rows routed to it (weighted by routing weight for soft and top-k routing; its top-1
-   * rows for hard routing), clamped to [0.1, 10], and writes the temperatures into the model.
-   * Composes with temperatures already set (the fit is on the current experts' outputs).
+   * Per-expert temperature scaling (the MoCaE baseline): fits each expert's T_k on held-out data
+   * on the expert's logits, over the rows routed to it (weighted by routing weight for soft and
+   * top-k routing; its top-1 rows for hard routing), clamped to [0.1, 10], and writes the
+   * temperatures into the model. Experts with a routed weight below `minRows` (default 20) keep
+   * T = 1 (listed in `warnings`). If the model's validation NLL gets worse, the previous
+   * temperatures are restored (`ifWorse: 'revert'`, the default) and a warning is emitted.
+   * The aggregate temperature is left as it is; {@link calibrate} fits both as the routing needs.
    *
    * @example
    * const fit = await model.calibrateExperts(xVal, yVal);
-   * fit.experts.map((e) => [e.temperature, e.nllBefore, e.nllAfter]);
+   * fit.experts.map((e) => [e.temperature, e.skipped, e.nllBefore, e.nllAfter]);
    */
-  calibrateExperts(x: MatrixInput, y: ClassLabelsInput, options?: { device?: Device; precision?: Precision }): Promise<ExpertTemperatureResult> {
+  calibrateExperts(x: MatrixInput, y: ClassLabelsInput, options?: CalibrateOptions): Promise<ExpertCalibration> {
     return withCallerStack(async () => {
-      const o = readOptions(options, 'options', ['device', 'precision']);
-      const device = optDevice(o.device ?? this.device);
-      const p = await this.predict(x, { returnRouting: true, device, precision: o.precision as Precision | undefined });
-      const r = p.routing;
-      const rows = p.probs.rows, K = this.config.experts;
-      const fit = await fitExpertTemperatures(
-        { data: r.expertProbs, rows, experts: r.active, classes: this.config.classes },
-        { data: r.gates, rows, cols: r.active }, toLabels(y, 'y', rows, this.classNames),
-        { mode: this.config.routing === 'hard' ? 'hard' : 'soft', input: 'probabilities', experts: r.selected, numExperts: K, device });
-      const next = this.#temps.map((t, k) => Math.min(10, Math.max(0.1, t * fit.temperatures[k])));
-      this.setTemperatures(next);
-      return fit;
+      const { a, saved, before, experts, warnings } = await this.#calibrateExpertsStep(x, y, options);
+      const after = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+      return { ...experts, ...this.#settle(before, after, saved, a.ifWorse, warnings, 'calibrateExperts') };
+    });
+  }
+
+  /**
+   * Calibrates the model as its routing needs, on held-out data: hard routing gets per-expert
+   * temperatures only (calibrated experts keep a hard-routed model calibrated under shifts of the
+   * route mix); soft and top-k routing get per-expert temperatures and then the mixture's
+   * temperature (`aggregateTemperature`), fitted on the mixture's probabilities. If the
+   * validation NLL ends up worse than before, everything is restored (`ifWorse: 'revert'`) and a
+   * warning is emitted.
+   *
+   * @example
+   * const cal = await model.calibrate(xVal, yVal);
+   * console.log(cal.scope, cal.nllBefore, '->', cal.nllAfter, model.aggregateTemperature);
+   */
+  calibrate(x: MatrixInput, y: ClassLabelsInput, options?: CalibrateOptions): Promise<ModelCalibration> {
+    return withCallerStack(async () => {
+      const { a, saved, before, experts, warnings } = await this.#calibrateExpertsStep(x, y, options);
+      const soft = this.config.routing !== 'hard';
+      // the mixture's temperature, fitted on the calibration rows with the experts as they are now
+      const fitAggregate = async () => {
+        const { mixture } = await this.#nll(a.m, a.labels, a.device, a.precision, 1);
+        const fit = await fitTemperature(mixture, a.labels, { input: 'probabilities', device: 'cpu' });
+        this.#aggregateTemperature = fit.temperature;
+        return fit;
+      };
+      let aggregate: TemperatureFit | null = null;
+      if (soft) aggregate = await fitAggregate();
+      else this.#aggregateTemperature = 1;
+      const after = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+      const outcome = this.#settle(before, after, saved, a.ifWorse, warnings, 'calibrate');
+      if (outcome.kept) return { scope: soft ? 'experts+aggregate' : 'experts', experts, aggregate, ...outcome };
+      if (soft) {
+        // the previous experts with a refitted aggregate temperature, kept only if it helps
+        aggregate = await fitAggregate();
+        const alone = (await this.#nll(a.check.m, a.check.labels, a.device, a.precision)).nll;
+        if (alone < before) {
+          warnings.push(`calibrate: kept the aggregate temperature alone (${aggregate.temperature.toPrecision(4)}): NLL ${before.toPrecision(6)} -> ${alone.toPrecision(6)}`);
+          return { scope: 'aggregate', experts, aggregate, ...outcome, nllAfter: alone };
+        }
+        this.#aggregateTemperature = saved.aggregate;
+      }
+      return { scope: 'none', experts, aggregate, ...outcome };
     });
   }
 
@@ -500,7 +710,7 @@ export class MoEClassifier {
 
   #writeFile(path: string, params: Float32Array, training: unknown, checkpoint?: ModelFileParts['checkpoint']): void {
     const tensors = this.#layout.map((t) => ({ name: t.name, shape: [...t.shape], data: params.subarray(t.offset, t.offset + t.shape.reduce((a, b) => a * b, 1)) }));
-    writeModelFile(path, { options: this.#options, tensors, temperatures: this.#temps, training, checkpoint });
+    writeModelFile(path, { options: this.#options, tensors, temperatures: this.#temps, aggregateTemperature: this.#aggregateTemperature, training, checkpoint });
   }
 
   /**
@@ -527,20 +737,21 @@ export class MoEClassifier {
       ...(o.precision === undefined ? {} : { precision: o.precision as Precision }) });
     model.#params.set(f.parameters);
     model.#temps.set(f.temperatures);
+    model.#aggregateTemperature = f.aggregateTemperature;
     model.#summary = f.training;
     return model;
   }
 
-  /** A JSON-safe snapshot: options (without the device), parameters (base64 float32, little-endian) and temperatures. */
-  toJSON(): { format: 'calmoe.moe'; version: 1; options: MoEOptions; parameters: string; temperatures: number[] } {
+  /** A JSON-safe snapshot: options (without the device), parameters (base64 float32, little-endian), temperatures and the aggregate temperature. */
+  toJSON(): { format: 'calmoe.moe'; version: 1; options: MoEOptions; parameters: string; temperatures: number[]; aggregateTemperature: number } {
     const bytes = new Uint8Array(this.#params.buffer, this.#params.byteOffset, this.#params.byteLength);
     const { classNames } = this.#options;
     return { format: 'calmoe.moe', version: 1, options: { ...portableOptions(this.#options), ...(classNames ? { classNames } : {}) },
-      parameters: Buffer.from(bytes).toString('base64'), temperatures: Array.from(this.#temps) };
+      parameters: Buffer.from(bytes).toString('base64'), temperatures: Array.from(this.#temps), aggregateTemperature: this.#aggregateTemperature };
   }
 
   static fromJSON(json: unknown): MoEClassifier {
-    const j = json as { format?: unknown; version?: unknown; options?: unknown; parameters?: unknown; temperatures?: unknown };
+    const j = json as { format?: unknown; version?: unknown; options?: unknown; parameters?: unknown; temperatures?: unknown; aggregateTemperature?: unknown };
     if (j === null || typeof j !== 'object' || j.format !== 'calmoe.moe' || j.version !== 1)
       throw typeError("json: expected the output of MoEClassifier.toJSON() (format 'calmoe.moe', version 1)");
     if (typeof j.parameters !== 'string') throw typeError('json.parameters: expected a base64 string');
@@ -552,8 +763,18 @@ export class MoEClassifier {
     model.setParameters(new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length)));
     if (!Array.isArray(j.temperatures)) throw typeError('json.temperatures: expected an array of numbers');
     model.setTemperatures(j.temperatures as number[]);
+    // absent in snapshots written before the aggregate temperature existed: 1 (off)
+    if (j.aggregateTemperature !== undefined) {
+      if (typeof j.aggregateTemperature !== 'number') throw typeError('json.aggregateTemperature: expected a number');
+      model.setAggregateTemperature(j.aggregateTemperature);
+    }
     return model;
   }
+}
+
+function skippedWarnings(fit: ExpertTemperatureResult): string[] {
+  return fit.experts.filter((e) => e.skipped === 'too-few-rows').map((e) =>
+    `expert ${e.expert}: routed weight ${e.weight.toPrecision(4)} on ${e.rows} rows is below minRows = ${fit.minRows}; its temperature is 1`);
 }
 
 function abortError(signal: AbortSignal | undefined, epochs: EpochLog[]): Error {

@@ -4,7 +4,8 @@
  *   format "calmoe.moe", format_version "1", calmoe_version,
  *   config        JSON: the model's options (no device: a file runs wherever it is loaded),
  *   class_names   JSON: string[] (absent without names),
- *   temperatures  JSON: { experts: number[] } (per-expert T_k: p_k = softmax(z_k / T_k)),
+ *   temperatures  JSON: { experts: number[], aggregate: number } (per-expert T_k: p_k = softmax(z_k / T_k);
+ *                 the mixture's T: p^(1/T) renormalised; aggregate absent in older files: 1),
  *   training      JSON: the training summary (absent for an untrained model).
  * A training checkpoint (checkpoint.ts) is a model file with more: `optimizer.*` tensors and
  * `__metadata__.checkpoint`; it loads as a model too.
@@ -26,6 +27,7 @@ export interface ModelFileParts {
   options: MoEOptions;
   tensors: Array<{ name: string; shape: number[]; data: Float32Array }>;
   temperatures: ArrayLike<number>;
+  aggregateTemperature: number;
   training?: unknown;
   /** A training checkpoint's optimiser tensors (named `optimizer.*`) and its state (JSON). */
   checkpoint?: { tensors: Array<{ name: string; shape: number[]; data: Float32Array }>; state: unknown };
@@ -36,6 +38,7 @@ export interface LoadedModel {
   /** Every parameter, flat, in the layout's order. */
   parameters: Float32Array;
   temperatures: number[];
+  aggregateTemperature: number;
   training?: Record<string, unknown>;
   calmoeVersion: string;
   /** Present in a checkpoint: its state (JSON, checked by checkpoint.ts) and `optimizer.*` tensors by name. */
@@ -54,7 +57,7 @@ export function writeModelFile(path: string, parts: ModelFileParts): void {
     format_version: MODEL_FORMAT_VERSION,
     calmoe_version: VERSION,
     config: JSON.stringify(portableOptions(parts.options)),
-    temperatures: JSON.stringify({ experts: Array.from(parts.temperatures) }),
+    temperatures: JSON.stringify({ experts: Array.from(parts.temperatures), aggregate: parts.aggregateTemperature }),
   };
   if (parts.options.classNames) metadata.class_names = JSON.stringify(parts.options.classNames);
   if (parts.training !== undefined) metadata.training = JSON.stringify(parts.training);
@@ -77,7 +80,7 @@ function metaJson(path: string, meta: Record<string, string>, key: string, requi
 }
 
 export function readModelFile(path: string): LoadedModel {
-  let options: MoEOptions | undefined, temperatures: number[] = [], training: Record<string, unknown> | undefined;
+  let options: MoEOptions | undefined, temperatures: number[] = [], aggregate = 1, training: Record<string, unknown> | undefined;
   let layout: ReturnType<ReturnType<typeof native>['moeLayout']> | undefined;
   let version = '', checkpoint: unknown;
   const file = readSafetensors(path, (h: SafetensorsHeader) => {
@@ -97,11 +100,14 @@ export function readModelFile(path: string): LoadedModel {
     } catch (err) {
       throw rangeError(`${path}: __metadata__.config: ${(err as Error).message}`);
     }
-    const t = metaJson(path, meta, 'temperatures', true) as { experts?: unknown };
+    const t = metaJson(path, meta, 'temperatures', true) as { experts?: unknown; aggregate?: unknown };
     if (t === null || typeof t !== 'object' || !Array.isArray(t.experts) || t.experts.length !== parsed.config.experts ||
         t.experts.some((v) => typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)))
       throw rangeError(`${path}: __metadata__.temperatures: expected { experts: [${parsed.config.experts} positive numbers] }`);
     temperatures = t.experts as number[];
+    if (t.aggregate !== undefined && (typeof t.aggregate !== 'number' || !(t.aggregate > 0) || !Number.isFinite(t.aggregate)))
+      throw rangeError(`${path}: __metadata__.temperatures.aggregate: expected a positive number, got ${JSON.stringify(t.aggregate)}`);
+    aggregate = (t.aggregate as number | undefined) ?? 1;
     training = metaJson(path, meta, 'training', false) as Record<string, unknown> | undefined;
     layout = native().moeLayout(parsed.config);
     const have = new Map(h.tensors.map((x) => [x.name, x]));
@@ -125,7 +131,7 @@ export function readModelFile(path: string): LoadedModel {
     }
     parameters.set(t.data, want.offset);
   }
-  const loaded: LoadedModel = { options: options!, parameters, temperatures, training, calmoeVersion: version };
+  const loaded: LoadedModel = { options: options!, parameters, temperatures, aggregateTemperature: aggregate, training, calmoeVersion: version };
   if (checkpoint !== undefined)
     loaded.checkpoint = { state: checkpoint, tensors: new Map(file.tensors.filter((t) => t.name.startsWith(OPTIMIZER_PREFIX)).map((t) => [t.name, t.data as Float32Array])) };
   return loaded;

@@ -88,6 +88,12 @@ export interface ObjectiveOptions {
   tauDisagreement?: number;
   /** robust-filtered: disagreement above the batch median instead of tauDisagreement. */
   medianDisagreement?: boolean;
+  /**
+   * Hard routing, 'robust': which per-example loss the tilt weights come from: 'competitive'
+   * (default: the training loss sum_k r_k l_k) or 'top1' (the routed top-1 expert's loss, the
+   * loss of what hard routing predicts; needs gradient 'term'; CPU engine only for now).
+   */
+  tiltLoss?: 'competitive' | 'top1';
 }
 
 export const MODEL_OPTIONS = ['inputDim', 'classes', 'experts', 'expertHidden', 'routerHidden', 'activation', 'routing', 'topK',
@@ -149,7 +155,7 @@ export function parseModelOptions(options: unknown): ParsedModel {
     featureNames: namesOption(o.featureNames, 'featureNames', config.inputDim, 'inputDim') };
 }
 
-export const FIT_OPTIONS = ['epochs', 'batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss',
+export const FIT_OPTIONS = ['epochs', 'batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss', 'balanceForm',
   'validation', 'signal', 'onEpochEnd', 'onBatchEnd', 'progressEvery', 'device', 'precision', 'progress', 'earlyStopping', 'bestCheckpoint',
   'checkpoint', 'resumeFrom'] as const;
 
@@ -162,7 +168,7 @@ export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], 
     betas = [optNumber(opt.betas[0], 'optimizer.betas[0]', 0.9, 0, 0.999999), optNumber(opt.betas[1], 'optimizer.betas[1]', 0.999, 0, 0.999999999)];
   }
   const sch = readOptions(o.schedule, 'schedule', ['type', 'warmupSteps', 'minLrRatio']);
-  const obj = readOptions(o.objective, 'objective', ['type', 'eta', 'gradient', 'warmupEpochs', 'tauRegret', 'tauDisagreement', 'medianDisagreement']);
+  const obj = readOptions(o.objective, 'objective', ['type', 'eta', 'gradient', 'warmupEpochs', 'tauRegret', 'tauDisagreement', 'medianDisagreement', 'tiltLoss']);
   return {
     epochs: optInt(o.epochs, 'epochs', 1, 1, 2 ** 31),
     batchSize: optInt(o.batchSize, 'batchSize', 128, 1, 2 ** 24),
@@ -171,6 +177,7 @@ export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], 
     progressEvery: optInt(o.progressEvery, 'progressEvery', o.onBatchEnd ? 1 : 0, 0, 2 ** 40),
     clipNorm: optNumber(o.clipNorm, 'clipNorm', 0, 0, Number.MAX_VALUE),
     balanceLoss: optNumber(o.balanceLoss, 'balanceLoss', 0, 0, Number.MAX_VALUE),
+    balanceForm: optChoice(o.balanceForm, 'balanceForm', 'switch', ['switch', 'squared-mean'] as const),
     optimizer: {
       type,
       lr: optNumber(opt.lr, 'optimizer.lr', type === 'adamw' ? 1e-3 : 1e-2, Number.MIN_VALUE, Number.MAX_VALUE),
@@ -194,6 +201,7 @@ export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], 
       tauRegret: optNumber(obj.tauRegret, 'objective.tauRegret', 1e-6, 0, Number.MAX_VALUE),
       tauDisagreement: optNumber(obj.tauDisagreement, 'objective.tauDisagreement', 0.01, 0, Number.MAX_VALUE),
       medianDisagreement: optBool(obj.medianDisagreement, 'objective.medianDisagreement', false),
+      tiltLoss: optChoice(obj.tiltLoss, 'objective.tiltLoss', 'competitive', ['competitive', 'top1'] as const),
     },
   };
 }

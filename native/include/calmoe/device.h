@@ -56,4 +56,10 @@ void reset_cuda_memory_peak();
 int cpu_threads();
 void set_cpu_threads(int n);
 
+// Whether training (moe_fit) runs with subnormals flushed to zero (FTZ/DAZ; native/core/float_mode.h
+// says why the math allows it). Default on; the environment variable CALMOE_DENORMALS=keep, or
+// set_flush_denormals(false), keeps IEEE subnormals (slower once optimiser state decays).
+bool flush_denormals();
+void set_flush_denormals(bool on);
+
 }  // namespace calmoe

@@ -76,6 +76,8 @@ struct PredictOutputs {
   int32_t* selected = nullptr;     // rows x A: active experts, ascending      (optional)
   float* gates = nullptr;          // rows x A: mixture weight of each active  (optional)
   float* expert_probs = nullptr;   // rows x A x C: each active expert's p_k  (optional)
+  float* expert_logits = nullptr;  // rows x A x C: each active expert's logits z_k, before its
+                                   // temperature (optional; CPU engine only for now)
 };
 // A (active experts per row) = moe_active_experts(c, false). `temperatures` (K, may be null = 1).
 void moe_predict(Device dev, const MoEConfig& c, const float* params, const float* temperatures, const float* x,
@@ -83,6 +85,14 @@ void moe_predict(Device dev, const MoEConfig& c, const float* params, const floa
 
 // ---- training ----------------------------------------------------------------------------------
 enum class ObjectiveKind : uint8_t { Erm = 0, Robust = 1, RobustFiltered = 2 };
+// Load-balancing term: Switch: alpha K sum_k f_k P_k (f_k = share of rows whose argmax is k, held
+// constant; P_k = mean_B r_k); SquaredMean: alpha K sum_k P_k^2 (smooth, minimised by equal P_k).
+enum class BalanceForm : uint8_t { Switch = 0, SquaredMean = 1 };
+// Hard routing, objective Robust: the per-example loss the tilt weights w = softmax(eta l) come
+// from. Competitive: the training loss itself (sum_k r_k l_ik); Top1: the routed top-1 expert's
+// loss l_ik* (k* = argmax r, ties to the lower index), the loss of what hard routing predicts.
+// Either way the weights multiply the competitive loss; Top1 needs gradient Term (w constant).
+enum class HardTilt : uint8_t { Competitive = 0, Top1 = 1 };
 struct ObjectiveConfig {
   ObjectiveKind kind = ObjectiveKind::Erm;
   double eta = 2.0;
@@ -90,7 +100,9 @@ struct ObjectiveConfig {
   int64_t warmup_epochs = 0;       // ERM epochs before the robust term
   double tau_regret = 1e-6, tau_disagreement = 0.01;
   bool median_disagreement = false;  // filter: disagreement above the batch median instead of tau_d
-  double balance_alpha = 0;          // Switch load-balancing loss weight (0 = off)
+  double balance_alpha = 0;          // load-balancing loss weight (0 = off)
+  BalanceForm balance_form = BalanceForm::Switch;
+  HardTilt hard_tilt = HardTilt::Competitive;
 };
 
 enum class OptimizerKind : uint8_t { Sgd = 0, AdamW = 1 };
