@@ -1,7 +1,8 @@
 /**
  * Data and model files: loading a CSV (calmoe's streamed reader vs reading the whole file and
  * splitting it by hand, the code users write without a loader), a .npy file, and saving/loading a
- * model (safetensors vs the JSON snapshot with base64 parameters, the only way before).
+ * model (safetensors vs the JSON snapshot with base64 parameters, the only way before), and the
+ * cost of fit's training checkpoints (a fit with one per epoch vs the same fit without).
  * Files are written to a temporary directory; the OS page cache is warm (best of `repeat`).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -53,6 +54,15 @@ export async function runIo(o: { repeat: number; rows: number }): Promise<void> 
     mbps('json-base64', 'model_save_json', await bestTime(o.repeat, () => writeFileSync(js, JSON.stringify(model))));
     mbps('json-base64', 'model_load_json', await bestTime(o.repeat, () => MoEClassifier.fromJSON(JSON.parse(readFileSync(js, 'utf8')))));
     note(`io: model of ${model.parameterCount.toLocaleString('en-US')} parameters (${bytes.toFixed(1)} MB)`);
+
+    // the cost of a training checkpoint (parameters + AdamW's two moments, written at every epoch
+    // end) against the same fit without one; 512 rows, so that the write is a visible share
+    const n = 512, xs = { data: new Float32Array(n * 784).map(() => rnd() - 0.5), rows: n, cols: 784 }, ys = Int32Array.from({ length: n }, (_, i) => i % 10);
+    const fitOnce = (extra: object) => () => new MoEClassifier({ inputDim: 784, classes: 10, experts: 8, expertHidden: [512], device: 'cpu' })
+      .fit(xs, ys, { epochs: 2, batchSize: 256, ...extra });
+    const epoch = (system: string, mode: string, t: number) => line(system, mode, t / 2, 's_per_epoch', t / 2, 's');
+    epoch('calmoe', 'fit_no_checkpoint', await bestTime(Math.min(o.repeat, 3), fitOnce({})));
+    epoch('calmoe', 'fit_checkpoint_every_epoch', await bestTime(Math.min(o.repeat, 3), fitOnce({ checkpoint: { path: join(dir, 'c.ckpt') } })));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

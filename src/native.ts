@@ -196,6 +196,10 @@ export interface NativeMoEFitOptions {
   progressEvery: number;
   /** Epoch-end reports carry a copy of the parameters (early stopping, best checkpoints). */
   snapshotEpochs?: boolean;
+  /** Every this many epochs the epoch-end report carries `checkpoint` (and `parameters`). */
+  checkpointEvery?: number;
+  /** Resume after `epoch` finished epochs with this optimiser state; `rng` is the shuffle RNG's state then. */
+  resume?: NativeResumeState & { epoch: number };
   clipNorm: number;
   balanceLoss: number;
   balanceForm?: 'switch' | 'squared-mean';
@@ -205,6 +209,14 @@ export interface NativeMoEFitOptions {
     type: 'erm' | 'robust' | 'robust-filtered'; eta: number; gradient: 'term' | 'through'; warmupEpochs: number;
     tauRegret: number; tauDisagreement: number; medianDisagreement: boolean; tiltLoss?: 'competitive' | 'top1';
   };
+}
+
+/** The optimiser's moments (empty before the first step; v only for AdamW), its step count and the shuffle RNG state. */
+export interface NativeResumeState {
+  m: Float32Array;
+  v: Float32Array;
+  steps: number;
+  rng: BigUint64Array;
 }
 
 export interface NativeEpochLog {

@@ -113,6 +113,27 @@ describe('calmoe CLI', () => {
     expect(hostile.stderr).toMatch(/not a valid safetensors file: the header length 9223372036854775807 runs past the end/);
   });
 
+  it('train --checkpoint / --resume: the resumed run saves the model of the uninterrupted one', async () => {
+    const args = ['train', 'train.csv', '--label', 'species', '--epochs', '5', '--experts', '3', '--expert-hidden', '8', '--batch-size', '64',
+      '--schedule', 'cosine', '--val-split', '0.2', '--seed', '5', '--no-progress'];
+    expect(calmoe([...args, '-o', 'straight.safetensors']).code).toBe(0);
+    const w = calmoe([...args, '-o', 'ck-run.safetensors', '--checkpoint', 'run.ckpt', '--checkpoint-every', '2']);  // run.ckpt: after epoch 4
+    expect(w.code, w.stderr).toBe(0);
+    const r = calmoe([...args, '-o', 'resumed.safetensors', '--resume', 'run.ckpt', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).epochs.map((e: { epoch: number }) => e.epoch)).toEqual([0, 1, 2, 3, 4]);
+    const { MoEClassifier } = await import('../src/index.js');
+    const straight = MoEClassifier.load(join(dir, 'straight.safetensors'));
+    expect(MoEClassifier.load(join(dir, 'ck-run.safetensors')).parameters).toEqual(straight.parameters);
+    expect(MoEClassifier.load(join(dir, 'resumed.safetensors')).parameters).toEqual(straight.parameters);
+    const bad = calmoe([...args.map((a) => (a === '64' ? '32' : a)), '-o', 'x.safetensors', '--resume', 'run.ckpt']);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr.trim()).toBe("calmoe: batchSize: 32 differs from the checkpointed run's 64 (resumeFrom: run.ckpt); resume with the same batchSize");
+    const usage = calmoe([...args, '--checkpoint-every', '2']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr.trim()).toBe('calmoe: --checkpoint-every: needs --checkpoint <file>');
+  });
+
   it('doctor reports the backends', () => {
     const r = calmoe(['doctor', '--json']);
     expect(r.code).toBe(0);

@@ -172,6 +172,18 @@ FitConfig fit_arg(const Napi::Value& v) {
   f.seed = uint64_t(number(o.Get("seed"), "seed"));
   f.progress_every = integer(o.Get("progressEvery"), "progressEvery", 0, int64_t(1) << 40);
   f.snapshot_epochs = !o.Get("snapshotEpochs").IsUndefined() && boolean(o.Get("snapshotEpochs"), "snapshotEpochs");
+  if (!o.Get("checkpointEvery").IsUndefined()) f.checkpoint_every = integer(o.Get("checkpointEvery"), "checkpointEvery", 1, int64_t(1) << 31);
+  if (!o.Get("resume").IsUndefined()) {  // { epoch, steps, m, v, rng: BigUint64Array(1) }: copied, the thread reads its own
+    Napi::Object r = object(o.Get("resume"), "resume");
+    f.start_epoch = integer(r.Get("epoch"), "resume.epoch", 1, int64_t(1) << 31);
+    f.resume.steps = integer(r.Get("steps"), "resume.steps", 0, int64_t(1) << 52);
+    const View<const float> m = f32_array(r.Get("m"), "resume.m"), vv = f32_array(r.Get("v"), "resume.v");
+    f.resume.m.assign(m.data, m.data + m.length);
+    f.resume.v.assign(vv.data, vv.data + vv.length);
+    const View<uint64_t> rng = u64_array(r.Get("rng"), "resume.rng");
+    require_length(rng.length, 1, "resume.rng", "value");
+    f.resume_rng = rng.data[0];
+  }
   Napi::Object opt = object(o.Get("optimizer"), "optimizer");
   f.optimizer.kind = OptimizerKind(choice(opt.Get("type"), "optimizer.type", {"sgd", "adamw"}));
   f.optimizer.lr = number(opt.Get("lr"), "optimizer.lr");
@@ -283,6 +295,18 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
             Napi::Float32Array snap = Napi::Float32Array::New(e, ev->progress.parameters.size());
             std::copy(ev->progress.parameters.begin(), ev->progress.parameters.end(), snap.Data());
             o.Set("parameters", snap);
+          }
+          if (ev->progress.checkpoint) {
+            const OptimizerState& st = ev->progress.optimizer;
+            Napi::Object ck = Napi::Object::New(e);
+            Napi::Float32Array m = Napi::Float32Array::New(e, st.m.size()), v = Napi::Float32Array::New(e, st.v.size());
+            std::copy(st.m.begin(), st.m.end(), m.Data());
+            std::copy(st.v.begin(), st.v.end(), v.Data());
+            ck.Set("m", m);
+            ck.Set("v", v);
+            ck.Set("steps", double(st.steps));
+            ck.Set("rng", Napi::BigInt::New(e, ev->progress.rng));
+            o.Set("checkpoint", ck);
           }
           delete ev;
           js.Call({o});

@@ -95,6 +95,15 @@ class CpuEngine final : public moe::Engine {
   double update(const OptimizerConfig& opt, double lr) override;
   void predict(const float* x, int64_t rows, const PredictOutputs& out) override;
   void sync_to_host(float*) override {}
+  OptimizerState optimizer_state() override {
+    return {std::vector<float>(m_.begin(), m_.end()), std::vector<float>(v_.begin(), v_.end()), steps_};
+  }
+  void set_optimizer_state(const OptimizerState& s) override {
+    m_.assign(s.m.begin(), s.m.end());
+    v_.assign(s.v.begin(), s.v.end());
+    next_.assign(m_.empty() ? 0 : std::size_t(layout_.total), 0.0f);
+    steps_ = s.steps;
+  }
 
  private:
   // Workspace of one forward pass over n rows with `a` active experts per row.

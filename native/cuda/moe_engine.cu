@@ -233,6 +233,8 @@ class CudaEngine final : public moe::Engine {
   double update(const OptimizerConfig& opt, double lr) override;
   void predict(const float* x, int64_t rows, const PredictOutputs& out) override;
   void sync_to_host(float* host) override;
+  OptimizerState optimizer_state() override;
+  void set_optimizer_state(const OptimizerState& s) override;
 
  private:
   // Workspace of one forward pass over up to `rows` rows with `a` active experts per row.
@@ -1017,6 +1019,37 @@ void CudaEngine::sync_to_host(float* host) {
   use_default_device();
   check(cudaMemcpyAsync(host, params_.get(), std::size_t(P_) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   check(cudaStreamSynchronize(stream_), "moe sync");
+}
+
+// Checkpoints: the moments copied through stream_ (a non-blocking stream: plain cudaMemcpy would
+// not wait for it); the same layout and step count as the CPU engine's.
+OptimizerState CudaEngine::optimizer_state() {
+  use_default_device();
+  OptimizerState s;
+  s.steps = steps_;
+  if (have_m_) s.m.resize(std::size_t(P_));
+  if (have_v_) s.v.resize(std::size_t(P_));
+  if (have_m_) check(cudaMemcpyAsync(s.m.data(), m_.get(), std::size_t(P_) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
+  if (have_v_) check(cudaMemcpyAsync(s.v.data(), v_.get(), std::size_t(P_) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
+  check(cudaStreamSynchronize(stream_), "moe optimizer state");
+  return s;
+}
+
+void CudaEngine::set_optimizer_state(const OptimizerState& s) {
+  use_default_device();
+  check(cudaStreamSynchronize(stream_), "moe optimizer state");
+  have_m_ = !s.m.empty();
+  have_v_ = !s.v.empty();
+  if (have_m_) {
+    m_.resize(std::size_t(P_));
+    check(cudaMemcpyAsync(m_.get(), s.m.data(), std::size_t(P_) * sizeof(float), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync H2D");
+  }
+  if (have_v_) {
+    v_.resize(std::size_t(P_));
+    check(cudaMemcpyAsync(v_.get(), s.v.data(), std::size_t(P_) * sizeof(float), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync H2D");
+  }
+  check(cudaStreamSynchronize(stream_), "moe optimizer state");
+  steps_ = s.steps;
 }
 
 }  // namespace

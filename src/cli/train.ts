@@ -16,7 +16,7 @@ interface TrainArgs {
   nesterov?: boolean; beta1: number; beta2: number; eps: number; schedule: 'constant' | 'cosine'; warmupSteps: number; minLrRatio: number;
   clipNorm: number; objective: 'erm' | 'robust' | 'robust-filtered'; eta: number; gradient: 'term' | 'through'; robustWarmupEpochs: number;
   tauRegret: number; tauDisagreement: number; medianDisagreement?: boolean; balanceLoss: number;
-  patience?: number; best?: string; monitor?: 'loss' | 'valLoss' | 'valEce' | 'valAccuracy';
+  patience?: number; best?: string; checkpoint?: string; checkpointEvery?: number; resume?: string; monitor?: 'loss' | 'valLoss' | 'valEce' | 'valAccuracy';
   device: 'auto' | 'cpu' | 'cuda'; precision: 'tf32' | 'fp32' | 'bf16'; threads?: number; progress: boolean; json?: boolean;
 }
 
@@ -102,6 +102,9 @@ export function trainCommand(): Command {
     .option('--patience <epochs>', 'early stopping: stop after this many epochs without improvement and keep the best epoch', intArg(0))
     .option('--best <file>', 'also save the best epoch so far (by --monitor) to this file while training runs')
     .addOption(new Option('--monitor <metric>', 'the metric of --patience and --best (default valLoss with validation data, else loss)').choices(['loss', 'valLoss', 'valEce', 'valAccuracy']))
+    .option('--checkpoint <file>', 'write a training checkpoint (model, optimiser state, schedule position, shuffle state) to this file every --checkpoint-every epochs')
+    .option('--checkpoint-every <epochs>', 'epochs between checkpoints (default 1 with --checkpoint)', intArg(1))
+    .option('--resume <file>', 'continue the run that wrote this checkpoint: give the same data and options (epochs: the run\'s total); the result equals the uninterrupted run')
     // where
     .option('--threads <n>', 'CPU threads (default: all cores)', intArg(1, 4096))
     .option('--no-progress', 'no progress display on stderr')
@@ -111,10 +114,13 @@ Examples:
   $ calmoe train iris.csv --label species --val-split 0.2 --epochs 50 -o iris.safetensors
   $ calmoe train train.csv --label y --validation val.csv --routing hard --experts 4 \\
       --objective robust --eta 2 --robust-warmup-epochs 1 --schedule cosine --patience 5
+  $ calmoe train train.csv --label y --epochs 100 --checkpoint run.ckpt --checkpoint-every 5
+  $ calmoe train train.csv --label y --epochs 100 --checkpoint run.ckpt --checkpoint-every 5 --resume run.ckpt
   $ calmoe train train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz \\
       --expert-hidden 128 --epochs 15 -o mnist.safetensors
 ${EXIT_CODES_HELP}`);
   return deviceOptions(c).action(async (data: string, o: TrainArgs) => {
+    if (o.checkpointEvery !== undefined && o.checkpoint === undefined) throw new CliError('--checkpoint-every: needs --checkpoint <file>', EXIT.usage);
     if (o.threads) setThreads(o.threads);
     const train = await loadData(data, o, true);
     const names = Array.isArray(train.labels) ? classNamesOf(train.labels) : undefined;
@@ -152,6 +158,8 @@ ${EXIT_CODES_HELP}`);
       ...(val ? { validation: val } : {}),
       ...(o.patience !== undefined ? { earlyStopping: { patience: o.patience, monitor: o.monitor } } : {}),
       ...(o.best !== undefined ? { bestCheckpoint: { path: o.best, monitor: o.monitor } } : {}),
+      ...(o.checkpoint !== undefined ? { checkpoint: { path: o.checkpoint, everyEpochs: o.checkpointEvery ?? 1 } } : {}),
+      ...(o.resume !== undefined ? { resumeFrom: o.resume } : {}),
       progress: o.progress, signal: ac.signal,
     };
     let history;
@@ -159,7 +167,10 @@ ${EXIT_CODES_HELP}`);
       history = await model.fit(x, y, fit);
     } catch (err) {
       const e = err as { name?: string; history?: { epochs: unknown[] } };
-      if (e.name === 'AbortError') throw new CliError(`interrupted after ${e.history?.epochs.length ?? 0} finished epochs; ${o.output} was not written`, EXIT.interrupted);
+      if (e.name === 'AbortError') {
+        const again = o.checkpoint !== undefined ? `; continue from the last checkpoint with --resume ${o.checkpoint}` : '';
+        throw new CliError(`interrupted after ${e.history?.epochs.length ?? 0} finished epochs; ${o.output} was not written${again}`, EXIT.interrupted);
+      }
       throw err;
     } finally {
       process.removeListener('SIGINT', onSigint);

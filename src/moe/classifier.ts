@@ -14,7 +14,9 @@ import { native, type NativeEpochLog, type NativeMoEConfig, type NativePredictio
 import { type ClassLabelsInput, type Device, type Matrix, type MatrixInput, type VectorInput, optBool, optChoice, optDevice, optNumber, readOptions, toLabels,
   toMatrix, toVector } from '../validate.js';
 import { BestTracker, type CheckpointOptions, type EarlyStoppingOptions, parseCheckpoint, parseEarlyStopping } from './early-stopping.js';
-import { portableOptions, readModelFile, writeModelFile } from './model-file.js';
+import { type Checkpoint, type CheckpointState, type TrainingCheckpointOptions, RESUME_KEYS, checkResume, checkpointParts, parseTrainingCheckpoint,
+  readCheckpoint } from './checkpoint.js';
+import { type ModelFileParts, portableOptions, readModelFile, writeModelFile } from './model-file.js';
 import { type ProgressDisplay, type ProgressOptions, parseProgress, progressDisplay } from './progress.js';
 import { type MoEOptions, type ObjectiveOptions, type OptimizerOptions, type Precision, type ScheduleOptions, FIT_OPTIONS, PRECISIONS, parseFitOptions,
   parseModelOptions } from './options.js';
@@ -51,6 +53,15 @@ export interface FitOptions {
   earlyStopping?: boolean | EarlyStoppingOptions;
   /** Save the model (safetensors) at every epoch that improves the monitored metric. */
   bestCheckpoint?: CheckpointOptions;
+  /** Write a training checkpoint (model, optimiser state, schedule position, shuffle RNG state) every `everyEpochs` epochs, for `resumeFrom`. */
+  checkpoint?: TrainingCheckpointOptions;
+  /**
+   * Continue the run that wrote this checkpoint: the model takes its parameters and temperatures,
+   * training starts after its last finished epoch, and the history holds all epochs. The data and
+   * the step-deciding options (batchSize, shuffle, seed, optimizer, schedule, clipNorm, objective,
+   * balanceLoss, balanceForm) must be the run's (RangeError naming the first that differs); `epochs` is the run's total.
+   */
+  resumeFrom?: string;
   /** Stops training between steps; fit() then rejects with an AbortError (its `history` has the finished epochs). */
   signal?: AbortSignal;
   onEpochEnd?: (log: EpochLog) => void;
@@ -333,6 +344,9 @@ export class MoEClassifier {
       const batchSize = Math.min(fit.batchSize, m.rows), batches = Math.ceil(m.rows / batchSize);
       if (progress && o.progressEvery === undefined && !o.onBatchEnd) fit.progressEvery = Math.max(1, Math.floor(batches / 50));
       fit.snapshotEpochs = stopping !== undefined || checkpoint !== undefined;
+      const saveEvery = parseTrainingCheckpoint(o.checkpoint);
+      if (saveEvery) fit.checkpointEvery = saveEvery.everyEpochs;
+      const resume = o.resumeFrom === undefined ? undefined : this.#resumable(readCheckpoint(o.resumeFrom as string), fit, m.rows);
       const signal = o.signal as AbortSignal | undefined;
       if (signal !== undefined && (typeof signal !== 'object' || typeof signal.aborted !== 'boolean')) throw typeError('signal: expected an AbortSignal');
       const onEpochEnd = o.onEpochEnd as FitOptions['onEpochEnd'];
@@ -343,19 +357,32 @@ export class MoEClassifier {
       const config = this.#callConfig(o.precision);
       if (signal?.aborted) throw abortError(signal, []);
 
+      const prior = resume ? resume.state.history : [];  // the checkpointed run's finished epochs
       const history: EpochLog[] = [];
       let callbackError: unknown;
       const tracker = stopping ? new BestTracker(stopping.monitor, stopping.minDelta) : undefined;
       const ckTracker = checkpoint ? new BestTracker(checkpoint.monitor) : undefined;
       let bestParams: Float32Array | undefined, stopped = false;
       const display: ProgressDisplay | undefined = progress && progressDisplay(progress, fit.epochs, batches, batchSize);
+      const before = resume && { params: this.#params.slice(), temps: this.#temps.slice(), aggregate: this.#aggregateTemperature };
+      if (resume) {
+        this.#params.set(resume.model.parameters);
+        this.#temps.set(resume.model.temperatures);
+        this.#aggregateTemperature = resume.model.aggregateTemperature;
+      }
       const handle = native().moeFit(config, this.#params, this.#temps, m.data, labels, m.rows,
         val?.m.data, val?.y, val?.m.rows ?? 0, fit, (p) => {
           if (callbackError !== undefined) return;
-          const { type, parameters, ...log } = p as typeof p & { parameters?: Float32Array };
+          const { type, parameters, checkpoint: ck, ...log } = p as typeof p & { parameters?: Float32Array; checkpoint?: { m: Float32Array; v: Float32Array; steps: number; rng: bigint } };
           try {
             if (type === 'epoch') {
               history.push(log as EpochLog);
+              if (ck && saveEvery) {
+                const all = [...prior, ...history];
+                const state: CheckpointState = { epoch: (log as EpochLog).epoch + 1, steps: ck.steps, rng: String(ck.rng), rows: m.rows, history: all,
+                  fit: Object.fromEntries((['epochs', ...RESUME_KEYS] as const).map((k) => [k, fit[k]])) as CheckpointState['fit'] };
+                this.#writeFile(saveEvery.path, parameters!, this.#fitSummary(all, fit, m.rows), checkpointParts(state, ck.m, ck.v));
+              }
               display?.epoch(log as EpochLog);
               if (ckTracker?.update(log as EpochLog)) this.#writeFile(checkpoint!.path, parameters!, this.#fitSummary(history, fit, m.rows));
               if (tracker?.update(log as EpochLog)) bestParams = parameters;
@@ -377,12 +404,20 @@ export class MoEClassifier {
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#training = true;
       try {
-        const r = await handle.promise;
+        const r = await handle.promise.catch((err: unknown) => {
+          if (before && history.length === 0) {  // a resume that trained nothing leaves the model as it was
+            this.#params.set(before.params);
+            this.#temps.set(before.temps);
+            this.#aggregateTemperature = before.aggregate;
+          }
+          throw err;
+        });
         if (callbackError !== undefined) throw callbackError;
-        if (r.cancelled && !stopped) throw abortError(signal, r.epochs);
+        const epochs = [...prior, ...r.epochs];
+        if (r.cancelled && !stopped) throw abortError(signal, epochs);
         if (stopping?.restoreBest && bestParams) this.#params.set(bestParams);
-        this.#summary = this.#fitSummary(r.epochs, fit, m.rows);
-        const out: FitHistory = { epochs: r.epochs };
+        this.#summary = this.#fitSummary(epochs, fit, m.rows);
+        const out: FitHistory = { epochs };
         const best = tracker ?? ckTracker;
         if (best && best.bestEpoch >= 0) out.best = { epoch: best.bestEpoch, value: best.best, monitor: best.monitor };
         if (stopping) out.stoppedEarly = stopped && r.cancelled;  // a stop seen after the last epoch ended is no early stop
@@ -393,6 +428,18 @@ export class MoEClassifier {
         signal?.removeEventListener('abort', onAbort);
       }
     });
+  }
+
+  // The checkpoint must come from a model like this one and a run like this fit (checkpoint.ts).
+  #resumable(ck: Checkpoint, fit: ReturnType<typeof parseFitOptions>, rows: number): Checkpoint {
+    const saved = parseModelOptions(ck.model.options);
+    if (JSON.stringify(saved.config) !== JSON.stringify(this.config))
+      throw rangeError(`resumeFrom: ${ck.path} holds a model configured ${JSON.stringify(saved.config)}; this model is ${JSON.stringify(this.config)}`);
+    if (JSON.stringify(saved.classNames) !== JSON.stringify(this.classNames))
+      throw rangeError(`resumeFrom: ${ck.path} has classNames ${JSON.stringify(saved.classNames)}; this model ${JSON.stringify(this.classNames)}`);
+    checkResume(ck, fit, rows);
+    fit.resume = ck.resume;
+    return ck;
   }
 
   // The summary saved with the model after a fit.
@@ -661,9 +708,9 @@ export class MoEClassifier {
     });
   }
 
-  #writeFile(path: string, params: Float32Array, training: unknown): void {
+  #writeFile(path: string, params: Float32Array, training: unknown, checkpoint?: ModelFileParts['checkpoint']): void {
     const tensors = this.#layout.map((t) => ({ name: t.name, shape: [...t.shape], data: params.subarray(t.offset, t.offset + t.shape.reduce((a, b) => a * b, 1)) }));
-    writeModelFile(path, { options: this.#options, tensors, temperatures: this.#temps, aggregateTemperature: this.#aggregateTemperature, training });
+    writeModelFile(path, { options: this.#options, tensors, temperatures: this.#temps, aggregateTemperature: this.#aggregateTemperature, training, checkpoint });
   }
 
   /**

@@ -7,6 +7,8 @@
  *   temperatures  JSON: { experts: number[], aggregate: number } (per-expert T_k: p_k = softmax(z_k / T_k);
  *                 the mixture's T: p^(1/T) renormalised; aggregate absent in older files: 1),
  *   training      JSON: the training summary (absent for an untrained model).
+ * A training checkpoint (checkpoint.ts) is a model file with more: `optimizer.*` tensors and
+ * `__metadata__.checkpoint`; it loads as a model too.
  * Reading checks the metadata and compares every tensor's name and shape with the layout the
  * configuration implies before a tensor byte is read.
  */
@@ -18,6 +20,8 @@ import { type MoEOptions, parseModelOptions } from './options.js';
 
 export const MODEL_FORMAT = 'calmoe.moe';
 export const MODEL_FORMAT_VERSION = '1';
+/** Names of a checkpoint's optimiser tensors start with this. */
+export const OPTIMIZER_PREFIX = 'optimizer.';
 
 export interface ModelFileParts {
   options: MoEOptions;
@@ -25,6 +29,8 @@ export interface ModelFileParts {
   temperatures: ArrayLike<number>;
   aggregateTemperature: number;
   training?: unknown;
+  /** A training checkpoint's optimiser tensors (named `optimizer.*`) and its state (JSON). */
+  checkpoint?: { tensors: Array<{ name: string; shape: number[]; data: Float32Array }>; state: unknown };
 }
 
 export interface LoadedModel {
@@ -35,6 +41,8 @@ export interface LoadedModel {
   aggregateTemperature: number;
   training?: Record<string, unknown>;
   calmoeVersion: string;
+  /** Present in a checkpoint: its state (JSON, checked by checkpoint.ts) and `optimizer.*` tensors by name. */
+  checkpoint?: { state: unknown; tensors: Map<string, Float32Array> };
 }
 
 /** The options as saved: without the device (a model trained on a GPU must load on a CPU-only machine) and the class names (their own key). */
@@ -53,7 +61,8 @@ export function writeModelFile(path: string, parts: ModelFileParts): void {
   };
   if (parts.options.classNames) metadata.class_names = JSON.stringify(parts.options.classNames);
   if (parts.training !== undefined) metadata.training = JSON.stringify(parts.training);
-  writeSafetensors(path, parts.tensors, metadata);
+  if (parts.checkpoint) metadata.checkpoint = JSON.stringify(parts.checkpoint.state);
+  writeSafetensors(path, parts.checkpoint ? [...parts.tensors, ...parts.checkpoint.tensors] : parts.tensors, metadata);
 }
 
 function metaJson(path: string, meta: Record<string, string>, key: string, required: boolean): unknown {
@@ -73,7 +82,7 @@ function metaJson(path: string, meta: Record<string, string>, key: string, requi
 export function readModelFile(path: string): LoadedModel {
   let options: MoEOptions | undefined, temperatures: number[] = [], aggregate = 1, training: Record<string, unknown> | undefined;
   let layout: ReturnType<ReturnType<typeof native>['moeLayout']> | undefined;
-  let version = '';
+  let version = '', checkpoint: unknown;
   const file = readSafetensors(path, (h: SafetensorsHeader) => {
     const meta = h.metadata;
     if (meta.format !== MODEL_FORMAT) throw rangeError(`${path}: not a calmoe model file (__metadata__.format is ${JSON.stringify(meta.format)}, expected '${MODEL_FORMAT}')`);
@@ -109,6 +118,8 @@ export function readModelFile(path: string): LoadedModel {
         throw rangeError(`${path}: tensor '${want.name}' has shape [${got.shape.join(', ')}], the configuration gives [${want.shape.join(', ')}]`);
       have.delete(want.name);
     }
+    checkpoint = metaJson(path, meta, 'checkpoint', false);
+    if (checkpoint !== undefined) for (const name of [...have.keys()]) if (name.startsWith(OPTIMIZER_PREFIX)) have.delete(name);
     if (have.size > 0) throw rangeError(`${path}: tensor '${[...have.keys()][0]}' is not part of this configuration`);
   });
   const parameters = new Float32Array(layout!.total);
@@ -120,5 +131,8 @@ export function readModelFile(path: string): LoadedModel {
     }
     parameters.set(t.data, want.offset);
   }
-  return { options: options!, parameters, temperatures, aggregateTemperature: aggregate, training, calmoeVersion: version };
+  const loaded: LoadedModel = { options: options!, parameters, temperatures, aggregateTemperature: aggregate, training, calmoeVersion: version };
+  if (checkpoint !== undefined)
+    loaded.checkpoint = { state: checkpoint, tensors: new Map(file.tensors.filter((t) => t.name.startsWith(OPTIMIZER_PREFIX)).map((t) => [t.name, t.data as Float32Array])) };
+  return loaded;
 }

@@ -156,7 +156,8 @@ export function parseModelOptions(options: unknown): ParsedModel {
 }
 
 export const FIT_OPTIONS = ['epochs', 'batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss', 'balanceForm',
-  'validation', 'signal', 'onEpochEnd', 'onBatchEnd', 'progressEvery', 'device', 'precision', 'progress', 'earlyStopping', 'bestCheckpoint'] as const;
+  'validation', 'signal', 'onEpochEnd', 'onBatchEnd', 'progressEvery', 'device', 'precision', 'progress', 'earlyStopping', 'bestCheckpoint',
+  'checkpoint', 'resumeFrom'] as const;
 
 export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], unknown>>): NativeMoEFitOptions {
   const opt = readOptions(o.optimizer, 'optimizer', ['type', 'lr', 'weightDecay', 'momentum', 'nesterov', 'betas', 'eps']);

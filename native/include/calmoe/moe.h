@@ -124,6 +124,14 @@ struct ScheduleConfig {
 };
 double schedule_lr(const ScheduleConfig& s, double base_lr, int64_t step, int64_t total_steps);
 
+// The optimiser's state between steps (checkpoints): m (SGD momentum buffer / AdamW first moment)
+// and v (AdamW second moment), each empty before the first step or the parameter count long, and
+// the count of steps taken (AdamW's bias correction, SGD's first-step momentum).
+struct OptimizerState {
+  std::vector<float> m, v;
+  int64_t steps = 0;
+};
+
 struct FitConfig {
   int64_t epochs = 1, batch_size = 128;
   bool shuffle = true;
@@ -133,6 +141,15 @@ struct FitConfig {
   ScheduleConfig schedule;
   int64_t progress_every = 0;  // batches between progress reports (0: epoch ends only)
   bool snapshot_epochs = false;  // epoch-end reports carry a copy of the parameters (best checkpoints, early stopping)
+  // Checkpoints: every this many epochs (0: never) the epoch-end report carries the parameters, the
+  // optimiser state and the shuffle RNG state.
+  int64_t checkpoint_every = 0;
+  // Resume: start at this epoch (0: a fresh run) with this optimiser state; the shuffles of the
+  // finished epochs are replayed from `seed`, and the RNG must then equal `resume_rng` (else a
+  // RangeError: the data or the options differ from the checkpointed run's).
+  int64_t start_epoch = 0;
+  OptimizerState resume;
+  uint64_t resume_rng = 0;
 };
 
 struct StepStats {
@@ -158,6 +175,9 @@ struct Progress {
   StepStats step_stats;
   EpochLog epoch_log;
   std::vector<float> parameters;  // at an epoch end with FitConfig::snapshot_epochs: the parameters then
+  bool checkpoint = false;        // at a FitConfig::checkpoint_every epoch end: parameters, optimizer and rng are set
+  OptimizerState optimizer;
+  uint64_t rng = 0;               // the shuffle RNG's state after this epoch's shuffle
 };
 
 struct Dataset {
