@@ -1036,6 +1036,8 @@ OptimizerState CudaEngine::optimizer_state() {
 }
 
 void CudaEngine::set_optimizer_state(const OptimizerState& s) {
+  if ((!s.m.empty() && int64_t(s.m.size()) != P_) || (!s.v.empty() && int64_t(s.v.size()) != P_))
+    throw_range("optimizer state: expected " + std::to_string(P_) + " values per moment");
   use_default_device();
   check(cudaStreamSynchronize(stream_), "moe optimizer state");
   have_m_ = !s.m.empty();

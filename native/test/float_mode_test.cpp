@@ -8,7 +8,7 @@
 
 #include "core/float_mode.h"
 #include "core/optimizer.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 #include "moe_cases.h"
 #include "test_util.h"
 
