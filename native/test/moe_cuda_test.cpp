@@ -848,6 +848,7 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
 // fake cuBLASLt (tools/fake-cublaslt) logging its calls (CALMOE_FAKE_CUBLASLT_LOG) and says what
 // to expect: CALMOE_TEST_EXPECT_CUBLASLT=1 (used) or 0 (refused, the reason containing
 // CALMOE_TEST_EXPECT_REASON); without it (a GPU machine), only the report is printed.
+#if CALMOE_WITH_CUDA
 TEST(cublaslt_reported_and_called_as_planned) {
   const cuda::LtInfo& info = cuda::cublaslt_info();
   std::printf("  info GEMM library: %s\n", cuda::cublaslt_summary().c_str());
@@ -914,6 +915,7 @@ TEST(cublaslt_reported_and_called_as_planned) {
     if (std::memcmp(e2->gradient(), g1.data(), g1.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, std::string(w.name) + ": two engines differ");
   }
 }
+#endif
 
 // A small top-2 model and two datasets of 300 rows (+ 7 not in the batch) for the staging tests.
 struct StagingCase {
