@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { experiment, report } from '../src/index.js';
+import { MoEClassifier, experiment, report } from '../src/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'calmoe-experiment-'));
@@ -82,6 +82,21 @@ describe('shift experiment', () => {
     expect(html).toContain(report.escapeXml(r.conclusion.shift));
     expect(html).toContain(report.escapeXml(r.conclusion.purity));
     expect((html.match(/<svg/g) ?? []).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('the difficult subset is the audit\'s top-20% disagreement subset, as row weights', async () => {
+    const { train, test } = experiment.domainSplits(experiment.loadMnistPackage(), { rows: 300 });
+    const model = new MoEClassifier({ inputDim: 784, classes: 10, experts: 3, expertHidden: [8], routing: 'soft', seed: 3 });
+    await model.fit(train.x, train.y, { epochs: 2, seed: 3 });
+    const d = experiment.difficultSubsetWeights(model, test.x, test.y);
+    const a = await model.audit(test.x, test.y, { disagreementShare: 0.2 });
+    expect(d.rows).toBe(a.subsets.disagreement.inside.rows);
+    expect(d.rows).toBeGreaterThan(0);
+    expect(d.rows).toBeLessThan(test.y.length / 2);
+    const e = model.evaluateSync(test.x, test.y, { weights: d.weights });
+    expect(e.accuracy).toBeCloseTo(a.subsets.disagreement.inside.accuracy, 6);
+    expect(e.ece).toBeCloseTo(a.subsets.disagreement.inside.ece, 6);
+    expect(e.nll).toBeCloseTo(a.subsets.disagreement.inside.nll, 5);
   });
 
   it('refuses bad options by name', async () => {

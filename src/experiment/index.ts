@@ -1,4 +1,5 @@
 export { DOMAINS, corruptRow, domainSplits, seededRandom, toUnitRange, type DomainSplit, type DomainSplits } from './domains.js';
+export { difficultSubsetWeights } from './difficult-subset.js';
 export { loadMnistPackage } from './mnist-package.js';
 export { domainHeavyWeights, routePurity, routeShiftWeights, topRoutes } from './shifts.js';
 export { conclude, formatSpread, spread, type Conclusion, type Spread } from './summary.js';

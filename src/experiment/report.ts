@@ -29,7 +29,9 @@ export function experimentReport(r: ExperimentResult): string {
     {
       title: 'Results',
       paragraphs: [`Mean ± sd over ${s.seeds} seed(s); ECE with 15 bins. Shifts are importance weights on the fixed test pool of ${d.testPool} rows: ` +
-        'the route shift reverses the model\'s own top-1 route mix (P(y | route) kept); a domain-heavy shift weighs one corruption domain 3 to 1 (the worst of the four is shown).'],
+        'the route shift reverses the model\'s own top-1 route mix (P(y | route) kept); a domain-heavy shift weighs one corruption domain 3 to 1 (the worst of the four is shown); ' +
+        'the difficult subset is the top 20% of the pool by the audit\'s expert disagreement, per model (rows per seed: ' +
+        Object.entries(r.difficultRows).map(([m, n]) => `${m} ${n.join(', ')}`).join('; ') + ').'],
       tables: [{
         columns: ['Model', 'Evaluation', 'Accuracy', 'ECE', 'NLL', 'Brier'],
         rows: r.table.map((t) => [t.model, t.evaluation, formatSpread(t.accuracy), formatSpread(t.ece), formatSpread(t.nll), formatSpread(t.brier)]),

@@ -3,12 +3,13 @@
  * shift moves the route mix, and soft-routed ones less so? Per seed it trains a hard and a soft
  * model (ERM, AdamW, cosine), evaluates each before and after `calibrate` (fitted on validation
  * only) in distribution, under the route shift and under each domain-heavy shift (importance
- * weights on the fixed test pool), and states the conclusion from the numbers.
+ * weights on the fixed test pool) and on the difficult subset (top 20% by expert disagreement), and states the conclusion from the numbers.
  */
 import type { CalibrationReport } from '../metrics/calibration.js';
 import { MoEClassifier, type Evaluation } from '../moe/classifier.js';
 import { rangeError } from '../errors.js';
 import type { Matrix } from '../validate.js';
+import { difficultSubsetWeights } from './difficult-subset.js';
 import { DOMAINS, domainSplits, type DomainSplit } from './domains.js';
 import { loadMnistPackage } from './mnist-package.js';
 import { domainHeavyWeights, routePurity, routeShiftWeights, topRoutes } from './shifts.js';
@@ -16,7 +17,7 @@ import { conclude, spread, type Conclusion, type Spread } from './summary.js';
 
 export const MODELS = ['hard uncalibrated', 'hard + per-expert T', 'soft uncalibrated', 'soft + per-expert + aggregate T'] as const;
 export type ModelName = (typeof MODELS)[number];
-export const EVALUATIONS = ['in distribution', 'route shift', 'worst domain-heavy'] as const;
+export const EVALUATIONS = ['in distribution', 'route shift', 'worst domain-heavy', 'difficult subset'] as const;
 export type EvaluationName = (typeof EVALUATIONS)[number];
 export const METRICS = ['accuracy', 'ece', 'nll', 'brier'] as const;
 export type MetricName = (typeof METRICS)[number];
@@ -46,6 +47,8 @@ export interface ExperimentResult {
   data: { name: string; rows: number; train: number; validation: number; testPool: number; features: number; classes: number; domains: string[] };
   /** One row per model and evaluation: mean and sd over seeds. */
   table: ExperimentRow[];
+  /** Rows of the difficult subset (top 20% of the test pool by expert disagreement) per model and seed. */
+  difficultRows: Record<ModelName, number[]>;
   /** Route purity with respect to domain, and the routes in use on the pool, per model (per seed). */
   purity: Record<ModelName, Spread>;
   routesUsed: Record<ModelName, number[]>;
@@ -59,19 +62,26 @@ export interface ExperimentResult {
   seconds: number;
 }
 
-interface SeedEval { metrics: Record<EvaluationName, Evaluation>; purity: number; routesUsed: number }
+type Metrics = Pick<Evaluation, MetricName> & { calibration?: CalibrationReport };
+interface SeedEval { metrics: Record<EvaluationName, Metrics>; purity: number; routesUsed: number; difficultRows: number }
+
+const NO_ROWS: Metrics = { accuracy: NaN, ece: NaN, nll: NaN, brier: NaN };
 
 function evaluateOnPool(model: MoEClassifier, test: DomainSplit, experts: number): SeedEval {
   const n = test.y.length;
   const top = topRoutes(model.predictSync(test.x, { returnRouting: true }).routing!.weights.data, n, experts);
   const route = routeShiftWeights(top, experts);
   const heavy = DOMAINS.map((_, d) => model.evaluateSync(test.x, test.y, { weights: domainHeavyWeights(test.domain, d) }));
+  const difficult = difficultSubsetWeights(model, test.x, test.y);
   return {
     metrics: {
       'in distribution': model.evaluateSync(test.x, test.y),
       'route shift': model.evaluateSync(test.x, test.y, { weights: route.weights }),
       'worst domain-heavy': heavy.reduce((a, b) => (b.ece > a.ece ? b : a)),
+      // NaN when the experts never disagree (e.g. one expert)
+      'difficult subset': difficult.rows > 0 ? model.evaluateSync(test.x, test.y, { weights: difficult.weights }) : NO_ROWS,
     },
+    difficultRows: difficult.rows,
     purity: routePurity(top, test.domain, experts, DOMAINS.length),
     routesUsed: route.routesUsed,
   };
@@ -88,7 +98,8 @@ export async function runExperiment(options: ExperimentOptions = {}): Promise<Ex
   const seeds = positiveInt(options.seeds, 3, 'seeds'), epochs = positiveInt(options.epochs, 10, 'epochs');
   const experts = positiveInt(options.experts, 4, 'experts'), batchSize = positiveInt(options.batchSize, 128, 'batchSize');
   const expertHidden = options.expertHidden ?? [64];
-  if (options.rows !== undefined) positiveInt(options.rows, 0, 'rows');
+  if (options.rows !== undefined && positiveInt(options.rows, 0, 'rows') < 20)
+    throw rangeError(`rows: expected at least 20 rows for a train / validation / test split, got ${options.rows}`);
   const data = options.data ?? loadMnistPackage();
   if (data.y.length !== data.x.rows) throw rangeError(`data.y: expected ${data.x.rows} labels (one per row), got ${data.y.length}`);
   const { train, val, test } = domainSplits(data, { rows: options.rows });
@@ -127,11 +138,12 @@ export async function runExperiment(options: ExperimentOptions = {}): Promise<Ex
       train: train.y.length, validation: val.y.length, testPool: test.y.length, features: data.x.cols, classes, domains: [...DOMAINS] },
     table,
     purity,
+    difficultRows: Object.fromEntries(MODELS.map((m) => [m, per[m].map((s) => s.difficultRows)])) as Record<ModelName, number[]>,
     routesUsed: Object.fromEntries(MODELS.map((m) => [m, per[m].map((s) => s.routesUsed)])) as Record<ModelName, number[]>,
     eceChange,
     calibration,
     reliability: Object.fromEntries(MODELS.map((m) => [m, {
-      inDistribution: per[m][0].metrics['in distribution'].calibration, routeShift: per[m][0].metrics['route shift'].calibration,
+      inDistribution: per[m][0].metrics['in distribution'].calibration!, routeShift: per[m][0].metrics['route shift'].calibration!,
     }])) as ExperimentResult['reliability'],
     conclusion: conclude(eceChange.hard, eceChange.soft, purity['hard + per-expert T'].mean, seeds),
     seconds: (Date.now() - t0) / 1000,
