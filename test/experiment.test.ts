@@ -2,12 +2,12 @@
 // experiment --json` (dist/cli/main.js): the table's shape, the conclusion against the numbers,
 // the shifts' weights, and a self-contained HTML report.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MoEClassifier, experiment, report } from '../src/index.js';
+import { MoEClassifier, experiment, io, report } from '../src/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'calmoe-experiment-'));
@@ -66,6 +66,9 @@ describe('shift experiment', () => {
     // rows of one route share one weight, so P(y | route) is unchanged
     for (const k of [0, 1, 2]) expect(new Set(weights.filter((_, i) => top[i] === k)).size).toBe(1);
     expect(experiment.routePurity(Int32Array.from([0, 0, 1, 1]), Int32Array.from([0, 0, 1, 2]), 2, 4)).toBe(0.75);
+    expect(Array.from(experiment.toUnitRange({ data: Float32Array.from([-2, 0, 6]), rows: 1, cols: 3 }).data)).toEqual([0, 0.25, 1]);
+    const unit = Float32Array.from([0, 0.5, 1]);
+    expect(experiment.toUnitRange({ data: unit, rows: 1, cols: 3 }).data).toBe(unit);  // already in [0, 1]: untouched
   });
 
   it('states the conclusion the numbers give (all three outcomes)', () => {
@@ -118,6 +121,27 @@ describe('shift experiment', () => {
     await expect(experiment.runExperiment({ seeds: 0 })).rejects.toThrow(/seeds/);
     await expect(experiment.runExperiment({ ...tiny, rows: 10 })).rejects.toThrow(/rows/);
     await expect(experiment.runExperiment({ ...tiny, etas: [0] })).rejects.toThrow(/etas/);
+  });
+
+  it('reads a data file given on the command line (.npy features rescaled to [0, 1], .npy labels)', () => {
+    // every 50th digit (the package's rows are sorted by class), as 0-255 pixels like IDX files hold
+    const m = experiment.loadMnistPackage(), n = 200, src = (i: number) => Math.floor((i * m.y.length) / n);
+    const x = new Float32Array(n * 784), y = Int32Array.from({ length: n }, (_, i) => m.y[src(i)]);
+    for (let i = 0; i < n; i++) for (let p = 0; p < 784; p++) x[i * 784 + p] = m.x.data[src(i) * 784 + p] * 255;
+    writeFileSync(join(dir, 'x.npy'), io.formatNpy(x, [n, 784]));
+    writeFileSync(join(dir, 'y.npy'), io.formatNpy(y, [n]));
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'experiment', join(dir, 'x.npy'), '--labels', join(dir, 'y.npy'),
+      '--seeds', '1', '--epochs', '1', '--experts', '2', '--expert-hidden', '4', '--etas', 'none', '--no-progress', '--json'],
+    { encoding: 'utf8', env: { ...process.env, CALMOE_NUM_THREADS: '1' } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const j = JSON.parse(r.stdout) as experiment.ExperimentResult;
+    expect(j.data).toMatchObject({ name: join(dir, 'x.npy'), rows: n, train: 120, validation: 40, testPool: 40, features: 784, classes: 10 });
+    expect(j.models).toEqual([...experiment.MODELS]);
+    expect(j.table).toHaveLength(experiment.MODELS.length * experiment.EVALUATIONS.length);
+    const bad = spawnSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'experiment', '--etas', '0,1'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--etas');
   });
 
   it('runs through `calmoe experiment --json` and writes the report', () => {

@@ -56,9 +56,8 @@ export function experimentCommand(): Command {
     .addHelpText('after', `
 Examples:
   $ calmoe experiment --out report.html                       # mnist digits, 3 seeds, 10 epochs
-  $ calmoe experiment --seeds 5 --epochs 15 --experts 8 --expert-hidden 128 \\
-      /usr/share/dataset-fashion-mnist/train-images-idx3-ubyte.gz \\
-      --labels /usr/share/dataset-fashion-mnist/train-labels-idx1-ubyte.gz --out fashion.html
+  $ calmoe experiment train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz \\
+      --seeds 5 --epochs 15 --experts 8 --expert-hidden 128 --out fashion.html   # Fashion-MNIST IDX files
   $ calmoe experiment --rows 2000 --seeds 1 --epochs 2 --etas none --json
 ${EXIT_CODES_HELP}`)
     .action(async (dataPath: string | undefined, o: ExperimentArgs) => {
