@@ -77,13 +77,14 @@ export interface ExperimentResult {
 }
 
 type Metrics = Pick<Evaluation, MetricName> & { calibration?: CalibrationReport };
-/** Tilted minus ERM (both calibrated), per routing: worst domain-heavy ECE, difficult-subset ECE, in-distribution accuracy (means over seeds). */
+/** Tilted minus ERM (both calibrated), per routing and seed: worst domain-heavy ECE, difficult-subset ECE, in-distribution accuracy. */
 function tiltEffect(table: ExperimentRow[], chosenEta: ExperimentResult['chosenEta']): TiltEffect {
   const at = (m: ModelName, e: EvaluationName) => table.find((t) => t.model === m && t.evaluation === e)!;
+  const minus = (a: Spread, b: Spread) => spread(a.values.map((v, i) => v - b.values[i]));
   const diff = (tilted: ModelName, erm: ModelName) => ({
-    worstDomainHeavyEce: at(tilted, 'worst domain-heavy').ece.mean - at(erm, 'worst domain-heavy').ece.mean,
-    difficultEce: at(tilted, 'difficult subset').ece.mean - at(erm, 'difficult subset').ece.mean,
-    accuracy: at(tilted, 'in distribution').accuracy.mean - at(erm, 'in distribution').accuracy.mean,
+    worstDomainHeavyEce: minus(at(tilted, 'worst domain-heavy').ece, at(erm, 'worst domain-heavy').ece),
+    difficultEce: minus(at(tilted, 'difficult subset').ece, at(erm, 'difficult subset').ece),
+    accuracy: minus(at(tilted, 'in distribution').accuracy, at(erm, 'in distribution').accuracy),
   });
   return { hard: { ...diff('hard tilted + per-expert T', 'hard + per-expert T'), etas: chosenEta.hard },
     soft: { ...diff('soft tilted + per-expert + aggregate T', 'soft + per-expert + aggregate T'), etas: chosenEta.soft } };

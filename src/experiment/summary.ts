@@ -26,17 +26,23 @@ export interface Conclusion {
   text: string;
 }
 
-/** Tilted minus ERM, both calibrated, per routing (means over seeds), and the tilts chosen per seed. */
+/** Tilted minus ERM, both calibrated, per routing (per seed: mean and sd), and the tilts chosen per seed. */
 export interface TiltEffect {
-  hard: { worstDomainHeavyEce: number; difficultEce: number; accuracy: number; etas: number[] };
-  soft: { worstDomainHeavyEce: number; difficultEce: number; accuracy: number; etas: number[] };
+  hard: { worstDomainHeavyEce: Spread; difficultEce: Spread; accuracy: Spread; etas: number[] };
+  soft: { worstDomainHeavyEce: Spread; difficultEce: Spread; accuracy: Spread; etas: number[] };
+}
+
+/** 'lowered' / 'raised', or no measurable change when the mean is within the spread over seeds. */
+function moved(d: Spread, what: string): string {
+  const n = `${signed(d.mean)}, sd ${d.sd.toFixed(4)}`;
+  if (Math.abs(d.mean) <= d.sd) return `did not change the ${what} measurably (${n})`;
+  return `${d.mean < 0 ? 'lowered' : 'raised'} the ${what} (${n})`;
 }
 
 function tiltSentence(t: TiltEffect): string {
   const one = (name: string, e: TiltEffect['hard']) =>
-    `for ${name} routing (eta ${e.etas.join(', ')}) it ${e.worstDomainHeavyEce < 0 ? 'lowered' : 'did not lower'} the worst domain-heavy ECE ` +
-    `(${signed(e.worstDomainHeavyEce)}), ${e.difficultEce < 0 ? 'lowered' : 'did not lower'} the difficult-subset ECE (${signed(e.difficultEce)}), ` +
-    `and changed in-distribution accuracy by ${signed(e.accuracy)}`;
+    `for ${name} routing (eta ${e.etas.join(', ')}) it ${moved(e.worstDomainHeavyEce, 'worst domain-heavy ECE')}, ` +
+    `${moved(e.difficultEce, 'difficult-subset ECE')}, and changed in-distribution accuracy by ${signed(e.accuracy.mean)}`;
   return `Tilted training (robust-filtered, 'term' gradient, eta chosen per seed on validation only), against ERM with the same calibration: ` +
     `${one('hard', t.hard)}; ${one('soft', t.soft)}.`;
 }
