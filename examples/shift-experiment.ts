@@ -1,7 +1,7 @@
 /**
  * A short run of the paper's question on real data: are hard-routed MoEs with calibrated experts
  * still calibrated when a shift moves the route mix, and soft-routed ones less so?
- *   npm run demo:shift [-- --seeds 3 --epochs 10]   (about 15 s on 2 cores)
+ *   npm run demo:shift [-- --seeds 3 --epochs 10]   (18 fits: about a minute on 2 shared cores)
  * The experiment itself is the library's `experiment.runExperiment` (also `calmoe experiment`,
  * which writes an HTML report with --out); this prints its table and conclusion.
  */
