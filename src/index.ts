@@ -12,6 +12,7 @@ export type * from './moe/index.js';
 export * as calibrate from './calibrate/index.js';
 export * as audit from './audit/index.js';
 export * as report from './report/index.js';
+export * as experiment from './experiment/index.js';
 export * as drift from './drift/index.js';
 export * as io from './io/index.js';
 export { backendInfo, setThreads, getThreads, resetCudaMemoryPeak, type BackendInfo, type CudaGemmInfo } from './backend.js';

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `calmoe` command line: train, eval, predict, calibrate, drift, doctor. Arguments are parsed
+ * The `calmoe` command line: train, eval, predict, calibrate, drift, experiment, doctor. Arguments are parsed
  * by commander (subcommands, typed option parsers, generated --help); every failure is one line
  * on stderr and an exit code that says what kind it was (EXIT in common.ts).
  */
@@ -11,6 +11,7 @@ import { EXIT, EXIT_CODES_HELP, exitCodeOf } from './common.js';
 import { doctorCommand } from './doctor.js';
 import { driftCommand } from './drift.js';
 import { evalCommand } from './eval.js';
+import { experimentCommand } from './experiment.js';
 import { predictCommand } from './predict.js';
 import { trainCommand } from './train.js';
 
@@ -23,9 +24,10 @@ Quick start:
   $ calmoe train train.csv --label y --val-split 0.2 -o model.safetensors
   $ calmoe eval model.safetensors test.csv --label y --audit
   $ calmoe predict model.safetensors new.csv -o predictions.csv
+  $ calmoe experiment --out report.html
 Run 'calmoe <command> --help' for a command's options and examples.
 ${EXIT_CODES_HELP}`);
-  for (const c of [trainCommand(), evalCommand(), predictCommand(), calibrateCommand(), driftCommand(), doctorCommand()]) p.addCommand(c);
+  for (const c of [trainCommand(), evalCommand(), predictCommand(), calibrateCommand(), driftCommand(), experimentCommand(), doctorCommand()]) p.addCommand(c);
   // every command throws instead of exiting, so main() maps errors to exit codes in one place
   const exitOverride = (c: Command) => {
     c.exitOverride();
