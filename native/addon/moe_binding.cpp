@@ -6,6 +6,7 @@
 
 #include "addon/args.h"
 #include "addon/async_task.h"
+#include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/moe.h"
 
@@ -24,26 +25,26 @@ std::vector<int64_t> int_list(const Napi::Value& v, const char* name) {
 MoEConfig config_arg(const Napi::Value& v) {
   Napi::Object o = object(v, "config");
   MoEConfig c;
-  c.input_dim = integer(o.Get("inputDim"), "inputDim", 1, int64_t(1) << 24);
-  c.classes = integer(o.Get("classes"), "classes", 1, int64_t(1) << 24);
-  c.experts = integer(o.Get("experts"), "experts", 1, 4096);
-  c.expert_hidden = int_list(o.Get("expertHidden"), "expertHidden");
-  c.router_hidden = int_list(o.Get("routerHidden"), "routerHidden");
-  c.activation = Activation(choice(o.Get("activation"), "activation", {"relu", "gelu"}));
-  c.routing = Routing(choice(o.Get("routing"), "routing", {"soft", "topk", "hard"}));
-  c.top_k = integer(o.Get("topK"), "topK", 1, 4096);
-  c.router_temperature = float(number(o.Get("routerTemperature"), "routerTemperature"));
-  const Napi::Value precision = o.Get("precision");
+  c.input_dim = integer(own(o, "inputDim"), "inputDim", 1, int64_t(1) << 24);
+  c.classes = integer(own(o, "classes"), "classes", 1, int64_t(1) << 24);
+  c.experts = integer(own(o, "experts"), "experts", 1, 4096);
+  c.expert_hidden = int_list(own(o, "expertHidden"), "expertHidden");
+  c.router_hidden = int_list(own(o, "routerHidden"), "routerHidden");
+  c.activation = Activation(choice(own(o, "activation"), "activation", {"relu", "gelu"}));
+  c.routing = Routing(choice(own(o, "routing"), "routing", {"soft", "topk", "hard"}));
+  c.top_k = integer(own(o, "topK"), "topK", 1, 4096);
+  c.router_temperature = float(number(own(o, "routerTemperature"), "routerTemperature"));
+  const Napi::Value precision = own(o, "precision");
   if (!precision.IsUndefined()) c.precision = MatmulPrecision(choice(precision, "precision", {"tf32", "fp32", "bf16"}));
   moe_check_config(c);
   return c;
 }
 
-const float* temps_arg(const Napi::Value& v, const MoEConfig& c) {
-  if (v.IsUndefined() || v.IsNull()) return nullptr;
+View<const float> temps_arg(const Napi::Value& v, const MoEConfig& c) {
+  if (v.IsUndefined() || v.IsNull()) return {};
   View<const float> t = f32_array(v, "temperatures");
   require_length(t.length, std::size_t(c.experts), "temperatures", "values (one per expert)");
-  return t.data;
+  return t;
 }
 
 // moeLayout(config) -> { total, tensors: [{ name, offset, shape }] }
@@ -88,12 +89,12 @@ Napi::Value Predict(const Napi::CallbackInfo& info) {
     const MoEConfig c = config_arg(arg(info, 0, "config"));
     View<const float> p = f32_array(arg(info, 1, "params"), "params");
     require_length(p.length, std::size_t(moe_layout(c).total), "params", "values (the model's parameter count)");
-    const float* temps = temps_arg(info[2], c);
+    const View<const float> t = temps_arg(info[2], c);
     View<const float> x = f32_array(arg(info, 3, "x"), "x");
     const int64_t rows = integer(arg(info, 4, "rows"), "rows", 1, int64_t(1) << 40);
     require_length(x.length, std::size_t(rows * c.input_dim), "x", "elements (rows x inputDim)");
     Napi::Object o = object(arg(info, 5, "options"), "options");
-    const Device dev = moe_resolve_device(device_request(o.Get("device")));
+    const Device dev = moe_resolve_device(device_request(own(o, "device")));
     const int64_t A = moe_active_experts(c, false);
     Napi::Object out = Napi::Object::New(env);
     PredictOutputs po;
@@ -103,26 +104,27 @@ Napi::Value Predict(const Napi::CallbackInfo& info) {
       return a.Data();
     };
     po.probs = f32("probs", rows * c.classes);
-    if (boolean(o.Get("routing"), "routing")) po.routing = f32("routing", rows * c.experts);
-    if (boolean(o.Get("selected"), "selected")) {
+    if (boolean(own(o, "routing"), "routing")) po.routing = f32("routing", rows * c.experts);
+    if (boolean(own(o, "selected"), "selected")) {
       auto s = Napi::Int32Array::New(env, std::size_t(rows * A));
       out.Set("selected", s);
       po.selected = s.Data();
     }
-    if (boolean(o.Get("gates"), "gates")) po.gates = f32("gates", rows * A);
-    if (boolean(o.Get("expertProbs"), "expertProbs")) po.expert_probs = f32("expertProbs", rows * A * c.classes);
+    if (boolean(own(o, "gates"), "gates")) po.gates = f32("gates", rows * A);
+    if (boolean(own(o, "expertProbs"), "expertProbs")) po.expert_probs = f32("expertProbs", rows * A * c.classes);
     out.Set("active", double(A));
-    const float* pd = p.data;
-    const float* xd = x.data;
-    auto work = [=]() { moe_predict(dev, c, pd, temps, xd, rows, po); };
     const bool async = info.Length() > 6 && boolean(info[6], "async");
+    auto in = std::make_shared<CallInputs>(async);
+    const float* pd = in->hold(p);
+    const float* temps = in->hold(t);
+    const float* xd = in->hold(x);
+    auto work = [=]() { moe_predict(dev, c, pd, temps, xd, rows, po); };
     if (!async) {
       work();
       return out;
     }
     auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out));
-    return AsyncTask::Start(env, {info[1], info[3], info[2].IsUndefined() || info[2].IsNull() ? info[1] : info[2]}, work,
-                            [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
+    return AsyncTask::Start(env, {out}, [in, work]() { work(); }, [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
   });
 }
 
@@ -163,48 +165,52 @@ Napi::Object step_to_js(Napi::Env env, const Progress& p) {
 FitConfig fit_arg(const Napi::Value& v) {
   Napi::Object o = object(v, "options");
   FitConfig f;
-  f.epochs = integer(o.Get("epochs"), "epochs", 1, int64_t(1) << 31);
-  f.batch_size = integer(o.Get("batchSize"), "batchSize", 1, int64_t(1) << 24);
-  f.shuffle = boolean(o.Get("shuffle"), "shuffle");
-  f.seed = uint64_t(number(o.Get("seed"), "seed"));
-  f.progress_every = integer(o.Get("progressEvery"), "progressEvery", 0, int64_t(1) << 40);
-  Napi::Object opt = object(o.Get("optimizer"), "optimizer");
-  f.optimizer.kind = OptimizerKind(choice(opt.Get("type"), "optimizer.type", {"sgd", "adamw"}));
-  f.optimizer.lr = number(opt.Get("lr"), "optimizer.lr");
-  f.optimizer.weight_decay = number(opt.Get("weightDecay"), "optimizer.weightDecay");
-  f.optimizer.momentum = number(opt.Get("momentum"), "optimizer.momentum");
-  f.optimizer.nesterov = boolean(opt.Get("nesterov"), "optimizer.nesterov");
-  f.optimizer.beta1 = number(opt.Get("beta1"), "optimizer.beta1");
-  f.optimizer.beta2 = number(opt.Get("beta2"), "optimizer.beta2");
-  f.optimizer.eps = number(opt.Get("eps"), "optimizer.eps");
-  f.optimizer.clip_norm = number(o.Get("clipNorm"), "clipNorm");
-  Napi::Object sch = object(o.Get("schedule"), "schedule");
-  f.schedule.kind = ScheduleKind(choice(sch.Get("type"), "schedule.type", {"constant", "cosine"}));
-  f.schedule.warmup_steps = integer(sch.Get("warmupSteps"), "schedule.warmupSteps", 0, int64_t(1) << 40);
-  f.schedule.min_lr_ratio = number(sch.Get("minLrRatio"), "schedule.minLrRatio");
-  Napi::Object ob = object(o.Get("objective"), "objective");
-  f.objective.kind = ObjectiveKind(choice(ob.Get("type"), "objective.type", {"erm", "robust", "robust-filtered"}));
-  f.objective.eta = number(ob.Get("eta"), "objective.eta");
-  f.objective.gradient = TiltGradient(choice(ob.Get("gradient"), "objective.gradient", {"term", "through"}));
-  f.objective.warmup_epochs = integer(ob.Get("warmupEpochs"), "objective.warmupEpochs", 0, int64_t(1) << 31);
-  f.objective.tau_regret = number(ob.Get("tauRegret"), "objective.tauRegret");
-  f.objective.tau_disagreement = number(ob.Get("tauDisagreement"), "objective.tauDisagreement");
-  f.objective.median_disagreement = boolean(ob.Get("medianDisagreement"), "objective.medianDisagreement");
-  f.objective.balance_alpha = number(o.Get("balanceLoss"), "balanceLoss");
+  f.epochs = integer(own(o, "epochs"), "epochs", 1, int64_t(1) << 31);
+  f.batch_size = integer(own(o, "batchSize"), "batchSize", 1, int64_t(1) << 24);
+  f.shuffle = boolean(own(o, "shuffle"), "shuffle");
+  f.seed = uint64_t(number(own(o, "seed"), "seed"));
+  f.progress_every = integer(own(o, "progressEvery"), "progressEvery", 0, int64_t(1) << 40);
+  Napi::Object opt = object(own(o, "optimizer"), "optimizer");
+  f.optimizer.kind = OptimizerKind(choice(own(opt, "type"), "optimizer.type", {"sgd", "adamw"}));
+  f.optimizer.lr = number(own(opt, "lr"), "optimizer.lr");
+  f.optimizer.weight_decay = number(own(opt, "weightDecay"), "optimizer.weightDecay");
+  f.optimizer.momentum = number(own(opt, "momentum"), "optimizer.momentum");
+  f.optimizer.nesterov = boolean(own(opt, "nesterov"), "optimizer.nesterov");
+  f.optimizer.beta1 = number(own(opt, "beta1"), "optimizer.beta1");
+  f.optimizer.beta2 = number(own(opt, "beta2"), "optimizer.beta2");
+  f.optimizer.eps = number(own(opt, "eps"), "optimizer.eps");
+  f.optimizer.clip_norm = number(own(o, "clipNorm"), "clipNorm");
+  Napi::Object sch = object(own(o, "schedule"), "schedule");
+  f.schedule.kind = ScheduleKind(choice(own(sch, "type"), "schedule.type", {"constant", "cosine"}));
+  f.schedule.warmup_steps = integer(own(sch, "warmupSteps"), "schedule.warmupSteps", 0, int64_t(1) << 40);
+  f.schedule.min_lr_ratio = number(own(sch, "minLrRatio"), "schedule.minLrRatio");
+  Napi::Object ob = object(own(o, "objective"), "objective");
+  f.objective.kind = ObjectiveKind(choice(own(ob, "type"), "objective.type", {"erm", "robust", "robust-filtered"}));
+  f.objective.eta = number(own(ob, "eta"), "objective.eta");
+  f.objective.gradient = TiltGradient(choice(own(ob, "gradient"), "objective.gradient", {"term", "through"}));
+  f.objective.warmup_epochs = integer(own(ob, "warmupEpochs"), "objective.warmupEpochs", 0, int64_t(1) << 31);
+  f.objective.tau_regret = number(own(ob, "tauRegret"), "objective.tauRegret");
+  f.objective.tau_disagreement = number(own(ob, "tauDisagreement"), "objective.tauDisagreement");
+  f.objective.median_disagreement = boolean(own(ob, "medianDisagreement"), "objective.medianDisagreement");
+  f.objective.balance_alpha = number(own(o, "balanceLoss"), "balanceLoss");
   return f;
 }
 
-// State shared by the training thread and the main thread.
+// State shared by the training thread and the main thread. The thread trains a copy of the
+// parameters on copies of the data (CallInputs): the caller may detach, shrink or overwrite any of
+// its arrays meanwhile. The trained parameters go back into the caller's array on the main
+// thread when the fit settles (finished, cancelled or diverged).
 struct FitJob {
   MoEConfig config;
   FitConfig fit;
   Device device = Device::Cpu;
-  float* params = nullptr;
+  std::vector<float> params;
+  CallInputs inputs{true};
   const float* temps = nullptr;
   Dataset train, val;
   bool has_val = false;
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
-  std::vector<Napi::Reference<Napi::Value>> keep;  // the typed arrays the thread reads and writes
+  Napi::Reference<Napi::Value> params_ref;  // where the trained parameters go back
   Napi::Promise::Deferred deferred;
   Napi::ThreadSafeFunction tsfn;
   std::thread thread;
@@ -215,6 +221,25 @@ struct FitJob {
   std::string message, code;
   explicit FitJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
+
+// The trained parameters into the caller's array, unless it no longer has the model's size
+// (transferred or resized during the fit): then the fit fails with an error saying so.
+void write_back(FitJob& job) {
+  View<float> p;
+  try {
+    p = f32_array_mut(job.params_ref.Value(), "params");
+  } catch (const Error&) {
+  }
+  if (p.data != nullptr && p.length == job.params.size()) {
+    std::copy(job.params.begin(), job.params.end(), p.data);
+    return;
+  }
+  if (job.failed) return;  // the first error stands
+  job.failed = true;
+  job.kind = ErrorKind::Runtime;
+  job.message = "params: the model's parameter array was transferred or resized while fit ran, so the trained parameters had nowhere to go";
+  job.code = "CALMOE_DETACHED";
+}
 
 struct Event {
   bool done = false;
@@ -231,32 +256,28 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
     job->config = config_arg(arg(info, 0, "config"));
     View<float> p = f32_array_mut(arg(info, 1, "params"), "params");
     require_length(p.length, std::size_t(moe_layout(job->config).total), "params", "values (the model's parameter count)");
-    job->params = p.data;
-    job->temps = temps_arg(info[2], job->config);
+    job->params.assign(p.data, p.data + p.length);
+    job->temps = job->inputs.hold(temps_arg(info[2], job->config));
     View<const float> x = f32_array(arg(info, 3, "x"), "x");
     View<const int32_t> y = i32_array(arg(info, 4, "y"), "y");
     const int64_t rows = integer(arg(info, 5, "rows"), "rows", 1, int64_t(1) << 31);
     require_length(x.length, std::size_t(rows * job->config.input_dim), "x", "elements (rows x inputDim)");
     require_length(y.length, std::size_t(rows), "y", "labels (one per row)");
-    job->train = Dataset{x.data, y.data, rows};
-    std::vector<Napi::Value> keep = {info[1], info[3], info[4]};
-    if (!info[2].IsUndefined() && !info[2].IsNull()) keep.push_back(info[2]);
+    job->train = Dataset{job->inputs.hold(x), job->inputs.hold(y), rows};
     if (!info[6].IsUndefined() && !info[6].IsNull()) {
       View<const float> vx = f32_array(info[6], "validation.x");
       View<const int32_t> vy = i32_array(arg(info, 7, "validation.y"), "validation.y");
       const int64_t vrows = integer(arg(info, 8, "validation rows"), "validation rows", 1, int64_t(1) << 31);
       require_length(vx.length, std::size_t(vrows * job->config.input_dim), "validation.x", "elements (rows x inputDim)");
       require_length(vy.length, std::size_t(vrows), "validation.y", "labels (one per row)");
-      job->val = Dataset{vx.data, vy.data, vrows};
+      job->val = Dataset{job->inputs.hold(vx), job->inputs.hold(vy), vrows};
       job->has_val = true;
-      keep.push_back(info[6]);
-      keep.push_back(info[7]);
     }
     job->fit = fit_arg(arg(info, 9, "options"));
     Napi::Value cb = info.Length() > 10 ? info[10] : env.Undefined();
     if (!cb.IsFunction()) throw_type("onProgress: expected a function");
     job->device = moe_resolve_device(device_request(info.Length() > 11 ? info[11] : env.Undefined()));
-    for (auto& v : keep) job->keep.push_back(Napi::Persistent(v));
+    job->params_ref = Napi::Persistent(info[1]);
 
     job->tsfn = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "calmoe.fit", 0, 1, job,
                                               [](Napi::Env, FitJob* j) {  // finalizer: on the main thread
@@ -276,7 +297,7 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
         });
       };
       try {
-        job->history = moe_fit(job->device, job->config, job->params, job->temps, job->train, job->has_val ? &job->val : nullptr,
+        job->history = moe_fit(job->device, job->config, job->params.data(), job->temps, job->train, job->has_val ? &job->val : nullptr,
                                job->fit, job->cancel.get(), report, &job->cancelled);
       } catch (const Error& e) {
         job->failed = true;
@@ -291,7 +312,8 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
       job->tsfn.BlockingCall(new Event{true, {}}, [job](Napi::Env e, Napi::Function, Event* ev) {
         delete ev;
         Napi::HandleScope scope(e);
-        job->keep.clear();
+        write_back(*job);
+        job->params_ref.Reset();
         if (job->failed) {
           job->deferred.Reject(to_js_error(e, job->kind, job->message, job->code).Value());
           return;

@@ -147,9 +147,12 @@ int workers_for(int64_t n_tasks) {
   return int(std::min<int64_t>(cpu_threads(), n_tasks));
 }
 
-void parallel_for(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+void parallel_for(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) { parallel_for(n_tasks, INT32_MAX, fn); }
+
+void parallel_for(int64_t n_tasks, int max_workers, const std::function<void(int64_t, int)>& fn) {
   if (n_tasks <= 0) return;
-  const int workers = workers_for(n_tasks);
+  // One reading of the thread count per call: the job hands out indices below `workers` only.
+  const int workers = std::max(1, std::min(workers_for(n_tasks), max_workers));
   Job job;
   job.fn = &fn;
   job.n = n_tasks;

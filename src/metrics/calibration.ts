@@ -371,7 +371,9 @@ export function groupCalibrationSync(scores: MatrixInput, labels: LabelsInput, g
 
 function groupRequest(scores: unknown, labels: unknown, groups: unknown, options: unknown) {
   const o = readOptions(options, 'options', [...ROW_OPTIONS, 'numGroups']);
-  const { numGroups, ...rest } = o;
+  const numGroups = o.numGroups;
+  const rest = o;
+  delete rest.numGroups;
   const m = toMatrix(scores, 'scores');
   const g = groupArg(groups, m.rows, numGroups);
   return { request: rowsRequest('top-label', m, labels, rest, true, g) };
@@ -456,7 +458,9 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
   }
 
   #request(a: unknown, b: unknown, options: unknown): Request {
-    const { groups: ids, ...o } = readOptions(options, 'options', ['input', 'sumTolerance', 'device', 'groups']);
+    const o = readOptions(options, 'options', ['input', 'sumTolerance', 'device', 'groups']);
+    const ids = o.groups;
+    delete o.groups;
     if (this.groups && ids === undefined) throw typeError('options.groups: this accumulator is grouped; pass one group id per row');
     if (!this.groups && ids !== undefined) throw rangeError('options.groups: this accumulator was created without groups');
     const rows = a !== null && typeof a === 'object' && 'rows' in a ? (a as { rows: number }).rows : (a as ArrayLike<unknown>)?.length;

@@ -128,13 +128,19 @@ export class MoEClassifier {
     return this.#params.length;
   }
 
-  /** All parameters, flat (the layout of tensors()). A live view: writes change the model. */
+  /**
+   * All parameters, flat (the layout of tensors()). A live view: writes change the model. While
+   * fit() runs it throws (code 'CALMOE_BUSY'): the fit trains a private copy and writes it back
+   * when it settles, replacing any write made meanwhile through a view taken earlier.
+   */
   get parameters(): Float32Array {
+    this.#idle('parameters');
     return this.#params;
   }
 
   /** Named views of the parameters: router.<layer>.weight|bias, experts.<k>.<layer>.weight|bias. */
   tensors(): TensorView[] {
+    this.#idle('tensors');
     return this.#layout.map((t) => ({
       name: t.name,
       shape: [...t.shape],

@@ -10,6 +10,7 @@
  */
 import { rangeError, typeError } from '../errors.js';
 import { escapeXml, fitFontSize, formatNumber, formatPercent, px } from './markup.js';
+import { ownProperties } from '../validate.js';
 import { type CalibrationLike, type ReliabilityDiagram, reliabilityDiagram } from './reliability-diagram.js';
 
 export type ReliabilityStyle = 'bars' | 'points';
@@ -58,7 +59,7 @@ interface Parsed {
 
 function parse(options: unknown, extra: readonly string[]): Parsed & Record<string, unknown> {
   if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) throw typeError('options: expected an object');
-  const o = (options ?? {}) as Record<string, unknown>;
+  const o = ownProperties(options ?? {});
   const known = ['style', 'width', 'level', 'histogram', 'legend', 'xmlns', ...extra];
   for (const k of Object.keys(o)) if (!known.includes(k)) throw rangeError(`options: unknown option '${k}' (known: ${known.join(', ')})`);
   const style = o.style ?? 'bars';
@@ -74,7 +75,7 @@ function parse(options: unknown, extra: readonly string[]): Parsed & Record<stri
     if (typeof v !== 'boolean') throw typeError(`${k}: expected a boolean`);
     return v;
   };
-  return { ...o, style, width, level, histogram: flag('histogram'), legend: flag('legend'), xmlns: flag('xmlns') };
+  return Object.assign(o, { style, width, level, histogram: flag('histogram'), legend: flag('legend'), xmlns: flag('xmlns') }) as Parsed & Record<string, unknown>;
 }
 
 function isDiagram(x: unknown): x is ReliabilityDiagram {

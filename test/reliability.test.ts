@@ -1,0 +1,104 @@
+/**
+ * Nothing a caller does changes a call behind its back: options are own properties only (a
+ * polluted Object.prototype changes no validation or training), shared memory is refused by
+ * name, and the model refuses every read or write of its parameters while fit() runs.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { MoEClassifier, drift, metrics } from '../src/index.js';
+
+const proto = Object.prototype as Record<string, unknown>;
+const polluted = ['epochs', 'sumTolerance', 'groups', 'bins', 'input', 'device', 'batchSize', 'shuffle', 'binning', 'routerTemperature'];
+afterEach(() => {
+  for (const k of polluted) delete proto[k];
+});
+
+function probs(rows: number, classes: number) {
+  const data = new Float32Array(rows * classes);
+  const labels = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let s = 0;
+    for (let j = 0; j < classes; j++) s += data[i * classes + j] = 1 + ((i * 31 + j * 17) % 13);
+    for (let j = 0; j < classes; j++) data[i * classes + j] /= s;
+    labels[i] = (i * 7) % classes;
+  }
+  return { m: { data, rows, cols: classes }, labels };
+}
+
+describe('Object.prototype pollution', () => {
+  it('changes neither calibration metrics nor their validation', async () => {
+    const { m, labels } = probs(500, 4);
+    const want = metrics.calibrationSync(m, labels);
+    const broken = { ...m, data: m.data.map((v, i) => (i % 4 === 0 ? v + 0.2 : v)) };
+    expect(() => metrics.calibrationSync(broken, labels)).toThrow(RangeError);
+    proto.sumTolerance = 1e9;
+    proto.bins = 3;
+    proto.input = 'logits';
+    proto.binning = 'equal-mass';
+    proto.groups = new Int32Array(500);
+    proto.device = 'cuda';
+    expect(metrics.calibrationSync(m, labels)).toEqual(want);
+    expect(await metrics.calibration(m, labels)).toEqual(want);
+    expect(() => metrics.calibrationSync(broken, labels)).toThrow(RangeError);
+    const acc = new metrics.CalibrationAccumulator();
+    acc.updateSync(m, labels);
+    expect(acc.result().ece).toBe(want.ece);
+  });
+
+  it('changes no training option', async () => {
+    const x = { data: new Float32Array(64 * 3).map((_, i) => Math.sin(i)), rows: 64, cols: 3 };
+    const y = new Int32Array(64).map((_, i) => i % 2);
+    const fit = async () => {
+      const m = new MoEClassifier({ inputDim: 3, classes: 2, experts: 2, seed: 4 });
+      const h = await m.fit(x, y, {});
+      return { epochs: h.epochs.length, steps: h.epochs[0].steps, params: Array.from(m.parameters) };
+    };
+    const want = await fit();
+    proto.epochs = 5;
+    proto.batchSize = 1;
+    proto.shuffle = 'yes';
+    proto.routerTemperature = 1e-30;
+    expect(await fit()).toEqual(want);
+  });
+
+  it('changes no drift option', () => {
+    const ref = { data: new Float32Array(200).map((_, i) => Math.cos(i)), rows: 100, cols: 2 };
+    const want = drift.driftReportSync(ref, ref);
+    proto.bins = 2;
+    expect(drift.driftReportSync(ref, ref)).toEqual(want);
+  });
+});
+
+describe('SharedArrayBuffer inputs', () => {
+  it('are refused with a TypeError naming the argument', async () => {
+    const sab = new Float32Array(new SharedArrayBuffer(40));
+    sab.fill(0.1);
+    const y = new Int32Array(4);
+    expect(() => metrics.eceSync({ data: sab, rows: 4, cols: 10 }, y)).toThrow(expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/^scores\.data: .*SharedArrayBuffer/) }));
+    const ysab = new Int32Array(new SharedArrayBuffer(16));
+    await expect(metrics.ece({ data: new Float32Array(40).fill(0.1), rows: 4, cols: 10 }, ysab)).rejects.toThrow(/^labels: .*SharedArrayBuffer/);
+    const m = new MoEClassifier({ inputDim: 10, classes: 2, experts: 2 });
+    expect(() => m.predictSync({ data: sab, rows: 4, cols: 10 })).toThrow(/^x\.data: .*SharedArrayBuffer/);
+  });
+});
+
+describe('the model while fit() runs', () => {
+  it('refuses the parameter views and predict with CALMOE_BUSY; writes land after', async () => {
+    const x = { data: new Float32Array(64 * 3).map((_, i) => Math.sin(i)), rows: 64, cols: 3 };
+    const y = new Int32Array(64).map((_, i) => i % 2);
+    const m = new MoEClassifier({ inputDim: 3, classes: 2, experts: 2, seed: 4 });
+    const before = m.parameters;
+    const p = m.fit(x, y, { epochs: 2 });
+    const busy = expect.objectContaining({ code: 'CALMOE_BUSY' });
+    expect(() => m.parameters).toThrow(busy);
+    expect(() => m.tensors()).toThrow(busy);
+    expect(() => m.predictSync(x)).toThrow(busy);
+    await expect(m.predict(x)).rejects.toThrow(busy);
+    await expect(m.evaluate(x, y)).rejects.toThrow(busy);
+    expect(() => m.setTemperatures([1, 1])).toThrow(busy);
+    await expect(m.fit(x, y)).rejects.toThrow(busy);
+    before[0] = 1234;  // a view taken earlier: the fit's parameters replace it when it settles
+    await p;
+    expect(m.parameters).toBe(before);
+    expect(m.parameters[0]).not.toBe(1234);
+  });
+});
