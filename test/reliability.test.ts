@@ -102,3 +102,34 @@ describe('the model while fit() runs', () => {
     expect(m.parameters[0]).not.toBe(1234);
   });
 });
+
+describe('predict never returns NaN silently', () => {
+  const m = new MoEClassifier({ inputDim: 3, classes: 2, experts: 2, seed: 4 });
+  const x = (v: number) => ({ data: new Float32Array([0.5, v, -0.25, 1, 2, 3]), rows: 2, cols: 3 });
+  it.each([Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY])('rejects feature %s naming it, like fit', async (v) => {
+    expect(() => m.predictSync(x(v))).toThrow(expect.objectContaining({ name: 'RangeError', message: 'x: row 0, feature 1 is not finite' }));
+    await expect(m.predict(x(v))).rejects.toThrow(RangeError);
+    await expect(m.evaluate(x(v), [0, 1])).rejects.toThrow(/^x: row 0, feature 1 is not finite/);
+    await expect(m.fit(x(v), [0, 1])).rejects.toThrow(/x: row 0, feature 1 is not finite/);
+  });
+  it('a huge finite feature: finite probabilities or a RangeError naming the row', () => {
+    for (const v of [3e38, -3e38, 1e30]) {
+      let probs: Float32Array | undefined;
+      try {
+        probs = m.predictSync(x(v)).probs.data;
+      } catch (e) {
+        expect(e).toBeInstanceOf(RangeError);
+        expect((e as Error).message).toMatch(/^x: row 0 gives non-finite probabilities/);
+      }
+      if (probs) for (const p of probs) expect(Number.isFinite(p)).toBe(true);
+    }
+  });
+  it('a tiny router temperature: finite probabilities or a RangeError', () => {
+    const t = new MoEClassifier({ inputDim: 3, classes: 2, experts: 3, routerTemperature: 1e-30, seed: 2 });
+    try {
+      for (const p of t.predictSync(x(1e5)).probs.data) expect(Number.isFinite(p)).toBe(true);
+    } catch (e) {
+      expect(e).toBeInstanceOf(RangeError);
+    }
+  });
+});

@@ -196,6 +196,15 @@ Napi::Value Merge(const Napi::CallbackInfo& info) {
   });
 }
 
+// calibStateCheck(state): throws unless `state` is a well-formed state (header, length, counts)
+Napi::Value StateCheck(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    View<uint64_t> s = u64_array(arg(info, 0, "state"), "state");
+    calib_state_config(s.data, s.length);
+    return info.Env().Undefined();
+  });
+}
+
 // calibFinalize(state) -> summary
 Napi::Value Finalize(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -251,6 +260,7 @@ void register_calibration(Napi::Env env, Napi::Object exports) {
   exports.Set("calibUpdateBinary", Napi::Function::New(env, UpdateBinary, "calibUpdateBinary"));
   exports.Set("calibUpdateConfidence", Napi::Function::New(env, UpdateConfidence, "calibUpdateConfidence"));
   exports.Set("calibMerge", Napi::Function::New(env, Merge, "calibMerge"));
+  exports.Set("calibStateCheck", Napi::Function::New(env, StateCheck, "calibStateCheck"));
   exports.Set("calibFinalize", Napi::Function::New(env, Finalize, "calibFinalize"));
   exports.Set("calibEqualMass", Napi::Function::New(env, EqualMass, "calibEqualMass"));
 }

@@ -18,6 +18,8 @@ std::vector<int64_t> int_list(const Napi::Value& v, const char* name) {
   if (v.IsUndefined()) return out;
   if (!v.IsArray()) throw_type(std::string(name) + ": expected an array of integers");
   Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > kMoEMaxHiddenLayers)
+    throw_range(std::string(name) + ": expected at most " + std::to_string(kMoEMaxHiddenLayers) + " hidden layers, got " + std::to_string(a.Length()));
   for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(integer(a.Get(i), name, 1, int64_t(1) << 24));
   return out;
 }
@@ -67,6 +69,11 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
     o.Set("tensors", tensors);
     return o;
   });
+}
+
+// moeParamCount(config) -> the model's parameter count (checked; no layout built)
+Napi::Value ParamCount(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), double(moe_param_count(config_arg(arg(info, 0, "config"))))); });
 }
 
 // moeInit(config, params, seed, kind, std)
@@ -343,6 +350,7 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
 void register_moe(Napi::Env env, Napi::Object exports) {
   exports.Set("moeLayout", Napi::Function::New(env, Layout, "moeLayout"));
   exports.Set("moeInit", Napi::Function::New(env, Init, "moeInit"));
+  exports.Set("moeParamCount", Napi::Function::New(env, ParamCount, "moeParamCount"));
   exports.Set("moePredict", Napi::Function::New(env, Predict, "moePredict"));
   exports.Set("moeFit", Napi::Function::New(env, Fit, "moeFit"));
 }

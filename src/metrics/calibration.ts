@@ -520,9 +520,15 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
   /** Restores an accumulator from {@link toJSON}'s output (validated). */
   static fromJSON(json: unknown): CalibrationAccumulator {
     const words = wordsFromJSON(json, 'calmoe.calibration-accumulator', 'CalibrationAccumulator.toJSON()');
-    // Reading the summary validates the layout (magic, bins, groups, length).
     const kinds: AccumulatorMode[] = ['top-label', 'classwise', 'binary', 'confidence'];
     if (words.length < 10) throw rangeError('json.state: too short to be a calibration state');
+    // Header, length (against the payload, before anything is allocated from the header) and the
+    // counts' invariants.
+    try {
+      native().calibStateCheck(words);
+    } catch (e) {
+      throw rangeError(`json.state: ${(e as Error).message.replace(/^state: /, '')}`);
+    }
     const flags = words[3];
     const kind = kinds[Number((flags >> 8n) & 0xffn)];
     if (!kind) throw rangeError('json.state: unknown accumulator mode');
@@ -537,7 +543,6 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
     });
     if (acc.#state.length !== words.length) throw rangeError('json.state: length does not match its header');
     acc.#state.set(words);
-    native().calibMerge(new BigUint64Array(acc.#state), acc.#state);  // checks the header once more
     return acc;
   }
 }

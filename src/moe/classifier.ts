@@ -370,11 +370,18 @@ export class MoEClassifier {
     if (j === null || typeof j !== 'object' || j.format !== 'calmoe.moe' || j.version !== 1)
       throw typeError("json: expected the output of MoEClassifier.toJSON() (format 'calmoe.moe', version 1)");
     if (typeof j.parameters !== 'string') throw typeError('json.parameters: expected a base64 string');
+    if (!Array.isArray(j.temperatures)) throw typeError('json.temperatures: expected an array of numbers');
+    // The sizes the options claim are checked against the payload before anything is allocated
+    // or initialised from them: a small hostile document costs no more than its own length.
+    const { config } = parseModelOptions(j.options);
+    const bytes = 4 * native().moeParamCount(config);
+    const got = Buffer.byteLength(j.parameters, 'base64');
+    if (got !== bytes) throw rangeError(`json.parameters: expected ${bytes} bytes for this configuration, got ${got}`);
+    if (j.temperatures.length !== config.experts) throw rangeError(`json.temperatures: expected ${config.experts} values (one per expert), got ${j.temperatures.length}`);
     const model = new MoEClassifier(j.options as MoEOptions);
     const buf = Buffer.from(j.parameters, 'base64');
     if (buf.length !== model.#params.byteLength) throw rangeError(`json.parameters: expected ${model.#params.byteLength} bytes for this configuration, got ${buf.length}`);
     model.setParameters(new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length)));
-    if (!Array.isArray(j.temperatures)) throw typeError('json.temperatures: expected an array of numbers');
     model.setTemperatures(j.temperatures as number[]);
     return model;
   }
