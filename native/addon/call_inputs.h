@@ -3,7 +3,8 @@
 // main thread, so its worker reads memory the call owns: the caller may transfer (detach), shrink,
 // overwrite or drop its buffers at any moment and the result is still the one on the data as it
 // was at the call, never a read of freed memory. Outputs are arrays the call allocates itself and
-// hands to JavaScript only when it settles, so they need no copy.
+// hands to JavaScript only when it settles, so they need no copy. The copy runs on the CPU worker
+// threads into pooled memory (copy_pool.h): its cost is bench/async-inputs.ts's async vs sync.
 #pragma once
 #include <cstddef>
 #include <cstring>
@@ -11,6 +12,8 @@
 #include <vector>
 
 #include "addon/args.h"
+#include "addon/copy_pool.h"
+#include "calmoe/device.h"
 
 namespace calmoe::addon {
 
@@ -22,8 +25,8 @@ class CallInputs {
   template <class T>
   const T* hold(View<const T> v) {
     if (!copy_ || v.data == nullptr) return v.data;
-    std::unique_ptr<unsigned char[]> owned(new unsigned char[v.length * sizeof(T) + 1]);  // default-initialised: no zeroing pass
-    std::memcpy(owned.get(), v.data, v.length * sizeof(T));
+    std::shared_ptr<unsigned char> owned = copy_buffer(v.length * sizeof(T));  // new or aligned reuse
+    host_copy(owned.get(), v.data, v.length * sizeof(T));
     const T* p = reinterpret_cast<const T*>(owned.get());
     copies_.push_back(std::move(owned));
     return p;
@@ -35,7 +38,7 @@ class CallInputs {
 
  private:
   bool copy_;
-  std::vector<std::unique_ptr<unsigned char[]>> copies_;
+  std::vector<std::shared_ptr<unsigned char>> copies_;
 };
 
 }  // namespace calmoe::addon

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -171,4 +172,18 @@ void parallel_for(int64_t n_tasks, int max_workers, const std::function<void(int
 }
 
 }  // namespace cpu
+
+void host_copy(void* dst, const void* src, std::size_t bytes) {
+  constexpr std::size_t kChunk = std::size_t(4) << 20;
+  if (bytes <= kChunk) {
+    if (bytes) std::memcpy(dst, src, bytes);
+    return;
+  }
+  const int64_t chunks = int64_t((bytes + kChunk - 1) / kChunk);
+  cpu::parallel_for(chunks, [&](int64_t c, int) {
+    const std::size_t off = std::size_t(c) * kChunk;
+    std::memcpy(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off, std::min(kChunk, bytes - off));
+  });
+}
+
 }  // namespace calmoe

@@ -59,4 +59,8 @@ void reset_cuda_memory_peak();
 int cpu_threads();
 void set_cpu_threads(int n);
 
+// memcpy on the CPU worker threads (large copies are bound by memory bandwidth, which one thread
+// does not reach). The ranges must not overlap.
+void host_copy(void* dst, const void* src, std::size_t bytes);
+
 }  // namespace calmoe
