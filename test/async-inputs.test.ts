@@ -11,8 +11,8 @@ import { describe, expect, it } from 'vitest';
 
 const script = fileURLToPath(new URL('./scenarios/async-inputs.mjs', import.meta.url));
 
-function scenario(name: string): { ok: boolean; detail: unknown } {
-  const r = spawnSync(process.execPath, ['--expose-gc', script, name], { encoding: 'utf8', timeout: 240_000 });
+function scenario(name: string, timeout = 240_000): { ok: boolean; detail: unknown } {
+  const r = spawnSync(process.execPath, ['--expose-gc', script, name], { encoding: 'utf8', timeout, killSignal: 'SIGKILL' });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   expect({ name, signal: r.signal, status: r.status, stderr: r.stderr.slice(-2000) }).toMatchObject({ signal: null, status: 0 });
   return JSON.parse(line) as { ok: boolean; detail: unknown };
@@ -39,6 +39,12 @@ describe('fit owns its data and parameters', () => {
   });
   it('an async predict started before fit gives the pre-fit model', () => {
     expect(scenario('predict-then-fit').ok).toBe(true);
+  });
+});
+
+describe('stopping a fit', () => {
+  it('worker.terminate() stops a running fit (an environment cleanup hook) instead of waiting for it', () => {
+    expect(scenario('terminate-during-fit', 60_000).ok).toBe(true);
   });
 });
 

@@ -133,3 +133,35 @@ describe('predict never returns NaN silently', () => {
     }
   });
 });
+
+describe('bounded work and waiting in fit', () => {
+  const x = { data: new Float32Array([0.1, 0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]), rows: 4, cols: 2 };
+  const y = [0, 1, 0, 1];
+  it('keeps the last 10,000 epoch logs of a fit with many short epochs', async () => {
+    const m = new MoEClassifier({ inputDim: 2, classes: 2, experts: 1, expertHidden: [], seed: 1 });
+    const h = await m.fit(x, y, { epochs: 25_000, batchSize: 4 });
+    expect(h.epochs.length).toBe(10_000);
+    expect(h.epochs[0].epoch).toBe(15_000);
+    expect(h.epochs[9_999].epoch).toBe(24_999);
+  });
+  it('delivers no progress queued before an abort', async () => {
+    const m = new MoEClassifier({ inputDim: 2, classes: 2, experts: 1, expertHidden: [], seed: 1 });
+    const ac = new AbortController();
+    let after = 0;
+    const p = m.fit(x, y, { epochs: 1e6, batchSize: 1, signal: ac.signal, onBatchEnd: () => { if (ac.signal.aborted) after++; else ac.abort(); } });
+    await expect(p).rejects.toMatchObject({ name: 'AbortError' });
+    expect(after).toBe(0);
+  });
+});
+
+describe('SVG output', () => {
+  it('refuses diagram data whose fields are not numbers (nothing reaches the markup unescaped)', async () => {
+    const { report } = await import('../src/index.js');
+    const { m, labels } = probs(100, 3);
+    const d = report.reliabilityDiagram(metrics.calibrationSync(m, labels));
+    expect(report.reliabilitySvg(d)).toMatch(/^<svg/);
+    expect(() => report.reliabilitySvg({ ...d, rows: '<script>alert(1)</script>' as unknown as number })).toThrow(/rows: expected a number/);
+    const bins = d.bins.map((b, i) => (i === 0 ? { ...b, count: '<b>' as unknown as number } : b));
+    expect(() => report.reliabilitySvg({ ...d, bins })).toThrow(/bins\[0\]\.count: expected a number/);
+  });
+});

@@ -218,6 +218,8 @@ struct FitJob {
   bool has_val = false;
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Reference<Napi::Value> params_ref;  // where the trained parameters go back
+  napi_env env = nullptr;
+  bool cleanup_hook = false;  // registered and not yet run (main thread only)
   Napi::Promise::Deferred deferred;
   Napi::ThreadSafeFunction tsfn;
   std::thread thread;
@@ -246,6 +248,14 @@ void write_back(FitJob& job) {
   job.kind = ErrorKind::Runtime;
   job.message = "params: the model's parameter array was transferred or resized while fit ran, so the trained parameters had nowhere to go";
   job.code = "CALMOE_DETACHED";
+}
+
+constexpr std::size_t kProgressQueue = 64;
+
+void stop_on_teardown(void* arg) {
+  auto* job = static_cast<FitJob*>(arg);
+  job->cleanup_hook = false;
+  job->cancel->store(true);
 }
 
 struct Event {
@@ -285,18 +295,30 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
     if (!cb.IsFunction()) throw_type("onProgress: expected a function");
     job->device = moe_resolve_device(device_request(info.Length() > 11 ? info[11] : env.Undefined()));
     job->params_ref = Napi::Persistent(info[1]);
+    job->env = env;
 
-    job->tsfn = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "calmoe.fit", 0, 1, job,
+    // A bounded queue: the training thread waits for JS to take its progress events rather than
+    // piling up millions of them (memory, and an abort that settles only after all are delivered).
+    job->tsfn = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "calmoe.fit", kProgressQueue, 1, job,
                                               [](Napi::Env, FitJob* j) {  // finalizer: on the main thread
+                                                if (j->cleanup_hook) napi_remove_env_cleanup_hook(j->env, stop_on_teardown, j);
                                                 if (j->thread.joinable()) j->thread.join();
                                                 delete j;
                                               });
+    // worker.terminate() / environment teardown stops the fit at its next step instead of waiting
+    // for it to finish (the hook runs before the thread-safe function's, which joins the thread).
+    if (napi_add_env_cleanup_hook(env, stop_on_teardown, job) == napi_ok) job->cleanup_hook = true;
     guard.release();  // owned by the thread-safe function from here
     Napi::Promise promise = job->deferred.Promise();
     job->thread = std::thread([job]() {
       auto report = [job](const Progress& p) {
         auto* ev = new Event{false, p};
-        job->tsfn.BlockingCall(ev, [](Napi::Env e, Napi::Function js, Event* ev) {
+        auto cancel = job->cancel;
+        job->tsfn.BlockingCall(ev, [cancel](Napi::Env e, Napi::Function js, Event* ev) {
+          if (cancel->load()) {  // stopping: the steps still queued are not reported
+            delete ev;
+            return;
+          }
           Napi::Object o = ev->progress.epoch_end ? epoch_to_js(e, ev->progress.epoch_log) : step_to_js(e, ev->progress);
           o.Set("type", ev->progress.epoch_end ? "epoch" : "batch");
           delete ev;

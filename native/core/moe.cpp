@@ -46,6 +46,11 @@ void check_dataset(const MoEConfig& c, const Dataset& d, const char* name) {
   check_features(c, d.x, d.rows, nm + " x");
 }
 
+std::vector<EpochLog> last_epochs(std::vector<EpochLog> h) {
+  if (h.size() > kMoEMaxHistory) h.erase(h.begin(), h.end() - std::ptrdiff_t(kMoEMaxHistory));
+  return h;
+}
+
 void check_fit(const FitConfig& f) {
   if (f.epochs < 1 || f.epochs > (int64_t(1) << 31)) throw_range("epochs: expected an integer >= 1, got " + std::to_string(f.epochs));
   if (f.batch_size < 1 || f.batch_size > (int64_t(1) << 24)) throw_range("batchSize: expected an integer in [1, 2^24], got " + std::to_string(f.batch_size));
@@ -164,7 +169,7 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
       if (cancel && cancel->load()) {
         if (cancelled) *cancelled = true;
         engine->sync_to_host(params);
-        return history;
+        return last_epochs(std::move(history));
       }
       // this batch and, within the epoch, the next (an engine may stage it while this step runs)
       auto batch_at = [&](int64_t i) {
@@ -227,6 +232,7 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
       log.val_ece = v.ece;
     }
     history.push_back(log);
+    if (history.size() >= 2 * kMoEMaxHistory) history.erase(history.begin(), history.end() - std::ptrdiff_t(kMoEMaxHistory));  // amortised O(1)
     if (report) {
       Progress p;
       p.epoch_end = true;
@@ -238,7 +244,7 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
     }
   }
   engine->sync_to_host(params);
-  return history;
+  return last_epochs(std::move(history));
 }
 
 }  // namespace calmoe

@@ -222,17 +222,14 @@ export class MoEClassifier {
       const config = this.#callConfig(o.precision);
       if (signal?.aborted) throw abortError(signal, []);
 
-      const history: EpochLog[] = [];
       let callbackError: unknown;
       const handle = native().moeFit(config, this.#params, this.#temps, m.data, labels, m.rows,
         val?.m.data, val?.y, val?.m.rows ?? 0, fit, (p) => {
           if (callbackError !== undefined) return;
           const { type, ...log } = p;
           try {
-            if (type === 'epoch') {
-              history.push(log as EpochLog);
-              onEpochEnd?.(log as EpochLog);
-            } else onBatchEnd?.(log as BatchLog);
+            if (type === 'epoch') onEpochEnd?.(log as EpochLog);
+            else onBatchEnd?.(log as BatchLog);
           } catch (err) {
             callbackError = err;  // stop training and report the callback's error
             handle.cancel();

@@ -193,6 +193,24 @@ const scenarios = {
     setThreads(before);
     return { ok: got.every((r) => same(r.groups.map((s) => s.ece), want)), detail: got.length };
   },
+  // worker.terminate() while the worker's fit runs: the fit stops at its next step
+  async 'terminate-during-fit'() {
+    const { Worker } = await import('node:worker_threads');
+    const code = `
+      const { parentPort } = require('node:worker_threads');
+      import(${JSON.stringify(dist)}).then(async ({ MoEClassifier }) => {
+        const n = 2000, d = 8, x = new Float32Array(n * d).map((_, i) => Math.sin(i)), y = new Int32Array(n).map((_, i) => i % 2);
+        const m = new MoEClassifier({ inputDim: d, classes: 2, experts: 2, seed: 1 });
+        let told = false;
+        await m.fit({ data: x, rows: n, cols: d }, y, { epochs: 1e9, batchSize: 16,
+          onBatchEnd: () => { if (!told) { told = true; parentPort.postMessage('training'); } } });
+      });`;
+    const w = new Worker(code, { eval: true });
+    await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+    const t0 = Date.now();
+    await w.terminate();
+    return { ok: true, detail: `terminate() took ${Date.now() - t0} ms` };
+  },
 };
 
 const name = process.argv[2];

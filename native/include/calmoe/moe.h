@@ -48,6 +48,9 @@ void moe_check_config(const MoEConfig& c);
 // Hidden layers per expert / router at most, and parameters per model at most.
 constexpr std::size_t kMoEMaxHiddenLayers = 64;
 constexpr int64_t kMoEMaxParams = int64_t(1) << 34;
+// Epoch logs a fit returns at most: the last ones (each names its epoch), so a fit of many short
+// epochs holds bounded memory.
+constexpr std::size_t kMoEMaxHistory = 10000;
 
 // The parameter count of a checked configuration (moe_layout(c).total without building it).
 int64_t moe_param_count(const MoEConfig& c);
