@@ -26,6 +26,7 @@ class AsyncTask : public Napi::AsyncWorker {
   AsyncTask(Napi::Env env, std::vector<Napi::Value> keep, Work work, Done done);
   void Execute() override;
   void OnOK() override;
+  void Settle(Napi::Env env);
   void OnError(const Napi::Error& e) override;
 
   Napi::Promise::Deferred deferred_;

@@ -319,10 +319,14 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
             delete ev;
             return;
           }
-          Napi::Object o = ev->progress.epoch_end ? epoch_to_js(e, ev->progress.epoch_log) : step_to_js(e, ev->progress);
-          o.Set("type", ev->progress.epoch_end ? "epoch" : "batch");
-          delete ev;
-          js.Call({o});
+          std::unique_ptr<Event> owned(ev);
+          try {
+            Napi::Object o = ev->progress.epoch_end ? epoch_to_js(e, ev->progress.epoch_log) : step_to_js(e, ev->progress);
+            o.Set("type", ev->progress.epoch_end ? "epoch" : "batch");
+            js.Call({o});
+          } catch (const Napi::Error&) {
+            // JS is being stopped (worker.terminate()): nothing to report to; the cleanup hook stops the fit
+          }
         });
       };
       try {
@@ -341,18 +345,22 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
       job->tsfn.BlockingCall(new Event{true, {}}, [job](Napi::Env e, Napi::Function, Event* ev) {
         delete ev;
         Napi::HandleScope scope(e);
-        write_back(*job);
-        job->params_ref.Reset();
-        if (job->failed) {
-          job->deferred.Reject(to_js_error(e, job->kind, job->message, job->code).Value());
-          return;
+        try {
+          write_back(*job);
+          job->params_ref.Reset();
+          if (job->failed) {
+            job->deferred.Reject(to_js_error(e, job->kind, job->message, job->code).Value());
+            return;
+          }
+          Napi::Array h = Napi::Array::New(e, job->history.size());
+          for (std::size_t i = 0; i < job->history.size(); ++i) h.Set(uint32_t(i), epoch_to_js(e, job->history[i]));
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("epochs", h);
+          r.Set("cancelled", job->cancelled);
+          job->deferred.Resolve(r);
+        } catch (const Napi::Error&) {
+          // JS is being stopped: the promise has no one left to settle for
         }
-        Napi::Array h = Napi::Array::New(e, job->history.size());
-        for (std::size_t i = 0; i < job->history.size(); ++i) h.Set(uint32_t(i), epoch_to_js(e, job->history[i]));
-        Napi::Object r = Napi::Object::New(e);
-        r.Set("epochs", h);
-        r.Set("cancelled", job->cancelled);
-        job->deferred.Resolve(r);
       });
       job->tsfn.Release();
     });
