@@ -845,6 +845,7 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
 // The TF32 GEMM kernels give the same bits (gemm_cuda_test), and the wgmma path's transposed,
 // TF32-rounded copies of weights and operands change nothing else: two steps (an update between)
 // with each TF32 kernel this card runs give the register-staged kernel's gradients bit for bit.
+#if CALMOE_WITH_CUDA  // the TF32 kernel list exists in CUDA builds only
 TEST(tensor_core_steps_same_bits_with_every_tf32_kernel) {
   if (!cuda::gemm_tensor_cores()) return;
   using Kn = cuda::GemmTf32Kernel;
@@ -883,6 +884,7 @@ TEST(tensor_core_steps_same_bits_with_every_tf32_kernel) {
   }
   cuda::gemm_set_tf32_kernel(before);
 }
+#endif
 
 // A small top-2 model and two datasets of 300 rows (+ 7 not in the batch) for the staging tests.
 struct StagingCase {
@@ -950,6 +952,7 @@ TEST(prefetched_batches_same_bits) {
 // The device memory an engine holds (what calmoe_bench reports as memory_peak): at its peak at
 // least the parameters, gradient, AdamW's two moments and the attached dataset; all of it given back
 // when the engine goes, after steps, an update and a prediction.
+#if CALMOE_WITH_CUDA  // device memory stats exist in CUDA builds only
 TEST(device_memory_accounted_and_released) {
   StagingCase sc(91);
   auto& [c, lay, params, d, other] = sc;
@@ -975,6 +978,7 @@ TEST(device_memory_accounted_and_released) {
   }
   CHECK(cuda::device_memory_stats().live == before);
 }
+#endif
 
 TEST(bad_input) {
   MoEConfig c = cfg(4, 3, 2, Routing::TopK, 1, {}, {});
