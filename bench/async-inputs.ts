@@ -7,6 +7,7 @@
 import { metrics } from 'calmoe';
 import { bestTime, emit, note } from './common.js';
 import { gaussianData, modelFor } from './w1-train.js';
+import { makeData } from './w3-ece.js';
 
 export async function runAsyncInputs(o: { w2Rows: number; w3Rows: number; classes: number; repeat: number }): Promise<void> {
   const d = 128, h = 128, C = 10, K = 8;
@@ -19,17 +20,8 @@ export async function runAsyncInputs(o: { w2Rows: number; w3Rows: number; classe
     emit({ system: 'calmoe', workload: 'w2', mode: `${mode}-async`, metric: 'throughput', value: o.w2Rows / ta, unit: 'rows/s', device: 'cpu' });
     emit({ system: 'calmoe', workload: 'w2', mode: `${mode}-sync`, metric: 'throughput', value: o.w2Rows / ts, unit: 'rows/s', device: 'cpu' });
   }
-  let s = 42;
-  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
   const rows = o.w3Rows, classes = o.classes;
-  const p = new Float32Array(rows * classes);
-  const labels = new Int32Array(rows);
-  for (let i = 0; i < rows; i++) {
-    let sum = 0;
-    for (let j = 0; j < classes; j++) sum += p[i * classes + j] = u() * u() + 1e-3;
-    for (let j = 0; j < classes; j++) p[i * classes + j] /= sum;
-    labels[i] = Math.floor(u() * classes);
-  }
+  const { data: p, labels } = makeData(rows, classes);
   const m = { data: p, rows, cols: classes };
   const ta = await bestTime(o.repeat, () => metrics.ece(m, labels, { device: 'cpu' }));
   const ts = await bestTime(o.repeat, () => metrics.eceSync(m, labels, { device: 'cpu' }));
