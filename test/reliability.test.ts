@@ -165,3 +165,20 @@ describe('SVG output', () => {
     expect(() => report.reliabilitySvg({ ...d, bins })).toThrow(/bins\[0\]\.count: expected a number/);
   });
 });
+
+describe('extreme training settings stay finite', () => {
+  const x = { data: new Float32Array(64 * 4).map((_, i) => Math.sin(i) * 3), rows: 64, cols: 4 };
+  const y = new Int32Array(64).map((_, i) => i % 2);
+  it.each([
+    [{ type: 'robust', eta: 1e6, gradient: 'through' }, 1],
+    [{ type: 'robust', eta: -1e6, gradient: 'term' }, 1],
+    [{ type: 'robust-filtered', eta: 1e6, gradient: 'term' }, 1],
+    [{ type: 'erm' }, 1e-30],
+  ] as const)('objective %j, router temperature %s', async (objective, routerTemperature) => {
+    const m = new MoEClassifier({ inputDim: 4, classes: 2, experts: 3, seed: 1, routerTemperature });
+    const h = await m.fit(x, y, { epochs: 2, batchSize: 16, objective });
+    expect(Number.isFinite(h.epochs[1].loss)).toBe(true);
+    for (const v of m.parameters) expect(Number.isFinite(v)).toBe(true);
+    for (const p of m.predictSync(x).probs.data) expect(Number.isFinite(p)).toBe(true);
+  });
+});
