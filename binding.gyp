@@ -16,7 +16,7 @@
       "target_name": "calmoe",
       "dependencies": ["calmoe_avx2"],
       "sources": [
-        "<!@(node -p \"['native/core', 'native/cpu', 'native/addon'].flatMap(d => require('fs').readdirSync(d).filter(f => f.endsWith('.cpp') && !f.endsWith('_avx2.cpp')).map(f => d + '/' + f)).join(' ')\")"
+        "<!@(node -p \"['native/core', 'native/host', 'native/cpu', 'native/addon'].flatMap(d => require('fs').readdirSync(d).filter(f => f.endsWith('.cpp') && !f.endsWith('_avx2.cpp')).map(f => d + '/' + f)).join(' ')\")"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/include", "native"],
       "defines": ["CALMOE_WITH_CUDA=0", "NAPI_VERSION=9", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -14,6 +14,8 @@ export interface Line {
   unit: string;
   threads: number;
   device: string;
+  /** W4: the epoch (1-based) a per-epoch figure belongs to. */
+  epoch?: number;
 }
 
 export const lines: Line[] = [];

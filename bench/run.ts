@@ -1,26 +1,34 @@
 /**
  * `npm run bench [-- <workload...>] [--rows N] [--classes C] [--repeat R] [--threads T]
- *   [--batch B] [--backend cpu,wasm]`
+ *   [--batch B] [--backend cpu,wasm] [--epochs E] [--modes soft,hard]`
  * Prints one JSON line per measurement on stdout ({system, workload, mode, metric, value, unit,
  * threads, device}); progress and a readable summary on stderr. Workloads: w1, w2 (MoE train
- * step and eval, calmoe), w3 (ECE), w1-tfjs, w2-tfjs (peers in TensorFlow.js, bench/peers/),
- * async-inputs (the async paths beside the sync ones: what copying inputs costs), rss (memory over
- * --rows calls of each entry point, default 10,000; run with node --expose-gc) (default: all but
- * async-inputs and rss). --rows is W3's rows (10,000,000) or W2's
- * (200,000); --batch is W1's batch (2048); --backend limits the TensorFlow.js backends.
+ * step and eval, calmoe), w3 (ECE), w1-tfjs, w2-tfjs (peers in TensorFlow.js, bench/peers/)
+ * (default: all of those), io (CSV/.npy loading, model save/load), w4 (a whole AdamW fit at the
+ * paper's settings, IEEE and flushed subnormals; long: run it by name) and w4-tfjs (its
+ * TensorFlow.js peer, soft routing, a reduced run: 6,000 rows, 2 epochs unless --rows / --epochs);
+ * io, w4 and w4-tfjs are not in the default set. --rows is W3's rows (10,000,000), W2's (200,000),
+ * io's (100,000) or W4's (60,000); --epochs is W4's (15); --batch is W1's batch (2048); --backend
+ * limits the TensorFlow.js backends; --modes W4's routing modes (soft,hard). async-inputs (the async
+ * paths beside the sync ones: what copying inputs costs) and rss (memory over --rows calls of each
+ * entry point, default 10,000; run with node --expose-gc) are not in the default set either.
  */
 import { setThreads } from 'calmoe';
 import { note } from './common.js';
+import { runIo } from './io.js';
 import { runTfjsW1, runTfjsW2 } from './peers/tfjs-moe.js';
 import { runW1 } from './w1-train.js';
 import { runW2 } from './w2-eval.js';
 import { runW3 } from './w3-ece.js';
+import { runW4 } from './w4-fit.js';
+import { runTfjsW4 } from './peers/tfjs-w4.js';
 import { runAsyncInputs } from './async-inputs.js';
 import { runRss } from './rss.js';
 
 const argv = process.argv.slice(2);
 const workloads: string[] = [];
-const opts = { rows: 0, classes: 10, repeat: 5, batch: 2048, backends: undefined as string[] | undefined };
+const opts = { rows: 0, classes: 10, repeat: 5, batch: 2048, backends: undefined as string[] | undefined, epochs: 0 };
+let w4Modes: string[] | undefined;
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   const next = () => {
@@ -34,18 +42,23 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--threads') setThreads(next());
   else if (a === '--batch') opts.batch = next();
   else if (a === '--backend') opts.backends = (argv[++i] ?? '').split(',');
+  else if (a === '--epochs') opts.epochs = next();
+  else if (a === '--modes') w4Modes = (argv[++i] ?? '').split(',');
   else if (a.startsWith('-')) throw new RangeError(`unknown option ${a}`);
   else workloads.push(a);
 }
-const all = ['w1', 'w2', 'w3', 'w1-tfjs', 'w2-tfjs', 'async-inputs', 'rss'];
-const extra = ['async-inputs', 'rss'];  // run when named
-for (const w of workloads) if (!all.includes(w)) throw new RangeError(`unknown workload '${w}' (known: ${all.join(', ')})`);
-const run = workloads.length ? workloads : all.filter((w) => !extra.includes(w));
+const all = ['w1', 'w2', 'w3', 'w1-tfjs', 'w2-tfjs'];
+const known = [...all, 'io', 'w4', 'w4-tfjs', 'async-inputs', 'rss'];
+for (const w of workloads) if (!known.includes(w)) throw new RangeError(`unknown workload '${w}' (known: ${known.join(', ')})`);
+const run = workloads.length ? workloads : all;
 if (run.includes('w1')) await runW1(opts);
 if (run.includes('w2')) await runW2({ ...opts, rows: opts.rows || 200_000 });
 if (run.includes('w3')) await runW3({ ...opts, rows: opts.rows || 10_000_000 });
 if (run.includes('w1-tfjs')) await runTfjsW1(opts);
+if (run.includes('w2-tfjs')) await runTfjsW2({ ...opts, rows: opts.rows || 200_000 });
+if (run.includes('io')) await runIo({ ...opts, rows: opts.rows || 100_000 });
+if (run.includes('w4')) await runW4({ rows: opts.rows || undefined, epochs: opts.epochs || undefined, modes: w4Modes });
+if (run.includes('w4-tfjs')) await runTfjsW4({ rows: opts.rows || undefined, epochs: opts.epochs || undefined, backends: opts.backends });
 if (run.includes('async-inputs')) await runAsyncInputs({ ...opts, w2Rows: 200_000, w3Rows: opts.rows || 10_000_000 });
 if (run.includes('rss')) await runRss({ calls: opts.rows || 10_000 });
-if (run.includes('w2-tfjs')) await runTfjsW2({ ...opts, rows: opts.rows || 200_000 });
 note('done');

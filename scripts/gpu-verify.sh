@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # GPU verification in one go (../shared/GPU.md): build the native core with CUDA for the card,
-# run the native tests (CUDA kernels against the CPU backend), the native benchmark, a Node smoke
+# locate cuBLASLt (the TF32/BF16 GEMMs run on it) and print its version, run the native tests (CUDA kernels against the CPU backend), the native benchmark, a Node smoke
 # test when node, dist/ and a CUDA addon are present (scripts/gpu/prepare-carry.sh), the PyTorch
 # peers side by side in the same run, compute-sanitizer (memcheck, initcheck, racecheck), then ncu
 # profiles of the GEMM and calibration kernels.
 # Needs only CMake, nvcc, python3 (+ torch for the peers). Everything goes to one folder:
 #   scripts/gpu-verify.sh [out-dir]      (default: $OUT if set, else bench/results/gpu-<date>)
-# Time: stages run in the order above within CALMOE_VERIFY_BUDGET seconds (default 540, for a
-# 10-minute call); each gets at most what is left, and a stage that cannot start is logged as
+# Time: stages run in the order above within CALMOE_VERIFY_BUDGET seconds (default 470: the whole
+# script within 8 minutes); each gets at most what is left, and a stage that cannot start is logged as
 # skipped, so a second call with CALMOE_VERIFY_STAGES (e.g. "build,sanitize") can finish the rest.
 # Without the build stage, the executables carried in .tools/gpu-bin.tar.xz run (prepare-carry.sh
 # builds them here for the card's arch: no device minutes spent compiling).
@@ -19,10 +19,10 @@ cd "$(dirname "$0")/.."
 out="${1:-${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M)}}"
 mkdir -p "$out"
 log() { printf '== %s\n' "$*" | tee -a "$out/summary.txt"; }
-arch="${CALMOE_CUDA_ARCHS:-90a}"
+arch="${CALMOE_CUDA_ARCHS:-90}"
 jobs="$(nproc 2>/dev/null || echo 8)"
 stages=",${CALMOE_VERIFY_STAGES:-build,test,bench,node,torch,sanitize,profile},"
-budget="${CALMOE_VERIFY_BUDGET:-540}"
+budget="${CALMOE_VERIFY_BUDGET:-470}"
 t0=$(date +%s)
 status=0
 want() { [[ "$stages" == *",$1,"* ]]; }
@@ -69,6 +69,23 @@ elif [ ! -x build-gpu/calmoe_bench ] && [ -f .tools/gpu-bin.tar.xz ]; then
   log "no build stage: running the prebuilt executables in $bin"
 fi
 
+# cuBLASLt: where calmoe's loader finds it (cuda/cublaslt_loader.h); when it does not, the copy
+# PyTorch uses (its environment's nvidia/cu13/lib or nvidia/cublas/lib), passed by CALMOE_CUBLASLT
+if [ -z "${CALMOE_CUBLASLT:-}" ] && python3 -c "import torch" > /dev/null 2>&1; then
+  tdir="$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null)"
+  for so in "$tdir"/nvidia/cu13/lib/libcublasLt.so.13 "$tdir"/nvidia/cublas/lib/libcublasLt.so.12 "$tdir"/nvidia/cublas/lib/libcublasLt.so.13; do
+    [ -f "$so" ] && { export CALMOE_CUBLASLT_TORCH="$so"; break; }
+  done
+fi
+if [ -x "$bin/calmoe_bench" ]; then
+  lt="$("$bin/calmoe_bench" gemm-library 2>&1 | tail -1)"
+  if [[ "$lt" != cublaslt* ]] && [ -n "${CALMOE_CUBLASLT_TORCH:-}" ]; then
+    export CALMOE_CUBLASLT="$CALMOE_CUBLASLT_TORCH"
+    lt="$("$bin/calmoe_bench" gemm-library 2>&1 | tail -1)"
+  fi
+  log "GEMM library: $lt"
+fi
+
 if want test; then
   log "native tests"
   if [ $prebuilt = 0 ]; then
@@ -82,41 +99,24 @@ if want test; then
     done
   fi
   grep -E "tests passed|Failed|SKIPPED|\*\*\*" "$out/ctest.txt" | tee -a "$out/summary.txt"
-  # a kernel that faults on the card takes the process's CUDA context, and every later test, with
-  # it: then gemm_cuda_test once more per TF32 kernel, each in a process of its own beside the
-  # register-staged reference, so the others' results and layout probes still come back
-  if grep -qiE "illegal (memory access|instruction|address)|misaligned address|unspecified launch failure|hardware stack error" "$out/ctest.txt"; then
-    log "a CUDA fault in the native tests: gemm_cuda_test per TF32 kernel"
-    for k in async1 async2 mma wgmma wgmma256; do
-      GEMM_TEST_TF32_KERNELS=$k run_for 60 "$out/gemm-$k.txt" "$bin/gemm_cuda_test"
-      tail -1 "$out/gemm-$k.txt" | sed "s/^/gemm_cuda_test with TF32 kernel $k alone: /" | tee -a "$out/summary.txt"
-    done
-  fi
-  # the automatic TF32 kernel choice: every kernel's agreement with the register-staged one and time
-  grep -m1 "  auto: " "$out/ctest.txt" | sed 's/^ */TF32 kernel choice: /' | tee -a "$out/summary.txt"
-  # the MoE engine on the other TF32 GEMM kernels too (gemm_cuda_test covers them all itself)
-  for k in mma wgmma wgmma256 async1 async2; do
-    CALMOE_CUDA_TF32_KERNEL=$k run_for 60 "$out/moe-$k.txt" "$bin/moe_cuda_test" || status=1
-    tail -1 "$out/moe-$k.txt" | sed "s/^/TF32 kernel $k: /" | tee -a "$out/summary.txt"
-  done
 fi
 
 if want bench; then
-  log "native benchmark: W3 (GPU and CPU); the GEMMs alone; W1, W1L train steps on the GPU (TF32, the default; W1L also the other TF32 kernels, BF16, FP32)"
+  log "native benchmark: W3 (GPU and CPU); the GEMMs alone; W1, W1L train steps on the GPU (TF32, the default; W1L also BF16, FP32)"
   run_for 60 "$out/bench-w3.err" sh -c "$bin/calmoe_bench w3 --device all >> '$out/bench-native.jsonl'" || status=1
+  # the GEMMs of a W1L step on cuBLASLt and on calmoe's kernel, and torch.matmul on the same shapes
   run_for 60 "$out/bench-gemm.err" sh -c "$bin/calmoe_bench cuda-gemm >> '$out/bench-native.jsonl'" || status=1
-  # each run on its own (a failure, e.g. of a kernel new on the card, does not stop the others);
-  # the kernels never measured first (the default one's W1L figures are known: PERF-NOTES), so a
-  # run cut short by the time limit still measures them
+  if python3 -c "import torch" > /dev/null 2>&1; then
+    run_for 60 "$out/bench-torch-gemm.err" sh -c "python3 scripts/gpu/torch_gemm.py >> '$out/bench-pytorch.jsonl'" || log "torch_gemm: exit $?"
+    tail -12 "$out/bench-torch-gemm.err" 2> /dev/null | tee -a "$out/summary.txt"
+  fi
+  # each run on its own (a failure does not stop the others)
   run_for 240 "$out/bench-moe.err" sh -c "rc=0; for args in \
-      'w1l --cuda-gemm tf32-mma --modes soft,top2,top1' 'w1l --cuda-gemm tf32-wgmma --modes soft,top2,top1' \
-      'w1l --cuda-gemm tf32-wgmma256 --modes soft,top2,top1' 'w1l --cuda-gemm tf32-auto --modes soft,top2,top1' 'w1' 'w1l' \
-      'w1l --cuda-gemm bf16 --modes top2' 'w1l --cuda-gemm fp32 --modes top2' \
-      'w1l --cuda-gemm tf32-async1 --modes soft,top2' 'w1l --cuda-gemm tf32-async2 --modes soft,top2'; do \
+      'w1' 'w1l' 'w1l --cuda-gemm bf16 --modes top2' 'w1l --cuda-gemm fp32 --modes top2'; do \
       $bin/calmoe_bench \$args --device cuda >> '$out/bench-native.jsonl' || { echo \"calmoe_bench \$args: exit \$?\"; rc=1; }; done; exit \$rc" || status=1
   cat "$out/bench-w3.err" "$out/bench-gemm.err" "$out/bench-moe.err" 2> /dev/null | tee -a "$out/summary.txt"
   # where a W1L step's time goes (CALMOE_CUDA_PHASES: one JSON line of per-phase ms per step)
-  run_for 90 "$out/phases-w1l.txt" sh -c "for m in soft top2 top1; do echo \"== \$m\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --modes \$m --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done; for k in tf32-wgmma tf32-wgmma256; do echo \"== soft, \$k\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --cuda-gemm \$k --modes soft --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done" || status=1
+  run_for 90 "$out/phases-w1l.txt" sh -c "for m in soft top2 top1; do echo \"== \$m\"; CALMOE_CUDA_PHASES=1 $bin/calmoe_bench w1l --device cuda --modes \$m --repeat 2 2>&1 > /dev/null | grep -E 'calmoe_cuda_phases' | tail -1; done" || status=1
   tee -a "$out/summary.txt" < "$out/phases-w1l.txt"
 fi
 
@@ -164,12 +164,13 @@ if want sanitize; then
       [ $rc -eq 0 ] || [ $rc -eq 2 ] || { status=1; log "$tool $t $filter: exit $rc"; }
       [ -f "$out/$tool-$t-$filter.txt" ] && tail -2 "$out/$tool-$t-$filter.txt" | tee -a "$out/summary.txt"
     done <<'LIST'
+memcheck moe_cuda_test tensor_core
+memcheck moe_cuda_test cublaslt
 memcheck moe_cuda_test every_mode
 memcheck moe_cuda_test row_kernels
 racecheck moe_cuda_test every_mode
 memcheck gemm_cuda_test grouped
 racecheck gemm_cuda_test grouped
-memcheck gemm_cuda_test tf32_layout
 memcheck cuda_parity_test -
 racecheck cuda_parity_test -
 memcheck moe_cuda_test predict
@@ -191,20 +192,15 @@ fi
 
 if want profile; then
   if command -v ncu > /dev/null; then
-    # where the time goes, for the next round of kernel work: the TF32 GEMM kernels on W1L's
-    # x.w1 (cuda-gemm --repeat 1 launches 2 per variant: fp32, tf32, tf32-async1, tf32-async2,
-    # tf32-mma, tf32-wgmma, tf32-wgmma256 (both mma.sync on this form), bf16; launches 3 to 13 are
-    # tf32's timed one through tf32-wgmma256's), the wgmma kernels on `x.w1t tf32` (their launches:
-    # two per variant and form-2 case, wgmma then wgmma256: dh.w1^T, x.w1t, then that one; 9 is
-    # wgmma's timed launch, 10 and 11 wgmma256's) and the W3 kernel
-    log "ncu: TF32 GEMM kernels, W3 kernel"
-    run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_ --launch-skip 3 --launch-count 11 \
-      --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
-    run_for 60 "$out/ncu-wgmma.txt" ncu --kernel-name-base demangled --kernel-name regex:"gemm_one_smem_kernel<.*WgmmaTile" --launch-skip 9 --launch-count 3 \
+    # where the time goes, for the next round of kernel work: the tensor-core GEMM kernel on W1L's
+    # x.w1 (cuda-gemm --repeat 1 launches 2 per math mode: fp32, tf32, bf16; launch 3 is tf32's
+    # timed one, 4 and 5 bf16's) and the W3 kernel
+    log "ncu: tensor-core GEMM kernel, W3 kernel"
+    run_for 90 "$out/ncu-gemm.txt" ncu --kernel-name regex:gemm_one_ --launch-skip 3 --launch-count 3 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats "$bin/calmoe_bench" cuda-gemm --repeat 1
     run_for 60 "$out/ncu-calib.txt" ncu --kernel-name regex:calib_kernel --launch-skip 4 --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis "$bin/calmoe_bench" w3 --device cuda --repeat 1
-    grep -hE "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput  |Registers Per|Achieved Occupancy" "$out/ncu-gemm.txt" "$out/ncu-wgmma.txt" "$out/ncu-calib.txt" 2> /dev/null | head -60 | tee -a "$out/summary.txt"
+    grep -hE "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput  |Registers Per|Achieved Occupancy" "$out/ncu-gemm.txt" "$out/ncu-calib.txt" 2> /dev/null | head -60 | tee -a "$out/summary.txt"
   else
     log "ncu not found: profile skipped"
   fi

@@ -1,16 +1,21 @@
 /** What was built, what this machine offers, and the CPU thread count. */
-import { native, type NativeBackendInfo } from './native.js';
-import { reqChoice, reqInt } from './validate.js';
+import { native, type NativeBackendInfo, type NativeCudaGemm } from './native.js';
+import { reqInt } from './validate.js';
 
 export type BackendInfo = NativeBackendInfo;
+/** `backendInfo().cudaGemm`: which GEMM runs the CUDA backend's TF32 and BF16 precisions. */
+export type CudaGemmInfo = NativeCudaGemm;
 
 /**
  * Reports the backends: whether CUDA was compiled in (and for which architectures), the GPUs
- * found (name, memory, compute capability) or the reason none is used, CPU threads and SIMD level.
+ * found (name, memory, compute capability) or the reason none is used, CPU threads and SIMD level,
+ * and which GEMM the GPU runs (`cudaGemm`: cuBLASLt with its path and version, or calmoe's own kernel
+ * and why cuBLASLt is not used).
  *
  * @example
  * const info = backendInfo();
  * console.log(info.gpus.length ? info.gpus[0].name : `CPU only: ${info.cudaUnavailableReason}`);
+ * if (info.cudaGemm) console.log(info.cudaGemm.library === 'cublaslt' ? `cuBLASLt ${info.cudaGemm.version}` : info.cudaGemm.reason);
  */
 export function backendInfo(): BackendInfo {
   return native().backendInfo();
@@ -23,28 +28,6 @@ export function setThreads(threads: number): void {
 
 export function getThreads(): number {
   return native().getThreads();
-}
-
-/** The TF32 GEMM kernels of the CUDA backend (`backendInfo().cudaTf32Kernel`), and `'auto'`. */
-export const CUDA_TF32_KERNELS = ['registers', 'async1', 'async2', 'mma', 'wgmma', 'wgmma256', 'auto'] as const;
-export type CudaTf32Kernel = (typeof CUDA_TF32_KERNELS)[number];
-
-/**
- * Chooses the TF32 GEMM kernel the CUDA backend runs from now on, for the whole process (as the
- * CALMOE_CUDA_TF32_KERNEL environment variable does at start-up). `'registers'` is the default and
- * the only one that has run on a GPU so far; `'auto'` checks, at the next TF32 GEMM, every kernel
- * the card runs against it (the same bits, or it is never used) and keeps the fastest on a training
- * step's GEMMs. A card that cannot run the kernel asked for runs a fallback. The kernels are built to
- * compute the same bits (so far checked on the CUDA emulator; `'auto'` checks it on the card), so
- * models already created train on unchanged. No effect without CUDA.
- *
- * @example
- * setCudaTf32Kernel('auto');
- * const { cudaTf32Kernel, cudaTf32KernelChoice } = backendInfo(); // chooses now, on a GPU
- * console.log(cudaTf32Kernel, cudaTf32KernelChoice);
- */
-export function setCudaTf32Kernel(kernel: CudaTf32Kernel): void {
-  native().setCudaTf32Kernel(reqChoice(kernel, 'kernel', CUDA_TF32_KERNELS));
 }
 
 /**

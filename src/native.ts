@@ -13,12 +13,15 @@ export interface NativeBins {
   lower: Float64Array;
   upper: Float64Array;
   count: Float64Array;
+  /** Total weight in each bin (= count unless weighted). */
+  weight: Float64Array;
   meanConfidence: Float64Array;
   accuracy: Float64Array;
 }
 
 export interface NativeGroupSummary {
   rows: number;
+  weight: number;
   accuracy: number;
   ece: number;
   mce: number;
@@ -28,6 +31,7 @@ export interface NativeGroupSummary {
 
 export interface NativeSummary {
   rows: number;
+  weight: number;
   accuracy: number;
   nll: number;
   brier: number;
@@ -46,6 +50,21 @@ export interface NativeGpu {
   multiprocessors: number;
 }
 
+export interface NativeCudaGemm {
+  /** `'cublaslt'` when cuBLASLt was found and passed its self-check, else `'calmoe'`. */
+  library: 'cublaslt' | 'calmoe';
+  /** The libcublasLt.so.13 / .so.12 file found (also when it was refused), or null. */
+  path: string | null;
+  /** The search step that found it: 'CALMOE_CUBLASLT', 'already loaded', 'system loader', 'CUDA_HOME', 'VIRTUAL_ENV', ... */
+  origin: string | null;
+  /** cuBLASLt's version, e.g. '13.1.0', or null. */
+  version: string | null;
+  /** Why cuBLASLt is not used (not found, `CALMOE_CUBLASLT=off`, no GPU, a failed self-check), or null when it is. */
+  reason: string | null;
+  /** GEMMs for which cuBLASLt offered no algorithm, run on calmoe's kernel instead (since the process started). */
+  fallbacks: number;
+}
+
 export interface NativeBackendInfo {
   cudaCompiled: boolean;
   cudaArchitectures: string;
@@ -59,18 +78,12 @@ export interface NativeBackendInfo {
   gemm: string;
   blasAvailable: boolean;
   /**
-   * The TF32 GEMM kernel the CUDA backend runs: 'registers' (the default), 'async1', 'async2',
-   * 'mma', 'wgmma' or 'wgmma256' (CALMOE_CUDA_TF32_KERNEL asks for one, or `auto` for the fastest
-   * that gives the register-staged kernel's bits on this card; a card that cannot run the one asked
-   * for gets a fallback, which this names); '' without a usable GPU.
+   * Which GEMM runs the CUDA backend's `'tf32'` and `'bf16'` precisions (`'fp32'` always runs calmoe's
+   * exact kernel): NVIDIA's cuBLASLt, found at run time (`CALMOE_CUBLASLT=/path/to/libcublasLt.so.13`
+   * points at one, `CALMOE_CUBLASLT=off` turns it off), or calmoe's own tensor-core kernel, with the
+   * reason. `null` in a build without CUDA.
    */
-  cudaTf32Kernel: string;
-  /**
-   * How that kernel was chosen: 'default', 'CALMOE_CUDA_TF32_KERNEL=mma', the automatic choice's
-   * trials and times ('auto: mma (0.21 ms on a training step's GEMMs; registers 1.9, ...)'), or why a
-   * request was not met; '' without a usable GPU.
-   */
-  cudaTf32KernelChoice: string;
+  cudaGemm: NativeCudaGemm | null;
   /** Device memory calmoe's CUDA buffers hold now (bytes; 0 without CUDA): models' engines while they train or predict. */
   cudaMemoryBytes: number;
   /** The most they held at once since the process started or `resetCudaMemoryPeak()` (bytes). */
@@ -152,11 +165,13 @@ interface RowsOptions {
   sumTolerance: number;
   device: NativeDevice;
   groups?: Int32Array;
+  weights?: Float32Array;
 }
 
 interface VecOptions {
   device: NativeDevice;
   groups?: Int32Array;
+  weights?: Float32Array;
 }
 
 export interface NativeMoEConfig {
@@ -179,14 +194,29 @@ export interface NativeMoEFitOptions {
   shuffle: boolean;
   seed: number;
   progressEvery: number;
+  /** Epoch-end reports carry a copy of the parameters (early stopping, best checkpoints). */
+  snapshotEpochs?: boolean;
+  /** Every this many epochs the epoch-end report carries `checkpoint` (and `parameters`). */
+  checkpointEvery?: number;
+  /** Resume after `epoch` finished epochs with this optimiser state; `rng` is the shuffle RNG's state then. */
+  resume?: NativeResumeState & { epoch: number };
   clipNorm: number;
   balanceLoss: number;
+  balanceForm?: 'switch' | 'squared-mean';
   optimizer: { type: 'sgd' | 'adamw'; lr: number; weightDecay: number; momentum: number; nesterov: boolean; beta1: number; beta2: number; eps: number };
   schedule: { type: 'constant' | 'cosine'; warmupSteps: number; minLrRatio: number };
   objective: {
     type: 'erm' | 'robust' | 'robust-filtered'; eta: number; gradient: 'term' | 'through'; warmupEpochs: number;
-    tauRegret: number; tauDisagreement: number; medianDisagreement: boolean;
+    tauRegret: number; tauDisagreement: number; medianDisagreement: boolean; tiltLoss?: 'competitive' | 'top1';
   };
+}
+
+/** The optimiser's moments (empty before the first step; v only for AdamW), its step count and the shuffle RNG state. */
+export interface NativeResumeState {
+  m: Float32Array;
+  v: Float32Array;
+  steps: number;
+  rng: BigUint64Array;
 }
 
 export interface NativeEpochLog {
@@ -225,6 +255,7 @@ export interface NativePrediction {
   selected?: Int32Array;
   gates?: Float32Array;
   expertProbs?: Float32Array;
+  expertLogits?: Float32Array;
   active: number;
 }
 
@@ -233,6 +264,8 @@ interface PredictFlags {
   selected: boolean;
   gates: boolean;
   expertProbs: boolean;
+  /** Each active expert's logits (CPU engine only). */
+  expertLogits?: boolean;
   device: NativeDevice;
 }
 
@@ -293,11 +326,10 @@ export interface NativeAddon {
     onProgress: (p: NativeProgress) => void, device: NativeDevice,
   ): { promise: Promise<{ epochs: NativeEpochLog[]; cancelled: boolean }>; cancel: () => void };
   backendInfo(): NativeBackendInfo;
-  setCudaTf32Kernel(kernel: string): void;
   resetCudaMemoryPeak(): void;
   setThreads(n: number): void;
   getThreads(): number;
-  calibStateNew(o: { kind: NativeCalibKind; bins: number; classes?: number; groups?: number; edges: string; extras: boolean }): BigUint64Array;
+  calibStateNew(o: { kind: NativeCalibKind; bins: number; classes?: number; groups?: number; edges: string; extras: boolean; weighted?: boolean }): BigUint64Array;
   calibUpdateRows(state: BigUint64Array, scores: Float32Array, rows: number, cols: number, labels: Int32Array, o: RowsOptions, async?: false): void;
   calibUpdateRows(state: BigUint64Array, scores: Float32Array, rows: number, cols: number, labels: Int32Array, o: RowsOptions, async: true): Promise<void>;
   calibUpdateBinary(state: BigUint64Array, scores: Float32Array, labels: Int32Array, o: VecOptions, async?: false): void;

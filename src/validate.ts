@@ -16,8 +16,12 @@ export interface Matrix {
 
 /** A matrix, or rows of numbers (converted to float32; every row the same length). */
 export type MatrixInput = Matrix | ReadonlyArray<ArrayLike<number>>;
-/** Integer labels: an Int32Array, or numbers (each must be an integer). */
-export type LabelsInput = Int32Array | ReadonlyArray<number>;
+/** An integer typed array (labels read from IDX or .npy files come as Uint8Array, Int16Array, ...). */
+export type IntegerArray = Int8Array | Uint8Array | Uint8ClampedArray | Int16Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
+/** Integer labels: any integer typed array (converted to Int32Array unless it is one), or numbers (each must be an integer). */
+export type LabelsInput = IntegerArray | ReadonlyArray<number>;
+/** A classifier's labels: integers, or class names when the model has `classNames`. */
+export type ClassLabelsInput = LabelsInput | ReadonlyArray<string>;
 /** A float32 vector, or numbers (converted to float32). */
 export type VectorInput = Float32Array | ReadonlyArray<number>;
 
@@ -93,10 +97,30 @@ export function toMatrix(x: unknown, name: string): Matrix {
   throw typeError(`${name}: expected { data: Float32Array, rows, cols } or an array of rows, got ${describe(x)}`);
 }
 
-export function toLabels(x: unknown, name: string, n: number): Int32Array {
+const INT_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Uint32Array, BigInt64Array, BigUint64Array];
+
+/** Labels as Int32Array. `classNames`: the model's names, which string labels are mapped by. */
+export function toLabels(x: unknown, name: string, n: number, classNames?: readonly string[]): Int32Array {
   let out: Int32Array;
   if (x instanceof Int32Array) out = unshared(x, name);
-  else if (Array.isArray(x)) {
+  else if (INT_ARRAYS.some((T) => x instanceof T)) {
+    const a = x as ArrayLike<number | bigint>;
+    out = new Int32Array(a.length);
+    for (let i = 0; i < a.length; i++) {
+      const v = a[i];
+      if (v < -(2 ** 31) || v >= 2 ** 31) throw rangeError(`${name}[${i}] = ${v}: expected an integer in the int32 range`);
+      out[i] = Number(v);
+    }
+  } else if (Array.isArray(x) && x.length > 0 && typeof x[0] === 'string') {
+    if (!classNames) throw typeError(`${name}: string labels need a classifier with classNames (new MoEClassifier({ classNames, ... })), got ${describe(x[0])}`);
+    const ids = new Map(classNames.map((c, i) => [c, i]));
+    out = new Int32Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const id = ids.get(x[i] as string);
+      if (id === undefined) throw rangeError(`${name}[${i}] = ${JSON.stringify(x[i])}: not one of the model's classNames`);
+      out[i] = id;
+    }
+  } else if (Array.isArray(x)) {
     out = new Int32Array(x.length);
     for (let i = 0; i < x.length; i++) {
       const v = x[i] as unknown;
@@ -104,7 +128,7 @@ export function toLabels(x: unknown, name: string, n: number): Int32Array {
       if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) throw rangeError(`${name}[${i}] = ${v}: expected an integer`);
       out[i] = v;
     }
-  } else throw typeError(`${name}: expected an Int32Array or an array of integers, got ${describe(x)}`);
+  } else throw typeError(`${name}: expected an integer typed array (Int32Array, Uint8Array, ...), an array of integers or of class names, got ${describe(x)}`);
   if (out.length !== n) throw rangeError(`${name}: expected ${n} labels (one per row), got ${out.length}`);
   return out;
 }

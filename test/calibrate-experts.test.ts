@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { audit, calibrate, matrix } from '../src/index.js';
-import { rng } from './reference.js';
+import { refGridTemperature, refTemperatureNll, rng } from './reference.js';
 
 /** B x K x C logits, softmax routing B x K, labels; expert k's labels drawn from softmax(z_k / T_k) on its rows. */
 function moe(seed: number, B: number, K: number, C: number, temps?: number[]) {
@@ -44,8 +44,9 @@ describe('fitExpertTemperatures', () => {
     it(`dense ${B} x ${K} x ${C}: soft = each expert fitted with its routing weights, hard = on its top-1 rows`, () => {
       const d = moe(B + K, B, K, C);
       const t = audit.expertTensor(d.logits, B, K, C);
-      const soft = calibrate.fitExpertTemperaturesSync(t, matrix(d.routing, B, K), d.labels);
-      const hard = calibrate.fitExpertTemperaturesSync(t, matrix(d.routing, B, K), d.labels, { mode: 'hard' });
+      // minRows: 0 so that every expert with rows is fitted (the minimum-size rule has its own test)
+      const soft = calibrate.fitExpertTemperaturesSync(t, matrix(d.routing, B, K), d.labels, { minRows: 0 });
+      const hard = calibrate.fitExpertTemperaturesSync(t, matrix(d.routing, B, K), d.labels, { mode: 'hard', minRows: 0 });
       expect(soft.temperatures.length).toBe(K);
       expect(soft.mode).toBe('soft');
       const top = top1(d.routing, B, K);
@@ -190,4 +191,64 @@ describe('fitExpertTemperatures', () => {
     throwsWith(() => calibrate.fitExpertTemperaturesSync(t, r, d.labels, { weights: [1] } as never), RangeError, /unknown option 'weights'/);
     await expect(calibrate.fitExpertTemperatures(t, r, [0, 1, 2, 5])).rejects.toBeInstanceOf(RangeError);
   });
+
+  it('minimum size: experts below minRows (rows for hard, routing weight for soft) keep T = 1 and say so', () => {
+    // 300 rows; expert 2 is the top-1 expert of exactly 5 of them, expert 3 of none
+    const B = 300, K = 4, C = 3;
+    const d = moe(41, B, K, C);
+    const routing = new Float32Array(B * K);
+    for (let i = 0; i < B; i++) {
+      const top = i < 5 ? 2 : i % 2;
+      for (let k = 0; k < K; k++) routing[i * K + k] = k === top ? 0.7 : k === 3 ? 0.01 : 0.145;
+      const s = routing.subarray(i * K, i * K + K).reduce((a, b) => a + b, 0);
+      for (let k = 0; k < K; k++) routing[i * K + k] /= s;
+    }
+    const t = audit.expertTensor(d.logits, B, K, C);
+    const hard = calibrate.fitExpertTemperaturesSync(t, matrix(routing, B, K), d.labels, { mode: 'hard' });
+    expect(hard.minRows).toBe(20);
+    expect(hard.experts[2]).toMatchObject({ rows: 5, weight: 5, temperature: 1, skipped: 'too-few-rows', converged: false });
+    expect(hard.experts[2].nllBefore).toBeCloseTo(refTemperatureNll(slice(d.logits, B, K, C, 2).data, B, C, d.labels, 1, Float32Array.from({ length: B }, (_, i) => (i < 5 ? 1 : 0))), 10);
+    expect(hard.experts[3]).toMatchObject({ rows: 0, temperature: 1, skipped: 'no-rows' });
+    expect(hard.experts[0].skipped).toBe(null);
+    expect(hard.experts[0].temperature).not.toBe(1);
+    // with the rule off, the 5-row expert is fitted
+    const all = calibrate.fitExpertTemperaturesSync(t, matrix(routing, B, K), d.labels, { mode: 'hard', minRows: 0 });
+    expect(all.experts[2].skipped).toBe(null);
+    expect(all.experts[2].temperature).not.toBe(1);
+    expect(all.temperatures[0]).toBe(hard.temperatures[0]);
+    // soft: expert 3's routing weight sums to about 300 x 0.0099 = 3 < 20 though it has 300 rows
+    const soft = calibrate.fitExpertTemperaturesSync(t, matrix(routing, B, K), d.labels);
+    expect(soft.experts[3].rows).toBe(B);
+    expect(soft.experts[3].weight).toBeLessThan(20);
+    expect(soft.experts[3]).toMatchObject({ temperature: 1, skipped: 'too-few-rows' });
+    expect(soft.experts[2].skipped).toBe(null);  // weight ~ 300 x 0.15 > 20
+    throwsRange(() => calibrate.fitExpertTemperaturesSync(t, matrix(routing, B, K), d.labels, { minRows: -1 }), /minRows/);
+  });
+
+  it('fits on logits: the temperature is the brute-force grid minimiser, even for over-confident experts', () => {
+    // experts 0 and 1 over-confident (logits x 12 and x 30: their probabilities underflow float32),
+    // expert 2 under-confident (x 0.2)
+    const B = 600, K = 3, C = 4;
+    const d = moe(43, B, K, C);
+    const scale = [12, 30, 0.2];
+    const z = Float32Array.from(d.logits, (v, idx) => v * scale[Math.floor(idx / C) % K]);
+    const fit = calibrate.fitExpertTemperaturesSync(audit.expertTensor(z, B, K, C), matrix(d.routing, B, K), d.labels, { mode: 'hard', min: 0.01, max: 1000 });
+    const top = top1(d.routing, B, K);
+    for (let k = 0; k < K; k++) {
+      const w = Float32Array.from(top, (e) => (e === k ? 1 : 0));
+      const zk = slice(z, B, K, C, k).data;
+      const grid = refGridTemperature(zk, B, C, d.labels, 0.01, 1000, 4001, w);
+      const T = fit.temperatures[k];
+      expect(Math.abs(Math.log(T / grid.T))).toBeLessThanOrEqual(grid.step);
+      expect(refTemperatureNll(zk, B, C, d.labels, T, w)).toBeLessThanOrEqual(grid.nll + 1e-12);
+      expect(fit.experts[k].nllAfter).toBeCloseTo(refTemperatureNll(zk, B, C, d.labels, T, w), 9);
+    }
+    expect(fit.temperatures[1]).toBeGreaterThan(5);
+    expect(fit.temperatures[2]).toBeLessThan(0.5);
+  });
 });
+
+function throwsRange(fn: () => unknown, re: RegExp) {
+  expect(fn).toThrow(RangeError);
+  expect(fn).toThrow(re);
+}

@@ -175,16 +175,6 @@ const gpu = info.gpus.length > 0 && info.cudaUnavailableReason === '';
 if (!gpu) console.warn(`[calmoe] CUDA parity tests skipped: ${info.cudaUnavailableReason}`);
 
 describe('device selection', () => {
-  it('backendInfo names the TF32 GEMM kernel CUDA runs, and none without a usable GPU', () => {
-    if (gpu) {
-      expect(['registers', 'async1', 'async2', 'mma', 'wgmma', 'wgmma256']).toContain(info.cudaTf32Kernel);
-      expect(info.cudaTf32KernelChoice).not.toBe('');
-    } else {
-      expect(info.cudaTf32Kernel).toBe('');
-      expect(info.cudaTf32KernelChoice).toBe('');
-    }
-  });
-
   it.skipIf(gpu)("device: 'cuda' without a usable GPU is an error, never a fallback", () => {
     expect(() => metrics.calibrationSync([[0.5, 0.5]], [0], { device: 'cuda' })).toThrow(
       expect.objectContaining({ code: 'CALMOE_CUDA_UNAVAILABLE' }),

@@ -39,6 +39,8 @@ declare const temperatures: Float64Array;
 declare const regionOfEachRow: Int32Array;
 declare const idProbs: number[][], idLabels: Int32Array, shiftProbs: number[][], shiftLabels: Int32Array;
 declare const a: Awaited<ReturnType<typeof ${lib}.audit.moeAudit>>;
+declare const model: ${lib}.MoEClassifier;
+declare const x: ${lib}.MatrixInput;
 `;
 
 // A README block without imports takes the library's namespaces by name.

@@ -58,7 +58,7 @@ describe('CalibrationAccumulator.fromJSON', () => {
     const a = metrics.CalibrationAccumulator.fromJSON({ ...j, state: [...j.state] });
     // the same state with extras off (flags 0), bins = 1
     expect(a.rows).toBe(Number(big));
-    expect(() => a.merge(metrics.CalibrationAccumulator.fromJSON(j))).toThrow(/2\^53 rows/);
+    expect(() => a.merge(metrics.CalibrationAccumulator.fromJSON(j))).toThrow(/2\^53/);
     expect(a.rows).toBe(Number(big));
   });
 });

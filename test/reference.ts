@@ -119,3 +119,72 @@ export function randomProbs(seed: number, rows: number, cols: number, scale = 2)
   }
   return { data, rows, cols, labels };
 }
+
+/** Weighted mean NLL of softmax(z / T) over rows (float64, log-sum-exp), the temperature objective. */
+export function refTemperatureNll(z: ArrayLike<number>, rows: number, cols: number, y: ArrayLike<number>, T: number, w?: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < rows; i++) {
+    const wi = w ? w[i] : 1;
+    if (wi === 0) continue;
+    let m = -Infinity;
+    for (let j = 0; j < cols; j++) m = Math.max(m, z[i * cols + j] / T);
+    let s = 0;
+    for (let j = 0; j < cols; j++) s += Math.exp(z[i * cols + j] / T - m);
+    num += wi * (m + Math.log(s) - z[i * cols + y[i]] / T);
+    den += wi;
+  }
+  return num / den;
+}
+
+/** Brute force: the grid point of `points` log-spaced temperatures in [min, max] with the least NLL. */
+export function refGridTemperature(z: ArrayLike<number>, rows: number, cols: number, y: ArrayLike<number>, min: number, max: number, points: number, w?: ArrayLike<number>) {
+  let best = { T: NaN, nll: Infinity };
+  const step = Math.log(max / min) / (points - 1);
+  for (let g = 0; g < points; g++) {
+    const T = min * Math.exp(g * step);
+    const nll = refTemperatureNll(z, rows, cols, y, T, w);
+    if (nll < best.nll) best = { T, nll };
+  }
+  return { ...best, step };
+}
+
+/**
+ * Weighted top-label calibration, naively in float64 (the definition in CalibrationOptions.weights):
+ * W_b = sum of the weights in bin b, acc_b / conf_b weighted means, ECE = sum_b (W_b / W) |acc_b -
+ * conf_b|, MCE over bins with W_b > 0, RMSCE; accuracy, NLL (p floored at 1e-12) and Brier weighted.
+ */
+export function refWeightedCalibration(p: ArrayLike<number>, rows: number, C: number, y: ArrayLike<number>, w: ArrayLike<number>, bins: number,
+  edges: 'right-closed' | 'left-closed' = 'right-closed') {
+  const W_b = new Array<number>(bins).fill(0), A_b = new Array<number>(bins).fill(0), S_b = new Array<number>(bins).fill(0);
+  const count = new Array<number>(bins).fill(0);
+  let W = 0, acc = 0, nll = 0, brier = 0;
+  for (let i = 0; i < rows; i++) {
+    let arg = 0;
+    for (let j = 1; j < C; j++) if (p[i * C + j] > p[i * C + arg]) arg = j;
+    const conf = Math.fround(p[i * C + arg]), correct = arg === y[i] ? 1 : 0;
+    const b = refBin(conf, bins, edges);
+    const wi = Math.fround(w[i]);
+    count[b]++;
+    W_b[b] += wi;
+    A_b[b] += wi * correct;
+    S_b[b] += wi * conf;
+    W += wi;
+    acc += wi * correct;
+    nll += wi * -Math.log(Math.max(Math.fround(p[i * C + y[i]]), 1e-12));
+    let br = 0;
+    for (let j = 0; j < C; j++) br += (Math.fround(p[i * C + j]) - (j === y[i] ? 1 : 0)) ** 2;
+    brier += wi * br;
+  }
+  let ece = 0, mce = 0, sq = 0;
+  for (let b = 0; b < bins; b++) {
+    if (!(W_b[b] > 0)) continue;
+    const gap = Math.abs(A_b[b] / W_b[b] - S_b[b] / W_b[b]);
+    ece += (W_b[b] / W) * gap;
+    mce = Math.max(mce, gap);
+    sq += (W_b[b] / W) * gap * gap;
+  }
+  return {
+    weight: W, accuracy: acc / W, nll: nll / W, brier: brier / W, ece, mce, rmsce: Math.sqrt(sq), count,
+    binWeight: W_b, binAccuracy: W_b.map((v, b) => (v > 0 ? A_b[b] / v : NaN)), binConfidence: W_b.map((v, b) => (v > 0 ? S_b[b] / v : NaN)),
+  };
+}

@@ -1,4 +1,4 @@
-// backendInfo(), setThreads(n), getThreads(), setCudaTf32Kernel(kernel), resetCudaMemoryPeak().
+// backendInfo(), setThreads(n), getThreads(), resetCudaMemoryPeak().
 #include "addon/args.h"
 #include "addon/bindings.h"
 #include "addon/js_error.h"
@@ -32,8 +32,18 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("simd", b.simd);
     o.Set("gemm", b.gemm);
     o.Set("blasAvailable", b.blas_available);
-    o.Set("cudaTf32Kernel", b.cuda_tf32_kernel);
-    o.Set("cudaTf32KernelChoice", b.cuda_tf32_kernel_choice);
+    if (b.cuda_compiled) {
+      Napi::Object g = Napi::Object::New(info.Env());
+      g.Set("library", b.cuda_gemm);
+      g.Set("path", b.cuda_gemm_library.empty() ? info.Env().Null() : Napi::String::New(info.Env(), b.cuda_gemm_library));
+      g.Set("origin", b.cuda_gemm_library_origin.empty() ? info.Env().Null() : Napi::String::New(info.Env(), b.cuda_gemm_library_origin));
+      g.Set("version", b.cuda_gemm_library_version.empty() ? info.Env().Null() : Napi::String::New(info.Env(), b.cuda_gemm_library_version));
+      g.Set("reason", b.cuda_gemm_reason.empty() ? info.Env().Null() : Napi::String::New(info.Env(), b.cuda_gemm_reason));
+      g.Set("fallbacks", double(b.cuda_gemm_fallbacks));
+      o.Set("cudaGemm", g);
+    } else {
+      o.Set("cudaGemm", info.Env().Null());
+    }
     o.Set("cudaMemoryBytes", double(b.cuda_memory_bytes));
     o.Set("cudaMemoryPeakBytes", double(b.cuda_memory_peak_bytes));
     return o;
@@ -43,15 +53,6 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     set_cpu_threads(int(integer(arg(info, 0, "threads"), "threads", 1, 4096)));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value SetCudaTf32Kernel(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value {
-    const Napi::Value v = arg(info, 0, "kernel");
-    if (!v.IsString()) throw_type("kernel: expected a string");
-    set_cuda_tf32_kernel(v.As<Napi::String>().Utf8Value());
     return info.Env().Undefined();
   });
 }
@@ -71,7 +72,6 @@ void register_backend(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", Napi::Function::New(env, Info, "backendInfo"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
-  exports.Set("setCudaTf32Kernel", Napi::Function::New(env, SetCudaTf32Kernel, "setCudaTf32Kernel"));
   exports.Set("resetCudaMemoryPeak", Napi::Function::New(env, ResetCudaMemoryPeak, "resetCudaMemoryPeak"));
 }
 

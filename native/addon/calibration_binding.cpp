@@ -14,11 +14,12 @@ Napi::Float64Array f64(Napi::Env env, std::size_t n) { return Napi::Float64Array
 
 Napi::Object group_to_js(Napi::Env env, const CalibGroupSummary& g) {
   const std::size_t M = g.bins.size();
-  auto lower = f64(env, M), upper = f64(env, M), count = f64(env, M), conf = f64(env, M), acc = f64(env, M);
+  auto lower = f64(env, M), upper = f64(env, M), count = f64(env, M), weight = f64(env, M), conf = f64(env, M), acc = f64(env, M);
   for (std::size_t b = 0; b < M; ++b) {
     lower[b] = g.bins[b].lower;
     upper[b] = g.bins[b].upper;
     count[b] = double(g.bins[b].count);
+    weight[b] = g.bins[b].weight;
     conf[b] = g.bins[b].mean_confidence;
     acc[b] = g.bins[b].accuracy;
   }
@@ -26,10 +27,12 @@ Napi::Object group_to_js(Napi::Env env, const CalibGroupSummary& g) {
   bins.Set("lower", lower);
   bins.Set("upper", upper);
   bins.Set("count", count);
+  bins.Set("weight", weight);
   bins.Set("meanConfidence", conf);
   bins.Set("accuracy", acc);
   Napi::Object o = Napi::Object::New(env);
   o.Set("rows", double(g.rows));
+  o.Set("weight", g.weight);
   o.Set("accuracy", g.accuracy);
   o.Set("ece", g.ece);
   o.Set("mce", g.mce);
@@ -41,6 +44,7 @@ Napi::Object group_to_js(Napi::Env env, const CalibGroupSummary& g) {
 Napi::Object summary_to_js(Napi::Env env, const CalibSummary& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("rows", double(s.rows));
+  o.Set("weight", s.weight);
   o.Set("accuracy", s.accuracy);
   o.Set("nll", s.nll);
   o.Set("brier", s.brier);
@@ -62,18 +66,21 @@ ScoreKind score_kind_arg(const Napi::Value& v) {
   return ScoreKind(choice(v, "input", {"probabilities", "logits"}));
 }
 
-// Optional `groups` (Int32Array, one id per row) of an update's options object.
-View<const int32_t> group_ids(const Napi::Object& o, std::size_t rows) {
-  const Napi::Value v = own(o, "groups");
+// An update's optional per-row array `key` (group ids, weights): empty when absent.
+template <class T>
+View<const T> per_row(const Napi::Object& o, const char* key, std::size_t rows, View<const T> (*read)(const Napi::Value&, const char*), const char* what) {
+  const Napi::Value v = own(o, key);
   if (v.IsUndefined()) return {};
-  View<const int32_t> g = i32_array(v, "groups");
-  require_length(g.length, rows, "groups", "group ids (one per row)");
-  return g;
+  View<const T> a = read(v, key);
+  require_length(a.length, rows, key, what);
+  return a;
 }
+View<const int32_t> group_ids(const Napi::Object& o, std::size_t rows) { return per_row<int32_t>(o, "groups", rows, i32_array, "group ids (one per row)"); }
+View<const float> row_weights(const Napi::Object& o, std::size_t rows) { return per_row<float>(o, "weights", rows, f32_array, "weights (one per row)"); }
 
 bool async_arg(const Napi::CallbackInfo& info, std::size_t i) { return info.Length() > i && boolean(info[i], "async"); }
 
-// calibStateNew({ kind, bins, classes, groups, edges, extras }) -> BigUint64Array
+// calibStateNew({ kind, bins, classes, groups, edges, extras, weighted? }) -> BigUint64Array
 Napi::Value StateNew(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Object o = object(arg(info, 0, "options"), "options");
@@ -88,6 +95,7 @@ Napi::Value StateNew(const Napi::CallbackInfo& info) {
     }
     c.edges = BinEdges(choice(own(o, "edges"), "edges", {"right-closed", "left-closed"}));
     c.extras = boolean(own(o, "extras"), "extras");
+    if (!own(o, "weighted").IsUndefined()) c.weighted = boolean(own(o, "weighted"), "weighted");
     const std::vector<uint64_t> w = calib_state_new(c);
     auto out = Napi::BigUint64Array::New(info.Env(), w.size());
     std::copy(w.begin(), w.end(), out.Data());
@@ -137,11 +145,13 @@ Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
     s.sum_tolerance = number(own(o, "sumTolerance"), "sumTolerance");
     const Device dev = calib_resolve_device(device_request(own(o, "device")));
     const View<const int32_t> groups = group_ids(o, std::size_t(rows));
+    const View<const float> weights = row_weights(o, std::size_t(rows));
     s.data = in->hold(scores);
     const int32_t* y = in->hold(labels);
     const int32_t* g = in->hold(groups);
+    const float* wt = in->hold(weights);
     return run_update(info, in, [=](std::vector<uint64_t>& d) {
-      calib_update_rows(dev, s, y, d.data(), d.size(), g);
+      calib_update_rows(dev, s, y, d.data(), d.size(), g, wt);
     });
   });
 }
@@ -160,8 +170,9 @@ Napi::Value UpdateBinary(const Napi::CallbackInfo& info) {
     const int32_t* y = in->hold(labels);
     const int64_t n = int64_t(p.length);
     const int32_t* g = in->hold(groups);
+    const float* wt = in->hold(row_weights(o, p.length));
     return run_update(info, in, [=](std::vector<uint64_t>& d) {
-      calib_update_binary(dev, pd, y, n, d.data(), d.size(), g);
+      calib_update_binary(dev, pd, y, n, d.data(), d.size(), g, wt);
     });
   });
 }
@@ -180,8 +191,9 @@ Napi::Value UpdateConfidence(const Napi::CallbackInfo& info) {
     const uint8_t* okd = in->hold(ok);
     const int64_t n = int64_t(c.length);
     const int32_t* g = in->hold(groups);
+    const float* wt = in->hold(row_weights(o, c.length));
     return run_update(info, in, [=](std::vector<uint64_t>& d) {
-      calib_update_confidence(dev, cd, okd, n, d.data(), d.size(), g);
+      calib_update_confidence(dev, cd, okd, n, d.data(), d.size(), g, wt);
     });
   });
 }

@@ -1,6 +1,7 @@
 // N-API surface of the MoE classifier (the typed API is src/moe/). Training runs on a dedicated
 // native thread; progress and completion come back through a thread-safe function, and a
 // cancel() closure sets the flag the training loop polls between steps.
+#include <algorithm>
 #include <memory>
 #include <thread>
 
@@ -89,7 +90,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   });
 }
 
-// moePredict(config, params, temps, x, rows, { routing, selected, gates, expertProbs, device }, async)
+// moePredict(config, params, temps, x, rows, { routing, selected, gates, expertProbs, expertLogits?, device }, async)
 Napi::Value Predict(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -119,6 +120,8 @@ Napi::Value Predict(const Napi::CallbackInfo& info) {
     }
     if (boolean(own(o, "gates"), "gates")) po.gates = f32("gates", rows * A);
     if (boolean(own(o, "expertProbs"), "expertProbs")) po.expert_probs = f32("expertProbs", rows * A * c.classes);
+    if (!own(o, "expertLogits").IsUndefined() && boolean(own(o, "expertLogits"), "expertLogits"))
+      po.expert_logits = f32("expertLogits", rows * A * c.classes);
     out.Set("active", double(A));
     const bool async = info.Length() > 6 && boolean(info[6], "async");
     auto in = std::make_shared<CallInputs>(async);
@@ -177,6 +180,19 @@ FitConfig fit_arg(const Napi::Value& v) {
   f.shuffle = boolean(own(o, "shuffle"), "shuffle");
   f.seed = uint64_t(number(own(o, "seed"), "seed"));
   f.progress_every = integer(own(o, "progressEvery"), "progressEvery", 0, int64_t(1) << 40);
+  f.snapshot_epochs = !own(o, "snapshotEpochs").IsUndefined() && boolean(own(o, "snapshotEpochs"), "snapshotEpochs");
+  if (!own(o, "checkpointEvery").IsUndefined()) f.checkpoint_every = integer(own(o, "checkpointEvery"), "checkpointEvery", 1, int64_t(1) << 31);
+  if (!own(o, "resume").IsUndefined()) {  // { epoch, steps, m, v, rng: BigUint64Array(1) }: copied, the thread reads its own
+    Napi::Object r = object(own(o, "resume"), "resume");
+    f.start_epoch = integer(own(r, "epoch"), "resume.epoch", 1, int64_t(1) << 31);
+    f.resume.steps = integer(own(r, "steps"), "resume.steps", 0, int64_t(1) << 52);
+    const View<const float> m = f32_array(own(r, "m"), "resume.m"), vv = f32_array(own(r, "v"), "resume.v");
+    f.resume.m.assign(m.data, m.data + m.length);
+    f.resume.v.assign(vv.data, vv.data + vv.length);
+    const View<uint64_t> rng = u64_array(own(r, "rng"), "resume.rng");
+    require_length(rng.length, 1, "resume.rng", "value");
+    f.resume_rng = rng.data[0];
+  }
   Napi::Object opt = object(own(o, "optimizer"), "optimizer");
   f.optimizer.kind = OptimizerKind(choice(own(opt, "type"), "optimizer.type", {"sgd", "adamw"}));
   f.optimizer.lr = number(own(opt, "lr"), "optimizer.lr");
@@ -199,7 +215,11 @@ FitConfig fit_arg(const Napi::Value& v) {
   f.objective.tau_regret = number(own(ob, "tauRegret"), "objective.tauRegret");
   f.objective.tau_disagreement = number(own(ob, "tauDisagreement"), "objective.tauDisagreement");
   f.objective.median_disagreement = boolean(own(ob, "medianDisagreement"), "objective.medianDisagreement");
+  if (!own(ob, "tiltLoss").IsUndefined())
+    f.objective.hard_tilt = HardTilt(choice(own(ob, "tiltLoss"), "objective.tiltLoss", {"competitive", "top1"}));
   f.objective.balance_alpha = number(own(o, "balanceLoss"), "balanceLoss");
+  if (!own(o, "balanceForm").IsUndefined())
+    f.objective.balance_form = BalanceForm(choice(own(o, "balanceForm"), "balanceForm", {"switch", "squared-mean"}));
   return f;
 }
 
@@ -315,14 +335,29 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
         auto* ev = new Event{false, p};
         auto cancel = job->cancel;
         job->tsfn.BlockingCall(ev, [cancel](Napi::Env e, Napi::Function js, Event* ev) {
-          if (cancel->load()) {  // stopping: the steps still queued are not reported
-            delete ev;
-            return;
-          }
           std::unique_ptr<Event> owned(ev);
+          // stopping: the steps still queued are not reported (checkpoints and snapshots still are)
+          if (cancel->load() && !ev->progress.checkpoint && ev->progress.parameters.empty()) return;
           try {
             Napi::Object o = ev->progress.epoch_end ? epoch_to_js(e, ev->progress.epoch_log) : step_to_js(e, ev->progress);
             o.Set("type", ev->progress.epoch_end ? "epoch" : "batch");
+            if (!ev->progress.parameters.empty()) {
+              Napi::Float32Array snap = Napi::Float32Array::New(e, ev->progress.parameters.size());
+              std::copy(ev->progress.parameters.begin(), ev->progress.parameters.end(), snap.Data());
+              o.Set("parameters", snap);
+            }
+            if (ev->progress.checkpoint) {
+              const OptimizerState& st = ev->progress.optimizer;
+              Napi::Object ck = Napi::Object::New(e);
+              Napi::Float32Array m = Napi::Float32Array::New(e, st.m.size()), v = Napi::Float32Array::New(e, st.v.size());
+              std::copy(st.m.begin(), st.m.end(), m.Data());
+              std::copy(st.v.begin(), st.v.end(), v.Data());
+              ck.Set("m", m);
+              ck.Set("v", v);
+              ck.Set("steps", double(st.steps));
+              ck.Set("rng", Napi::BigInt::New(e, ev->progress.rng));
+              o.Set("checkpoint", ck);
+            }
             js.Call({o});
           } catch (const Napi::Error&) {
             // JS is being stopped (worker.terminate()): nothing to report to; the cleanup hook stops the fit

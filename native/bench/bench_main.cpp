@@ -1,14 +1,16 @@
 // Native benchmark (runs without Node, e.g. on a bare GPU machine). Prints one JSON line per
 // measurement: {system, workload, mode, metric, value, unit, threads, device}.
-//   calmoe_bench [w3|w1|w1l|bandwidth|gemm|cuda-gemm|peak] [--rows N] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
-//                [--cuda-gemm tf32|tf32-async1|tf32-async2|tf32-mma|tf32-wgmma|tf32-wgmma256|tf32-auto|fp32|bf16] [--modes soft,top2,top1,hard]
+//   calmoe_bench [w3|w1|w1l|w4|bandwidth|gemm|cuda-gemm|gemm-library|peak] [--rows N] [--epochs E] [--denormals flush,keep] [--classes C] [--repeat R] [--device cpu|cuda|all] [--threads T]
+//                [--cuda-gemm tf32|fp32|bf16] [--modes soft,top2,top1,hard]
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <tuple>
 #include <string>
 #include <vector>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -20,8 +22,9 @@
 #include "core/calibration.h"
 #include "core/cuda_probe.h"
 #include "core/moe_engine.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 #if CALMOE_WITH_CUDA
+#include "cuda/cublaslt_gemm.cuh"
 #include "cuda/gemm.cuh"
 #endif
 
@@ -29,26 +32,16 @@ using namespace calmoe;
 
 namespace {
 
-// --cuda-gemm: the CUDA GEMM variants (math mode, and for TF32 which kernel: cuda/gemm.cuh)
+// --cuda-gemm: the CUDA GEMM math modes (cuda/gemm.cuh)
 struct CudaGemmVariant {
   const char* name;
   MatmulPrecision precision;
-  int tf32_kernel;  // cuda::GemmTf32Kernel
 };
-constexpr CudaGemmVariant kCudaGemmVariants[] = {{"fp32", MatmulPrecision::Fp32, 2},        {"tf32", MatmulPrecision::Tf32, 2},
-                                                 {"tf32-async1", MatmulPrecision::Tf32, 0}, {"tf32-async2", MatmulPrecision::Tf32, 1},
-                                                 {"tf32-mma", MatmulPrecision::Tf32, 3},    {"tf32-wgmma", MatmulPrecision::Tf32, 4},
-                                                 {"tf32-wgmma256", MatmulPrecision::Tf32, 5}, {"tf32-auto", MatmulPrecision::Tf32, 6},
-                                                 {"bf16", MatmulPrecision::Bf16, 2}};
-#if CALMOE_WITH_CUDA
-static_assert(int(cuda::GemmTf32Kernel::Async1) == 0 && int(cuda::GemmTf32Kernel::Async2) == 1 && int(cuda::GemmTf32Kernel::Registers) == 2 &&
-                  int(cuda::GemmTf32Kernel::Mma) == 3 && int(cuda::GemmTf32Kernel::Wgmma) == 4 && int(cuda::GemmTf32Kernel::Wgmma256) == 5 && int(cuda::GemmTf32Kernel::Auto) == 6,
-              "kCudaGemmVariants' kernel numbers");
-#endif
+constexpr CudaGemmVariant kCudaGemmVariants[] = {{"fp32", MatmulPrecision::Fp32}, {"tf32", MatmulPrecision::Tf32}, {"bf16", MatmulPrecision::Bf16}};
 const CudaGemmVariant& cuda_gemm_variant(const std::string& name) {
   for (const auto& v : kCudaGemmVariants)
     if (name == v.name) return v;
-  throw_range("--cuda-gemm: expected tf32 (its default kernel), tf32-async1, tf32-async2, tf32-mma, tf32-wgmma, tf32-wgmma256, tf32-auto, fp32 or bf16; got '" + name + "'");
+  throw_range("--cuda-gemm: expected tf32, fp32 or bf16; got '" + name + "'");
 }
 
 struct Opts {
@@ -59,7 +52,16 @@ struct Opts {
   std::string device = "all";
   std::string cuda_gemm = "tf32";  // the library default (MoEConfig::precision)
   std::string modes = "soft,top2,top1,hard";
+  int64_t epochs = 15;                  // W4
+  std::string denormals = "keep,flush";  // W4: the IEEE baseline first, then calmoe's default
 };
+
+// CPU seconds used by this process so far (every thread).
+double process_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -193,12 +195,6 @@ void run_w1(const Opts& o, bool large) {
   if (o.device == "cuda" || (o.device == "all" && gpu)) devices.push_back("cuda");
   const CudaGemmVariant& variant = cuda_gemm_variant(o.cuda_gemm);
   const MatmulPrecision precision = variant.precision;
-#if CALMOE_WITH_CUDA
-  // the TF32 kernel (cuda/gemm.cuh): tf32 runs the default (register-staged) one, tf32-auto the
-  // fastest that agrees with it on this card (chosen now)
-  cuda::gemm_set_tf32_kernel(cuda::GemmTf32Kernel(variant.tf32_kernel));
-  if (gpu && precision == MatmulPrecision::Tf32) std::fprintf(stderr, "TF32 GEMM kernel: %s\n", cuda::gemm_tf32_kernel_choice().c_str());
-#endif
   std::vector<float> x(static_cast<std::size_t>(B * d));
   std::vector<int32_t> y(static_cast<std::size_t>(B)), rows(static_cast<std::size_t>(B));
   {
@@ -213,7 +209,15 @@ void run_w1(const Opts& o, bool large) {
   for (const std::string& dname : devices) {
     const Device dev = dname == "cuda" ? resolve_device(DeviceRequest::Cuda) : Device::Cpu;
     // the precision is the CUDA engine's; the CPU always computes in FP32
-    const std::string system = dname == "cuda" ? "calmoe-native-" + o.cuda_gemm : "calmoe-native";
+    // CUDA: which GEMM ran is part of the system's name (cuBLASLt or calmoe's kernel; fp32 is always calmoe's)
+    std::string system = "calmoe-native";
+#if CALMOE_WITH_CUDA
+    if (dname == "cuda") {
+      const bool lt = precision != MatmulPrecision::Fp32 && cuda::cublaslt_info().usable;
+      system = "calmoe-native-" + o.cuda_gemm + (lt ? "-cublaslt" : "-calmoe-gemm");
+      std::fprintf(stderr, "%s: GEMM library %s\n", large ? "W1L" : "W1", lt ? cuda::cublaslt_summary().c_str() : ("calmoe (" + o.cuda_gemm + ")").c_str());
+    }
+#endif
     for (const char* mode : {"soft", "top2", "top1", "hard"}) {
       if (("," + o.modes + ",").find(std::string(",") + mode + ",") == std::string::npos) continue;
       MoEConfig c;
@@ -472,38 +476,144 @@ void run_cuda_gemm(const Opts& o) {
       {"dh.w1^T", {16384, 1024, 2048, false, true, false}},   // dX (the router's input gradient path)
       {"x[idx].w1", {2048, 2048, 1024, false, false, true}},  // a top-2 expert's gathered rows
       {"x[idx]^T.dh", {1024, 2048, 2048, true, false, true}}, // its dW1
-      // the forward with the weights stored transposed (h x d): operand form 2, the one TF32
-      // wgmma reads (tf32-wgmma and tf32-wgmma256 run tf32-mma on the other forms); "tf32": operands marked as
-      // rounded already, as the engine's wgmma path passes them (no rounding pass in the kernel)
-      {"x.w1t", {16384, 2048, 1024, false, true, false}},
-      {"x.w1t tf32", {16384, 2048, 1024, false, true, false, true}},
-      {"x[idx].w1t tf32", {2048, 2048, 1024, false, true, true, true}},
-      // dW1 as the engine's wgmma path runs it: dW1^T = delta^T x, delta as stored (A from
-      // registers) and x^T a copy made in the step, C stored transposed (form 3; one expert:
-      // 64 tiles of 128 x 256, the engine launches every expert's together)
-      {"dh^T.xt C^T tf32", {2048, 1024, 16384, true, true, false, true, true}},
+      {"x.w1t", {16384, 2048, 1024, false, true, false}},     // the forward with the weights stored transposed (h x d)
   };
   const bool tc = cuda::gemm_tensor_cores();
-  using K = cuda::GemmTf32Kernel;
   for (const Case& k : cases) {
     for (const CudaGemmVariant& v : kCudaGemmVariants) {
       const cuda::GemmMath math = cuda::gemm_math_of(v.precision);
-      if ((v.precision != MatmulPrecision::Fp32 && !tc) || K(v.tf32_kernel) == K::Auto) continue;  // auto: one of the others
-      cuda::gemm_set_tf32_kernel(K(v.tf32_kernel));
-      if (math == cuda::GemmMath::Tf32 && cuda::gemm_tf32_kernel() != K(v.tf32_kernel)) continue;  // not on this card
-      const double t = cuda::gemm_seconds(k.c, math, o.repeat);
-      const double gf = 2.0 * double(k.c.M) * double(k.c.N) * double(k.c.K) / t / 1e9;
+      if (v.precision != MatmulPrecision::Fp32 && !tc) continue;
       char mode[160];
       std::snprintf(mode, sizeof mode, "%s %s %lldx%lldx%lld", v.name, k.name, (long long)k.c.M, (long long)k.c.N, (long long)k.c.K);
-      emit("cuda-gemm", mode, "gflops", gf, "GFLOP/s", "cuda");
-      std::fprintf(stderr, "cuda-gemm %-40s %9.3f ms %10.1f GFLOP/s\n", mode, t * 1e3, gf);
+      const double flop = 2.0 * double(k.c.M) * double(k.c.N) * double(k.c.K);
+      const double t = cuda::gemm_seconds(k.c, math, o.repeat);
+      emit("cuda-gemm", mode, "gflops", flop / t / 1e9, "GFLOP/s", "cuda", "calmoe-kernel");
+      std::fprintf(stderr, "cuda-gemm calmoe   %-40s %9.3f ms %10.1f GFLOP/s\n", mode, t * 1e3, flop / t / 1e9);
+      // the same GEMM on cuBLASLt (the product path for tf32 and bf16), gathered rows as a plain GEMM
+      if (v.precision != MatmulPrecision::Fp32 && cuda::cublaslt_info().usable) {
+        cuda::GemmBenchCase plain = k.c;
+        plain.gather = false;
+        const double tl = cuda::lt_gemm_seconds(plain, math, o.repeat);
+        emit("cuda-gemm", mode, "gflops", flop / tl / 1e9, "GFLOP/s", "cuda", "cublaslt");
+        std::fprintf(stderr, "cuda-gemm cublaslt %-40s %9.3f ms %10.1f GFLOP/s\n", mode, tl * 1e3, flop / tl / 1e9);
+      }
     }
   }
-  cuda::gemm_set_tf32_kernel(K::Registers);  // the default
 #else
   (void)o;
   throw_range("cuda-gemm: this build has no CUDA backend");
 #endif
+}
+
+
+// W4 data: Fashion-MNIST-sized (28 x 28 = 784 pixels in [0, 1], 10 classes), synthetic and seeded.
+// Each class is a template of three Gaussian blobs; a row is its class's template at a random
+// contrast plus pixel noise (sd 0.25), dark pixels (< 0.05) set to 0 and a 2-pixel border that is
+// always 0, as in (Fashion-)MNIST; 10% of the labels are replaced by random ones, so that, as on
+// Fashion-MNIST, training accuracy stays near 90% while the confident rows' gradients (and the
+// routing weights of experts a row does not use) become tiny: the products of such values in the
+// backward pass and in AdamW's moments are subnormal (the case that made training slow down).
+void w4_data(int64_t rows, std::vector<float>& x, std::vector<int32_t>& y) {
+  const int64_t side = 28, d = side * side, C = 10;
+  std::mt19937_64 g(4);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> tmpl(static_cast<std::size_t>(C * d), 0.0f);
+  for (int64_t c = 0; c < C; ++c) {
+    float mx = 0;
+    for (int b = 0; b < 3; ++b) {
+      const float cx = 4 + 20 * u(g), cy = 4 + 20 * u(g), sg = 2 + 3 * u(g), amp = 0.5f + 0.5f * u(g);
+      for (int64_t p = 0; p < d; ++p) {
+        const float dx = float(p % side) - cx, dy = float(p / side) - cy;
+        tmpl[c * d + p] += amp * std::exp(-(dx * dx + dy * dy) / (2 * sg * sg));
+      }
+    }
+    for (int64_t p = 0; p < d; ++p) mx = std::max(mx, tmpl[c * d + p]);
+    for (int64_t p = 0; p < d; ++p) tmpl[c * d + p] /= mx;
+  }
+  x.assign(static_cast<std::size_t>(rows * d), 0.0f);
+  y.resize(static_cast<std::size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) {
+    const int32_t c = int32_t(g() % uint64_t(C));
+    y[i] = u(g) < 0.1f ? int32_t(g() % uint64_t(C)) : c;
+    const float contrast = 0.7f + 0.3f * u(g);
+    for (int64_t p = 0; p < d; ++p) {
+      const int64_t px = p % side, py = p / side;
+      const float v = tmpl[c * d + p] * contrast + 0.25f * nd(g);
+      const bool border = px < 2 || py < 2 || px >= side - 2 || py >= side - 2;
+      x[i * d + p] = border || v < 0.05f ? 0.0f : std::min(v, 1.0f);
+    }
+  }
+}
+
+// W4: a whole AdamW fit at the paper's settings (lr 1e-3, weight decay 1e-4, cosine decay, batch
+// 128, 15 epochs; d = 784, h = 128, K = 8, C = 10, linear router, ERM), through moe_fit as a user
+// runs it. Examples/s of every epoch (they should stay flat) and overall, once with IEEE
+// subnormals ("calmoe-native-ieee", the behaviour before flush-to-zero) and once with calmoe's
+// default (subnormals flushed), in the same run.
+void run_w4(const Opts& o) {
+  const int64_t rows = o.rows == 10000000 ? 60000 : o.rows;  // --rows overrides Fashion-MNIST's 60,000
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  w4_data(rows, x, y);
+  std::fprintf(stderr, "W4: AdamW fit, %lld rows x 784, C=10, K=8, h=128, batch 128, %lld epochs, cosine; denormals %s; modes %s\n",
+               (long long)rows, (long long)o.epochs, o.denormals.c_str(), o.modes.c_str());
+  auto listed = [](const std::string& list, const char* name) { return ("," + list + ",").find(std::string(",") + name + ",") != std::string::npos; };
+  for (const char* mode : {"soft", "top2", "top1", "hard"}) {
+    if (!listed(o.modes, mode)) continue;
+    for (const char* dn : {"keep", "flush"}) {
+      if (!listed(o.denormals, dn)) continue;
+      const bool flush = std::strcmp(dn, "flush") == 0;
+      const std::string system = flush ? "calmoe-native" : "calmoe-native-ieee";
+      MoEConfig c;
+      c.input_dim = 784;
+      c.classes = 10;
+      c.experts = 8;
+      c.expert_hidden = {128};
+      c.routing = std::strcmp(mode, "soft") == 0 ? Routing::Soft : std::strcmp(mode, "hard") == 0 ? Routing::Hard : Routing::TopK;
+      c.top_k = std::strcmp(mode, "top2") == 0 ? 2 : 1;
+      std::vector<float> params(static_cast<std::size_t>(moe_layout(c).total));
+      moe_init_params(c, params.data(), 1, InitKind::Default, 0);
+      FitConfig f;
+      f.epochs = o.epochs;
+      f.batch_size = 128;
+      f.seed = 1;
+      f.optimizer.kind = OptimizerKind::AdamW;
+      f.optimizer.lr = 1e-3;
+      f.optimizer.weight_decay = 1e-4;
+      f.schedule.kind = ScheduleKind::Cosine;
+      set_flush_denormals(flush);
+      const Dataset ds{x.data(), y.data(), rows};
+      // CPU seconds of the process per epoch as well as wall seconds: on a shared machine the
+      // wall-clock rate follows the other load, the CPU-time rate follows the work per example
+      std::vector<double> cpu_at{process_cpu_s()};
+      const double t0 = now_s();
+      const auto hist = moe_fit(Device::Cpu, c, params.data(), nullptr, ds, nullptr, f, nullptr, [&](const Progress& p) {
+        if (p.epoch_end) cpu_at.push_back(process_cpu_s());
+      }, nullptr);
+      const double total = now_s() - t0, total_cpu = cpu_at.back() - cpu_at.front();
+      double first = 0, slowest = 1e30, first_cpu = 0, slowest_cpu = 1e30;
+      for (const EpochLog& e : hist) {
+        const double per_cpu_s = double(rows) / (cpu_at[std::size_t(e.epoch) + 1] - cpu_at[std::size_t(e.epoch)]);
+        for (const auto& [metric, value, unit] : {std::tuple{"epoch_throughput", e.examples_per_s, "examples/s"},
+                                                  std::tuple{"epoch_cpu_throughput", per_cpu_s, "examples/cpu-s"}})
+          std::printf("{\"system\":\"%s\",\"workload\":\"w4\",\"mode\":\"%s\",\"metric\":\"%s\",\"epoch\":%lld,\"value\":%.6g,\"unit\":\"%s\",\"threads\":%d,\"device\":\"cpu\"}\n",
+                      system.c_str(), mode, metric, (long long)e.epoch + 1, value, unit, cpu_threads());
+        if (e.epoch == 0) first = e.examples_per_s, first_cpu = per_cpu_s;
+        slowest = std::min(slowest, e.examples_per_s);
+        slowest_cpu = std::min(slowest_cpu, per_cpu_s);
+        std::fprintf(stderr, "  %s %s epoch %lld: %.0f examples/s, %.0f examples/cpu-s, loss %.4f, accuracy %.4f\n", system.c_str(), mode,
+                     (long long)e.epoch + 1, e.examples_per_s, per_cpu_s, e.loss, e.accuracy);
+      }
+      std::fflush(stdout);
+      emit("w4", mode, "throughput", double(rows * o.epochs) / total, "examples/s", "cpu", system.c_str());
+      emit("w4", mode, "cpu_throughput", double(rows * o.epochs) / total_cpu, "examples/cpu-s", "cpu", system.c_str());
+      emit("w4", mode, "slowest_epoch_vs_first", slowest / first, "ratio", "cpu", system.c_str());
+      emit("w4", mode, "slowest_epoch_vs_first_cpu", slowest_cpu / first_cpu, "ratio", "cpu", system.c_str());
+      emit("w4", mode, "final_train_accuracy", hist.back().accuracy, "fraction", "cpu", system.c_str());
+    }
+  }
+  set_flush_denormals(true);
 }
 
 }  // namespace
@@ -522,23 +632,33 @@ int main(int argc, char** argv) {
     else if (a == "--device") o.device = next("--device");
     else if (a == "--cuda-gemm") o.cuda_gemm = next("--cuda-gemm");
     else if (a == "--modes") o.modes = next("--modes");
+    else if (a == "--epochs") o.epochs = std::atoll(next("--epochs"));
+    else if (a == "--denormals") o.denormals = next("--denormals");
     else if (a == "--threads") set_cpu_threads(std::atoi(next("--threads")));
     else if (a[0] != '-') o.workload = a;
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
-  if (o.rows < 1 || o.classes < 1 || o.repeat < 1) { std::fprintf(stderr, "rows, classes and repeat must be >= 1\n"); return 2; }
+  if (o.rows < 1 || o.classes < 1 || o.repeat < 1 || o.epochs < 1) { std::fprintf(stderr, "rows, classes, repeat and epochs must be >= 1\n"); return 2; }
   try {
     if (o.workload == "w3") run_w3(o);
     else if (o.workload == "w1") run_w1(o, false);
     else if (o.workload == "w1l") run_w1(o, true);
+    else if (o.workload == "w4") run_w4(o);
     else if (o.workload == "bandwidth") emit("bandwidth", "memory-read", "bandwidth", read_bandwidth_gbs(o.repeat), "GB/s", "cpu", "machine");
     else if (o.workload == "gemm") run_gemm(o);
     else if (o.workload == "cuda-gemm") run_cuda_gemm(o);
+    else if (o.workload == "gemm-library") {  // which GEMM runs TF32/BF16 on the GPU, one line (gpu-verify.sh reads it)
+#if CALMOE_WITH_CUDA
+      std::printf("%s\n", cuda::cublaslt_summary().c_str());
+#else
+      std::printf("calmoe (no CUDA backend in this build)\n");
+#endif
+    }
     else if (o.workload == "peak") {
       const Peak peak = fp32_peak(o.repeat);
       emit("peak", "fma-loop", "fp32_peak", peak.all, "GFLOP/s", "cpu", "machine");
       emit("peak", "fma-loop", "fp32_peak_per_core", peak.per_core, "GFLOP/s", "cpu", "machine");
-    } else { std::fprintf(stderr, "unknown workload %s (known: w3, w1, w1l, bandwidth, gemm, cuda-gemm, peak)\n", o.workload.c_str()); return 2; }
+    } else { std::fprintf(stderr, "unknown workload %s (known: w3, w1, w1l, w4, bandwidth, gemm, cuda-gemm, gemm-library, peak)\n", o.workload.c_str()); return 2; }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "calmoe_bench: %s\n", e.what());
     return 1;

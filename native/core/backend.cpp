@@ -5,7 +5,8 @@
 #include "core/cuda_probe.h"
 #if CALMOE_WITH_CUDA
 #include "calmoe_build_config.h"
-#include "cuda/gemm.cuh"
+#include "cuda/cublaslt_gemm.cuh"
+#include "cuda/runtime.cuh"
 #endif
 #include "cpu/gemm.h"
 #include "cpu/simd.h"
@@ -26,13 +27,15 @@ BackendInfo backend_info() {
   info.cuda_driver_version = p.driver_version;
   info.gpus = p.gpus;
   info.cuda_unavailable_reason = p.reason;
-  if (p.reason.empty() && !p.gpus.empty()) {
-    try {  // an automatic choice runs now if none has (a failed one leaves the default and says why)
-      info.cuda_tf32_kernel = cuda::gemm_tf32_kernel_name(cuda::gemm_tf32_kernel());
-    } catch (const std::exception&) {
-      info.cuda_tf32_kernel = cuda::gemm_tf32_kernel_name(cuda::gemm_tf32_kernel());
-    }
-    info.cuda_tf32_kernel_choice = cuda::gemm_tf32_kernel_choice();
+  {
+    const cuda::LtInfo& lt = cuda::cublaslt_info();  // loads and checks cuBLASLt on first use
+    info.cuda_gemm = lt.usable ? "cublaslt" : "calmoe";
+    info.cuda_gemm_library = lt.path;
+    info.cuda_gemm_library_origin = lt.origin;
+    if (lt.version)
+      info.cuda_gemm_library_version = std::to_string(lt.version / 10000) + "." + std::to_string(lt.version / 100 % 100) + "." + std::to_string(lt.version % 100);
+    info.cuda_gemm_reason = lt.reason;
+    info.cuda_gemm_fallbacks = cuda::gemm_fallbacks();
   }
   const cuda::DeviceMemoryStats memory = cuda::device_memory_stats();
   info.cuda_memory_bytes = memory.live;
@@ -42,19 +45,6 @@ BackendInfo backend_info() {
       "calmoe was built without the CUDA backend (nvcc was not found at build time, or CALMOE_CUDA=OFF)";
 #endif
   return info;
-}
-
-void set_cuda_tf32_kernel(const std::string& name) {
-  static const char* const kNames = "'registers', 'async1', 'async2', 'mma', 'wgmma', 'wgmma256' or 'auto'";
-#if CALMOE_WITH_CUDA
-  cuda::GemmTf32Kernel k;
-  if (!cuda::gemm_tf32_kernel_parse(name.c_str(), &k)) throw_range("kernel: expected " + std::string(kNames) + ", got '" + name + "'");
-  cuda::gemm_set_tf32_kernel(k);
-#else
-  for (const char* n : {"registers", "async1", "async2", "mma", "wgmma", "wgmma256", "auto"})
-    if (name == n) return;
-  throw_range("kernel: expected " + std::string(kNames) + ", got '" + name + "'");
-#endif
 }
 
 void reset_cuda_memory_peak() {

@@ -11,7 +11,7 @@
 #include "calmoe/error.h"
 #include "core/dispatch.h"
 #include "core/format.h"
-#include "cpu/radix_sort.h"
+#include "host/radix_sort.h"
 
 namespace calmoe {
 namespace {
@@ -44,6 +44,8 @@ void check_config(const CalibConfig& c) {
 }
 
 void describe_issue(const KernelArgs& a, int64_t row) {
+  if (a.weighted && a.weights && !weight_ok(a.weights[row]))
+    throw_range("weights[" + std::to_string(row) + "] = " + fmt_f32(a.weights[row]) + ": expected a finite number in [0, 2^24]");
   const RowOut r = eval_row(a, row);
   const std::string at = std::to_string(row);
   const char* scores = a.kind == CalibKind::Confidence ? "confidence" : "scores";
@@ -68,6 +70,7 @@ void describe_issue(const KernelArgs& a, int64_t row) {
 
 // Runs the kernel into fresh words and merges them into `state` only when every row was valid.
 void run_update(Device dev, const KernelArgs& a, uint64_t* state, std::size_t n_words) {
+  if (a.weighted && dev != Device::Cpu) throw_range("weights: weighted calibration runs on the CPU only for now; use device 'cpu' (or 'auto')");
   std::vector<uint64_t> acc(n_words, 0);
   const int64_t bad = dispatch(dev, [&] { return cpu::calib_accumulate(a, acc.data()); },
                                [&] { return cuda::calib_accumulate(a, acc.data()); });
@@ -77,6 +80,10 @@ void run_update(Device dev, const KernelArgs& a, uint64_t* state, std::size_t n_
   acc[kWGroups] = state[kWGroups];
   acc[kWFlags] = state[kWFlags];
   calib_merge(state, n_words, acc.data(), n_words);
+}
+
+void check_weights(const CalibConfig& cfg, const float* weights) {
+  if (weights && !cfg.weighted) throw_type("weights: this accumulator is not weighted; create it with weighted: true to pass row weights");
 }
 
 void check_group_ids(const CalibConfig& cfg, const int32_t* group_ids) {
@@ -91,6 +98,7 @@ KernelArgs args_for(const CalibConfig& cfg) {
   a.groups = cfg.groups;
   a.left_closed = cfg.edges == BinEdges::LeftClosed;
   a.extras = cfg.extras;
+  a.weighted = cfg.weighted;
   return a;
 }
 
@@ -110,6 +118,7 @@ CalibGroupSummary summarize_group(const uint64_t* bins, int M) {
     positives += bins[int64_t(b) * kBinWords + 1];
   }
   g.rows = rows;
+  g.weight = double(rows);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   g.accuracy = rows ? double(positives) / double(rows) : nan;
   double ece = 0, mce = 0, sq = 0;
@@ -120,6 +129,7 @@ CalibGroupSummary summarize_group(const uint64_t* bins, int M) {
     out.lower = double(b) / M;
     out.upper = double(b + 1) / M;
     out.count = w[0];
+    out.weight = double(w[0]);
     if (w[0] == 0) {
       out.mean_confidence = out.accuracy = std::numeric_limits<double>::quiet_NaN();
       continue;
@@ -140,16 +150,59 @@ CalibGroupSummary summarize_group(const uint64_t* bins, int M) {
   return g;
 }
 
+// Weighted metrics of one histogram: its M weighted cells (kWeightedCellWords each) give each bin's
+// weight, positive weight and confidence sum; `bins` (unweighted words) give the row counts.
+CalibGroupSummary summarize_weighted(const uint64_t* bins, const uint64_t* cells, int M) {
+  CalibGroupSummary g;
+  g.bins.resize(M);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  double W = 0, P = 0;
+  for (int b = 0; b < M; ++b) {
+    const uint64_t* c = cells + int64_t(b) * kWeightedCellWords;
+    W += fixed_to_double(c[0], c[1], kWeightFracBits);
+    P += fixed_to_double(c[2], c[3], kWeightFracBits);
+    g.rows += bins[int64_t(b) * kBinWords];
+  }
+  g.weight = W;
+  g.accuracy = W > 0 ? P / W : nan;
+  double ece = 0, mce = 0, sq = 0;
+  for (int b = 0; b < M; ++b) {
+    const uint64_t* c = cells + int64_t(b) * kWeightedCellWords;
+    CalibBin& out = g.bins[b];
+    out.lower = double(b) / M;
+    out.upper = double(b + 1) / M;
+    out.count = bins[int64_t(b) * kBinWords];
+    const double wb = fixed_to_double(c[0], c[1], kWeightFracBits);
+    out.weight = wb;
+    if (!(wb > 0)) {
+      out.mean_confidence = out.accuracy = nan;
+      continue;
+    }
+    const double pos = fixed_to_double(c[2], c[3], kWeightFracBits);
+    const double conf = fixed_to_double(c[4], c[5], kWeightFracBits + kWConfFracBits);
+    out.mean_confidence = conf / wb;
+    out.accuracy = pos / wb;
+    const double g1 = std::fabs(pos - conf) / wb;  // |acc_b - conf_b|
+    ece += (wb / W) * g1;
+    if (g1 > mce) mce = g1;
+    sq += g1 * g1 * (wb / W);
+  }
+  g.ece = W > 0 ? ece : nan;
+  g.mce = W > 0 ? mce : nan;
+  g.rmsce = W > 0 ? std::sqrt(sq) : nan;
+  return g;
+}
+
 }  // namespace
 
 std::vector<uint64_t> calib_state_new(const CalibConfig& cfg) {
   check_config(cfg);
-  std::vector<uint64_t> w(state_words(cfg.bins, cfg.groups), 0);
+  std::vector<uint64_t> w(state_words(cfg.bins, cfg.groups, cfg.weighted), 0);
   w[kWMagic] = kMagic;
   w[kWBins] = uint64_t(cfg.bins);
   w[kWGroups] = uint64_t(cfg.groups);
   w[kWFlags] = (cfg.edges == BinEdges::LeftClosed ? kFlagLeftClosed : 0) | (cfg.extras ? kFlagNll | kFlagBrier : 0) |
-               (cfg.grouped ? kFlagGrouped : 0) | (uint64_t(cfg.kind) << 8);
+               (cfg.grouped ? kFlagGrouped : 0) | (cfg.weighted ? kFlagWeighted : 0) | (uint64_t(cfg.kind) << 8);
   return w;
 }
 
@@ -160,10 +213,14 @@ u128 word128(uint64_t lo, uint64_t hi) { return (u128(hi) << 64) | lo; }
 
 // The counts' invariants of a state whose header and length are valid. Bounds on the fixed-point
 // sums: confidence <= 1 per row, NLL <= kMaxNll < 28 per row, Brier <= 2 + tolerance < 8 per row.
+// Rows a state may count: kMaxStateRows, or 2^40 for a weighted one (its 128-bit weighted sums).
+uint64_t max_rows(const CalibConfig& c) { return c.weighted ? uint64_t(1) << 40 : kMaxStateRows; }
+
+// (The weighted section of a weighted state is not checked here yet.)
 void check_counts(const uint64_t* w, const CalibConfig& c, const std::string& nm) {
   const uint64_t rows = w[kWRows];
   auto corrupt = [&](const std::string& what) { throw_range(nm + ": corrupt calibration state (" + what + ")"); };
-  if (rows > kMaxStateRows) corrupt("more than 2^53 rows");
+  if (rows > max_rows(c)) corrupt("more rows than a state holds");
   if (w[kWCorrect] > rows) corrupt("more correct rows than rows");
   if (word128(w[kWNllLo], w[kWNllHi]) > (u128(rows) * 28) << kNllFracBits) corrupt("NLL sum above its bound");
   if (word128(w[kWBrierLo], w[kWBrierHi]) > (u128(rows) * 8) << kBrierFracBits) corrupt("Brier sum above its bound");
@@ -204,17 +261,19 @@ CalibConfig calib_state_config(const uint64_t* w, std::size_t n, const char* nam
   c.edges = (w[kWFlags] & kFlagLeftClosed) ? BinEdges::LeftClosed : BinEdges::RightClosed;
   c.extras = (w[kWFlags] & kFlagNll) != 0;
   c.grouped = (w[kWFlags] & kFlagGrouped) != 0;
+  c.weighted = (w[kWFlags] & kFlagWeighted) != 0;
   if ((c.grouped && c.kind == CalibKind::Classwise) || (!c.grouped && c.kind != CalibKind::Classwise && c.groups != 1))
     throw_range(nm + ": corrupt calibration state (groups)");
-  if (n != state_words(c.bins, c.groups)) throw_range(nm + ": corrupt calibration state (length " + std::to_string(n) + " does not match " + std::to_string(c.bins) + " bins x " + std::to_string(c.groups) + " groups)");
+  if (n != state_words(c.bins, c.groups, c.weighted)) throw_range(nm + ": corrupt calibration state (length " + std::to_string(n) + " does not match " + std::to_string(c.bins) + " bins x " + std::to_string(c.groups) + " groups)");
   check_counts(w, c, nm);
   return c;
 }
 
 void calib_update_rows(Device dev, const ScoresArg& s, const int32_t* labels, uint64_t* state, std::size_t n_words,
-                       const int32_t* group_ids) {
+                       const int32_t* group_ids, const float* weights) {
   const CalibConfig cfg = calib_state_config(state, n_words);
   check_group_ids(cfg, group_ids);
+  check_weights(cfg, weights);
   if (cfg.kind != CalibKind::TopLabel && cfg.kind != CalibKind::Classwise)
     throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no score matrix");
   check_rows(s.rows, "scores");
@@ -232,13 +291,15 @@ void calib_update_rows(Device dev, const ScoresArg& s, const int32_t* labels, ui
   a.sum_tol = float(s.sum_tolerance);
   a.labels = labels;
   a.group_ids = group_ids;
+  a.weights = weights;
   run_update(dev, a, state, n_words);
 }
 
 void calib_update_binary(Device dev, const float* p, const int32_t* labels, int64_t n, uint64_t* state, std::size_t n_words,
-                         const int32_t* group_ids) {
+                         const int32_t* group_ids, const float* weights) {
   const CalibConfig cfg = calib_state_config(state, n_words);
   check_group_ids(cfg, group_ids);
+  check_weights(cfg, weights);
   if (cfg.kind != CalibKind::Binary) throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no binary scores");
   check_rows(n, "scores");
   if (n > kMaxElements) throw_range("scores: too many rows");
@@ -247,13 +308,15 @@ void calib_update_binary(Device dev, const float* p, const int32_t* labels, int6
   a.rows = n;
   a.labels = labels;
   a.group_ids = group_ids;
+  a.weights = weights;
   run_update(dev, a, state, n_words);
 }
 
 void calib_update_confidence(Device dev, const float* conf, const uint8_t* correct, int64_t n, uint64_t* state, std::size_t n_words,
-                             const int32_t* group_ids) {
+                             const int32_t* group_ids, const float* weights) {
   const CalibConfig cfg = calib_state_config(state, n_words);
   check_group_ids(cfg, group_ids);
+  check_weights(cfg, weights);
   if (cfg.kind != CalibKind::Confidence) throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no (confidence, correct) pairs");
   check_rows(n, "confidence");
   if (n > kMaxElements) throw_range("confidence: too many rows");
@@ -262,6 +325,7 @@ void calib_update_confidence(Device dev, const float* conf, const uint8_t* corre
   a.rows = n;
   a.correct = correct;
   a.group_ids = group_ids;
+  a.weights = weights;
   run_update(dev, a, state, n_words);
 }
 
@@ -270,20 +334,75 @@ Device calib_resolve_device(DeviceRequest request) { return request == DeviceReq
 void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::size_t n_from) {
   const CalibConfig a = calib_state_config(into, n_into, "into");
   const CalibConfig b = calib_state_config(from, n_from, "from");
-  if (a.kind != b.kind || a.bins != b.bins || a.groups != b.groups || a.grouped != b.grouped || a.edges != b.edges || a.extras != b.extras)
+  if (a.kind != b.kind || a.bins != b.bins || a.groups != b.groups || a.grouped != b.grouped || a.edges != b.edges || a.extras != b.extras ||
+      a.weighted != b.weighted)
     throw_range(std::string("merge: accumulators differ (") + kind_name(a.kind) + ", " + std::to_string(a.bins) + " bins vs " +
-                kind_name(b.kind) + ", " + std::to_string(b.bins) + " bins, or in classes, edges or extras)");
+                kind_name(b.kind) + ", " + std::to_string(b.bins) + " bins, or in classes, edges, extras or weighting)");
   // Both are valid, so their sum is valid (and no word overflows) when the rows stay in bounds.
-  if (into[kWRows] + from[kWRows] > kMaxStateRows) throw_range("merge: together the accumulators count more than 2^53 rows");
+  if (into[kWRows] + from[kWRows] > max_rows(a)) throw_range("merge: together the accumulators count more rows than a state holds (2^" + std::to_string(a.weighted ? 40 : 53) + ")");
   into[kWRows] += from[kWRows];
   into[kWCorrect] += from[kWCorrect];
   u128_add(into[kWNllLo], into[kWNllHi], from[kWNllLo], from[kWNllHi]);
   u128_add(into[kWBrierLo], into[kWBrierHi], from[kWBrierLo], from[kWBrierHi]);
-  for (std::size_t k = kHeaderWords; k < n_into; k += kBinWords) {
+  const std::size_t bins_end = state_words(a.bins, a.groups);
+  for (std::size_t k = kHeaderWords; k < bins_end; k += kBinWords) {
     into[k] += from[k];
     into[k + 1] += from[k + 1];
     u128_add(into[k + 2], into[k + 3], from[k + 2], from[k + 3]);
   }
+  for (std::size_t k = bins_end; k + 2 <= n_into; k += 2) u128_add(into[k], into[k + 1], from[k], from[k + 1]);  // weighted section
+}
+
+// The headline metrics once the histograms are in `s.groups`: classwise, the means over classes;
+// grouped, `overall()` (every group's bins together); otherwise the one histogram.
+template <class Overall>
+CalibSummary finish_summary(CalibSummary& s, Overall overall) {
+  const CalibConfig& c = s.config;
+  if (c.kind == CalibKind::Classwise) {
+    s.ece = s.mce = s.rmsce = 0;
+    for (const auto& g : s.groups) {
+      s.ece += g.ece / c.groups;
+      s.rmsce += g.rmsce / c.groups;
+      s.mce += g.mce / c.groups;
+    }
+    return s;
+  }
+  s.overall = c.grouped ? overall() : s.groups[0];
+  s.ece = s.overall.ece;
+  s.mce = s.overall.mce;
+  s.rmsce = s.overall.rmsce;
+  return s;
+}
+
+// The summary of a weighted state (its unweighted header already in `s`): weighted totals, and
+// each histogram from its weighted cells.
+static CalibSummary finalize_weighted(CalibSummary s, const uint64_t* w, std::size_t) {
+  const CalibConfig& c = s.config;
+  const int M = c.bins;
+  const uint64_t* bins = w + kHeaderWords;
+  const uint64_t* ws = w + weighted_offset(c.bins, c.groups);
+  const uint64_t* cells = ws + kWeightedHeaderWords;
+  const double W = fixed_to_double(ws[0], ws[1], kWeightFracBits);
+  if (!(W > 0)) throw_range("weights: all zero (no row carries weight)");
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  s.weight = W;
+  s.accuracy = fixed_to_double(ws[2], ws[3], kWeightFracBits) / W;
+  s.nll = c.extras ? fixed_to_double(ws[4], ws[5], kWeightFracBits + kWNllFracBits) / W : nan;
+  s.brier = c.extras ? fixed_to_double(ws[6], ws[7], kWeightFracBits + kWBrierFracBits) / W : nan;
+  for (int g = 0; g < c.groups; ++g)
+    s.groups.push_back(summarize_weighted(bins + int64_t(g) * M * kBinWords, cells + int64_t(g) * M * kWeightedCellWords, M));
+  return finish_summary(s, [&] {
+    std::vector<uint64_t> all(std::size_t(M) * kBinWords, 0), wall(std::size_t(M) * kWeightedCellWords, 0);
+    for (int g = 0; g < c.groups; ++g) {
+      for (int b = 0; b < M; ++b) {
+        all[std::size_t(b) * kBinWords] += bins[(int64_t(g) * M + b) * kBinWords];
+        const uint64_t* src = cells + (int64_t(g) * M + b) * kWeightedCellWords;
+        uint64_t* dst = wall.data() + int64_t(b) * kWeightedCellWords;
+        for (int k = 0; k < kWeightedCellWords; k += 2) u128_add(dst[k], dst[k + 1], src[k], src[k + 1]);
+      }
+    }
+    return summarize_weighted(all.data(), wall.data(), M);
+  });
 }
 
 CalibSummary calib_finalize(const uint64_t* w, std::size_t n_words) {
@@ -296,18 +415,12 @@ CalibSummary calib_finalize(const uint64_t* w, std::size_t n_words) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   s.nll = s.config.extras ? fixed_to_double(w[kWNllLo], w[kWNllHi], kNllFracBits) / n : nan;
   s.brier = s.config.extras ? fixed_to_double(w[kWBrierLo], w[kWBrierHi], kBrierFracBits) / n : nan;
+  s.weight = n;
   const int M = s.config.bins;
   const uint64_t* bins = w + kHeaderWords;
+  if (s.config.weighted) return finalize_weighted(s, w, n_words);
   for (int g = 0; g < s.config.groups; ++g) s.groups.push_back(summarize_group(bins + int64_t(g) * M * kBinWords, M));
-  if (s.config.kind == CalibKind::Classwise) {
-    for (const auto& g : s.groups) {
-      s.ece += g.ece / s.config.groups;
-      s.rmsce += g.rmsce / s.config.groups;
-      s.mce += g.mce / s.config.groups;
-    }
-    return s;
-  }
-  if (s.config.grouped) {
+  return finish_summary(s, [&] {
     std::vector<uint64_t> all(std::size_t(M) * kBinWords, 0);
     for (int g = 0; g < s.config.groups; ++g) {
       for (int b = 0; b < M; ++b) {
@@ -318,14 +431,8 @@ CalibSummary calib_finalize(const uint64_t* w, std::size_t n_words) {
         u128_add(dst[2], dst[3], src[2], src[3]);
       }
     }
-    s.overall = summarize_group(all.data(), M);
-  } else {
-    s.overall = s.groups[0];
-  }
-  s.ece = s.overall.ece;
-  s.mce = s.overall.mce;
-  s.rmsce = s.overall.rmsce;
-  return s;
+    return summarize_group(all.data(), M);
+  });
 }
 
 CalibSummary calib_equal_mass(Device dev, const EqualMassArg& m) {

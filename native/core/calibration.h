@@ -21,7 +21,8 @@ enum Issue : int32_t {
   kProbRange = 3,   // probability outside [0, 1]
   kRowSum = 4,      // probabilities do not sum to 1 within the tolerance
   kCorrectValue = 5, // correctness not 0 or 1
-  kGroupRange = 6    // group id outside [0, groups)
+  kGroupRange = 6,   // group id outside [0, groups)
+  kWeightRange = 7   // weight not finite or outside [0, kMaxWeight]
 };
 
 // What one row contributes.
@@ -182,6 +183,8 @@ struct KernelArgs {
   const int32_t* labels = nullptr;   // all kinds but Confidence
   const uint8_t* correct = nullptr;  // Confidence
   const int32_t* group_ids = nullptr;  // Grouped: the histogram of each row
+  bool weighted = false;               // a weighted state: also fill the weighted section
+  const float* weights = nullptr;      // weighted: one per row (null: every row weighs 1)
   int bins = 15, groups = 1;
   bool left_closed = false, extras = true;
   // Equal-mass binning asks for per-row records too (may be null): confidence, positive flag.
@@ -190,8 +193,39 @@ struct KernelArgs {
 };
 
 // The state words a kernel adds into: same layout as the public state.
-inline std::size_t state_words(int bins, int groups) {
-  return std::size_t(kHeaderWords) + std::size_t(bins) * std::size_t(groups) * kBinWords;
+inline std::size_t state_words(int bins, int groups, bool weighted = false) {
+  const std::size_t cells = std::size_t(bins) * std::size_t(groups);
+  return std::size_t(kHeaderWords) + cells * kBinWords + (weighted ? kWeightedHeaderWords + cells * kWeightedCellWords : 0);
+}
+// First word of a weighted state's weighted section.
+inline std::size_t weighted_offset(int bins, int groups) { return state_words(bins, groups); }
+
+// lo:hi += a * b (64 x 64 -> 128 bits), from 32-bit halves.
+inline void u128_mul_add(uint64_t& lo, uint64_t& hi, uint64_t a, uint64_t b) {
+  const uint64_t a0 = a & 0xffffffffu, a1 = a >> 32, b0 = b & 0xffffffffu, b1 = b >> 32;
+  const uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+  const uint64_t mid = (p00 >> 32) + (p01 & 0xffffffffu) + (p10 & 0xffffffffu);
+  const uint64_t plo = (p00 & 0xffffffffu) | (mid << 32);
+  const uint64_t phi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+  u128_add(lo, hi, plo, phi);
+}
+
+inline bool weight_ok(float w) { return w >= 0.0f && w <= kMaxWeight; }  // NaN fails
+
+// Adds a row of weight q (fixed point) to a weighted section `ws`: totals, and cell `cell`.
+inline void add_weighted_totals(uint64_t* ws, uint64_t q, const RowOut& r, bool extras) {
+  u128_add(ws[0], ws[1], q);
+  if (r.correct) u128_add(ws[2], ws[3], q);
+  if (extras) {
+    u128_mul_add(ws[4], ws[5], q, to_fixed(r.nll, kWNllFracBits));
+    u128_mul_add(ws[6], ws[7], q, to_fixed(r.brier, kWBrierFracBits));
+  }
+}
+inline void add_weighted_cell(uint64_t* ws, int64_t cell, uint64_t q, float conf, bool positive) {
+  uint64_t* c = ws + kWeightedHeaderWords + cell * kWeightedCellWords;
+  u128_add(c[0], c[1], q);
+  if (positive) u128_add(c[2], c[3], q);
+  u128_mul_add(c[4], c[5], q, to_fixed(conf, kWConfFracBits));
 }
 
 // The histogram cell of a row's confidence (non-Classwise kinds).

@@ -14,7 +14,7 @@
 #include "core/dispatch.h"
 #include "core/format.h"
 #include "core/ks_distribution.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 namespace calmoe {
 namespace {

@@ -7,9 +7,11 @@
 #include <string>
 
 #include "calmoe/calibration.h"
+#include "calmoe/device.h"
 #include "calmoe/error.h"
+#include "core/float_mode.h"
 #include "core/moe_engine.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 namespace calmoe {
 namespace {
@@ -68,6 +70,8 @@ void check_fit(const FitConfig& f) {
   if (!(ob.tau_regret >= 0) || !(ob.tau_disagreement >= 0)) throw_range("objective thresholds: expected numbers >= 0");
   if (f.schedule.warmup_steps < 0) throw_range("schedule.warmupSteps: expected an integer >= 0");
   if (!(f.schedule.min_lr_ratio >= 0 && f.schedule.min_lr_ratio <= 1)) throw_range("schedule.minLrRatio: expected a number in [0, 1]");
+  if (f.checkpoint_every < 0) throw_range("checkpoint.everyEpochs: expected an integer >= 1");
+  if (f.start_epoch < 0) throw_range("resumeFrom: expected a checkpoint at an epoch >= 0");
 }
 
 struct Validation {
@@ -89,6 +93,23 @@ Validation validate(moe::Engine& e, const MoEConfig& c, const Dataset& v) {
   calib_update_rows(Device::Cpu, s, v.y, st.data(), st.size());
   const CalibSummary sum = calib_finalize(st.data(), st.size());
   return {sum.nll, sum.accuracy, sum.ece};
+}
+
+// A resumed fit: the checkpoint's epoch and optimiser state must fit this run, then the engine
+// takes the state (the parameters are the caller's, already the checkpoint's).
+void resume_fit(moe::Engine& e, const MoEConfig& c, const FitConfig& f, int64_t batches) {
+  const int64_t start = f.start_epoch, P = moe_layout(c).total;
+  const OptimizerState& s = f.resume;
+  if (start >= f.epochs)
+    throw_range("epochs: the checkpoint (resumeFrom) holds " + std::to_string(start) + " finished epochs; expected epochs > " + std::to_string(start) +
+                " (the total of the run), got " + std::to_string(f.epochs));
+  if (s.steps != start * batches)
+    throw_range("resumeFrom: the checkpoint's optimiser took " + std::to_string(s.steps) + " steps in " + std::to_string(start) + " epochs; this data and batchSize give " +
+                std::to_string(start * batches) + " (the rows or batchSize differ from the checkpointed run's)");
+  if (std::int64_t(s.m.size()) != (s.steps > 0 ? P : 0) ||
+      std::int64_t(s.v.size()) != (s.steps > 0 && f.optimizer.kind == OptimizerKind::AdamW ? P : 0))
+    throw_range("resumeFrom: the checkpoint's optimiser state does not fit this model and optimizer.type (expected " + std::to_string(P) + " values per moment)");
+  e.set_optimizer_state(s);
 }
 
 }  // namespace
@@ -119,6 +140,8 @@ void moe_predict(Device dev, const MoEConfig& c, const float* params, const floa
   moe_check_config(c);
   if (rows < 1) throw_range("x: expected at least one row");
   if (out.probs == nullptr) throw_type("probs: missing output");
+  if (out.expert_logits != nullptr && dev != Device::Cpu)
+    throw_range("expertLogits: the CUDA engine does not return expert logits yet; predict them with device 'cpu'");
   check_features(c, x, rows, "x");
   // the engine only reads the parameters when predicting
   auto e = moe::make_engine(dev, c, const_cast<float*>(params), temps, 1);
@@ -134,8 +157,18 @@ void moe_predict(Device dev, const MoEConfig& c, const float* params, const floa
 std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, const float* temps, const Dataset& train,
                               const Dataset* val, const FitConfig& fit, const std::atomic<bool>* cancel,
                               const std::function<void(const Progress&)>& report, bool* cancelled) {
+  // subnormal optimiser state is slow on x86 (core/float_mode.h); the pool's workers follow this thread
+  ScopedDenormalMode fp_mode(flush_denormals() ? flush_denormal_bits() : denormal_mode());
   moe_check_config(c);
   check_fit(fit);
+  if (dev != Device::Cpu && fit.objective.balance_alpha > 0 && fit.objective.balance_form != BalanceForm::Switch)
+    throw_range("balanceForm: 'squared-mean' is not on the CUDA engine yet; train with device 'cpu' or balanceForm 'switch'");
+  if (fit.objective.hard_tilt == HardTilt::Top1) {
+    if (c.routing != Routing::Hard) throw_range("objective.tiltLoss: 'top1' applies to routing 'hard' only");
+    if (fit.objective.kind != ObjectiveKind::Robust) throw_range("objective.tiltLoss: 'top1' applies to objective 'robust' only");
+    if (fit.objective.gradient != TiltGradient::Term) throw_range("objective.tiltLoss: 'top1' needs gradient 'term' (the weights held constant)");
+    if (dev != Device::Cpu) throw_range("objective.tiltLoss: 'top1' is not on the CUDA engine yet; train with device 'cpu'");
+  }
   check_dataset(c, train, "train");
   if (val) check_dataset(c, *val, "validation");
   if (cancelled) *cancelled = false;
@@ -152,12 +185,21 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
   };
-  std::vector<EpochLog> history;
-  int64_t step = 0;
-  for (int64_t epoch = 0; epoch < fit.epochs; ++epoch) {
+  auto shuffle = [&]() {
     if (fit.shuffle) {
       for (int64_t i = N - 1; i > 0; --i) std::swap(order[i], order[next() % uint64_t(i + 1)]);
     }
+  };
+  const int64_t start = fit.start_epoch;
+  if (start > 0) resume_fit(*engine, c, fit, batches);
+  // a resumed run replays the finished epochs' shuffles: the same order and RNG state as then
+  for (int64_t epoch = 0; epoch < start; ++epoch) shuffle();
+  if (start > 0 && rng != fit.resume_rng)
+    throw_range("resumeFrom: the data shuffling does not reach the checkpoint's state (the seed, shuffle or the number of rows differ from the checkpointed run's)");
+  std::vector<EpochLog> history;
+  int64_t step = start * batches;
+  for (int64_t epoch = start; epoch < fit.epochs; ++epoch) {
+    shuffle();
     const bool robust = epoch >= fit.objective.warmup_epochs;
     const auto t0 = std::chrono::steady_clock::now();
     EpochLog log;
@@ -240,6 +282,15 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
       p.batches = batches;
       p.step = step;
       p.epoch_log = log;
+      p.checkpoint = fit.checkpoint_every > 0 && (epoch + 1) % fit.checkpoint_every == 0;
+      if (fit.snapshot_epochs || p.checkpoint) {
+        engine->sync_to_host(params);  // the CPU engine trains in place; a device engine copies back
+        p.parameters.assign(params, params + moe_layout(c).total);
+      }
+      if (p.checkpoint) {
+        p.optimizer = engine->optimizer_state();
+        p.rng = rng;
+      }
       report(p);
     }
   }

@@ -40,6 +40,10 @@ class Engine {
   virtual void predict(const float* x, int64_t rows, const PredictOutputs& out) = 0;
   // Copies the engine's parameters to `host` (a no-op when it works on them in place).
   virtual void sync_to_host(float* host) = 0;
+  // The optimiser state (checkpoints), and setting it before the first update of a resumed run.
+  // set_optimizer_state expects sizes checked by the caller (m, v: empty or the parameter count).
+  virtual OptimizerState optimizer_state() = 0;
+  virtual void set_optimizer_state(const OptimizerState& s) = 0;
 };
 
 std::unique_ptr<Engine> make_engine(Device dev, const MoEConfig& c, float* params, const float* temperatures, int64_t max_batch);

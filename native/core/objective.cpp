@@ -36,6 +36,14 @@ ObjectiveResult objective_coefficients(const ObjectiveConfig& cfg, bool robust_a
     std::fill(coef, coef + B, erm_coefficient(B));
     return objective_value(cfg, robust_active, in.loss, B, 0, sums);
   }
+  if (cfg.kind == ObjectiveKind::Robust && in.tilt_loss) {
+    // weights from other losses (hard routing's top-1 expert), held constant, times the losses
+    sums = cpu::tilted_reduce(in.tilt_loss, B, cfg.eta);
+    cpu::tilted_write(in.tilt_loss, B, cfg.eta, TiltGradient::Term, sums, coef, nullptr);
+    ObjectiveResult r;
+    for (int64_t i = 0; i < B; ++i) r.value += double(coef[i]) * double(in.loss[i]);
+    return r;
+  }
   if (cfg.kind == ObjectiveKind::Robust) {
     sums = cpu::tilted_reduce(in.loss, B, cfg.eta);
     cpu::tilted_write(in.loss, B, cfg.eta, cfg.gradient, sums, nullptr, coef);

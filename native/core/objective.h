@@ -13,6 +13,7 @@ struct ObjectiveInput {
   const float* loss = nullptr;       // l_i (B)
   const float* regret = nullptr;     // robust-filtered: relu(l_i - min over active experts of l_ik) (B)
   const float* disagree = nullptr;   // robust-filtered: sum_s gate_s ||p_s - p||^2 (B)
+  const float* tilt_loss = nullptr;  // robust, gradient 'term': the losses the weights come from (B; null: `loss`)
   int64_t batch = 0;
   bool single_active = false;        // hard routing: one active expert, so R is empty
 };

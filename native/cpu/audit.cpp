@@ -5,7 +5,7 @@
 #include <climits>
 
 #include "core/audit.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 namespace calmoe::cpu {
 

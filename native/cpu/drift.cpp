@@ -10,8 +10,8 @@
 
 #include "calmoe/device.h"
 #include "core/drift.h"
-#include "cpu/radix_sort.h"
-#include "cpu/thread_pool.h"
+#include "host/radix_sort.h"
+#include "host/thread_pool.h"
 
 namespace calmoe::cpu {
 namespace {

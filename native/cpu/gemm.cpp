@@ -27,7 +27,7 @@
 #include "calmoe/error.h"
 #include "core/activation.h"
 #include "cpu/simd.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 #ifndef CALMOE_WITH_BLAS
 #define CALMOE_WITH_BLAS 0  // set by CMake when a CBLAS is linked (CALMOE_BLAS option)

@@ -15,7 +15,7 @@
 #include "core/optimizer.h"
 #include "cpu/gemm.h"
 #include "cpu/moe_rows.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 namespace calmoe::cpu {
 namespace {
@@ -95,6 +95,15 @@ class CpuEngine final : public moe::Engine {
   double update(const OptimizerConfig& opt, double lr) override;
   void predict(const float* x, int64_t rows, const PredictOutputs& out) override;
   void sync_to_host(float*) override {}
+  OptimizerState optimizer_state() override {
+    return {std::vector<float>(m_.begin(), m_.end()), std::vector<float>(v_.begin(), v_.end()), steps_};
+  }
+  void set_optimizer_state(const OptimizerState& s) override {
+    m_.assign(s.m.begin(), s.m.end());
+    v_.assign(s.v.begin(), s.v.end());
+    next_.assign(m_.empty() ? 0 : std::size_t(layout_.total), 0.0f);
+    steps_ = s.steps;
+  }
 
  private:
   // Workspace of one forward pass over n rows with `a` active experts per row.
@@ -111,6 +120,8 @@ class CpuEngine final : public moe::Engine {
     Vec<int32_t> entry_x;    // entries: row of x
     Vec<float> epre, eact;   // expert hidden layers, packed (entries x h_l per layer)
     Vec<float> p_expert;     // entries x C: each active expert's probabilities
+    Vec<float> z_expert;     // entries x C: their logits, kept only when keep_logits is set
+    bool keep_logits = false;
     Vec<float> p;            // n x C: the prediction
     Vec<int32_t> xrows;      // n: rows of x of this pass
   };
@@ -137,6 +148,7 @@ class CpuEngine final : public moe::Engine {
   int64_t steps_ = 0;
   Pass train_, infer_;
   // backward buffers
+  Vec<float> tilt_loss_;  // hard routing, tilt on the top-1 expert's loss
   Vec<float> loss_, coef_, regret_, disagree_, entry_loss_, dz_, dr_, dg_, dh_a_, dh_b_;
   // small per-step scratch, kept so that a step allocates nothing once sized
   Vec<int64_t> cursor_, act_off_;
@@ -289,6 +301,10 @@ void CpuEngine::forward(Pass& f, const float* x, const int32_t* xrows, int64_t n
     }
   }
   if (router_joins) for_rows(n, [&](int64_t b, int64_t e) { rows.route(rc, b, e); });
+  if (f.keep_logits) {  // the softmax below overwrites the logits in place
+    if (int64_t(f.z_expert.size()) < f.entries * C) f.z_expert.resize(std::size_t(f.entries * C));
+    std::memcpy(f.z_expert.data(), f.p_expert.data(), std::size_t(f.entries * C) * sizeof(float));
+  }
   // expert softmax (temperature of its expert), then the mixture in ascending expert order
   for_rows(f.entries, [&](int64_t b, int64_t e) { rows.expert_softmax(rc, b, e); });
   for_rows(n, [&](int64_t b, int64_t e) { rows.combine(rc, b, e); });
@@ -352,9 +368,21 @@ StepStats CpuEngine::forward_backward(const Batch& b, const ObjectiveConfig& obj
   oin.disagree = disagree_.data();
   oin.batch = n;
   oin.single_active = hard || single;
+  if (hard && robust_active && obj.kind == ObjectiveKind::Robust && obj.hard_tilt == HardTilt::Top1) {
+    // the routed top-1 expert's loss (every expert is active in hard training: slot k is expert k)
+    grow(tilt_loss_, n);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* r = f.r.data() + i * K;
+      int64_t arg = 0;
+      for (int64_t k = 1; k < K; ++k) if (r[k] > r[arg]) arg = k;
+      tilt_loss_[i] = entry_loss_[f.entry_pos[i * f.a + arg]];
+    }
+    oin.tilt_loss = tilt_loss_.data();
+  }
   const moe::ObjectiveResult objr = moe::objective_coefficients(obj, robust_active, oin, coef_.data());
 
-  // load-balancing loss (Switch): alpha * K * sum_k f_k P_k, f_k = share of rows whose argmax is k
+  // load-balancing loss: Switch alpha K sum_k f_k P_k (f_k = share of rows whose argmax is k, held
+  // constant), or the squared-mean-gate form alpha K sum_k P_k^2; P_k = mean_B r_k
   Vec<double>& frac = frac_;
   Vec<double>& mean_r = mean_r_;
   frac.assign(std::size_t(K), 0.0);
@@ -368,14 +396,17 @@ StepStats CpuEngine::forward_backward(const Batch& b, const ObjectiveConfig& obj
       frac[arg] += 1.0 / double(n);
       for (int64_t k = 0; k < K; ++k) mean_r[k] += double(r[k]) / double(n);
     }
-    for (int64_t k = 0; k < K; ++k) balance += obj.balance_alpha * double(K) * frac[k] * mean_r[k];
+    for (int64_t k = 0; k < K; ++k)
+      balance += obj.balance_alpha * double(K) * (obj.balance_form == BalanceForm::Switch ? frac[k] : mean_r[k]) * mean_r[k];
   }
 
   // backward of the per-row math: expert-logit gradients (per entry) and router-logit gradients
   Vec<float>& balance_grad = balance_grad_;
   if (obj.balance_alpha > 0) {
     balance_grad.resize(static_cast<std::size_t>(K));
-    for (int64_t k = 0; k < K; ++k) balance_grad[k] = float(obj.balance_alpha * double(K) * frac[k] / double(n));
+    // d/d r_ik: alpha K f_k / n (Switch), 2 alpha K P_k / n (squared mean)
+    for (int64_t k = 0; k < K; ++k)
+      balance_grad[k] = float(obj.balance_alpha * double(K) * (obj.balance_form == BalanceForm::Switch ? frac[k] : 2.0 * mean_r[k]) / double(n));
     rc.balance = balance_grad.data();
   }
   rc.coef = coef_.data();
@@ -549,6 +580,7 @@ void CpuEngine::predict(const float* x, int64_t rows, const PredictOutputs& out)
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(rows, std::clamp<int64_t>(1024 * K / a, 1024, 8192)));
   Vec<int32_t>& idx = predict_rows_;
   idx.resize(static_cast<std::size_t>(chunk));
+  infer_.keep_logits = out.expert_logits != nullptr;
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
     for (int64_t i = 0; i < n; ++i) idx[i] = int32_t(r0 + i);
@@ -561,6 +593,12 @@ void CpuEngine::predict(const float* x, int64_t rows, const PredictOutputs& out)
       for (int64_t i = 0; i < n; ++i)
         for (int64_t s = 0; s < a; ++s)
           std::memcpy(out.expert_probs + ((r0 + i) * a + s) * C, infer_.p_expert.data() + int64_t(infer_.entry_pos[i * a + s]) * C,
+                      std::size_t(C) * sizeof(float));
+    }
+    if (out.expert_logits) {
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t s = 0; s < a; ++s)
+          std::memcpy(out.expert_logits + ((r0 + i) * a + s) * C, infer_.z_expert.data() + int64_t(infer_.entry_pos[i * a + s]) * C,
                       std::size_t(C) * sizeof(float));
     }
   }

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/temperature.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 namespace calmoe::cpu {
 

@@ -5,7 +5,7 @@
 
 #include "core/tilted.h"
 #include "cpu/simd.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 #include "cpu/tilted_avx2.h"
 
 namespace calmoe::cpu {

@@ -44,21 +44,23 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "calmoe/error.h"
+#include "core/activation.h"
 #include "core/moe_engine.h"
 #include "core/moe_math.h"
 #include "core/moe_row_bodies.h"
 #include "core/objective.h"
 #include "core/optimizer.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 #include "cuda/batch_stager.cuh"
+#include "cuda/cublaslt_gemm.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/moe_rows.cuh"
 #include "cuda/objective.cuh"
-#include "cuda/mma_tf32.cuh"
 #include "cuda/phase_timer.cuh"
 #include "cuda/runtime.cuh"
 
@@ -89,58 +91,46 @@ GemmAct gemm_act(Activation a) { return a == Activation::Gelu ? GemmAct::Gelu : 
 
 // One expert's GEMM at entry offset 0, and how it moves with the expert's first entry `o` and
 // entry count: a.p += o a_step, a.rows += o (rows_shift), b.p += o b_step, c += o c_step,
-// pre += o pre_step, dact_pre += o dpre_step; the count is K (count_is_k: dW) or M. padded: a.p and
-// b.p move by the expert's first column in a layout whose expert ranges start on multiples of 4
-// (padded_offsets), so that k-contiguous rows of entries stay 16-byte aligned.
+// pre += o pre_step, dact_pre += o dpre_step; the count is K (count_is_k: dW) or M.
 struct ExpertGemm {
   GemmDesc d;
   int64_t a_step = 0, b_step = 0, c_step = 0, pre_step = 0, dpre_step = 0;
-  int32_t rows_shift = 0, count_is_k = 0, padded = 0, reserved = 0;  // padded: B's entries in the padded layout (x^T's columns)
-  GemmTile tile;  // the shape its set's grouped launch runs (gemm_tile of the math and the set's form)
+  int32_t rows_shift = 0, count_is_k = 0;
 };
 
-// The first column of expert k when every expert's range of entries is padded to a multiple of 4
-// (the k-contiguous operands of the wgmma path): sum over j < k of ceil4(count_j).
-__device__ __forceinline__ int64_t padded_offset(const int64_t* offset, int64_t k) {
-  int64_t p = 0;
-  for (int64_t j = 0; j < k; ++j) p += (offset[j + 1] - offset[j] + 3) / 4 * 4;
-  return p;
+// Expert k's GEMM from its template t, for its entries o .. o + count (on the device in the plan
+// kernel, on the host for the cuBLASLt path).
+CALMOE_HD GemmDesc expert_gemm_at(const ExpertGemm& t, int64_t o, int64_t count) {
+  GemmDesc d = t.d;
+  if (t.count_is_k) d.K = count;
+  else d.M = count;
+  d.a.p += o * t.a_step;
+  if (t.rows_shift) d.a.rows += o;
+  d.b.p += o * t.b_step;
+  d.c += o * t.c_step;
+  if (d.pre) d.pre += o * t.pre_step;
+  if (d.dact_pre) d.dact_pre += o * t.dpre_step;
+  return d;
 }
 
 constexpr int kPlanThreads = 1024;
 
 // descs[s K + k] = template (s, k) moved to expert k's entries; tile_start[s (K + 1) + k]: the
 // prefix of tiles over the experts of set s. One block.
-// shift[k] (K entries, when given) = padded_offset(k) - offset[k]: where expert k's entries move to
-// in the padded layout.
 __global__ void __launch_bounds__(kPlanThreads) plan_experts_kernel(const ExpertGemm* tmpl, int64_t sets, int64_t K, const int64_t* offset,
-                                                                    GemmDesc* descs, int64_t* tile_start, int64_t* shift) {
+                                                                    GemmTile tile, GemmDesc* descs, int64_t* tile_start) {
   for (int64_t idx = threadIdx.x; idx < sets * K; idx += blockDim.x) {
     const int64_t k = idx % K;
-    const ExpertGemm& t = tmpl[idx];
-    const int64_t o = offset[k], count = offset[k + 1] - o, po = t.padded ? padded_offset(offset, k) : o;
-    GemmDesc d = t.d;
-    if (t.count_is_k) d.K = count;
-    else d.M = count;
-    d.a.p += o * t.a_step;
-    if (t.rows_shift) d.a.rows += o;
-    d.b.p += po * t.b_step;
-    d.c += o * t.c_step;
-    if (d.pre) d.pre += o * t.pre_step;
-    if (d.dact_pre) d.dact_pre += o * t.dpre_step;
-    descs[idx] = d;
+    descs[idx] = expert_gemm_at(tmpl[idx], offset[k], offset[k + 1] - offset[k]);
   }
   __syncthreads();
   for (int64_t s = threadIdx.x; s < sets; s += blockDim.x) {
     int64_t tiles = 0;
     for (int64_t k = 0; k < K; ++k) {
       tile_start[s * (K + 1) + k] = tiles;
-      tiles += gemm_tiles(descs[s * K + k].M, descs[s * K + k].N, tmpl[s * K + k].tile);
+      tiles += gemm_tiles(descs[s * K + k].M, descs[s * K + k].N, tile);
     }
     tile_start[s * (K + 1) + K] = tiles;
-  }
-  if (shift) {
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) shift[k] = padded_offset(offset, k) - offset[k];
   }
 }
 
@@ -204,55 +194,24 @@ __global__ void commit_kernel(const double* norm, const int32_t* bad, const floa
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < P; i += stride) params[i] = next[i];
 }
 
-// dst_z (cols x rows, ld_dst) = src_z^T for z = blockIdx.z: src_z is rows x cols (ld_src) with row r
-// at row `rows_idx[r]` when given; src_z, dst_z are z stride_src / stride_dst floats on; row r goes
-// to column r + col_shift[row_group[r]] when given (the padded layout of plan_experts_kernel);
-// round_tf32: the values are written rounded to TF32 as the TF32 GEMM kernels round them (for
-// operands marked GemmOperand::tf32; sm_80+). Through 32 x 32 shared tiles: coalesced reads and
-// writes.
-__global__ void __launch_bounds__(256) transpose_kernel(const float* __restrict__ src, const int32_t* __restrict__ rows_idx, int64_t ld_src,
-                                                        float* __restrict__ dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t stride_src,
-                                                        int64_t stride_dst, const int32_t* __restrict__ row_group, const int64_t* __restrict__ col_shift,
-                                                        bool round_tf32) {
-  __shared__ float tile[32][33];  // 33: the column reads hit 32 banks
-  const float* s = src + int64_t(blockIdx.z) * stride_src;
-  float* o = dst + int64_t(blockIdx.z) * stride_dst;
-  const int64_t r0 = int64_t(blockIdx.y) * 32, c0 = int64_t(blockIdx.x) * 32;
-  for (int i = int(threadIdx.y); i < 32; i += 8) {
-    const int64_t r = r0 + i, c = c0 + threadIdx.x;
-    if (r < rows && c < cols) tile[i][threadIdx.x] = s[(rows_idx ? int64_t(rows_idx[r]) : r) * ld_src + c];
-  }
-  __syncthreads();
-  for (int i = int(threadIdx.y); i < 32; i += 8) {
-    const int64_t c = c0 + i, r = r0 + threadIdx.x;
-    if (r < rows && c < cols) {
-      float v = tile[threadIdx.x][i];
-#if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
-      if (round_tf32) v = __uint_as_float(mma::tf32_bits(v));
-#endif
-      o[c * ld_dst + r + (row_group ? col_shift[row_group[r]] : 0)] = v;
+// What cuBLASLt's epilogues do not do, after its GEMM (cuda/cublaslt_gemm.cuh): for z < count,
+// dst_z = act(src_z) * act'(dpre_z) (each part when asked) over M x N, with the strides of a
+// strided batch. GELU is calmoe's (core/activation.h), not cuBLASLt's, so every backend's GELU is
+// the same function; ReLU without a saved pre-activation is fused into cuBLASLt's epilogue instead.
+__global__ void gemm_epilogue_kernel(int64_t M, int64_t N, const float* src, int64_t ld_src, int64_t stride_src, float* dst, int64_t ld_dst,
+                                     int64_t stride_dst, GemmAct a, GemmAct da, const float* dpre, int64_t ld_dpre, int64_t stride_dpre) {
+  const int64_t z = blockIdx.y, total = M * N, step = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
+    const int64_t i = e / N, j = e % N;
+    float v = src[z * stride_src + i * ld_src + j];
+    if (a == GemmAct::Relu) v = act::relu(v);
+    else if (a == GemmAct::Gelu) v = act::gelu(v);
+    if (da != GemmAct::None) {
+      const float p = dpre[z * stride_dpre + i * ld_dpre + j];
+      v *= da == GemmAct::Relu ? act::relu_grad(p) : act::gelu_grad(p);
     }
+    dst[z * stride_dst + i * ld_dst + j] = v;
   }
-}
-
-// p[0 .. n) rounded to TF32 in place, as the TF32 GEMM kernels round (sm_80+).
-__global__ void round_tf32_kernel(float* p, int64_t n) {
-#if defined(CALMOE_CUDA_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) p[i] = __uint_as_float(mma::tf32_bits(p[i]));
-#else
-  (void)p;
-  (void)n;
-#endif
-}
-
-// Queues transpose_kernel over `count` matrices, rounding to TF32 (the wgmma path's operands).
-void transpose_tf32(const float* src, const int32_t* rows_idx, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols, int64_t count,
-                    int64_t stride_src, int64_t stride_dst, cudaStream_t stream, const int32_t* row_group = nullptr, const int64_t* col_shift = nullptr) {
-  if (rows < 1 || cols < 1 || count < 1) return;
-  const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32), unsigned(count));
-  transpose_kernel<<<grid, dim3(32, 8), 0, stream>>>(src, rows_idx, ld_src, dst, ld_dst, rows, cols, stride_src, stride_dst, row_group, col_shift, true);
-  check(cudaGetLastError(), "moe transpose launch");
 }
 
 unsigned stride_blocks(int64_t n) { return unsigned(std::min<int64_t>(std::max<int64_t>(1, (n + 255) / 256), 8192)); }
@@ -274,6 +233,8 @@ class CudaEngine final : public moe::Engine {
   double update(const OptimizerConfig& opt, double lr) override;
   void predict(const float* x, int64_t rows, const PredictOutputs& out) override;
   void sync_to_host(float* host) override;
+  OptimizerState optimizer_state() override;
+  void set_optimizer_state(const OptimizerState& s) override;
 
  private:
   // Workspace of one forward pass over up to `rows` rows with `a` active experts per row.
@@ -287,35 +248,16 @@ class CudaEngine final : public moe::Engine {
     DeviceBuffer<int64_t> offset;          // K + 1
     DeviceBuffer<float> epre, eact;        // expert hidden layers (entries x h_l each, at ehid[l])
     DeviceBuffer<float> p_expert, p;
-    // wt_forward_ training: the first layer's dW reads x transposed (d x xt_ld: k-contiguous, as
-    // the wgmma kernel reads B; its delta is read as it is, through registers)
-    // (top-k: expert ranges padded to multiples of 4 columns, shift: plan_experts_kernel's)
-    DeviceBuffer<float> xt;
-    // wt_forward_ training, experts of two layers or more: the dW of a deeper layer l reads its
-    // delta transposed (out_l x t_ld, the padded layout), one layer at a time
-    DeviceBuffer<float> dt;
-    DeviceBuffer<int64_t> shift;
-    int64_t xt_ld = 0, t_ld = 0;
     DeviceBuffer<ExpertGemm> tmpl;         // sets x K
+    std::vector<ExpertGemm> tmpl_host;     // the same on the host (the cuBLASLt path plans there)
+    DeviceBuffer<float> xg;                // cuBLASLt path, top-k: the entries' rows of x in entry order (E x d)
+    std::vector<int64_t> h_offset;         // cuBLASLt path: each expert's first entry (K + 1), on the host
     DeviceBuffer<GemmDesc> descs;          // sets x K
     DeviceBuffer<int64_t> tile_start;      // sets x (K + 1)
-    std::vector<int32_t> forms;            // per set: the operand form of its GEMMs (gemm_form_of)
-    std::vector<GemmTile> tiles;           // per set: the tile its launch runs (gemm_tile)
     std::vector<int64_t> rhid, ehid;
   };
 
   const float* W(const Mlp& m, int64_t base, int64_t l) const { return params_.get() + base + m.weight_offset(l); }
-  // Expert k's layer l weights transposed (wt_forward_ only): out rows of wt_ld(l) = ceil4(in)
-  // floats (16-byte aligned rows), the experts' matrices of a layer one after another.
-  int64_t wt_ld(int64_t l) const { return (expert_.dims[l] + 3) / 4 * 4; }
-  int64_t wt_matrix(int64_t l) const { return expert_.dims[l + 1] * wt_ld(l); }
-  int64_t wt_offset(int64_t k, int64_t l) const {
-    int64_t o = 0;
-    for (int64_t i = 0; i < l; ++i) o += c_.experts * wt_matrix(i);
-    return o + k * wt_matrix(l);
-  }
-  const float* WT(int64_t k, int64_t l) const { return wt_.get() + wt_offset(k, l); }
-  void transpose_expert_weights();
   const float* Bias(const Mlp& m, int64_t base, int64_t l) const { return params_.get() + base + m.bias_offset(l); }
   // gradient w.r.t. expert layer l's output (entries x dims[l + 1]) / router layer l's output
   float* expert_delta(int64_t l) {
@@ -339,16 +281,23 @@ class CudaEngine final : public moe::Engine {
   Ctx row_ctx(Pass& f, int64_t n, bool training);
   // bound on the tiles of set `set`, whose M is each expert's count (entries in all)
   int64_t expert_rows_tiles(const Pass& f, int64_t set, int64_t entries, int64_t N) const {
-    const GemmTile t = f.tiles[std::size_t(set)];
+    const GemmTile t = gemm_tile_of(math_);
     return ((entries + t.m - 1) / t.m + c_.experts) * ((N + t.n - 1) / t.n);
   }
   void h2d(void* dst, const void* src, std::size_t bytes) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync H2D");
   }
+  // One GEMM of the step, or a strided batch of `count` (the experts' GEMMs when every expert reads
+  // every row: d1 is expert 1's, whose distance from d0 gives every stride): on cuBLASLt when this
+  // engine uses it and the GEMM reads no gathered rows, else on calmoe's kernel.
+  void run_gemm(const GemmDesc& d0, const GemmDesc* d1 = nullptr, int64_t count = 1);
+  // Set `set` of the experts' GEMMs: one grouped launch planned on the device (calmoe's kernels),
+  // or on cuBLASLt from f.h_offset (one strided batch when every expert reads every row, else one
+  // GEMM per expert with entries).
+  void run_set(Pass& f, int64_t set, int64_t max_tiles);
   void launch_set(Pass& f, int64_t set, int64_t max_tiles) {
     const int64_t K = c_.experts;
-    gemm_grouped(f.descs.get() + set * K, f.tile_start.get() + set * (K + 1), int(K), max_tiles, math_, stream_, f.forms[std::size_t(set)],
-                 f.tiles[std::size_t(set)]);
+    gemm_grouped(f.descs.get() + set * K, f.tile_start.get() + set * (K + 1), int(K), max_tiles, math_, stream_);
   }
 
   // The stream, destroyed after every buffer (members are destroyed in reverse order), also when
@@ -371,11 +320,10 @@ class CudaEngine final : public moe::Engine {
   GemmMath math_ = GemmMath::Fp32;
 
   DeviceBuffer<float> params_, grad_, m_, v_, next_, inv_temp_;
-  // With the wgmma TF32 kernel, which reads only k-contiguous operands (gemm.cuh, form 2), the
-  // experts' forward reads a transposed copy of their weights, refreshed whenever params_ change.
-  bool wt_forward_ = false;
-  DeviceBuffer<float> wt_;
-  GemmWorkspace gemm_ws_;  // split-K of the single GEMMs (the router's; gemm.cuh)
+  GemmWorkspace gemm_ws_;
+  // TF32 / BF16 GEMMs on cuBLASLt (when cublaslt_info().usable; FP32 always on calmoe's kernel)
+  std::unique_ptr<LtRunner> lt_;
+  Pinned<int64_t> h_offset_;  // split-K of the single GEMMs (the router's; gemm.cuh)
   PhaseTimer phases_;      // CALMOE_CUDA_PHASES=1: per-phase times of each training step
   bool have_m_ = false, have_v_ = false;
   int64_t steps_ = 0;
@@ -428,6 +376,7 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   expert_.dims.push_back(C);
   P_ = layout_.total;
   math_ = gemm_math_of(c.precision);
+  if (math_ != GemmMath::Fp32 && cublaslt_info().usable) lt_ = std::make_unique<LtRunner>();
   const int64_t B = max_batch_, a = moe_active_experts(c, true), E = B * a;
   if (E >= (int64_t(1) << 31)) throw_range("batch: " + std::to_string(B) + " rows x " + std::to_string(a) + " active experts exceed the CUDA engine's 2^31 entries");
 
@@ -438,11 +387,6 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   // default stream that DeviceBuffer::upload/zero use); the constructor ends with a sync
   params_.resize(std::size_t(P_));
   h2d(params_.get(), params, std::size_t(P_) * sizeof(float));
-  wt_forward_ = math_ == GemmMath::Tf32 && gemm_tf32_kernel_is_wgmma(gemm_tf32_kernel());
-  if (wt_forward_) {
-    wt_.resize(std::size_t(wt_offset(0, expert_.layers())));
-    transpose_expert_weights();
-  }
   grad_.resize(std::size_t(P_));
   check(cudaMemsetAsync(grad_.get(), 0, std::size_t(P_) * sizeof(float), stream_), "cudaMemsetAsync");
   next_.resize(std::size_t(P_));
@@ -485,6 +429,7 @@ CudaEngine::CudaEngine(const MoEConfig& c, float* params, const float* temps, in
   h_mean_r_.resize(std::size_t(K));
   h_norm_.resize(1);
   h_bad_.resize(1);
+  h_offset_.resize(std::size_t(K + 1));
   check(cudaStreamSynchronize(stream_), "engine setup");
 }
 
@@ -538,18 +483,13 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
   // a == K (soft, hard training): expert k's entries are rows 0 .. n - 1 in order, so its first
   // layer reads x as it is, with no row gather
   const bool every_row = a == K;
-  const int32_t* x_rows = every_row ? nullptr : f.entry_row.get();
-  // the transposed operand of the first layer's dW (wt_forward_): x^T once for every expert when
-  // each reads every row, else the entries' rows of x, transposed, in entry order
-  const bool dw0_t = training && wt_forward_;
-  // (row lengths multiples of 4 and, per expert, room for its padding: 16-byte aligned rows)
-  f.t_ld = (E + 3 * K + 3) / 4 * 4;
-  f.xt_ld = every_row ? (rows + 3) / 4 * 4 : f.t_ld;
-  f.xt.resize(dw0_t ? std::size_t(d * f.xt_ld) : 0);
-  int64_t widest_deeper = 0;  // the widest output of a layer past the first
-  for (int64_t l = 1; l < expert_.layers(); ++l) widest_deeper = std::max(widest_deeper, expert_.dims[l + 1]);
-  f.dt.resize(dw0_t ? std::size_t(widest_deeper * f.t_ld) : 0);
-  f.shift.resize(dw0_t ? std::size_t(K) : 0);
+  // Otherwise calmoe's kernels gather the entries' rows inside their operand loads; cuBLASLt
+  // cannot, so on its path they are gathered once into f.xg (entries x d) after the dispatch.
+  const bool gather_copy = !every_row && lt_;
+  f.xg.resize(gather_copy ? std::size_t(E * d) : 0);
+  const float* x0 = gather_copy ? f.xg.get() : f.x.get();
+  const int32_t* x0_rows = every_row || gather_copy ? nullptr : f.entry_row.get();
+  const int64_t x0_step = gather_copy ? d : 0;
   const GemmAct act = gemm_act(c_.activation);
   for (int64_t k = 0; k < K; ++k) {
     const int64_t base = layout_.expert_offset[k];
@@ -560,13 +500,14 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       e.d.N = out;
       e.d.K = in;
       if (l == 0) {
-        e.d.a = GemmOperand{f.x.get(), d, x_rows, 0, wt_forward_ ? 1 : 0};  // rounded by forward()
-        e.rows_shift = every_row ? 0 : 1;
+        e.d.a = GemmOperand{x0, d, x0_rows, 0};
+        e.rows_shift = x0_rows ? 1 : 0;
+        e.a_step = x0_step;
       } else {
         e.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 0};
         e.a_step = in;
       }
-      e.d.b = wt_forward_ ? GemmOperand{WT(k, l), wt_ld(l), nullptr, 1, 1} : GemmOperand{W(expert_, base, l), out, nullptr, 0};
+      e.d.b = GemmOperand{W(expert_, base, l), out, nullptr, 0};
       e.d.bias = Bias(expert_, base, l);
       if (last) {
         e.d.c = f.p_expert.get();
@@ -588,34 +529,16 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       w.count_is_k = 1;
       w.d.M = in;
       w.d.N = out;
-      if (l == 0 && dw0_t) {
-        // dW_0^T = delta_0^T x, operand form 3 (wgmma with A from registers): A = delta_0^T read
-        // as it is stored (entries x out), B^T = x^T (d x entries, padded), C stored transposed
-        w.d.M = out;
-        w.d.N = in;
-        w.d.a = GemmOperand{expert_delta(0), out, nullptr, 1, 0};
-        w.a_step = out;
-        w.d.b = GemmOperand{f.xt.get(), f.xt_ld, nullptr, 1, 1};
-        w.b_step = every_row ? 0 : 1;
-        w.padded = 1;
-        w.d.ct = 1;
-      } else if (l == 0) {
-        w.d.a = GemmOperand{f.x.get(), d, x_rows, 1};
-        w.rows_shift = every_row ? 0 : 1;
+      if (l == 0) {
+        w.d.a = GemmOperand{x0, d, x0_rows, 1};
+        w.rows_shift = x0_rows ? 1 : 0;
+        w.a_step = x0_step;
       } else {
         w.d.a = GemmOperand{f.eact.get() + f.ehid[l - 1], in, nullptr, 1};
         w.a_step = in;
       }
-      if (l > 0 && dw0_t) {
-        // dW_l = act^T delta_l, operand form 3 (wgmma, A through registers): B^T = delta_l^T,
-        // copied in the step into the padded layout (out x t_ld), as x^T is for top-k
-        w.d.b = GemmOperand{f.dt.get(), f.t_ld, nullptr, 1, 1};
-        w.b_step = 1;
-        w.padded = 1;
-      } else if (l > 0 || !dw0_t) {
-        w.d.b = GemmOperand{expert_delta(l), out, nullptr, 0};
-        w.b_step = out;
-      }
+      w.d.b = GemmOperand{expert_delta(l), out, nullptr, 0};
+      w.b_step = out;
       w.d.c = grad_.get() + base + expert_.weight_offset(l);
       w.d.ldc = out;
       if (l == 0) continue;
@@ -634,22 +557,9 @@ void CudaEngine::size_pass(Pass& f, int64_t rows, int64_t a, bool training) {
       h.dpre_step = in;
     }
   }
-  f.forms.assign(std::size_t(f.sets), kGemmFormAny);
-  f.tiles.assign(std::size_t(f.sets), GemmTile{});
-  for (int64_t set = 0; set < f.sets; ++set) {  // one form for the set's GEMMs, as built above; its widest N
-    const int32_t form = gemm_form_of(t[std::size_t(set * K)].d);
-    bool same = true;
-    int64_t n_max = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      same &= gemm_form_of(t[std::size_t(set * K + k)].d) == form;
-      n_max = std::max(n_max, t[std::size_t(set * K + k)].d.N);
-    }
-    f.forms[std::size_t(set)] = same ? form : kGemmFormAny;
-    f.tiles[std::size_t(set)] = gemm_tile(math_, f.forms[std::size_t(set)], n_max);
-    for (int64_t k = 0; k < K; ++k) t[std::size_t(set * K + k)].tile = f.tiles[std::size_t(set)];
-  }
   f.tmpl.resize(t.size());
   h2d(f.tmpl.get(), t.data(), t.size() * sizeof(ExpertGemm));
+  f.tmpl_host = t;
   f.descs.resize(t.size());
   f.tile_start.resize(std::size_t(f.sets * (K + 1)));
   check(cudaStreamSynchronize(stream_), "moe templates");  // t is freed on return
@@ -678,15 +588,9 @@ Ctx CudaEngine::row_ctx(Pass& f, int64_t n, bool training) {
 void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   const int64_t K = c_.experts, d = c_.input_dim, E = n * f.a;
   const GemmAct act = gemm_act(c_.activation);
-  // wt_forward_: x only enters TF32 GEMMs, so it is rounded once here and marked (the first
-  // layer's GEMMs then skip their rounding pass over it)
-  if (wt_forward_) {
-    round_tf32_kernel<<<stride_blocks(n * d), 256, 0, stream_>>>(f.x.get(), n * d);
-    check(cudaGetLastError(), "moe round launch");
-  }
   // router: hidden layers then logits
   {
-    GemmOperand in{f.x.get(), d, nullptr, 0, wt_forward_ ? 1 : 0};
+    GemmOperand in{f.x.get(), d, nullptr, 0};
     for (int64_t l = 0; l < router_.layers(); ++l) {
       const bool last = l + 1 == router_.layers();
       const int64_t out = router_.dims[l + 1];
@@ -710,7 +614,7 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
         }
         in = GemmOperand{g.c, out, nullptr, 0};
       }
-      gemm_one(g, math_, stream_, &gemm_ws_);
+      run_gemm(g);
     }
   }
   if (training) phases_.mark("router", stream_);
@@ -724,12 +628,104 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
   dp.entry_row = f.entry_row.get();
   dp.entry_k = f.entry_k.get();
   moe_rows::dispatch(f.sel.get(), n, f.a, K, dp, stream_);
-  plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), f.descs.get(), f.tile_start.get(),
-                                                       f.shift.size() > 0 ? f.shift.get() : nullptr);
-  check(cudaGetLastError(), "moe plan launch");
+  if (!lt_) {
+    plan_experts_kernel<<<1, kPlanThreads, 0, stream_>>>(f.tmpl.get(), f.sets, K, f.offset.get(), gemm_tile_of(math_), f.descs.get(),
+                                                         f.tile_start.get());
+    check(cudaGetLastError(), "moe plan launch");
+  } else {
+    // cuBLASLt takes its sizes from the host: every expert's count is n when each reads every row;
+    // else the dispatch's offsets come back (the step's one wait before the experts) and the
+    // entries' rows of x are gathered for them
+    f.h_offset.assign(std::size_t(K + 1), 0);
+    if (f.a == K) {
+      for (int64_t k = 0; k <= K; ++k) f.h_offset[std::size_t(k)] = k * n;
+    } else {
+      check(cudaMemcpyAsync(h_offset_.get(), f.offset.get(), std::size_t(K + 1) * sizeof(int64_t), cudaMemcpyDeviceToHost, stream_),
+            "cudaMemcpyAsync D2H");
+      moe_rows::gather_rows(f.x.get(), f.entry_row.get(), E, d, f.xg.get(), stream_);
+      check(cudaStreamSynchronize(stream_), "moe dispatch");
+      std::memcpy(f.h_offset.data(), h_offset_.get(), std::size_t(K + 1) * sizeof(int64_t));
+    }
+  }
   if (training) phases_.mark("route_dispatch", stream_);
-  for (int64_t l = 0; l < expert_.layers(); ++l) launch_set(f, l, expert_rows_tiles(f, l, E, expert_.dims[l + 1]));
+  for (int64_t l = 0; l < expert_.layers(); ++l) run_set(f, l, expert_rows_tiles(f, l, E, expert_.dims[l + 1]));
   if (training) phases_.mark("experts", stream_);
+}
+
+void CudaEngine::run_gemm(const GemmDesc& d0, const GemmDesc* d1, int64_t count) {
+  // the distance from GEMM 0 to GEMM 1 of a strided batch, in floats (0 for an operand they share)
+  const auto step = [&](const float* p0, const float* p1) -> int64_t { return d1 && p0 ? int64_t(p1 - p0) : 0; };
+  const int64_t sa = d1 ? step(d0.a.p, d1->a.p) : 0, sb = d1 ? step(d0.b.p, d1->b.p) : 0, sc = d1 ? step(d0.c, d1->c) : 0;
+  const int64_t sbias = d1 ? step(d0.bias, d1->bias) : 0, spre = d1 ? step(d0.pre, d1->pre) : 0;
+  const int64_t sdpre = d1 ? step(d0.dact_pre, d1->dact_pre) : 0;
+  const bool lt_form = lt_ && !d0.a.rows && !d0.b.rows && !(d0.pre && (d0.beta != 0 || d0.act == GemmAct::None)) && count <= std::numeric_limits<int32_t>::max();
+  if (lt_form) {
+    // ReLU without a saved pre-activation goes into cuBLASLt's epilogue; GELU, a saved
+    // pre-activation or a backward through the activation run after it (gemm_epilogue_kernel)
+    const bool fused = d0.dact == GemmAct::None && !d0.pre && d0.act != GemmAct::Gelu;
+    LtGemm g;
+    g.M = d0.M;
+    g.N = d0.N;
+    g.K = d0.K;
+    g.a = d0.a.p;
+    g.lda = d0.a.ld;
+    g.trans_a = d0.a.trans != 0;
+    g.b = d0.b.p;
+    g.ldb = d0.b.ld;
+    g.trans_b = d0.b.trans != 0;
+    g.c = d0.pre ? d0.pre : d0.c;
+    g.ldc = d0.pre ? d0.ldpre : d0.ldc;
+    g.alpha = d0.alpha;
+    g.beta = d0.beta;
+    g.bias = d0.bias;
+    g.relu = fused && d0.act == GemmAct::Relu;
+    g.batch = int32_t(count);
+    g.stride_a = sa;
+    g.stride_b = sb;
+    g.stride_c = d0.pre ? spre : sc;
+    g.stride_bias = sbias;
+    if (lt_->run(g, math_, stream_)) {
+      if (!fused && d0.M > 0 && d0.N > 0) {
+        const dim3 grid(std::min<unsigned>(stride_blocks(d0.M * d0.N), 1024u), unsigned(count));
+        gemm_epilogue_kernel<<<grid, 256, 0, stream_>>>(d0.M, d0.N, g.c, g.ldc, g.stride_c, d0.c, d0.ldc, sc, d0.act, d0.dact, d0.dact_pre,
+                                                        d0.ld_dact, sdpre);
+        check(cudaGetLastError(), "moe epilogue launch");
+      }
+      return;
+    }
+  }
+  // calmoe's kernel, one GEMM at a time (GEMM z's pointers moved by z strides)
+  for (int64_t z = 0; z < count; ++z) {
+    GemmDesc d = d0;
+    d.a.p += z * sa;
+    d.b.p += z * sb;
+    d.c += z * sc;
+    if (d.bias) d.bias += z * sbias;
+    if (d.pre) d.pre += z * spre;
+    if (d.dact_pre) d.dact_pre += z * sdpre;
+    gemm_one(d, math_, stream_, &gemm_ws_);
+  }
+}
+
+void CudaEngine::run_set(Pass& f, int64_t set, int64_t max_tiles) {
+  if (!lt_) {
+    launch_set(f, set, max_tiles);
+    return;
+  }
+  const int64_t K = c_.experts;
+  const auto at = [&](int64_t k) {
+    const int64_t o = f.h_offset[std::size_t(k)];
+    return expert_gemm_at(f.tmpl_host[std::size_t(set * K + k)], o, f.h_offset[std::size_t(k + 1)] - o);
+  };
+  if (f.a == K && K > 1) {  // every expert reads every row: one strided batch
+    const GemmDesc d0 = at(0), d1 = at(1);
+    run_gemm(d0, &d1, K);
+    return;
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    if (f.h_offset[std::size_t(k + 1)] == f.h_offset[std::size_t(k)]) continue;  // no entries (its dW stays the step's zero)
+    run_gemm(at(k));
+  }
 }
 
 void CudaEngine::stage_batch(const Batch& b) {
@@ -834,17 +830,10 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
     float* gexp = grad_.get() + layout_.expert_offset[0];
     for (int64_t l = L - 1; l >= 0; --l) {
       const int64_t in = expert_.dims[l], out = expert_.dims[l + 1];
-      const bool dw0_t = l == 0 && f.xt.size() > 0;  // the first layer's dW as dW^T = delta^T x on wgmma (wt_forward_)
-      if (dw0_t) {  // its B^T: x^T shared by every expert when each reads every row; else the entries' rows, padded
-        if (f.a == K) transpose_tf32(f.x.get(), nullptr, d, f.xt.get(), f.xt_ld, n, d, 1, 0, 0, stream_);
-        else transpose_tf32(f.x.get(), f.entry_row.get(), d, f.xt.get(), f.xt_ld, E, d, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
-      } else if (f.dt.size() > 0) {  // a deeper layer's dW on wgmma: its B^T = delta_l^T, padded
-        transpose_tf32(expert_delta(l), nullptr, out, f.dt.get(), f.t_ld, E, out, 1, 0, 0, stream_, f.entry_k.get(), f.shift.get());
-      }
-      launch_set(f, L + l, K * (dw0_t ? gemm_tiles(out, in, f.tiles[std::size_t(L + l)]) : gemm_tiles(in, out, f.tiles[std::size_t(L + l)])));
+      run_set(f, L + l, K * gemm_tiles(in, out, gemm_tile_of(math_)));
       moe_rows::column_sums(expert_delta(l), out, out, f.offset.get(), 0, K, gexp + expert_.bias_offset(l), layout_.expert_size, stream_);
       if (l == 0) break;
-      launch_set(f, 2 * L + l - 1, expert_rows_tiles(f, 2 * L + l - 1, E, in));
+      run_set(f, 2 * L + l - 1, expert_rows_tiles(f, 2 * L + l - 1, E, in));
     }
   }
   phases_.mark("experts_backward", stream_);
@@ -864,7 +853,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
       g.b = GemmOperand{delta, out, nullptr, 0};
       g.c = grt + router_.weight_offset(l);
       g.ldc = out;
-      gemm_one(g, math_, stream_, &gemm_ws_);
+      run_gemm(g);
       moe_rows::column_sums(delta, out, out, nullptr, n, 1, grt + router_.bias_offset(l), 0, stream_);
       if (l == 0) break;
       GemmDesc h;
@@ -878,7 +867,7 @@ StepStats CudaEngine::forward_backward(const Batch& b, const ObjectiveConfig& ob
       h.dact = act;
       h.dact_pre = (keep_pre(true) ? f.rpre.get() : f.ract.get()) + f.rhid[l - 1];
       h.ld_dact = in;
-      gemm_one(h, math_, stream_, &gemm_ws_);
+      run_gemm(h);
     }
   }
 
@@ -967,7 +956,6 @@ double CudaEngine::update(const OptimizerConfig& o, double lr) {
   check(cudaGetLastError(), "moe update launch");
   commit_kernel<<<stride_blocks(P), 256, 0, stream_>>>(norm_.get(), bad_.get(), next_.get(), params_.get(), P);
   check(cudaGetLastError(), "moe update launch");
-  if (wt_forward_) transpose_expert_weights();
   check(cudaMemcpyAsync(h_norm_.get(), norm_.get(), sizeof(double), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   check(cudaMemcpyAsync(h_bad_.get(), bad_.get(), sizeof(int32_t), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   phases_.mark("update", stream_);
@@ -980,14 +968,6 @@ double CudaEngine::update(const OptimizerConfig& o, double lr) {
   }
   if (h_bad_.get()[0] != 0) return std::numeric_limits<double>::infinity();
   return norm;
-}
-
-void CudaEngine::transpose_expert_weights() {
-  const int64_t base = layout_.expert_offset[0];
-  for (int64_t l = 0; l < expert_.layers(); ++l) {
-    const int64_t in = expert_.dims[l], out = expert_.dims[l + 1], at = base + expert_.weight_offset(l);
-    transpose_tf32(params_.get() + at, nullptr, out, wt_.get() + wt_offset(0, l), wt_ld(l), in, out, c_.experts, layout_.expert_size, wt_matrix(l), stream_);
-  }
 }
 
 void CudaEngine::predict(const float* x, int64_t rows, const PredictOutputs& out) {
@@ -1039,6 +1019,39 @@ void CudaEngine::sync_to_host(float* host) {
   use_default_device();
   check(cudaMemcpyAsync(host, params_.get(), std::size_t(P_) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
   check(cudaStreamSynchronize(stream_), "moe sync");
+}
+
+// Checkpoints: the moments copied through stream_ (a non-blocking stream: plain cudaMemcpy would
+// not wait for it); the same layout and step count as the CPU engine's.
+OptimizerState CudaEngine::optimizer_state() {
+  use_default_device();
+  OptimizerState s;
+  s.steps = steps_;
+  if (have_m_) s.m.resize(std::size_t(P_));
+  if (have_v_) s.v.resize(std::size_t(P_));
+  if (have_m_) check(cudaMemcpyAsync(s.m.data(), m_.get(), std::size_t(P_) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
+  if (have_v_) check(cudaMemcpyAsync(s.v.data(), v_.get(), std::size_t(P_) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync D2H");
+  check(cudaStreamSynchronize(stream_), "moe optimizer state");
+  return s;
+}
+
+void CudaEngine::set_optimizer_state(const OptimizerState& s) {
+  if ((!s.m.empty() && int64_t(s.m.size()) != P_) || (!s.v.empty() && int64_t(s.v.size()) != P_))
+    throw_range("optimizer state: expected " + std::to_string(P_) + " values per moment");
+  use_default_device();
+  check(cudaStreamSynchronize(stream_), "moe optimizer state");
+  have_m_ = !s.m.empty();
+  have_v_ = !s.v.empty();
+  if (have_m_) {
+    m_.resize(std::size_t(P_));
+    check(cudaMemcpyAsync(m_.get(), s.m.data(), std::size_t(P_) * sizeof(float), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync H2D");
+  }
+  if (have_v_) {
+    v_.resize(std::size_t(P_));
+    check(cudaMemcpyAsync(v_.get(), s.v.data(), std::size_t(P_) * sizeof(float), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync H2D");
+  }
+  check(cudaStreamSynchronize(stream_), "moe optimizer state");
+  steps_ = s.steps;
 }
 
 }  // namespace

@@ -480,6 +480,85 @@ TEST(merge_rejects_different_configs) {
   CHECK_THROWS(calib_merge(a.data(), a.size(), b.data(), b.size()), ErrorKind::Range, "merge");
 }
 
+// The 64 x 64 -> 128-bit multiply-add of the weighted sums, against the compiler's 128-bit type.
+TEST(weighted_u128_mul_add_is_exact) {
+#if defined(__SIZEOF_INT128__)
+  t::Rng rng(41);
+  const uint64_t edge[] = {0, 1, 0xffffffffu, 0x100000000ull, ~0ull, ~0ull - 1, 1ull << 63, (1ull << 56) - 1};
+  unsigned __int128 want = 0;
+  uint64_t lo = 0, hi = 0;
+  for (int k = 0; k < 20000; ++k) {
+    const uint64_t a = k < 64 ? edge[k % 8] : rng.g(), b = k < 64 ? edge[k / 8] : rng.g() >> (k % 64);
+    calib::u128_mul_add(lo, hi, a, b);
+    want += (unsigned __int128)a * b;
+    if (lo != uint64_t(want) || hi != uint64_t(want >> 64)) {
+      CHECK(false);
+      break;
+    }
+  }
+#else
+  std::printf("  (no 128-bit integer type here: the multiply is checked through the weighted metrics only)\n");
+#endif
+}
+
+// Weighted states: chunked updates merged in any order give the one-shot state bit for bit, on
+// every thread count; every row at weight 1 gives the unweighted metrics; a weight of 0 adds a
+// row to the counts only; CUDA and unweighted states refuse weights.
+TEST(weighted_merge_exact_and_weight_one_is_unweighted) {
+  t::Rng rng(43);
+  const int64_t N = 20011, C = 7;
+  const auto p = t::random_probs(rng, N, C);
+  const auto y = t::random_labels(rng, N, C);
+  std::vector<float> w(N);
+  for (int64_t i = 0; i < N; ++i) w[i] = i % 5 == 0 ? 0.0f : float(rng.uniform() * 30);
+  CalibConfig cfg;
+  cfg.weighted = true;
+  ScoresArg a;
+  a.data = p.data();
+  a.rows = N;
+  a.cols = C;
+  auto one = calib_state_new(cfg);
+  calib_update_rows(Device::Cpu, a, y.data(), one.data(), one.size(), nullptr, w.data());
+  const int threads = cpu_threads();
+  set_cpu_threads(1);
+  auto serial = calib_state_new(cfg);
+  calib_update_rows(Device::Cpu, a, y.data(), serial.data(), serial.size(), nullptr, w.data());
+  set_cpu_threads(threads);
+  CHECK(one == serial);
+  auto merged = calib_state_new(cfg);
+  std::vector<std::vector<uint64_t>> parts;
+  for (int64_t b = 0; b < N;) {
+    const int64_t n = std::min<int64_t>(N - b, 1 + rng.below(5000));
+    auto part = calib_state_new(cfg);
+    ScoresArg c = a;
+    c.data = p.data() + b * C;
+    c.rows = n;
+    calib_update_rows(Device::Cpu, c, y.data() + b, part.data(), part.size(), nullptr, w.data() + b);
+    parts.push_back(part);
+    b += n;
+  }
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) calib_merge(merged.data(), merged.size(), it->data(), it->size());
+  CHECK(one == merged);
+  // weight 1 everywhere: the weighted summary equals the unweighted one
+  auto plain = new_state(CalibKind::TopLabel, 15, BinEdges::RightClosed);
+  calib_update_rows(Device::Cpu, a, y.data(), plain.data(), plain.size());
+  auto ones = calib_state_new(cfg);
+  calib_update_rows(Device::Cpu, a, y.data(), ones.data(), ones.size());  // no weights: each row weighs 1
+  const CalibSummary sp = calib_finalize(plain.data(), plain.size()), so = calib_finalize(ones.data(), ones.size());
+  CHECK_CLOSE(so.ece, sp.ece, 1e-9, 0);
+  CHECK_CLOSE(so.accuracy, sp.accuracy, 1e-12, 0);
+  CHECK_CLOSE(so.nll, sp.nll, 1e-7, 1e-7);
+  CHECK_CLOSE(so.brier, sp.brier, 1e-7, 1e-7);
+  CHECK(so.weight == double(N) && so.rows == uint64_t(N));
+  for (int b = 0; b < 15; ++b) CHECK(so.overall.bins[b].weight == double(sp.overall.bins[b].count));
+  // refusals
+  CHECK_THROWS(calib_update_rows(Device::Cpu, a, y.data(), plain.data(), plain.size(), nullptr, w.data()), ErrorKind::Type, "not weighted");
+  std::vector<float> bad(w);
+  bad[17] = -1.0f;
+  CHECK_THROWS(calib_update_rows(Device::Cpu, a, y.data(), one.data(), one.size(), nullptr, bad.data()), ErrorKind::Range, "weights[17]");
+  CHECK_THROWS(calib_merge(plain.data(), plain.size(), one.data(), one.size()), ErrorKind::Range, "weighting");
+}
+
 }  // namespace
 
 TEST_MAIN("calibration")

@@ -9,7 +9,7 @@
 
 #include "core/drift.h"
 #include "core/ks_distribution.h"
-#include "cpu/radix_sort.h"
+#include "host/radix_sort.h"
 #include "test_util.h"
 
 using namespace calmoe;

@@ -11,7 +11,7 @@
 
 #include "cpu/gemm.h"
 #include "cpu/simd.h"
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 #include "test_util.h"
 
 // Every operator new in this executable is counted: the GEMM must not allocate in steady state.

@@ -34,6 +34,7 @@
 #include "test_util.h"
 
 #if CALMOE_WITH_CUDA
+#include "cuda/cublaslt_gemm.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/moe_rows.cuh"
 #include "cuda/objective.cuh"
@@ -759,9 +760,8 @@ TEST(update_divergence_keeps_parameters) {
 // mantissas in the products, ||g_cuda - g_cpu|| <= 5% ||g_cpu||, about 1% measured with an
 // emulation of the rounding, objective within 1%; BF16: 8-bit mantissas, 8x TF32's unit roundoff,
 // so within 25% and 5%), and deterministic. Wrong fragment indexing would be ~100% off. Then the
-// same after an SGD step, and the predictions: the wgmma kernel's path (CALMOE_CUDA_TF32_KERNEL=
-// wgmma) keeps transposed copies of the weights and operands that must follow every update. The
-// top-2 case is small and its routing far from ties in TF32 (a flipped choice would show there).
+// same after an SGD step, and the predictions (any copy of the weights a GEMM path keeps must
+// follow every update). The top-2 case is small and its routing far from ties in TF32 (a flipped choice would show there).
 // ||a - b|| / ||b|| over n floats
 double rel_distance(const float* a, const float* b, int64_t n) {
   double diff = 0, ref = 0;
@@ -813,7 +813,7 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
       if (!(std::sqrt(diff) <= prec.grad_rel * std::sqrt(ref))) t::fail(__FILE__, __LINE__, tag + ": gradient too far from the CPU's");
       gpu->forward_backward(b, cs.o, true);
       if (std::memcmp(gpu->gradient(), gg.data(), gg.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, tag + ": two runs differ");
-      // after an SGD step (which the wgmma path's transposed copy of the weights must follow):
+      // after an SGD step (which any copy of the weights a GEMM path keeps must follow):
       // still close, with a gradient moved far more than the tolerance (so stale weights would show)
       OptimizerConfig o;
       o.kind = OptimizerKind::Sgd;
@@ -842,47 +842,78 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
   }
 }
 
-// The TF32 GEMM kernels give the same bits (gemm_cuda_test), and the wgmma path's transposed,
-// TF32-rounded copies of weights and operands change nothing else: two steps (an update between)
-// with each TF32 kernel this card runs give the register-staged kernel's gradients bit for bit.
-#if CALMOE_WITH_CUDA  // the TF32 kernel list exists in CUDA builds only
-TEST(tensor_core_steps_same_bits_with_every_tf32_kernel) {
-  if (!cuda::gemm_tensor_cores()) return;
-  using Kn = cuda::GemmTf32Kernel;
-  const std::vector<Case> cases = {
-      {"soft", cfg(40, 9, 4, Routing::Soft, 4, {36}, {}), obj(ObjectiveKind::Erm), 150},
-      {"top-2 router", cfg(37, 9, 5, Routing::TopK, 2, {45}, {12}), obj(ObjectiveKind::Robust), 203},
-      {"hard deep", cfg(30, 6, 3, Routing::Hard, 1, {20, 28}, {}, Activation::Gelu), obj(ObjectiveKind::Erm), 97},
-      // wider than a 128 x 256 tile in both the forward (N = 270) and the first layer's dW (N = 260)
-      {"soft wide", cfg(260, 5, 2, Routing::Soft, 2, {270}, {}), obj(ObjectiveKind::Erm), 70},
-  };
-  const Kn before = cuda::gemm_tf32_kernel();  // the process's choice (CALMOE_CUDA_TF32_KERNEL), restored after
-  uint64_t seed = 900;
-  for (Case cs : cases) {
-    cs.c.precision = MatmulPrecision::Tf32;
-    const ParamLayout lay = moe_layout(cs.c);
-    std::vector<float> params(std::size_t(lay.total));
-    moe_init_params(cs.c, params.data(), seed, InitKind::Default, 0);
-    t::Rng rng(seed++);
-    Data d = make_data(rng, cs.c, cs.batch);
-    moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), cs.batch};
-    OptimizerConfig o;
-    o.kind = OptimizerKind::Sgd;
-    std::vector<float> want;
-    for (Kn k : {Kn::Registers, Kn::Async1, Kn::Mma, Kn::Wgmma, Kn::Wgmma256}) {
-      cuda::gemm_set_tf32_kernel(k);
-      if (cuda::gemm_tf32_kernel() != k) continue;  // not on this card
-      auto e = moe::make_engine(Device::Cuda, cs.c, params.data(), nullptr, cs.batch);
-      e->forward_backward(b, cs.o, true);
-      e->update(o, 1.0);
-      e->forward_backward(b, cs.o, true);
-      std::vector<float> got(e->gradient(), e->gradient() + lay.total);
-      if (want.empty()) want = got;
-      else if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0)
-        t::fail(__FILE__, __LINE__, std::string(cs.name) + ": TF32 kernel " + std::to_string(int(k)) + " gives other gradient bits than the register-staged one");
-    }
+#if CALMOE_WITH_CUDA  // the cuBLASLt report exists in CUDA builds only
+// Which GEMM library runs is reported, and the cuBLASLt path runs the experts as the issue asks:
+// one strided-batched call per layer and pass when every expert reads every row, one call per
+// expert with entries in top-k. The emulated suite (scripts/cuda-emu-test.sh) runs this with the
+// fake cuBLASLt (tools/fake-cublaslt) logging its calls (CALMOE_FAKE_CUBLASLT_LOG) and says what
+// to expect: CALMOE_TEST_EXPECT_CUBLASLT=1 (used) or 0 (refused, the reason containing
+// CALMOE_TEST_EXPECT_REASON); without it (a GPU machine), only the report is printed.
+TEST(cublaslt_reported_and_called_as_planned) {
+  const cuda::LtInfo& info = cuda::cublaslt_info();
+  std::printf("  info GEMM library: %s\n", cuda::cublaslt_summary().c_str());
+  const char* expect = std::getenv("CALMOE_TEST_EXPECT_CUBLASLT");
+  if (!expect && !info.usable) return;  // a machine without cuBLASLt: nothing more to check
+  if (expect && std::string(expect) == "0") {
+    CHECK(!info.usable);
+    const char* why = std::getenv("CALMOE_TEST_EXPECT_REASON");
+    if (why && info.reason.find(why) == std::string::npos) t::fail(__FILE__, __LINE__, "reason '" + info.reason + "' does not mention '" + why + "'");
+    return;
   }
-  cuda::gemm_set_tf32_kernel(before);
+  CHECK(info.usable);
+  const char* log_path = std::getenv("CALMOE_FAKE_CUBLASLT_LOG");  // the fake's call log (emulated runs)
+  auto read_log = [&] {
+    std::vector<std::string> lines;
+    if (FILE* f = log_path ? std::fopen(log_path, "r") : nullptr) {
+      char buf[512];
+      while (std::fgets(buf, sizeof buf, f)) lines.emplace_back(buf);
+      std::fclose(f);
+    }
+    return lines;
+  };
+  struct Want {
+    const char* name;
+    MoEConfig c;
+    int64_t batch;
+    std::size_t calls;   // cuBLASLt calls of one training step
+    int64_t batched;     // of them, strided batches of every expert (batch=K)
+  };
+  // soft, 1 hidden layer, linear router: router 1 + experts 2 forward; experts dW 2 + delta 1,
+  // router dW 1 backward. Top-2 over 4 experts with a router MLP: router 2 forward, 1 call per
+  // expert with entries per set (every expert gets rows here), 2 + 1 backward for the router.
+  const std::vector<Want> wants = {
+      {"soft", cfg(24, 5, 3, Routing::Soft, 3, {20}, {}), 64, 7, 5},
+      {"top-2", cfg(24, 5, 4, Routing::TopK, 2, {20}, {12}), 96, 2 + 4 * 5 + 3, 0},
+  };
+  for (const Want& w : wants) {
+    MoEConfig c = w.c;
+    c.precision = MatmulPrecision::Tf32;
+    const ParamLayout lay = moe_layout(c);
+    std::vector<float> params(std::size_t(lay.total));
+    moe_init_params(c, params.data(), 71, InitKind::Default, 0);
+    t::Rng rng(72);
+    Data d = make_data(rng, c, w.batch);
+    moe::Batch b{d.x.data(), d.y.data(), d.rows.data(), w.batch};
+    auto e = moe::make_engine(Device::Cuda, c, params.data(), nullptr, w.batch);
+    const std::size_t before = read_log().size();
+    e->forward_backward(b, obj(ObjectiveKind::Erm), true);
+    const std::vector<std::string> lines = read_log();
+    const std::size_t calls = lines.size() - before;
+    int64_t batched = 0;
+    const std::string tag = " batch=" + std::to_string(c.experts) + " ";
+    for (std::size_t i = before; i < lines.size(); ++i) batched += lines[i].find(tag) != std::string::npos ? 1 : 0;
+    if (log_path) std::printf("  info %s step: %zu cuBLASLt calls, %lld of them batched over the %lld experts\n", w.name, calls, (long long)batched,
+                (long long)c.experts);
+    if (log_path && (calls != w.calls || batched != w.batched))
+      t::fail(__FILE__, __LINE__, std::string(w.name) + ": " + std::to_string(calls) + " calls (" + std::to_string(batched) + " batched), expected " +
+                                      std::to_string(w.calls) + " (" + std::to_string(w.batched) + ")");
+    // deterministic across engines too (each asks the heuristic anew, with its own workspace): the
+    // same bits on one card and one cuBLASLt version (on a GPU this checks the real library)
+    const std::vector<float> g1(e->gradient(), e->gradient() + lay.total);
+    auto e2 = moe::make_engine(Device::Cuda, c, params.data(), nullptr, w.batch);
+    e2->forward_backward(b, obj(ObjectiveKind::Erm), true);
+    if (std::memcmp(e2->gradient(), g1.data(), g1.size() * sizeof(float)) != 0) t::fail(__FILE__, __LINE__, std::string(w.name) + ": two engines differ");
+  }
 }
 #endif
 
@@ -1010,6 +1041,50 @@ TEST(bad_input) {
     const moe::Batch ok{x.data(), y.data(), rows.data(), 4};  // rows 0..3: finite; the engine still works
     const StepStats st = en->forward_backward(ok, obj(ObjectiveKind::Erm), true);
     CHECK(std::isfinite(st.objective));
+  }
+}
+
+// Checkpoints on the device: a fit resumed from an epoch-end checkpoint (parameters, the engine's
+// optimiser state, the shuffle RNG) gives the bits of the uninterrupted CUDA fit, for AdamW
+// (m, v) with a cosine schedule and for SGD with momentum (m only).
+TEST(resumed_fit_same_bits) {
+  for (const OptimizerKind kind : {OptimizerKind::AdamW, OptimizerKind::Sgd}) {
+    t::Rng rng(61);
+    const MoEConfig c = cfg(12, 5, 4, Routing::TopK, 2, {16}, {});
+    Data d = make_data(rng, c, 313);  // 320 rows: 5 batches of 64
+    FitConfig f;
+    f.epochs = 4;
+    f.batch_size = 64;
+    f.seed = 9;
+    f.optimizer.kind = kind;
+    f.optimizer.lr = kind == OptimizerKind::Sgd ? 0.05 : 1e-2;
+    f.optimizer.momentum = 0.9;
+    f.schedule.kind = ScheduleKind::Cosine;
+    f.checkpoint_every = 2;
+    const int64_t P = moe_layout(c).total;
+    std::vector<float> straight(static_cast<std::size_t>(P));
+    moe_init_params(c, straight.data(), 5, InitKind::Default, 0);
+    Dataset ds{d.x.data(), d.y.data(), int64_t(d.y.size())};
+    Progress at2;  // the checkpoint after epoch 2
+    moe_fit(Device::Cuda, c, straight.data(), nullptr, ds, nullptr, f, nullptr, [&](const Progress& p) {
+      if (p.checkpoint && p.epoch == 1) at2 = p;
+    }, nullptr);
+    const std::string tag = kind == OptimizerKind::Sgd ? "sgd" : "adamw";
+    if (!at2.checkpoint) {
+      t::fail(__FILE__, __LINE__, tag + ": no checkpoint after epoch 2");
+      continue;
+    }
+    CHECK_EQ(at2.optimizer.steps, int64_t(10));
+    CHECK_EQ(int64_t(at2.optimizer.m.size()), P);
+    CHECK_EQ(int64_t(at2.optimizer.v.size()), kind == OptimizerKind::AdamW ? P : int64_t(0));
+    FitConfig r = f;
+    r.start_epoch = 2;
+    r.resume = at2.optimizer;
+    r.resume_rng = at2.rng;
+    std::vector<float> resumed = at2.parameters;
+    const auto logs = moe_fit(Device::Cuda, c, resumed.data(), nullptr, ds, nullptr, r, nullptr, nullptr, nullptr);
+    CHECK_EQ(logs.size(), std::size_t(2));
+    if (resumed != straight) t::fail(__FILE__, __LINE__, tag + ": the resumed CUDA fit differs from the uninterrupted one");
   }
 }
 

@@ -65,6 +65,7 @@ struct Frozen {
 
 struct Eval {
   std::vector<double> loss;                 // per-example l_i
+  std::vector<double> top1_loss;            // hard: the loss of the row's top-1 expert
   std::vector<std::vector<double>> r, p;    // routing weights, predictions
   std::vector<double> regret, dis;
   std::vector<double> mean_r;
@@ -111,6 +112,7 @@ inline Eval forward(const MoEConfig& c, const double* params, const std::vector<
       for (std::size_t s = 0; s < sel.size(); ++s) li += r[sel[s]] * nll(pk[s][y[i]]);
       const int64_t best = std::max_element(r.begin(), r.end()) - r.begin();
       p = pk[best];
+      ev.top1_loss.push_back(nll(pk[best][y[i]]));
     } else if (c.routing == Routing::TopK && c.top_k == 1) {
       const double scale = r[sel[0]] / (fz ? fz->switch_r[i] : r[sel[0]]);  // r / stopgrad(r)
       for (int64_t j = 0; j < C; ++j) p[j] = pk[0][j] * scale;
@@ -165,7 +167,8 @@ inline double objective(const MoEConfig& c, const ObjectiveConfig& o, bool robus
       L = 0;
       for (int64_t i = 0; i < B; ++i) L += w[i] * l[i];
     } else {
-      if (make) make->coef_term = tilt(l, o.eta);
+      const bool top1 = c.routing == Routing::Hard && o.hard_tilt == calmoe::HardTilt::Top1;
+      if (make) make->coef_term = tilt(top1 ? ev.top1_loss : l, o.eta);
       const V& w = fz ? fz->coef_term : make->coef_term;
       L = 0;
       for (int64_t i = 0; i < B; ++i) L += w[i] * l[i];
@@ -201,7 +204,8 @@ inline double objective(const MoEConfig& c, const ObjectiveConfig& o, bool robus
   }
   if (o.balance_alpha > 0) {
     const V& f = fz ? fz->f : make->f;
-    for (int64_t k = 0; k < c.experts; ++k) L += o.balance_alpha * double(c.experts) * f[k] * ev.mean_r[k];
+    for (int64_t k = 0; k < c.experts; ++k)
+      L += o.balance_alpha * double(c.experts) * (o.balance_form == calmoe::BalanceForm::Switch ? f[k] : ev.mean_r[k]) * ev.mean_r[k];
   }
   return L;
 }

@@ -100,6 +100,16 @@ TEST(gradients_match_the_reference_every_mode) {
       {"d=100 K=8 top2", cfg(100, 10, 8, Routing::TopK, 2, {8}, {}), obj(ObjectiveKind::Robust, TiltGradient::Term, 0.5), 33},
       {"B=1977 soft", cfg(7, 3, 3, Routing::Soft, 3, {4}, {}), obj(ObjectiveKind::Robust, TiltGradient::Through, 1.0), 1977},
   };
+  ObjectiveConfig sq = obj(ObjectiveKind::Erm, TiltGradient::Term, 0, 0.3);
+  sq.balance_form = BalanceForm::SquaredMean;
+  cases.push_back({"squared-mean balance soft", cfg(6, 4, 3, Routing::Soft, 3, {5}, {}), sq, 13});
+  cases.push_back({"squared-mean balance top2", cfg(6, 4, 4, Routing::TopK, 2, {5}, {}), sq, 13});
+  sq.kind = ObjectiveKind::Robust;
+  cases.push_back({"squared-mean balance hard robust", cfg(6, 4, 3, Routing::Hard, 1, {5}, {}), sq, 13});
+  ObjectiveConfig top1 = obj(ObjectiveKind::Robust, TiltGradient::Term, 2.0);
+  top1.hard_tilt = HardTilt::Top1;
+  cases.push_back({"hard robust, tilt on the top-1 expert's loss", cfg(6, 4, 3, Routing::Hard, 1, {5}, {}), top1, 13});
+  cases.push_back({"hard robust, tilt on top-1, mlp router", cfg(6, 3, 4, Routing::Hard, 1, {4}, {4}), top1, 17});
   ObjectiveConfig med = obj(ObjectiveKind::RobustFiltered, TiltGradient::Through, 2.0);
   med.median_disagreement = true;
   cases.push_back({"filtered median", cfg(6, 4, 3, Routing::Soft, 3, {5}, {}), med, 14});

@@ -6,7 +6,7 @@
  */
 import { rangeError, typeError, withCallerStack } from '../errors.js';
 import type { GroupStats } from '../metrics/calibration.js';
-import { type Device, optInt, readOptions } from '../validate.js';
+import { type Device, type VectorInput, optInt, readOptions, toVector } from '../validate.js';
 import { type MoEOutputs, type ParsedOutputs, parseOutputs } from './moe-outputs.js';
 import { groupsStep, runAsync, runSync, type Steps } from './native-steps.js';
 import { expertUsage } from './routing-stats.js';
@@ -19,6 +19,11 @@ export interface ExpertAuditOptions {
   temperatures?: ArrayLike<number>;
   sumTolerance?: number;
   device?: Device;
+  /**
+   * Per-row weights (e.g. importance weights of a shift): each expert's accuracy, ECE and mean
+   * confidence become weighted (metrics.CalibrationOptions.weights); its load stays a row count.
+   */
+  weights?: VectorInput;
 }
 
 /** Accuracy, ECE and mean confidence of one prediction on a set of rows (NaN when empty). */
@@ -68,15 +73,24 @@ export function parseTemperatures(x: unknown, experts: number): Float64Array | n
 
 export function stats(g: GroupStats): PredictionStats {
   let s = 0;
-  for (let b = 0; b < g.bins.count.length; b++) if (g.bins.count[b] > 0) s += g.bins.count[b] * g.bins.meanConfidence[b];
-  return { accuracy: g.accuracy, ece: g.ece, meanConfidence: g.rows > 0 ? s / g.rows : NaN };
+  for (let b = 0; b < g.bins.weight.length; b++) if (g.bins.weight[b] > 0) s += g.bins.weight[b] * g.bins.meanConfidence[b];
+  return { accuracy: g.accuracy, ece: g.ece, meanConfidence: g.weight > 0 ? s / g.weight : NaN };
 }
 
-export function* expertAuditSteps(p: ParsedOutputs, rows: RowAudit, bins: number, temperatures: Float64Array | null, device: Device): Steps<ExpertAudit> {
+/** The audit's optional row weights, one per row (range-checked natively). */
+export function auditWeights(x: unknown, rows: number): Float32Array | undefined {
+  if (x === undefined) return undefined;
+  const w = toVector(x, 'weights');
+  if (w.length !== rows) throw rangeError(`weights: expected ${rows} weights (one per row), got ${w.length}`);
+  return w;
+}
+
+export function* expertAuditSteps(p: ParsedOutputs, rows: RowAudit, bins: number, temperatures: Float64Array | null, device: Device,
+  weights?: Float32Array): Steps<ExpertAudit> {
   const E = p.experts, C = p.classes;
   const labels = p.labels!;
-  const own = yield* groupsStep({ data: rows.top1Probs!, rows: p.rows, cols: C }, labels, rows.top1, { bins, numGroups: E, device });
-  const mix = yield* groupsStep(p.mixture!, labels, rows.top1, { bins, numGroups: E, device });
+  const own = yield* groupsStep({ data: rows.top1Probs!, rows: p.rows, cols: C }, labels, rows.top1, { bins, numGroups: E, device, weights });
+  const mix = yield* groupsStep(p.mixture!, labels, rows.top1, { bins, numGroups: E, device, weights });
   const usage = expertUsage(p, rows.top1);
   const experts: ExpertAuditRow[] = [];
   for (let e = 0; e < E; e++) {
@@ -91,13 +105,14 @@ export function* expertAuditSteps(p: ParsedOutputs, rows: RowAudit, bins: number
 }
 
 function* steps(outputs: unknown, options: unknown): Steps<ExpertAudit> {
-  const o = readOptions(options, 'options', ['bins', 'temperatures', 'sumTolerance', 'device']);
+  const o = readOptions(options, 'options', ['bins', 'temperatures', 'sumTolerance', 'device', 'weights']);
   const p = parseOutputs(outputs, ['expertProbs', 'mixture', 'labels']);
   const bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
   const t = parseTemperatures(o.temperatures, p.experts);
+  const w = auditWeights(o.weights, p.rows);
   const ro = parseRowOptions(o);
   const rows = yield* rowAuditSteps(p, ro);
-  return yield* expertAuditSteps(p, rows, bins, t, ro.device);
+  return yield* expertAuditSteps(p, rows, bins, t, ro.device, w);
 }
 
 /**

@@ -10,9 +10,9 @@
  */
 import { rangeError, typeError, withCallerStack } from '../errors.js';
 import type { GroupCalibrationReport, GroupStats } from '../metrics/calibration.js';
-import { type Device, type LabelsInput, optInt, optNumber, readOptions, toFlags, toLabels } from '../validate.js';
+import { type Device, type LabelsInput, type VectorInput, optInt, optNumber, readOptions, toFlags, toLabels } from '../validate.js';
 import { quantileSorted, sortedCopy } from './distribution.js';
-import { stats } from './expert-audit.js';
+import { auditWeights, stats } from './expert-audit.js';
 import { type MoEOutputs, type ParsedOutputs, parseOutputs } from './moe-outputs.js';
 import { groupsStep, runAsync, runSync, type Steps } from './native-steps.js';
 import { type RowAudit, parseRowOptions, rowAuditSteps } from './row-audit.js';
@@ -33,12 +33,17 @@ export interface HardSubsetOptions {
   bins?: number;
   sumTolerance?: number;
   device?: Device;
+  /**
+   * Per-row weights (e.g. importance weights of a shift): each subset's share, accuracy, ECE, NLL
+   * and mean confidence become weighted; which rows form a subset does not change.
+   */
+  weights?: VectorInput;
 }
 
 /** The blend's prediction on a set of rows (NaN metrics when it is empty). */
 export interface SubsetStats {
   rows: number;
-  /** rows / all rows. */
+  /** rows / all rows (weight / all the weight, with weights). */
   share: number;
   accuracy: number;
   ece: number;
@@ -71,24 +76,27 @@ export interface HardSubsets {
   groups: { groups: GroupSubset[]; worst: { ece: number | null; accuracy: number | null } } | null;
 }
 
-function meanLoss(loss: Float32Array, groups: Int32Array, count: number): Float64Array {
+// Mean loss per group (weighted when `w` is given).
+function meanLoss(loss: Float32Array, groups: Int32Array, count: number, w?: Float32Array): Float64Array {
   const sum = new Float64Array(count), n = new Float64Array(count);
   for (let i = 0; i < loss.length; i++) {
-    sum[groups[i]] += loss[i];
-    n[groups[i]]++;
+    const wi = w ? w[i] : 1;
+    sum[groups[i]] += wi * loss[i];
+    n[groups[i]] += wi;
   }
-  return sum.map((s, g) => (n[g] ? s / n[g] : NaN));
+  return sum.map((s, g) => (n[g] > 0 ? s / n[g] : NaN));
 }
 
-function subset(g: GroupStats, rows: number, nll: number): SubsetStats {
+// A group's stats; `total`: the weight (row count without weights) of all rows.
+function subset(g: GroupStats, total: number, nll: number): SubsetStats {
   const s = stats(g);
-  return { rows: g.rows, share: g.rows / rows, accuracy: s.accuracy, ece: s.ece, nll, meanConfidence: s.meanConfidence };
+  return { rows: g.rows, share: g.weight / total, accuracy: s.accuracy, ece: s.ece, nll, meanConfidence: s.meanConfidence };
 }
 
-function split(r: GroupCalibrationReport, loss: Float32Array, flags: Int32Array): SubsetSplit {
-  const nll = meanLoss(loss, flags, 2);
-  const n = r.overall.rows;
-  return { inside: subset(r.groups[1], n, nll[1]), outside: subset(r.groups[0], n, nll[0]) };
+function split(r: GroupCalibrationReport, loss: Float32Array, flags: Int32Array, w?: Float32Array): SubsetSplit {
+  const nll = meanLoss(loss, flags, 2, w);
+  const total = r.overall.weight;
+  return { inside: subset(r.groups[1], total, nll[1]), outside: subset(r.groups[0], total, nll[0]) };
 }
 
 interface Parsed {
@@ -100,6 +108,7 @@ interface Parsed {
   names: ReadonlyArray<string> | null;
   bins: number;
   device: Device;
+  weights: Float32Array | undefined;
 }
 
 export function parseSubsetOptions(o: Partial<Record<string, unknown>>, p: ParsedOutputs): Parsed {
@@ -125,13 +134,17 @@ export function parseSubsetOptions(o: Partial<Record<string, unknown>>, p: Parse
     if (o.groupNames.length !== numGroups) throw rangeError(`groupNames: expected ${numGroups} names (one per group), got ${o.groupNames.length}`);
     names = o.groupNames as string[];
   }
-  return { share, regretThreshold, mask, groups, numGroups, names, bins: optInt(o.bins, 'bins', 15, 1, 1 << 20), device: parseRowOptions(o).device };
+  return {
+    share, regretThreshold, mask, groups, numGroups, names, bins: optInt(o.bins, 'bins', 15, 1, 1 << 20), device: parseRowOptions(o).device,
+    weights: auditWeights(o.weights, p.rows),
+  };
 }
 
 export function* hardSubsetSteps(p: ParsedOutputs, rows: RowAudit, o: Parsed): Steps<HardSubsets> {
   const B = p.rows, mixture = p.mixture!, labels = p.labels!;
   const dis = rows.disagreement!, regret = rows.regret!, loss = rows.loss!;
-  const opts = { bins: o.bins, numGroups: 2, device: o.device };
+  const w = o.weights;
+  const opts = { bins: o.bins, numGroups: 2, device: o.device, weights: w };
   // disagreement: at or above the (1 - share) quantile, and positive
   const sorted = sortedCopy(dis);
   const threshold = o.share > 0 ? quantileSorted(sorted, 1 - o.share) : Infinity;
@@ -151,38 +164,36 @@ export function* hardSubsetSteps(p: ParsedOutputs, rows: RowAudit, o: Parsed): S
   let mask: SubsetSplit | null = null;
   if (o.mask) {
     const m = Int32Array.from(o.mask);
-    mask = split(yield* groupsStep(mixture, labels, m, opts), loss, m);
+    mask = split(yield* groupsStep(mixture, labels, m, opts), loss, m, w);
   }
   let groups: HardSubsets['groups'] = null;
   if (o.groups) {
-    const r = yield* groupsStep(mixture, labels, o.groups, { bins: o.bins, numGroups: o.numGroups, device: o.device });
-    const nll = meanLoss(loss, o.groups, o.numGroups);
+    const r = yield* groupsStep(mixture, labels, o.groups, { bins: o.bins, numGroups: o.numGroups, device: o.device, weights: w });
+    const nll = meanLoss(loss, o.groups, o.numGroups, w);
     groups = {
-      groups: r.groups.map((g, i) => ({ ...subset(g, B, nll[i]), group: i, name: o.names ? o.names[i] : null })),
+      groups: r.groups.map((g, i) => ({ ...subset(g, r.overall.weight, nll[i]), group: i, name: o.names ? o.names[i] : null })),
       worst: { ece: r.worst.ece?.group ?? null, accuracy: r.worst.accuracy?.group ?? null },
     };
   }
   const all = rDis.overall;
-  let lossSum = 0;
-  for (let i = 0; i < B; i++) lossSum += loss[i];
   return {
     rows: B,
-    overall: { rows: B, share: 1, accuracy: all.accuracy, ece: all.ece, nll: lossSum / B, meanConfidence: meanConfidence(all.bins.count, all.bins.meanConfidence, B) },
-    disagreement: { ...split(rDis, loss, inDis), share: o.share, threshold, mean: disSum / B },
-    regret: { ...split(rReg, loss, inReg), threshold: o.regretThreshold, mean: regSum / B },
+    overall: { rows: B, share: 1, accuracy: all.accuracy, ece: all.ece, nll: meanLoss(loss, new Int32Array(B), 1, w)[0], meanConfidence: meanConfidence(all.bins.weight, all.bins.meanConfidence, all.weight) },
+    disagreement: { ...split(rDis, loss, inDis, w), share: o.share, threshold, mean: disSum / B },
+    regret: { ...split(rReg, loss, inReg, w), threshold: o.regretThreshold, mean: regSum / B },
     mask,
     groups,
   };
 }
 
-function meanConfidence(count: Float64Array, conf: Float64Array, rows: number): number {
+function meanConfidence(weight: Float64Array, conf: Float64Array, total: number): number {
   let s = 0;
-  for (let b = 0; b < count.length; b++) if (count[b] > 0) s += count[b] * conf[b];
-  return s / rows;
+  for (let b = 0; b < weight.length; b++) if (weight[b] > 0) s += weight[b] * conf[b];
+  return s / total;
 }
 
 function* steps(outputs: unknown, options: unknown): Steps<HardSubsets> {
-  const o = readOptions(options, 'options', ['disagreementShare', 'regretThreshold', 'mask', 'groups', 'numGroups', 'groupNames', 'bins', 'sumTolerance', 'device']);
+  const o = readOptions(options, 'options', ['disagreementShare', 'regretThreshold', 'mask', 'groups', 'numGroups', 'groupNames', 'bins', 'sumTolerance', 'device', 'weights']);
   const p = parseOutputs(outputs, ['expertProbs', 'mixture', 'labels']);
   const so = parseSubsetOptions(o, p);
   const rows = yield* rowAuditSteps(p, parseRowOptions(o));

@@ -4,7 +4,7 @@
  * split.
  */
 import { withCallerStack } from '../errors.js';
-import { type Device, optInt, readOptions } from '../validate.js';
+import { type Device, type VectorInput, optInt, readOptions } from '../validate.js';
 import { type ExpertAudit, expertAuditSteps, parseTemperatures } from './expert-audit.js';
 import { type HardSubsets, hardSubsetSteps, parseSubsetOptions } from './hard-subsets.js';
 import { type MoEOutputs, parseOutputs } from './moe-outputs.js';
@@ -32,6 +32,8 @@ export interface MoEAuditOptions {
   entropyBins?: number;
   sumTolerance?: number;
   device?: Device;
+  /** Per-row weights: the calibration figures of the expert table and the subsets become weighted. */
+  weights?: VectorInput;
 }
 
 export interface MoEAudit {
@@ -43,7 +45,7 @@ export interface MoEAudit {
 
 const KNOWN = [
   'bins', 'temperatures', 'disagreementShare', 'regretThreshold', 'mask', 'groups', 'numGroups', 'groupNames',
-  'dominance', 'entropyBins', 'sumTolerance', 'device',
+  'dominance', 'entropyBins', 'sumTolerance', 'device', 'weights',
 ] as const;
 
 function* steps(outputs: unknown, options: unknown): Steps<MoEAudit> {
@@ -55,7 +57,7 @@ function* steps(outputs: unknown, options: unknown): Steps<MoEAudit> {
   const ro = parseRoutingOptions(o);
   const rowOpts = parseRowOptions(o);
   const rows = yield* rowAuditSteps(p, rowOpts);
-  const experts = yield* expertAuditSteps(p, rows, bins, temperatures, rowOpts.device);
+  const experts = yield* expertAuditSteps(p, rows, bins, temperatures, rowOpts.device, so.weights);
   const subsets = yield* hardSubsetSteps(p, rows, so);
   return { rows: p.rows, experts, subsets, routing: routingFromRows(p, rows, ro) };
 }

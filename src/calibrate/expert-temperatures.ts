@@ -9,6 +9,13 @@
  * experts only (B x k x C with the experts' ids B x k and their routing weights B x k). Nothing is
  * copied: expert k's rows are a strided view of the tensor, and rows of weight 0 are not read.
  * Returns the K temperatures (the model writes them into its experts).
+ *
+ * Minimum size: an expert whose routed weight is below `minRows` (default 20) is not fitted and
+ * keeps T = 1 (reported as `skipped: 'too-few-rows'`). The routed weight is the number of rows
+ * that count for it in 'hard' mode, and the sum of their routing weights in 'soft' mode (every
+ * row has some positive weight there, so a row count would say nothing). A temperature fitted on
+ * a handful of rows is mostly noise, and it tends to the bound (0.1) when those few rows are all
+ * classified correctly, which made soft models far worse calibrated after scaling.
  */
 import { rangeError, withCallerStack } from '../errors.js';
 import { native, type NativeTemperatureEval, type NativeTemperatureOptions } from '../native.js';
@@ -31,6 +38,8 @@ export interface ExpertTemperatureOptions {
   /** Temperature bounds (default [0.1, 10]). */
   min?: number;
   max?: number;
+  /** Experts whose routed weight is below this keep T = 1 (default 20; 0 fits every expert with rows). */
+  minRows?: number;
   /** Starting temperature of every expert's search (default 1). */
   init?: number;
   tolerance?: number;
@@ -46,13 +55,15 @@ export interface ExpertTemperatureFit {
   rows: number;
   /** Their total weight (the row count in 'hard' mode). */
   weight: number;
-  /** The fitted temperature; 1 when the expert has no rows. */
+  /** The fitted temperature; 1 when the expert has no rows or too few (see `skipped`). */
   temperature: number;
+  /** Why the expert was not fitted: no rows at all, or a routed weight below `minRows`. */
+  skipped: 'no-rows' | 'too-few-rows' | null;
   /** The expert's weighted mean NLL at T = 1 and at its temperature (NaN when it has no rows). */
   nllBefore: number;
   nllAfter: number;
   iterations: number;
-  /** False when the expert has no rows (its temperature is left at 1) or the search ran out. */
+  /** False when the expert was not fitted (its temperature is left at 1) or the search ran out. */
   converged: boolean;
   /** 'min' / 'max' when the temperature was clamped to a bound. */
   atBound: 'min' | 'max' | null;
@@ -63,17 +74,23 @@ export interface ExpertTemperatureResult {
   temperatures: Float64Array;
   experts: ExpertTemperatureFit[];
   mode: ExpertAssignment;
+  /** The minimum routed weight that was applied. */
+  minRows: number;
 }
 
 interface Plan {
   mode: ExpertAssignment;
   count: number;
+  minRows: number;
+  /** Per expert: rows with positive weight and their total weight. */
+  rows: number[];
+  weight: number[];
   solver: SolverOptions;
   /** Per expert: the views (one per slot that ever holds it) whose evaluations add up. */
   views: TemperatureView[][];
 }
 
-const KNOWN = ['mode', 'input', 'experts', 'numExperts', 'min', 'max', 'init', 'tolerance', 'maxIterations', 'sumTolerance', 'device'] as const;
+const KNOWN = ['mode', 'input', 'experts', 'numExperts', 'min', 'max', 'minRows', 'init', 'tolerance', 'maxIterations', 'sumTolerance', 'device'] as const;
 
 function plan(expertScores: unknown, routing: unknown, labels: unknown, options: unknown): Plan {
   const o = readOptions(options, 'options', KNOWN);
@@ -87,6 +104,7 @@ function plan(expertScores: unknown, routing: unknown, labels: unknown, options:
   const sumTolerance = optNumber(o.sumTolerance, 'sumTolerance', 1e-3, 0, 1);
   const device = optDevice(o.device);
   const solver = solverOptions(o, { min: 0.1, max: 10 });
+  const minRows = optNumber(o.minRows, 'minRows', 20, 0, Number.MAX_VALUE);
   let ids: Int32Array | undefined;
   let count = K;
   if (o.experts !== undefined) ({ ids, count } = toExpertIds(o.experts, 'experts', B, K, o.numExperts));
@@ -105,6 +123,7 @@ function plan(expertScores: unknown, routing: unknown, labels: unknown, options:
     topSlot[i] = s;
   }
   const views: TemperatureView[][] = Array.from({ length: count }, () => []);
+  const rowsOf = new Array<number>(count).fill(0), weightOf = new Array<number>(count).fill(0);
   for (let s = 0; s < K; s++) {
     // weights of slot s for each expert that appears there
     const perExpert = new Map<number, Float32Array>();
@@ -112,6 +131,8 @@ function plan(expertScores: unknown, routing: unknown, labels: unknown, options:
       const e = ids ? ids[i * K + s] : s;
       const w = mode === 'soft' ? r.data[i * K + s] : topSlot[i] === s ? 1 : 0;
       if (w === 0) continue;
+      rowsOf[e]++;
+      weightOf[e] += w;
       let v = perExpert.get(e);
       if (!v) perExpert.set(e, (v = new Float32Array(B)));
       v[i] = w;
@@ -121,22 +142,31 @@ function plan(expertScores: unknown, routing: unknown, labels: unknown, options:
       views[e].push({ scores: t.data.subarray(s * C), rows: B, cols: C, labels: y, options: opts });
     }
   }
-  return { mode, count, solver, views };
+  return { mode, count, minRows, rows: rowsOf, weight: weightOf, solver, views };
 }
 
-function unfitted(expert: number): ExpertTemperatureFit {
-  return { expert, rows: 0, weight: 0, temperature: 1, nllBefore: NaN, nllAfter: NaN, iterations: 0, converged: false, atBound: null };
+// An expert that is not fitted: no rows, or a routed weight below minRows (its NLL at T = 1 is
+// still reported when it has rows).
+function unfitted(p: Plan, expert: number, nll: number): ExpertTemperatureFit {
+  return {
+    expert, rows: p.rows[expert], weight: p.weight[expert], temperature: 1, skipped: p.rows[expert] === 0 ? 'no-rows' : 'too-few-rows',
+    nllBefore: nll, nllAfter: nll, iterations: p.rows[expert] === 0 ? 0 : 1, converged: false, atBound: null,
+  };
 }
 
 function fitted(expert: number, s: SolverResult, first: ReturnType<typeof means>): ExpertTemperatureFit {
   return {
-    expert, rows: first.rows, weight: first.weight, temperature: s.temperature, nllBefore: s.baseline.nll, nllAfter: s.at.nll,
+    expert, rows: first.rows, weight: first.weight, temperature: s.temperature, skipped: null, nllBefore: s.baseline.nll, nllAfter: s.at.nll,
     iterations: s.iterations, converged: s.converged, atBound: s.atBound,
   };
 }
 
+function tooFew(p: Plan, e: number): boolean {
+  return p.views[e].length === 0 || p.weight[e] < p.minRows;
+}
+
 function collect(p: Plan, experts: ExpertTemperatureFit[]): ExpertTemperatureResult {
-  return { temperatures: Float64Array.from(experts, (e) => e.temperature), experts, mode: p.mode };
+  return { temperatures: Float64Array.from(experts, (e) => e.temperature), experts, mode: p.mode, minRows: p.minRows };
 }
 
 /**
@@ -151,7 +181,7 @@ function collect(p: Plan, experts: ExpertTemperatureFit[]): ExpertTemperatureRes
 export function fitExpertTemperaturesSync(expertScores: ExpertTensorInput, routing: MatrixInput, labels: LabelsInput, options?: ExpertTemperatureOptions): ExpertTemperatureResult {
   const p = plan(expertScores, routing, labels, options);
   const experts = p.views.map((views, e) => {
-    if (views.length === 0) return unfitted(e);
+    if (tooFew(p, e)) return unfitted(p, e, views.length ? means(views.map((v) => evalSync(v, 1))).nll : NaN);
     let first: ReturnType<typeof means> | undefined;
     const s = solveSync(p.solver, (t) => {
       const m = means(views.map((v) => evalSync(v, t)));
@@ -170,8 +200,8 @@ export function fitExpertTemperatures(expertScores: ExpertTensorInput, routing: 
     const experts: ExpertTemperatureFit[] = [];
     for (let e = 0; e < p.count; e++) {
       const views = p.views[e];
-      if (views.length === 0) {
-        experts.push(unfitted(e));
+      if (tooFew(p, e)) {
+        experts.push(unfitted(p, e, views.length ? means(await Promise.all(views.map((v) => evalAsync(v, 1)))).nll : NaN));
         continue;
       }
       let first: ReturnType<typeof means> | undefined;

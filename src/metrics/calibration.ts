@@ -52,6 +52,16 @@ export interface CalibrationOptions {
    * or 'cuda' (an error without a GPU).
    */
   device?: Device;
+  /**
+   * Per-row weights (importance weights for a shift; finite, in [0, 2^24], taken to 2^-32
+   * resolution; equal-width bins, CPU only). Every metric becomes a weighted one: with W_b the
+   * weight in bin b and W the total, acc_b and conf_b are weighted means, ECE =
+   * sum_b (W_b / W) |acc_b - conf_b|, RMSCE = sqrt(sum_b (W_b / W) (acc_b - conf_b)^2), MCE = the
+   * largest gap over bins with W_b > 0, accuracy / NLL / Brier weighted means. Rows of weight 0
+   * are still validated but count for nothing (a bin with only such rows is empty); the weights
+   * need not sum to 1 (scaling them all changes nothing); all weights 0 is a RangeError.
+   */
+  weights?: VectorInput;
 }
 
 /** Per-bin statistics for a reliability diagram. Empty bins have NaN confidence and accuracy. */
@@ -59,6 +69,8 @@ export interface ReliabilityBins {
   lower: Float64Array;
   upper: Float64Array;
   count: Float64Array;
+  /** Total weight in the bin (= count without weights). */
+  weight: Float64Array;
   meanConfidence: Float64Array;
   /** Share of correct predictions (binary mode: share of positives) in the bin. */
   accuracy: Float64Array;
@@ -66,6 +78,8 @@ export interface ReliabilityBins {
 
 export interface CalibrationReport {
   rows: number;
+  /** Total weight of the rows (= rows without weights). */
+  weight: number;
   /** Top-label accuracy (binary mode: prediction p > 0.5). */
   accuracy: number;
   /** Mean -log(max(p[y], 1e-12)); null when computed from (confidence, correct) pairs. */
@@ -82,6 +96,8 @@ export interface CalibrationReport {
 export interface GroupStats {
   group: number;
   rows: number;
+  /** Total weight of its rows (= rows without weights). */
+  weight: number;
   /** Share of correct rows (binary mode: share of positives). */
   accuracy: number;
   ece: number;
@@ -105,6 +121,8 @@ export interface GroupCalibrationOptions extends CalibrationOptions {
 
 export interface ClasswiseCalibrationReport {
   rows: number;
+  /** Total weight of the rows (= rows without weights); each (row, class) pair weighs its row's weight. */
+  weight: number;
   accuracy: number;
   nll: number;
   brier: number;
@@ -115,8 +133,8 @@ export interface ClasswiseCalibrationReport {
   classes: Array<{ ece: number; mce: number; rmsce: number; bins: ReliabilityBins }>;
 }
 
-const ROW_OPTIONS = ['bins', 'edges', 'binning', 'input', 'sumTolerance', 'device'] as const;
-const VEC_OPTIONS = ['bins', 'edges', 'binning', 'device'] as const;
+const ROW_OPTIONS = ['bins', 'edges', 'binning', 'input', 'sumTolerance', 'device', 'weights'] as const;
+const VEC_OPTIONS = ['bins', 'edges', 'binning', 'device', 'weights'] as const;
 
 interface Parsed {
   bins: number;
@@ -125,11 +143,14 @@ interface Parsed {
   input: ScoreInput;
   sumTolerance: number;
   device: Device;
+  /** Unchecked: rowWeights() validates them against the row count. */
+  weights?: unknown;
 }
 
 function parse(options: unknown, known: readonly string[]): Parsed {
   const o = readOptions(options, 'options', known);
   return {
+    weights: o.weights,
     bins: optInt(o.bins, 'bins', 15, 1, 1 << 20),
     edges: optChoice(o.edges, 'edges', 'right-closed', ['right-closed', 'left-closed'] as const),
     binning: optChoice(o.binning, 'binning', 'equal-width', ['equal-width', 'equal-mass'] as const),
@@ -150,6 +171,7 @@ function report(s: NativeSummary, extras: boolean): CalibrationReport {
   const g = s.groups[0];
   return {
     rows: s.rows,
+    weight: s.weight,
     accuracy: s.accuracy,
     nll: extras ? s.nll : null,
     brier: extras ? s.brier : null,
@@ -169,6 +191,8 @@ interface Request {
   classes: number;
   /** Grouped requests: the number of groups (every row names its group). */
   groups?: number;
+  /** Rows carry weights (a one-shot request then needs a weighted state). */
+  weighted: boolean;
   /** Feeds the inputs into `state` (sync or async). */
   update(state: BigUint64Array, async: boolean): void | Promise<void>;
   equalMass(async: boolean): NativeSummary | Promise<NativeSummary>;
@@ -196,6 +220,15 @@ function noEqualMass(opts: Parsed, g: GroupArg | undefined) {
   if (g && opts.binning === 'equal-mass') throw rangeError('binning: equal-mass bins are not available with groups');
 }
 
+// The request's weights: one finite number per row (range checked natively), or undefined.
+function rowWeights(opts: Parsed, rows: number): Float32Array | undefined {
+  if (opts.weights === undefined) return undefined;
+  const w = toVector(opts.weights, 'weights');
+  if (w.length !== rows) throw rangeError(`weights: expected ${rows} weights (one per row), got ${w.length}`);
+  if (opts.binning === 'equal-mass') throw rangeError('binning: equal-mass bins are not available with weights');
+  return w;
+}
+
 function rowsRequest(kind: 'top-label' | 'classwise', scores: unknown, labels: unknown, options: unknown, extras = true, groups?: GroupArg): Request {
   const opts = parse(options, ROW_OPTIONS);
   const m = toMatrix(scores, 'scores');
@@ -203,9 +236,10 @@ function rowsRequest(kind: 'top-label' | 'classwise', scores: unknown, labels: u
   if (kind === 'classwise' && opts.binning === 'equal-mass') throw rangeError('binning: equal-mass bins are not available for classwise calibration');
   noEqualMass(opts, groups);
   if (groups && groups.ids.length !== m.rows) throw rangeError(`groups: expected ${m.rows} group ids (one per row), got ${groups.ids.length}`);
-  const rowOpts = { input: opts.input, sumTolerance: opts.sumTolerance, device: opts.device, groups: groups?.ids };
+  const weights = rowWeights(opts, m.rows);
+  const rowOpts = { input: opts.input, sumTolerance: opts.sumTolerance, device: opts.device, groups: groups?.ids, weights };
   return {
-    kind, opts, extras, classes: m.cols, groups: groups?.count,
+    kind, opts, extras, classes: m.cols, groups: groups?.count, weighted: weights !== undefined,
     update: (state, async) =>
       async ? native().calibUpdateRows(state, m.data, m.rows, m.cols, y, rowOpts, true)
         : native().calibUpdateRows(state, m.data, m.rows, m.cols, y, rowOpts),
@@ -222,9 +256,10 @@ function binaryRequest(scores: unknown, labels: unknown, options: unknown, group
   const y = toLabels(labels, 'labels', p.length);
   noEqualMass(opts, groups);
   if (groups && groups.ids.length !== p.length) throw rangeError(`groups: expected ${p.length} group ids (one per row), got ${groups.ids.length}`);
-  const o = { device: opts.device, groups: groups?.ids };
+  const weights = rowWeights(opts, p.length);
+  const o = { device: opts.device, groups: groups?.ids, weights };
   return {
-    kind: 'binary', opts, extras: true, classes: 1, groups: groups?.count,
+    kind: 'binary', opts, extras: true, classes: 1, groups: groups?.count, weighted: weights !== undefined,
     update: (state, async) => (async ? native().calibUpdateBinary(state, p, y, o, true) : native().calibUpdateBinary(state, p, y, o)),
     equalMass: (async) => {
       const a = { kind: 'binary' as const, bins: opts.bins, extras: true, device: opts.device, scores: p, rows: p.length, cols: 1, labels: y, input: 'probabilities' as const, sumTolerance: 1 };
@@ -239,9 +274,10 @@ function confidenceRequest(confidence: unknown, correct: unknown, options: unkno
   const ok = toFlags(correct, 'correct', c.length);
   noEqualMass(opts, groups);
   if (groups && groups.ids.length !== c.length) throw rangeError(`groups: expected ${c.length} group ids (one per row), got ${groups.ids.length}`);
-  const o = { device: opts.device, groups: groups?.ids };
+  const weights = rowWeights(opts, c.length);
+  const o = { device: opts.device, groups: groups?.ids, weights };
   return {
-    kind: 'confidence', opts, extras: false, classes: 1, groups: groups?.count,
+    kind: 'confidence', opts, extras: false, classes: 1, groups: groups?.count, weighted: weights !== undefined,
     update: (state, async) => (async ? native().calibUpdateConfidence(state, c, ok, o, true) : native().calibUpdateConfidence(state, c, ok, o)),
     equalMass: (async) => {
       const a = { kind: 'confidence' as const, bins: opts.bins, extras: false, device: opts.device, confidence: c, correct: ok };
@@ -251,7 +287,7 @@ function confidenceRequest(confidence: unknown, correct: unknown, options: unkno
 }
 
 function newState(r: Request): BigUint64Array {
-  return native().calibStateNew({ kind: r.kind, bins: r.opts.bins, classes: r.classes, groups: r.groups, edges: r.opts.edges, extras: r.extras });
+  return native().calibStateNew({ kind: r.kind, bins: r.opts.bins, classes: r.classes, groups: r.groups, edges: r.opts.edges, extras: r.extras, weighted: r.weighted });
 }
 
 function runSync(r: Request): NativeSummary {
@@ -270,11 +306,11 @@ async function runAsync(r: Request): Promise<NativeSummary> {
 
 function grouped(s: NativeSummary, extras: boolean): GroupCalibrationReport {
   const overall: CalibrationReport = {
-    rows: s.rows, accuracy: s.accuracy, nll: extras ? s.nll : null, brier: extras ? s.brier : null,
+    rows: s.rows, weight: s.weight, accuracy: s.accuracy, nll: extras ? s.nll : null, brier: extras ? s.brier : null,
     ece: s.ece, mce: s.mce, rmsce: s.rmsce, bins: s.overall.bins,
   };
-  const groups: GroupStats[] = s.groups.map((g, i) => ({ group: i, rows: g.rows, accuracy: g.accuracy, ece: g.ece, mce: g.mce, rmsce: g.rmsce, bins: g.bins }));
-  const nonEmpty = groups.filter((g) => g.rows > 0);
+  const groups: GroupStats[] = s.groups.map((g, i) => ({ group: i, rows: g.rows, weight: g.weight, accuracy: g.accuracy, ece: g.ece, mce: g.mce, rmsce: g.rmsce, bins: g.bins }));
+  const nonEmpty = groups.filter((g) => g.weight > 0);
   const worst = (key: 'ece' | 'accuracy', higherIsWorse: boolean) =>
     nonEmpty.length ? nonEmpty.reduce((a, b) => ((higherIsWorse ? b[key] > a[key] : b[key] < a[key]) ? b : a)) : null;
   return { overall, groups, worst: { ece: worst('ece', true), accuracy: worst('accuracy', false) } };
@@ -282,7 +318,7 @@ function grouped(s: NativeSummary, extras: boolean): GroupCalibrationReport {
 
 function classwise(s: NativeSummary): ClasswiseCalibrationReport {
   return {
-    rows: s.rows, accuracy: s.accuracy, nll: s.nll, brier: s.brier, ece: s.ece, mce: s.mce, rmsce: s.rmsce,
+    rows: s.rows, weight: s.weight, accuracy: s.accuracy, nll: s.nll, brier: s.brier, ece: s.ece, mce: s.mce, rmsce: s.rmsce,
     classes: s.groups.map((g) => ({ ece: g.ece, mce: g.mce, rmsce: g.rmsce, bins: g.bins })),
   };
 }
@@ -393,6 +429,12 @@ export interface AccumulatorOptions {
   edges?: BinEdges;
   /** Accumulate NLL and Brier too (default true; not available in 'confidence' mode). */
   extras?: boolean;
+  /**
+   * Rows carry weights (CalibrationOptions.weights says what the metrics become); updates pass
+   * `weights` (without them every row weighs 1). Weighted states merge exactly too: the weighted
+   * sums are integers (weights in fixed point, 2^-32 resolution). CPU only for now.
+   */
+  weighted?: boolean;
 }
 
 /**
@@ -413,6 +455,8 @@ export interface AccumulatorUpdateOptions {
   device?: Device;
   /** Group id of each row (required when the accumulator was created with `groups`). */
   groups?: LabelsInput;
+  /** Weight of each row (only for an accumulator created with `weighted: true`). */
+  weights?: VectorInput;
 }
 
 /** Any report a {@link CalibrationAccumulator} returns. */
@@ -429,10 +473,11 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
   readonly classes: number;
   /** Number of row groups (0 when not grouped). */
   readonly groups: number;
+  readonly weighted: boolean;
   #state: BigUint64Array;
 
   constructor(options?: AccumulatorOptions) {
-    const o = readOptions(options, 'options', ['mode', 'classes', 'groups', 'bins', 'edges', 'extras']);
+    const o = readOptions(options, 'options', ['mode', 'classes', 'groups', 'bins', 'edges', 'extras', 'weighted']);
     this.mode = optChoice(o.mode, 'mode', 'top-label', ['top-label', 'classwise', 'binary', 'confidence'] as const);
     this.bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
     this.edges = optChoice(o.edges, 'edges', 'right-closed', ['right-closed', 'left-closed'] as const);
@@ -447,8 +492,10 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
     }
     if (o.groups !== undefined && this.mode === 'classwise') throw rangeError("groups: not available in 'classwise' mode");
     this.groups = optInt(o.groups, 'groups', 0, 1, 2 ** 31 - 1);
+    this.weighted = optBool(o.weighted, 'weighted', false);
     this.#state = native().calibStateNew({
       kind: this.mode, bins: this.bins, classes: this.classes, groups: this.groups || undefined, edges: this.edges, extras: this.extras,
+      weighted: this.weighted,
     });
   }
 
@@ -458,9 +505,10 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
   }
 
   #request(a: unknown, b: unknown, options: unknown): Request {
-    const o = readOptions(options, 'options', ['input', 'sumTolerance', 'device', 'groups']);
+    const o = readOptions(options, 'options', ['input', 'sumTolerance', 'device', 'groups', 'weights']);
     const ids = o.groups;
     delete o.groups;
+    if (o.weights !== undefined && !this.weighted) throw typeError('options.weights: this accumulator is not weighted; create it with weighted: true');
     if (this.groups && ids === undefined) throw typeError('options.groups: this accumulator is grouped; pass one group id per row');
     if (!this.groups && ids !== undefined) throw rangeError('options.groups: this accumulator was created without groups');
     const rows = a !== null && typeof a === 'object' && 'rows' in a ? (a as { rows: number }).rows : (a as ArrayLike<unknown>)?.length;
@@ -471,10 +519,10 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
         return rowsRequest(this.mode, a, b, o, this.extras, g);
       case 'binary':
         if (o.input !== undefined || o.sumTolerance !== undefined) throw rangeError("options: 'input' and 'sumTolerance' do not apply in binary mode");
-        return binaryRequest(a, b, { device: o.device }, g);
+        return binaryRequest(a, b, { device: o.device, weights: o.weights }, g);
       case 'confidence':
         if (o.input !== undefined || o.sumTolerance !== undefined) throw rangeError("options: 'input' and 'sumTolerance' do not apply in confidence mode");
-        return confidenceRequest(a, b, { device: o.device }, g);
+        return confidenceRequest(a, b, { device: o.device, weights: o.weights }, g);
     }
   }
 
@@ -494,7 +542,7 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
     this.#request(scores, labels, options).update(this.#state, false);
   }
 
-  /** Adds another accumulator's rows (same mode, bins, edges, classes and extras). */
+  /** Adds another accumulator's rows (same mode, bins, edges, classes, extras and weighting). */
   merge(other: CalibrationAccumulator): this {
     if (!(other instanceof Accumulator)) throw typeError('other: expected a CalibrationAccumulator');
     native().calibMerge(this.#state, other.#state);
@@ -540,6 +588,7 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
       groups: isGrouped ? Number(words[2]) : undefined,
       edges: flags & 1n ? 'left-closed' : 'right-closed',
       extras: (flags & 2n) !== 0n,
+      weighted: (flags & 16n) !== 0n,
     });
     if (acc.#state.length !== words.length) throw rangeError('json.state: length does not match its header');
     acc.#state.set(words);

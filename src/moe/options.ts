@@ -45,6 +45,10 @@ export interface MoEOptions {
   device?: Device;
   /** Default GEMM arithmetic of this model's calls on CUDA (default 'tf32'; see Precision). */
   precision?: Precision;
+  /** A name per class (`classes` distinct strings): labels may then be given as names; saved with the model. */
+  classNames?: string[];
+  /** A name per input column (`inputDim` distinct strings), saved with the model: the CLI reads CSV columns by these names. */
+  featureNames?: string[];
 }
 
 export interface OptimizerOptions {
@@ -84,10 +88,16 @@ export interface ObjectiveOptions {
   tauDisagreement?: number;
   /** robust-filtered: disagreement above the batch median instead of tauDisagreement. */
   medianDisagreement?: boolean;
+  /**
+   * Hard routing, 'robust': which per-example loss the tilt weights come from: 'competitive'
+   * (default: the training loss sum_k r_k l_k) or 'top1' (the routed top-1 expert's loss, the
+   * loss of what hard routing predicts; needs gradient 'term'; CPU engine only for now).
+   */
+  tiltLoss?: 'competitive' | 'top1';
 }
 
 export const MODEL_OPTIONS = ['inputDim', 'classes', 'experts', 'expertHidden', 'routerHidden', 'activation', 'routing', 'topK',
-  'routerTemperature', 'seed', 'init', 'device', 'precision'] as const;
+  'routerTemperature', 'seed', 'init', 'device', 'precision', 'classNames', 'featureNames'] as const;
 
 function intList(v: unknown, name: string, def: number[]): number[] {
   if (v === undefined) return def;
@@ -101,6 +111,17 @@ export interface ParsedModel {
   init: { kind: 'default' | 'normal'; std: number };
   device: Device;
   precision: Precision;
+  classNames?: string[];
+  featureNames?: string[];
+}
+
+// classNames / featureNames: `count` distinct strings
+function namesOption(v: unknown, name: string, count: number, what: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw typeError(`${name}: expected an array of strings`);
+  if (v.length !== count) throw rangeError(`${name}: expected ${count} names (${what}), got ${v.length}`);
+  if (new Set(v).size !== v.length) throw rangeError(`${name}: the names must be distinct`);
+  return [...(v as string[])];
 }
 
 export function parseModelOptions(options: unknown): ParsedModel {
@@ -130,11 +151,13 @@ export function parseModelOptions(options: unknown): ParsedModel {
     init = { kind: 'normal', std: optNumber(i.std, 'init.std', 0.05, 0, 1e6) };
   }
   return { config, seed: optInt(o.seed, 'seed', 0, 0, Number.MAX_SAFE_INTEGER), init, device: optDevice(o.device),
-    precision: optChoice(o.precision, 'precision', 'tf32', PRECISIONS) };
+    precision: optChoice(o.precision, 'precision', 'tf32', PRECISIONS), classNames: namesOption(o.classNames, 'classNames', config.classes, 'classes'),
+    featureNames: namesOption(o.featureNames, 'featureNames', config.inputDim, 'inputDim') };
 }
 
-export const FIT_OPTIONS = ['epochs', 'batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss',
-  'validation', 'signal', 'onEpochEnd', 'onBatchEnd', 'progressEvery', 'device', 'precision'] as const;
+export const FIT_OPTIONS = ['epochs', 'batchSize', 'shuffle', 'seed', 'optimizer', 'schedule', 'clipNorm', 'objective', 'balanceLoss', 'balanceForm',
+  'validation', 'signal', 'onEpochEnd', 'onBatchEnd', 'progressEvery', 'device', 'precision', 'progress', 'earlyStopping', 'bestCheckpoint',
+  'checkpoint', 'resumeFrom'] as const;
 
 export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], unknown>>): NativeMoEFitOptions {
   const opt = readOptions(o.optimizer, 'optimizer', ['type', 'lr', 'weightDecay', 'momentum', 'nesterov', 'betas', 'eps']);
@@ -145,7 +168,7 @@ export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], 
     betas = [optNumber(opt.betas[0], 'optimizer.betas[0]', 0.9, 0, 0.999999), optNumber(opt.betas[1], 'optimizer.betas[1]', 0.999, 0, 0.999999999)];
   }
   const sch = readOptions(o.schedule, 'schedule', ['type', 'warmupSteps', 'minLrRatio']);
-  const obj = readOptions(o.objective, 'objective', ['type', 'eta', 'gradient', 'warmupEpochs', 'tauRegret', 'tauDisagreement', 'medianDisagreement']);
+  const obj = readOptions(o.objective, 'objective', ['type', 'eta', 'gradient', 'warmupEpochs', 'tauRegret', 'tauDisagreement', 'medianDisagreement', 'tiltLoss']);
   return {
     epochs: optInt(o.epochs, 'epochs', 1, 1, 2 ** 31),
     batchSize: optInt(o.batchSize, 'batchSize', 128, 1, 2 ** 24),
@@ -154,6 +177,7 @@ export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], 
     progressEvery: optInt(o.progressEvery, 'progressEvery', o.onBatchEnd ? 1 : 0, 0, 2 ** 40),
     clipNorm: optNumber(o.clipNorm, 'clipNorm', 0, 0, Number.MAX_VALUE),
     balanceLoss: optNumber(o.balanceLoss, 'balanceLoss', 0, 0, Number.MAX_VALUE),
+    balanceForm: optChoice(o.balanceForm, 'balanceForm', 'switch', ['switch', 'squared-mean'] as const),
     optimizer: {
       type,
       lr: optNumber(opt.lr, 'optimizer.lr', type === 'adamw' ? 1e-3 : 1e-2, Number.MIN_VALUE, Number.MAX_VALUE),
@@ -177,6 +201,7 @@ export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], 
       tauRegret: optNumber(obj.tauRegret, 'objective.tauRegret', 1e-6, 0, Number.MAX_VALUE),
       tauDisagreement: optNumber(obj.tauDisagreement, 'objective.tauDisagreement', 0.01, 0, Number.MAX_VALUE),
       medianDisagreement: optBool(obj.medianDisagreement, 'objective.medianDisagreement', false),
+      tiltLoss: optChoice(obj.tiltLoss, 'objective.tiltLoss', 'competitive', ['competitive', 'top1'] as const),
     },
   };
 }

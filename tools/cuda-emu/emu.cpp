@@ -58,13 +58,6 @@ struct AsyncCopy {
   const void* src;
   std::size_t bytes, zfill;
 };
-struct WgmmaOp {
-  float* d;
-  uint64_t desc_a, desc_b;
-  int n;                  // the instruction's N: 128 or 256
-  const uint32_t* a_reg;  // A from registers (desc_a unused), and its values when issued
-  uint32_t a_issued[4];
-};
 struct Fiber {
   void* sp = nullptr;
   char* stack = nullptr;
@@ -74,11 +67,8 @@ struct Fiber {
   unsigned mask = 0;
   uint64_t value = 0, result = 0;
   int src = 0;
-  emu::WarpFn fn = nullptr;                     // kWarpCall
   std::vector<AsyncCopy> pending;               // issued, not yet committed
   std::deque<std::vector<AsyncCopy>> batches;   // committed, not yet waited for
-  std::vector<WgmmaOp> wg_pending;              // wgmma issued, not yet committed
-  std::deque<std::vector<WgmmaOp>> wg_groups;   // committed, not yet waited for
 };
 void* g_sched_sp = nullptr;
 std::vector<Fiber> g_fibers;
@@ -118,13 +108,6 @@ void to_scheduler(bool dying) {
   __sanitizer_finish_switch_fiber(nullptr, &g_sched_bottom, &g_sched_size);
 #endif
   (*g_body)();
-  {
-    const Fiber& f = g_fibers[std::size_t(g_cur)];
-    if (!f.wg_pending.empty() || !f.wg_groups.empty()) {
-      std::fprintf(stderr, "emu: thread %d of block (%u,%u,%u) exited with wgmma operations not waited for\n", g_cur, blockIdx_.x, blockIdx_.y, blockIdx_.z);
-      std::abort();
-    }
-  }
   g_fibers[std::size_t(g_cur)].done = true;
   to_scheduler(true);
   std::abort();  // never resumed
@@ -133,8 +116,6 @@ void to_scheduler(bool dying) {
 void start(Fiber& f) {
   f.pending.clear();
   f.batches.clear();
-  f.wg_pending.clear();
-  f.wg_groups.clear();
 #if EMU_ASAN
   ASAN_UNPOISON_MEMORY_REGION(f.stack, kStack);  // frames abandoned by the last fiber on this stack
 #endif
@@ -173,198 +154,8 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int src_lane)
   f.mask = mask;
   f.value = value;
   f.src = src_lane;
-  f.fn = nullptr;
   to_scheduler(false);
   return f.result;
-}
-
-void warp_call(unsigned mask, WarpFn fn, void* arg) {
-  Fiber& f = g_fibers[std::size_t(g_cur)];
-  f.state = State::Warp;
-  f.op = kWarpCall;
-  f.mask = mask;
-  f.value = reinterpret_cast<uint64_t>(arg);
-  f.src = 0;
-  f.fn = fn;
-  to_scheduler(false);
-}
-
-namespace {
-struct MmaArgs {
-  float* d;
-  const uint32_t* a;
-  const uint32_t* b;
-};
-struct LdmArgs {
-  uint32_t* r;
-  const void* row;
-};
-float tf32_value(uint32_t bits) { return __uint_as_float(bits & ~0x1fffu); }  // the unit ignores the low 13 bits
-}  // namespace
-
-void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  MmaArgs mine{d, a, b};
-  warp_call(0xffffffffu, [](void* const* lanes, unsigned) {
-    const auto* l = reinterpret_cast<MmaArgs* const*>(lanes);
-    // A (16 x 8): a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4) at lane 4 g + t;
-    // B (8 x 8): b0 (t, g), b1 (t + 4, g); C (16 x 8): c0, c1 (g, 2 t + {0, 1}), c2, c3 (g + 8, ...)
-    float A[16][8], B[8][8], C[16][8];
-    for (int lane = 0; lane < 32; ++lane) {
-      const int g = lane / 4, t = lane % 4;
-      A[g][t] = tf32_value(l[lane]->a[0]);
-      A[g + 8][t] = tf32_value(l[lane]->a[1]);
-      A[g][t + 4] = tf32_value(l[lane]->a[2]);
-      A[g + 8][t + 4] = tf32_value(l[lane]->a[3]);
-      B[t][g] = tf32_value(l[lane]->b[0]);
-      B[t + 4][g] = tf32_value(l[lane]->b[1]);
-      for (int q = 0; q < 4; ++q) C[g + (q / 2) * 8][2 * t + q % 2] = l[lane]->d[q];
-    }
-    for (int lane = 0; lane < 32; ++lane) {
-      const int g = lane / 4, t = lane % 4;
-      for (int q = 0; q < 4; ++q) {
-        const int m = g + (q / 2) * 8, n = 2 * t + q % 2;
-        float s = C[m][n];
-        for (int k = 0; k < 8; ++k) s += A[m][k] * B[k][n];
-        l[lane]->d[q] = s;
-      }
-    }
-  }, &mine);
-}
-
-void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
-  if (reinterpret_cast<std::uintptr_t>(row) % 16 != 0) {
-    std::fprintf(stderr, "emu: ldmatrix row address %p is not 16-byte aligned\n", row);
-    std::abort();
-  }
-  LdmArgs mine{r, row};
-  warp_call(0xffffffffu, [](void* const* lanes, unsigned) {
-    const auto* l = reinterpret_cast<LdmArgs* const*>(lanes);
-    uint32_t out[32][4];
-    for (int lane = 0; lane < 32; ++lane)
-      for (int q = 0; q < 4; ++q) std::memcpy(&out[lane][q], static_cast<const char*>(l[8 * q + lane / 4]->row) + 4 * (lane % 4), 4);
-    for (int lane = 0; lane < 32; ++lane) std::memcpy(l[lane]->r, out[lane], sizeof out[lane]);
-  }, &mine);
-}
-
-uint32_t shared_window(const void* p) {
-  const auto base = reinterpret_cast<std::uintptr_t>(dynamic_shared()), q = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(g_dyn.data()) + g_dyn.size();
-  if (q < base || q >= end) {
-    std::fprintf(stderr, "emu: shared_window(%p): not in the block's dynamic shared memory\n", p);
-    std::abort();
-  }
-  return uint32_t(q - base) + kDynWindow;
-}
-
-namespace {
-// The float a K-major, 128B-swizzled wgmma operand descriptor names at (row r, k): the canonical
-// address start + (r / 8) SBO + (r % 8) 128 + 4 k, then the swizzle (bits 4-6 ^= bits 7-9) on the
-// window address, as the hardware applies it.
-float wgmma_operand(uint64_t desc, int r, int k) {
-  const uint32_t start = uint32_t(desc & 0x3fffu) << 4, sbo = uint32_t((desc >> 32) & 0x3fffu) << 4;
-  const unsigned base_offset = unsigned(desc >> 49) & 7u, layout = unsigned(desc >> 62);
-  if (layout != 1 || base_offset != 0) {
-    std::fprintf(stderr, "emu: wgmma descriptor %#llx: only K-major 128-byte-swizzled operands with base offset 0 are emulated\n", (unsigned long long)desc);
-    std::abort();
-  }
-  const uint32_t lin = start + uint32_t(r / 8) * sbo + uint32_t(r % 8) * 128u + 4u * uint32_t(k);
-  const uint32_t phys = lin ^ (((lin >> 7) & 7u) << 4);
-  const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(dynamic_shared()), end = reinterpret_cast<std::uintptr_t>(g_dyn.data()) + g_dyn.size();
-  if (phys < kDynWindow || base + (phys - kDynWindow) + 4 > end) {
-    std::fprintf(stderr, "emu: wgmma operand (row %d, k %d) of descriptor %#llx at window address %#x: outside dynamic shared memory\n", r, k,
-                 (unsigned long long)desc, phys);
-    std::abort();
-  }
-  uint32_t bits;
-  std::memcpy(&bits, reinterpret_cast<const void*>(base + (phys - kDynWindow)), 4);
-  return tf32_value(bits);
-}
-struct WgWaitArgs {
-  Fiber* f;
-  unsigned tid;  // linear thread index: the warp's rows of the warpgroup's m64 tile
-  int pending;
-};
-}  // namespace
-
-void wgmma_m64n128k8_tf32(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
-  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b, 128, nullptr, {}});
-}
-void wgmma_m64n256k8_tf32(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
-  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, desc_a, desc_b, 256, nullptr, {}});
-}
-void wgmma_m64n128k8_tf32_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
-  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, 0, desc_b, 128, a, {a[0], a[1], a[2], a[3]}});
-}
-void wgmma_m64n256k8_tf32_rs(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b) {
-  g_fibers[std::size_t(g_cur)].wg_pending.push_back({d, 0, desc_b, 256, a, {a[0], a[1], a[2], a[3]}});
-}
-
-void wgmma_commit() {
-  Fiber& f = g_fibers[std::size_t(g_cur)];
-  f.wg_groups.push_back(std::move(f.wg_pending));
-  f.wg_pending.clear();
-}
-
-// wgmma.wait_group.sync.aligned: a warp-wide instruction here; each warp performs its 16 rows of
-// the warpgroup's products (rows 16 (warp % 4) .. of the m64 tile), D = A B + D with the products
-// of each output added to it in k order (as the emulated mma.sync).
-void wgmma_wait(int pending) {
-  WgWaitArgs mine{&g_fibers[std::size_t(g_cur)], unsigned(threadIdx_.x + blockDim_.x * (threadIdx_.y + blockDim_.y * threadIdx_.z)), pending};
-  warp_call(0xffffffffu, [](void* const* lanes, unsigned) {
-    const auto* l = reinterpret_cast<WgWaitArgs* const*>(lanes);
-    Fiber& f0 = *l[0]->f;
-    for (int lane = 1; lane < 32; ++lane) {
-      const Fiber& f = *l[lane]->f;
-      bool same = f.wg_groups.size() == f0.wg_groups.size() && l[lane]->pending == l[0]->pending;
-      for (std::size_t g = 0; same && g < f.wg_groups.size(); ++g) {
-        same = f.wg_groups[g].size() == f0.wg_groups[g].size();
-        for (std::size_t o = 0; same && o < f.wg_groups[g].size(); ++o)
-          same = f.wg_groups[g][o].desc_a == f0.wg_groups[g][o].desc_a && f.wg_groups[g][o].desc_b == f0.wg_groups[g][o].desc_b &&
-                 f.wg_groups[g][o].n == f0.wg_groups[g][o].n && (f.wg_groups[g][o].a_reg == nullptr) == (f0.wg_groups[g][o].a_reg == nullptr);
-      }
-      if (!same) {
-        std::fprintf(stderr, "emu: wgmma: the lanes of a warp issued different operations or groups (.aligned)\n");
-        std::abort();
-      }
-    }
-    const int row0 = 16 * int(l[0]->tid / 32 % 4);
-    while (f0.wg_groups.size() > std::size_t(l[0]->pending < 0 ? 0 : l[0]->pending)) {
-      for (std::size_t o = 0; o < f0.wg_groups.front().size(); ++o) {
-        const WgmmaOp& op = f0.wg_groups.front()[o];
-        float A[16][8], B[256][8];
-        if (op.a_reg) {  // the warp's lanes' fragments, unchanged since the instruction was issued
-          for (int lane = 0; lane < 32; ++lane) {
-            const WgmmaOp& lo = l[lane]->f->wg_groups.front()[o];
-            for (int q = 0; q < 4; ++q) {
-              if (lo.a_reg[q] != lo.a_issued[q]) {
-                std::fprintf(stderr, "emu: wgmma: lane %d changed its A registers before the wait\n", lane);
-                std::abort();
-              }
-              const int g = lane / 4, t = lane % 4;
-              A[g + 8 * (q % 2)][t + 4 * (q / 2)] = tf32_value(lo.a_issued[q]);
-            }
-          }
-        } else {
-          for (int r = 0; r < 16; ++r)
-            for (int k = 0; k < 8; ++k) A[r][k] = wgmma_operand(op.desc_a, row0 + r, k);
-        }
-        for (int n = 0; n < op.n; ++n)
-          for (int k = 0; k < 8; ++k) B[n][k] = wgmma_operand(op.desc_b, n, k);
-        for (int lane = 0; lane < 32; ++lane) {
-          float* d = l[lane]->f->wg_groups.front()[o].d;
-          const int g = lane / 4, t = lane % 4;
-          for (int j = 0; j < op.n / 8; ++j)
-            for (int q = 0; q < 4; ++q) {
-              const int m = g + 8 * (q / 2), n = 8 * j + 2 * t + q % 2;
-              float s = d[4 * j + q];
-              for (int k = 0; k < 8; ++k) s += A[m][k] * B[n][k];
-              d[4 * j + q] = s;
-            }
-        }
-      }
-      for (int lane = 0; lane < 32; ++lane) l[lane]->f->wg_groups.pop_front();
-    }
-  }, &mine);
 }
 
 void pipeline_copy(void* dst, const void* src, std::size_t size, std::size_t zfill) {
@@ -375,8 +166,8 @@ void pipeline_copy(void* dst, const void* src, std::size_t size, std::size_t zfi
     std::abort();
   }
   // EMU_COPIES=early: the copy lands at once, the earliest a GPU may perform it, so a stage
-  // refilled while an asynchronous reader (wgmma) may still read it shows; the default, late (at
-  // the wait that leaves its batch behind), shows shared memory read before its copy landed
+  // refilled while another thread may still read it shows; the default, late (at the wait that
+  // leaves its batch behind), shows shared memory read before its copy landed
   static const bool early = [] {
     const char* e = std::getenv("EMU_COPIES");
     return e && std::strcmp(e, "early") == 0;
@@ -430,16 +221,6 @@ bool resolve_warps(unsigned n) {
         if (lane[k].op != lane[l].op || lane[k].mask != mask) warp_fault(w0 / 32, "lanes of one mask at different warp collectives (or with different masks)");
       }
       if (!ready) continue;
-      if (lane[l].op == kWarpCall) {
-        void* args[32] = {};
-        for (unsigned k = 0; k < lanes; ++k)
-          if (mask >> k & 1u) {
-            if (lane[k].fn != lane[l].fn) warp_fault(w0 / 32, "lanes of one mask at different warp-wide instructions");
-            args[k] = reinterpret_cast<void*>(lane[k].value);
-          }
-        if (mask != 0xffffffffu || lanes < 32) warp_fault(w0 / 32, "a warp-wide matrix instruction needs all 32 lanes");
-        lane[l].fn(args, mask);
-      }
       uint64_t ballot = 0, sum = 0;
       for (unsigned k = 0; k < lanes; ++k)
         if (mask >> k & 1u) {
@@ -457,7 +238,6 @@ bool resolve_warps(unsigned n) {
             if (f.src < 0 || unsigned(f.src) >= lanes || !(mask >> f.src & 1u)) warp_fault(w0 / 32, "a shuffle reading a lane outside the mask");
             f.result = lane[f.src].value;
             break;
-          case kWarpCall: f.result = 0; break;
           case kWarpMatchAny: {
             uint64_t m = 0;
             for (unsigned j = 0; j < lanes; ++j)

@@ -7,7 +7,7 @@ memory and threads only: registers are not in the log), the step's copies and me
 run's peak of device memory.
 
     EMU_SMS=132 EMU_CC_MAJOR=9 EMU_DRY_RUN=1 build-cuda-emu/calmoe_bench w1l --device cuda \\
-        --repeat 2 --modes top1 --cuda-gemm tf32-wgmma256 2> top1.log
+        --repeat 2 --modes top1 --cuda-gemm tf32 2> top1.log
     python3 tools/cuda-emu/launch_audit.py top1.log --sms 132
 """
 import argparse, math, sys

@@ -35,6 +35,19 @@ enum : int { kWMagic = 0, kWBins, kWGroups, kWFlags, kWRows, kWCorrect, kWNllLo,
 // flags
 constexpr uint64_t kFlagLeftClosed = 1, kFlagNll = 2, kFlagBrier = 4;
 constexpr uint64_t kFlagGrouped = 8;  // rows carry a group id; one histogram per group
+// Weighted states (per-row weights w_i, see CalibConfig::weighted) append a section after the
+// bins: kWeightedHeaderWords (sum q, q*correct, q*nll, q*brier: 128 bits each) then per histogram
+// cell kWeightedCellWords (sum q, q*positive, q*conf: 128 bits each), q = floor(w * 2^32). Each
+// product q*value is below 2^88 (w <= 2^24, values in 32/27/29 fraction bits), so 2^40 rows fit
+// in 128-bit sums: integer sums, exact and order-independent like the unweighted ones.
+constexpr uint64_t kFlagWeighted = 16;
+constexpr int kWeightedHeaderWords = 8;
+constexpr int kWeightedCellWords = 6;
+constexpr int kWeightFracBits = 32;
+constexpr int kWConfFracBits = 32;   // confidence in [0, 1]
+constexpr int kWNllFracBits = 27;    // NLL < 32
+constexpr int kWBrierFracBits = 29;  // Brier < 8
+constexpr float kMaxWeight = 16777216.0f;  // 2^24
 }  // namespace calib
 
 struct CalibConfig {
@@ -46,6 +59,14 @@ struct CalibConfig {
   bool grouped = false;
   BinEdges edges = BinEdges::RightClosed;
   bool extras = true;  // accumulate NLL and Brier (not available for Confidence)
+  // Per-row weights (importance weights for shifts). Weighted metrics, with W_b the weight in bin
+  // b and W the total: acc_b = sum_b w_i positive_i / W_b, conf_b = sum_b w_i c_i / W_b,
+  // ECE = sum_b (W_b / W) |acc_b - conf_b|, RMSCE = sqrt(sum_b (W_b / W) (acc_b - conf_b)^2), MCE =
+  // max over bins with W_b > 0; accuracy, NLL, Brier are weighted means. Rows of weight 0 are
+  // validated and add nothing (a bin holding only such rows is empty); the weights need not sum
+  // to 1 (every metric is a ratio, so scaling all weights changes nothing); weights are finite,
+  // in [0, 2^24], and taken to 2^-32 resolution. An update without weights weighs each row 1.
+  bool weighted = false;
 };
 
 std::vector<uint64_t> calib_state_new(const CalibConfig& cfg);
@@ -72,23 +93,26 @@ struct ScoresArg {
 // which the kernel 0.36 ms; bench/results/gpu-h200-2026-11-28). 'cuda' runs there (or throws).
 Device calib_resolve_device(DeviceRequest request);
 
+// `weights` (one per row) only for a weighted state (CPU only for now).
 void calib_update_rows(Device dev, const ScoresArg& scores, const int32_t* labels, uint64_t* state, std::size_t n_words,
-                       const int32_t* group_ids = nullptr);
+                       const int32_t* group_ids = nullptr, const float* weights = nullptr);
 void calib_update_binary(Device dev, const float* prob_pos, const int32_t* labels, int64_t n, uint64_t* state, std::size_t n_words,
-                         const int32_t* group_ids = nullptr);
+                         const int32_t* group_ids = nullptr, const float* weights = nullptr);
 void calib_update_confidence(Device dev, const float* conf, const uint8_t* correct, int64_t n, uint64_t* state, std::size_t n_words,
-                             const int32_t* group_ids = nullptr);
+                             const int32_t* group_ids = nullptr, const float* weights = nullptr);
 void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::size_t n_from);
 
 struct CalibBin {
   double lower = 0, upper = 0;  // edges
   uint64_t count = 0;
+  double weight = 0;            // total weight (= count when unweighted)
   double mean_confidence = 0;   // NaN when empty
   double accuracy = 0;          // NaN when empty (share of positives in Binary mode)
 };
 
 struct CalibGroupSummary {
   uint64_t rows = 0;       // rows in this histogram
+  double weight = 0;       // their total weight (= rows when unweighted)
   double accuracy = 0;     // share of positives over its bins (NaN when empty)
   double ece = 0, mce = 0, rmsce = 0;  // NaN when empty
   std::vector<CalibBin> bins;
@@ -97,6 +121,7 @@ struct CalibGroupSummary {
 struct CalibSummary {
   CalibConfig config;
   uint64_t rows = 0;
+  double weight = 0;       // total weight (= rows when unweighted)
   double accuracy = 0;     // top-label (or thresholded at 0.5 in Binary mode)
   double nll = 0, brier = 0;  // NaN when not accumulated
   // Classwise: means over classes of the per-class values. Grouped: over all rows (the groups'

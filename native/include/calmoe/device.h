@@ -29,13 +29,15 @@ struct BackendInfo {
   std::string simd;                 // "avx2+fma" or "scalar"
   std::string gemm;                 // the CPU GEMM in use: "builtin-avx2", "builtin-scalar", "openblas", "blas"
   bool blas_available = false;      // a BLAS was linked at build time (CALMOE_GEMM=blas selects it)
-  // the TF32 GEMM kernel the CUDA backend runs: "registers", "async1", "async2", "mma", "wgmma" or
-  // "wgmma256" (CALMOE_CUDA_TF32_KERNEL asks for one, or "auto" for the fastest that agrees with
-  // "registers" on this card; a card without the one asked for runs a fallback); empty without a GPU
-  std::string cuda_tf32_kernel;
-  // how it was chosen: "default", "CALMOE_CUDA_TF32_KERNEL=mma", the automatic choice's trials and
-  // times, or why a request was not met; empty without a GPU
-  std::string cuda_tf32_kernel_choice;
+  // Which GEMM runs the CUDA backend's 'tf32' and 'bf16' precisions: "cublaslt" (NVIDIA's cuBLASLt,
+  // opened at run time and self-checked) or "calmoe" (calmoe's own tensor-core kernel, with the
+  // reason cuBLASLt is not used); "fp32" always runs calmoe's exact kernel. Empty without CUDA.
+  std::string cuda_gemm;
+  std::string cuda_gemm_library;          // the cuBLASLt file found (also when it was refused after loading)
+  std::string cuda_gemm_library_origin;   // the search step that found it (CALMOE_CUBLASLT, system loader, VIRTUAL_ENV, ...)
+  std::string cuda_gemm_library_version;  // "13.1.0"
+  std::string cuda_gemm_reason;           // why cuBLASLt is not used; empty when it is
+  int64_t cuda_gemm_fallbacks = 0;        // GEMMs cuBLASLt had no algorithm for, run on calmoe's kernel instead
   // device memory that calmoe's CUDA buffers hold now, and the most they held at once since the
   // process started or reset_cuda_memory_peak (bytes; 0 without CUDA)
   std::size_t cuda_memory_bytes = 0, cuda_memory_peak_bytes = 0;
@@ -47,11 +49,6 @@ BackendInfo backend_info();
 // throws ErrorKind::Unavailable with the reason: never a silent fallback.
 Device resolve_device(DeviceRequest request);
 
-// The TF32 GEMM kernel the CUDA backend runs from now on, by name: "registers", "async1", "async2",
-// "mma", "wgmma", "wgmma256" or "auto" (as CALMOE_CUDA_TF32_KERNEL; a card without it runs a
-// fallback). ErrorKind::Range for any other name. Process-wide; no effect in a build without CUDA.
-void set_cuda_tf32_kernel(const std::string& name);
-
 // Restarts BackendInfo's cuda_memory_peak_bytes from what calmoe holds now.
 void reset_cuda_memory_peak();
 
@@ -62,5 +59,11 @@ void set_cpu_threads(int n);
 // memcpy on the CPU worker threads (large copies are bound by memory bandwidth, which one thread
 // does not reach). The ranges must not overlap.
 void host_copy(void* dst, const void* src, std::size_t bytes);
+
+// Whether training (moe_fit) runs with subnormals flushed to zero (FTZ/DAZ; native/core/float_mode.h
+// says why the math allows it). Default on; the environment variable CALMOE_DENORMALS=keep, or
+// set_flush_denormals(false), keeps IEEE subnormals (slower once optimiser state decays).
+bool flush_denormals();
+void set_flush_denormals(bool on);
 
 }  // namespace calmoe

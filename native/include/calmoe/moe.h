@@ -87,6 +87,8 @@ struct PredictOutputs {
   int32_t* selected = nullptr;     // rows x A: active experts, ascending      (optional)
   float* gates = nullptr;          // rows x A: mixture weight of each active  (optional)
   float* expert_probs = nullptr;   // rows x A x C: each active expert's p_k  (optional)
+  float* expert_logits = nullptr;  // rows x A x C: each active expert's logits z_k, before its
+                                   // temperature (optional; CPU engine only for now)
 };
 // A (active experts per row) = moe_active_experts(c, false). `temperatures` (K, may be null = 1).
 void moe_predict(Device dev, const MoEConfig& c, const float* params, const float* temperatures, const float* x,
@@ -94,6 +96,14 @@ void moe_predict(Device dev, const MoEConfig& c, const float* params, const floa
 
 // ---- training ----------------------------------------------------------------------------------
 enum class ObjectiveKind : uint8_t { Erm = 0, Robust = 1, RobustFiltered = 2 };
+// Load-balancing term: Switch: alpha K sum_k f_k P_k (f_k = share of rows whose argmax is k, held
+// constant; P_k = mean_B r_k); SquaredMean: alpha K sum_k P_k^2 (smooth, minimised by equal P_k).
+enum class BalanceForm : uint8_t { Switch = 0, SquaredMean = 1 };
+// Hard routing, objective Robust: the per-example loss the tilt weights w = softmax(eta l) come
+// from. Competitive: the training loss itself (sum_k r_k l_ik); Top1: the routed top-1 expert's
+// loss l_ik* (k* = argmax r, ties to the lower index), the loss of what hard routing predicts.
+// Either way the weights multiply the competitive loss; Top1 needs gradient Term (w constant).
+enum class HardTilt : uint8_t { Competitive = 0, Top1 = 1 };
 struct ObjectiveConfig {
   ObjectiveKind kind = ObjectiveKind::Erm;
   double eta = 2.0;
@@ -101,7 +111,9 @@ struct ObjectiveConfig {
   int64_t warmup_epochs = 0;       // ERM epochs before the robust term
   double tau_regret = 1e-6, tau_disagreement = 0.01;
   bool median_disagreement = false;  // filter: disagreement above the batch median instead of tau_d
-  double balance_alpha = 0;          // Switch load-balancing loss weight (0 = off)
+  double balance_alpha = 0;          // load-balancing loss weight (0 = off)
+  BalanceForm balance_form = BalanceForm::Switch;
+  HardTilt hard_tilt = HardTilt::Competitive;
 };
 
 enum class OptimizerKind : uint8_t { Sgd = 0, AdamW = 1 };
@@ -123,6 +135,14 @@ struct ScheduleConfig {
 };
 double schedule_lr(const ScheduleConfig& s, double base_lr, int64_t step, int64_t total_steps);
 
+// The optimiser's state between steps (checkpoints): m (SGD momentum buffer / AdamW first moment)
+// and v (AdamW second moment), each empty before the first step or the parameter count long, and
+// the count of steps taken (AdamW's bias correction, SGD's first-step momentum).
+struct OptimizerState {
+  std::vector<float> m, v;
+  int64_t steps = 0;
+};
+
 struct FitConfig {
   int64_t epochs = 1, batch_size = 128;
   bool shuffle = true;
@@ -131,6 +151,16 @@ struct FitConfig {
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   int64_t progress_every = 0;  // batches between progress reports (0: epoch ends only)
+  bool snapshot_epochs = false;  // epoch-end reports carry a copy of the parameters (best checkpoints, early stopping)
+  // Checkpoints: every this many epochs (0: never) the epoch-end report carries the parameters, the
+  // optimiser state and the shuffle RNG state.
+  int64_t checkpoint_every = 0;
+  // Resume: start at this epoch (0: a fresh run) with this optimiser state; the shuffles of the
+  // finished epochs are replayed from `seed`, and the RNG must then equal `resume_rng` (else a
+  // RangeError: the data or the options differ from the checkpointed run's).
+  int64_t start_epoch = 0;
+  OptimizerState resume;
+  uint64_t resume_rng = 0;
 };
 
 struct StepStats {
@@ -155,6 +185,10 @@ struct Progress {
   int64_t epoch = 0, batch = 0, batches = 0, step = 0;
   StepStats step_stats;
   EpochLog epoch_log;
+  std::vector<float> parameters;  // at an epoch end with FitConfig::snapshot_epochs: the parameters then
+  bool checkpoint = false;        // at a FitConfig::checkpoint_every epoch end: parameters, optimizer and rng are set
+  OptimizerState optimizer;
+  uint64_t rng = 0;               // the shuffle RNG's state after this epoch's shuffle
 };
 
 struct Dataset {

@@ -36,40 +36,9 @@ extern dim3 blockDim_, gridDim_;
 void syncthreads();
 // Warp collectives: the calling thread waits until every lane named in `mask` has reached a
 // collective of the same kind, then each gets its result (lanes are linear thread ids mod 32).
-enum WarpOp : int { kWarpSync, kWarpBallot, kWarpReduceAdd, kWarpShfl, kWarpMatchAny, kWarpCall };
+enum WarpOp : int { kWarpSync, kWarpBallot, kWarpReduceAdd, kWarpShfl, kWarpMatchAny };
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int src_lane);
-// A warp-wide instruction (mma.sync, ldmatrix): once every lane of `mask` has arrived (all with
-// the same fn), fn runs once with each lane's `arg` (nullptr outside the mask), while every lane
-// is paused there, so it may read all lanes' inputs and write all lanes' outputs.
-using WarpFn = void (*)(void* const* lane_args, unsigned mask);
-void warp_call(unsigned mask, WarpFn fn, void* arg);
-// sm_80 warp-level matrix instructions (native/cuda/mma_tf32.cuh uses them under CALMOE_CUDA_EMU)
-// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 d, a, b, d (the PTX fragment layouts; each
-// product added in k order, as the emulated wmma::mma_sync)
-void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
-// ldmatrix.sync.aligned.m8n8.x4.shared.b16 of 32-bit words: lane l names row l % 8 of matrix l / 8
-// (16 bytes, 16-byte aligned); register q gets word l % 4 of row l / 4 of matrix q
-void ldmatrix_x4(uint32_t (&r)[4], const void* row);
 void* dynamic_shared();
-// sm_90a warpgroup-level matrix instructions (native/cuda/wgmma_tf32.cuh uses them under CALMOE_CUDA_EMU).
-// shared_window: p's address in the block's shared-memory window (dynamic shared memory only; the
-// window of the dynamic array starts at kDynWindow, deliberately not 1024-aligned, as on a GPU
-// where static shared variables or reserved bytes come first).
-constexpr uint32_t kDynWindow = 0x490;
-uint32_t shared_window(const void* p);
-// wgmma.mma_async.sync.aligned.m64nNk8.f32.tf32.tf32 d, desc_a, desc_b, 1, 1, 1 (N = 128: d[64];
-// N = 256: d[128]): recorded when issued, performed when wgmma_wait leaves its group behind (so
-// the shared memory it reads and the accumulators it writes are those at the wait: a missing wait,
-// or a tile overwritten before it, shows). Descriptors: K-major, 128-byte swizzle (layout type 1),
-// base offset 0 (else aborts).
-void wgmma_m64n128k8_tf32(float (&d)[64], uint64_t desc_a, uint64_t desc_b);
-void wgmma_m64n256k8_tf32(float (&d)[128], uint64_t desc_a, uint64_t desc_b);
-// ... with A from registers (four TF32 values per thread, the mma.sync A fragment of the thread's
-// warp's 16 rows): read when performed, so registers changed before the wait abort.
-void wgmma_m64n128k8_tf32_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b);
-void wgmma_m64n256k8_tf32_rs(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b);
-void wgmma_commit();
-void wgmma_wait(int pending);
 // `name`: the kernel as written at the launch (EMU_LAUNCH_LOG=1 prints each launch's shape on
 // stderr; EMU_DRY_RUN=1 also skips the kernels' bodies: a step's launches at sizes too large to emulate)
 void launch(const char* name, dim3 grid, dim3 block, std::size_t shmem, const std::function<void()>& body);

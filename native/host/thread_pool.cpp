@@ -1,4 +1,4 @@
-#include "cpu/thread_pool.h"
+#include "host/thread_pool.h"
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +13,7 @@
 
 #include "calmoe/device.h"
 #include "calmoe/error.h"
+#include "core/float_mode.h"
 
 namespace calmoe {
 namespace {
@@ -56,6 +57,7 @@ struct Job {
   int max_workers = 1;
   int workers = 1;              // worker indices handed out (the caller is 0); guarded by the pool mutex
   std::atomic<int64_t> next{0}; // next task to hand out
+  uint32_t fp_mode = 0;         // the caller's flush/denormal mode: every worker runs the job in it
   int active = 0;               // pool threads inside run(); guarded by mu
   std::mutex mu;
   std::condition_variable cv;
@@ -124,7 +126,11 @@ class Pool {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return (job = pick(&worker)) != nullptr; });
       }
-      job->run(worker);
+      {
+        // the caller's floating-point mode, so a job's results do not depend on which thread ran a task
+        ScopedDenormalMode mode(job->fp_mode);
+        job->run(worker);
+      }
       std::lock_guard<std::mutex> lock(job->mu);
       if (--job->active == 0) job->cv.notify_all();
     }
@@ -158,6 +164,7 @@ void parallel_for(int64_t n_tasks, int max_workers, const std::function<void(int
   job.fn = &fn;
   job.n = n_tasks;
   job.max_workers = workers;
+  job.fp_mode = denormal_mode();
   if (workers > 1) {
     pool().ensure_threads(workers - 1);
     pool().submit(&job);

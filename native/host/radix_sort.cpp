@@ -1,4 +1,4 @@
-#include "cpu/radix_sort.h"
+#include "host/radix_sort.h"
 
 #include <algorithm>
 

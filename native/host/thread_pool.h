@@ -1,6 +1,9 @@
-// A small persistent thread pool for the CPU backend. The calling thread takes part in the work;
+// A small persistent thread pool (host code both backends use: the CPU backend's kernels, the
+// CUDA backend's host-side work). The calling thread takes part in the work;
 // several callers (e.g. N-API async workers) may run jobs at once; a parallel_for called from
-// inside a task runs inline, so nesting never deadlocks.
+// inside a task runs inline, so nesting never deadlocks. Pool threads run each job in its caller's
+// floating-point mode (flush-to-zero / denormals-are-zero, core/float_mode.h), so results do not
+// depend on which thread ran which task, and a caller's own mode is never changed.
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -1,0 +1,6 @@
+/** calmoe's version, from the package's package.json (written into saved models). */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from './native.js';
+
+export const VERSION: string = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
