@@ -73,6 +73,24 @@ describe('calmoe CLI', () => {
     expect(io.readNpy(join(dir, 'p.routes.npy')).shape).toEqual([300, 3]);
   });
 
+  it('calibrate writes what the routing needs into the model file: per-expert and aggregate temperatures (soft), per-expert only (hard)', async () => {
+    const { MoEClassifier } = await import('../src/index.js');
+    for (const routing of ['soft', 'hard']) {
+      const file = `cal-${routing}.safetensors`;
+      const t = calmoe(['train', 'train.csv', '--label', 'species', '--epochs', '4', '--experts', '3', '--routing', routing, '-o', file]);
+      expect(t.code, t.stderr).toBe(0);
+      const c = calmoe(['calibrate', file, 'val.csv', '--label', 'species', '--json', '--keep-worse']);
+      expect(c.code, c.stderr).toBe(0);
+      const cj = JSON.parse(c.stdout);
+      expect(cj.scope).toBe(routing === 'soft' ? 'experts+aggregate' : 'experts');
+      const model = MoEClassifier.load(join(dir, file), { device: 'cpu' });
+      expect(Array.from(model.temperatures)).toEqual(cj.temperatures);
+      expect(model.aggregateTemperature).toBe(cj.aggregateTemperature);
+      if (routing === 'hard') expect(model.aggregateTemperature).toBe(1);
+      else expect(model.aggregateTemperature).not.toBe(1);
+    }
+  });
+
   it('reads CSV columns by the names saved with the model: reordered or extra columns predict the same', () => {
     expect(calmoe(['train', 'train.csv', '--label', 'species', '--epochs', '3', '--no-progress', '-o', 'n.safetensors']).code).toBe(0);
     const lines = readFileSync(join(dir, 'test.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));

@@ -849,6 +849,7 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
 // fake cuBLASLt (tools/fake-cublaslt) logging its calls (CALMOE_FAKE_CUBLASLT_LOG) and says what
 // to expect: CALMOE_TEST_EXPECT_CUBLASLT=1 (used) or 0 (refused, the reason containing
 // CALMOE_TEST_EXPECT_REASON); without it (a GPU machine), only the report is printed.
+#if CALMOE_WITH_CUDA
 TEST(cublaslt_reported_and_called_as_planned) {
   const cuda::LtInfo& info = cuda::cublaslt_info();
   std::printf("  info GEMM library: %s\n", cuda::cublaslt_summary().c_str());
