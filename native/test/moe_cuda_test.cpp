@@ -842,7 +842,6 @@ TEST(tensor_core_precisions_are_close_and_deterministic) {
   }
 }
 
-#if CALMOE_WITH_CUDA  // the cuBLASLt report exists in CUDA builds only
 // Which GEMM library runs is reported, and the cuBLASLt path runs the experts as the issue asks:
 // one strided-batched call per layer and pass when every expert reads every row, one call per
 // expert with entries in top-k. The emulated suite (scripts/cuda-emu-test.sh) runs this with the
