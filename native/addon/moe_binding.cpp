@@ -322,6 +322,9 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
     job->tsfn = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "calmoe.fit", kProgressQueue, 1, job,
                                               [](Napi::Env, FitJob* j) {  // finalizer: on the main thread
                                                 if (j->cleanup_hook) napi_remove_env_cleanup_hook(j->env, stop_on_teardown, j);
+                                                // torn down before the fit settled: deleting the reference may fail then,
+                                                // which node-addon-api turns into a fatal error; the environment goes anyway
+                                                if (!j->params_ref.IsEmpty()) j->params_ref.SuppressDestruct();
                                                 if (j->thread.joinable()) j->thread.join();
                                                 delete j;
                                               });
