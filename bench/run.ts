@@ -9,7 +9,9 @@
  * TensorFlow.js peer, soft routing, a reduced run: 6,000 rows, 2 epochs unless --rows / --epochs);
  * io, w4 and w4-tfjs are not in the default set. --rows is W3's rows (10,000,000), W2's (200,000),
  * io's (100,000) or W4's (60,000); --epochs is W4's (15); --batch is W1's batch (2048); --backend
- * limits the TensorFlow.js backends; --modes W4's routing modes (soft,hard).
+ * limits the TensorFlow.js backends; --modes W4's routing modes (soft,hard). async-inputs (the async
+ * paths beside the sync ones: what copying inputs costs) and rss (memory over --rows calls of each
+ * entry point, default 10,000; run with node --expose-gc) are not in the default set either.
  */
 import { setThreads } from 'calmoe';
 import { note } from './common.js';
@@ -20,6 +22,8 @@ import { runW2 } from './w2-eval.js';
 import { runW3 } from './w3-ece.js';
 import { runW4 } from './w4-fit.js';
 import { runTfjsW4 } from './peers/tfjs-w4.js';
+import { runAsyncInputs } from './async-inputs.js';
+import { runRss } from './rss.js';
 
 const argv = process.argv.slice(2);
 const workloads: string[] = [];
@@ -44,7 +48,7 @@ for (let i = 0; i < argv.length; i++) {
   else workloads.push(a);
 }
 const all = ['w1', 'w2', 'w3', 'w1-tfjs', 'w2-tfjs'];
-const known = [...all, 'io', 'w4', 'w4-tfjs'];
+const known = [...all, 'io', 'w4', 'w4-tfjs', 'async-inputs', 'rss'];
 for (const w of workloads) if (!known.includes(w)) throw new RangeError(`unknown workload '${w}' (known: ${known.join(', ')})`);
 const run = workloads.length ? workloads : all;
 if (run.includes('w1')) await runW1(opts);
@@ -55,4 +59,6 @@ if (run.includes('w2-tfjs')) await runTfjsW2({ ...opts, rows: opts.rows || 200_0
 if (run.includes('io')) await runIo({ ...opts, rows: opts.rows || 100_000 });
 if (run.includes('w4')) await runW4({ rows: opts.rows || undefined, epochs: opts.epochs || undefined, modes: w4Modes });
 if (run.includes('w4-tfjs')) await runTfjsW4({ rows: opts.rows || undefined, epochs: opts.epochs || undefined, backends: opts.backends });
+if (run.includes('async-inputs')) await runAsyncInputs({ ...opts, w2Rows: 200_000, w3Rows: opts.rows || 10_000_000 });
+if (run.includes('rss')) await runRss({ calls: opts.rows || 10_000 });
 note('done');

@@ -13,7 +13,7 @@ export interface W3Options {
   repeat: number;
 }
 
-function makeData(rows: number, classes: number) {
+export function makeData(rows: number, classes: number) {
   // Seeded LCG; probabilities with a realistic spread of confidences.
   let s = 42;
   const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);

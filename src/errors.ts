@@ -10,6 +10,10 @@ export type ErrorCode =
   | 'CALMOE_CUDA_UNAVAILABLE'
   | 'CALMOE_ADDON_NOT_FOUND'
   | 'CALMOE_ABORTED'
+  /** The model is training: predict, the parameter views and setters wait for fit() to settle. */
+  | 'CALMOE_BUSY'
+  /** The model's parameter array was transferred or resized while fit ran. */
+  | 'CALMOE_DETACHED'
   | 'CALMOE_RUNTIME';
 
 export function typeError(message: string): TypeError {

@@ -316,6 +316,7 @@ export interface NativeDriftMonitorConfig {
 export interface NativeAddon {
   abiVersion: number;
   moeLayout(config: NativeMoEConfig): { total: number; tensors: Array<{ name: string; offset: number; shape: number[] }> };
+  moeParamCount(config: NativeMoEConfig): number;
   moeInit(config: NativeMoEConfig, params: Float32Array, seed: number, init: 'default' | 'normal', std: number): void;
   moePredict(config: NativeMoEConfig, params: Float32Array, temps: Float32Array | undefined, x: Float32Array, rows: number, o: PredictFlags, async?: false): NativePrediction;
   moePredict(config: NativeMoEConfig, params: Float32Array, temps: Float32Array | undefined, x: Float32Array, rows: number, o: PredictFlags, async: true): Promise<NativePrediction>;
@@ -337,6 +338,7 @@ export interface NativeAddon {
   calibUpdateConfidence(state: BigUint64Array, conf: Float32Array, correct: Uint8Array, o: VecOptions, async: true): Promise<void>;
   calibMerge(into: BigUint64Array, from: BigUint64Array): void;
   calibFinalize(state: BigUint64Array): NativeSummary;
+  calibStateCheck(state: BigUint64Array): void;
   calibEqualMass(o: NativeEqualMassArgs, async?: false): NativeSummary;
   calibEqualMass(o: NativeEqualMassArgs, async: true): Promise<NativeSummary>;
   tiltedWeights(losses: Float32Array, eta: number, gradient: 'term' | 'through',

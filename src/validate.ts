@@ -51,10 +51,21 @@ function describe(v: unknown): string {
   return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
 }
 
+/**
+ * Typed arrays over a SharedArrayBuffer are refused: another thread may write them while calmoe
+ * reads, so there is no one value to compute on (copy them into an ArrayBuffer first).
+ */
+export function unshared<T extends ArrayBufferView>(a: T, name: string): T {
+  if (typeof SharedArrayBuffer === 'function' && a.buffer instanceof SharedArrayBuffer)
+    throw typeError(`${name}: expected a ${a.constructor.name} over an ArrayBuffer, got one over a SharedArrayBuffer (copy it: new ${a.constructor.name}(array))`);
+  return a;
+}
+
 export function toMatrix(x: unknown, name: string): Matrix {
   if (x !== null && typeof x === 'object' && !Array.isArray(x) && 'data' in x) {
     const m = x as Partial<Matrix>;
     if (!(m.data instanceof Float32Array)) throw typeError(`${name}.data: expected a Float32Array, got ${describe(m.data)}`);
+    unshared(m.data, `${name}.data`);
     if (!isInt(m.rows) || m.rows < 0) throw typeError(`${name}.rows: expected a non-negative integer, got ${describe(m.rows)}`);
     if (!isInt(m.cols) || m.cols < 1) throw typeError(`${name}.cols: expected a positive integer, got ${describe(m.cols)}`);
     if (m.rows * m.cols > MAX_ELEMENTS) throw rangeError(`${name}: ${m.rows} x ${m.cols} is larger than supported (2^40 elements)`);
@@ -91,7 +102,7 @@ const INT_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16
 /** Labels as Int32Array. `classNames`: the model's names, which string labels are mapped by. */
 export function toLabels(x: unknown, name: string, n: number, classNames?: readonly string[]): Int32Array {
   let out: Int32Array;
-  if (x instanceof Int32Array) out = x;
+  if (x instanceof Int32Array) out = unshared(x, name);
   else if (INT_ARRAYS.some((T) => x instanceof T)) {
     const a = x as ArrayLike<number | bigint>;
     out = new Int32Array(a.length);
@@ -123,7 +134,7 @@ export function toLabels(x: unknown, name: string, n: number, classNames?: reado
 }
 
 export function toVector(x: unknown, name: string): Float32Array {
-  if (x instanceof Float32Array) return x;
+  if (x instanceof Float32Array) return unshared(x, name);
   if (Array.isArray(x)) {
     const out = new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) {
@@ -139,7 +150,7 @@ export function toVector(x: unknown, name: string): Float32Array {
 /** 0/1 flags: a Uint8Array, or booleans / 0 / 1. */
 export function toFlags(x: unknown, name: string, n: number): Uint8Array {
   let out: Uint8Array;
-  if (x instanceof Uint8Array) out = x;
+  if (x instanceof Uint8Array) out = unshared(x, name);
   else if (Array.isArray(x)) {
     out = new Uint8Array(x.length);
     for (let i = 0; i < x.length; i++) {
@@ -153,15 +164,29 @@ export function toFlags(x: unknown, name: string, n: number): Uint8Array {
   return out;
 }
 
-/** Reads an options object: rejects unknown keys (a typo should not be silently ignored). */
+/**
+ * An object's own enumerable properties on a null-prototype object: what an options bag says,
+ * never what Object.prototype (polluted or not) adds to it.
+ */
+export function ownProperties(x: object): Record<string, unknown> {
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const key of Object.keys(x)) out[key] = (x as Record<string, unknown>)[key];
+  return out;
+}
+
+/**
+ * Reads an options object: rejects unknown keys (a typo should not be silently ignored). Returns
+ * the caller's own enumerable properties on a null-prototype object, so a property added to
+ * Object.prototype (prototype pollution) never becomes an option.
+ */
 export function readOptions<K extends string>(x: unknown, name: string, known: readonly K[]): Partial<Record<K, unknown>> {
-  if (x === undefined) return {};
+  if (x === undefined) return Object.create(null) as Partial<Record<K, unknown>>;
   if (x === null || typeof x !== 'object' || Array.isArray(x)) throw typeError(`${name}: expected an object, got ${describe(x)}`);
   for (const key of Object.keys(x)) {
     if (!(known as readonly string[]).includes(key))
       throw rangeError(`${name}: unknown option '${key}' (known: ${known.join(', ')})`);
   }
-  return x as Partial<Record<K, unknown>>;
+  return ownProperties(x) as Partial<Record<K, unknown>>;
 }
 
 export function optInt(v: unknown, name: string, def: number, min: number, max: number): number {

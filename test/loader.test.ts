@@ -11,10 +11,13 @@ copyFileSync(new URL('../dist/native.js', import.meta.url), join(root, 'dist', '
 writeFileSync(join(root, 'package.json'), JSON.stringify({ type: 'module' }));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
+// The sanitizer stage (scripts/sanitize-test.sh) preloads the ASan runtime: the child needs it too.
+const preload = process.env.LD_PRELOAD ? { LD_PRELOAD: process.env.LD_PRELOAD } : {};
+
 function load(env: Record<string, string>): { code?: string; message: string } {
   const script = `import('./dist/native.js').then((m) => { m.native(); console.log(JSON.stringify({ message: 'loaded' })); })
     .catch((e) => console.log(JSON.stringify({ code: e.code, message: e.message })));`;
-  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env } });
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, env: { PATH: process.env.PATH ?? '', ...preload, ...env } });
   return JSON.parse(out.toString().trim()) as { code?: string; message: string };
 }
 

@@ -11,11 +11,23 @@ template <class T>
 View<T> typed(const Napi::Value& v, napi_typedarray_type type, const char* name, const char* type_name) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
     throw_type(std::string(name) + ": expected a " + type_name);
-  Napi::TypedArray a = v.As<Napi::TypedArray>();
-  auto* base = static_cast<uint8_t*>(a.ArrayBuffer().Data());
+  napi_env env = v.Env();
+  napi_typedarray_type t;
+  size_t length = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  size_t offset = 0;
+  if (napi_get_typedarray_info(env, v, &t, &length, &data, &buffer, &offset) != napi_ok)
+    throw_type(std::string(name) + ": expected a " + type_name);
+  // Memory another thread may write while calmoe reads it (a SharedArrayBuffer) has no single
+  // value to compute on: refused by name, like any other unsupported input.
+  bool is_ab = false;
+  if (napi_is_arraybuffer(env, buffer, &is_ab) != napi_ok || !is_ab)
+    throw_type(std::string(name) + ": expected a " + type_name + " over an ArrayBuffer, got one over a SharedArrayBuffer (copy it: new " +
+               type_name + "(array))");
   View<T> out;
-  out.data = reinterpret_cast<T*>(base + a.ByteOffset());
-  out.length = a.ElementLength();
+  out.data = static_cast<T*>(data);
+  out.length = length;
   return out;
 }
 
@@ -26,6 +38,7 @@ View<float> f32_array_mut(const Napi::Value& v, const char* name) { return typed
 View<const int32_t> i32_array(const Napi::Value& v, const char* name) { return typed<const int32_t>(v, napi_int32_array, name, "Int32Array"); }
 View<const uint8_t> u8_array(const Napi::Value& v, const char* name) { return typed<const uint8_t>(v, napi_uint8_array, name, "Uint8Array"); }
 View<uint64_t> u64_array(const Napi::Value& v, const char* name) { return typed<uint64_t>(v, napi_biguint64_array, name, "BigUint64Array"); }
+View<const double> f64_array(const Napi::Value& v, const char* name) { return typed<const double>(v, napi_float64_array, name, "Float64Array"); }
 
 double number(const Napi::Value& v, const char* name) {
   if (!v.IsNumber()) throw_type(std::string(name) + ": expected a number");
@@ -61,6 +74,10 @@ int choice(const Napi::Value& v, const char* name, std::initializer_list<const c
 Napi::Object object(const Napi::Value& v, const char* name) {
   if (!v.IsObject()) throw_type(std::string(name) + ": expected an object");
   return v.As<Napi::Object>();
+}
+
+Napi::Value own(const Napi::Object& o, const char* key) {
+  return o.HasOwnProperty(key) ? o.Get(key) : o.Env().Undefined();
 }
 
 Napi::Value arg(const Napi::CallbackInfo& info, std::size_t i, const char* name) {

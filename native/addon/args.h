@@ -23,6 +23,7 @@ View<float> f32_array_mut(const Napi::Value& v, const char* name);
 View<const int32_t> i32_array(const Napi::Value& v, const char* name);
 View<const uint8_t> u8_array(const Napi::Value& v, const char* name);
 View<uint64_t> u64_array(const Napi::Value& v, const char* name);  // BigUint64Array
+View<const double> f64_array(const Napi::Value& v, const char* name);
 
 // A whole number in [lo, hi].
 int64_t integer(const Napi::Value& v, const char* name, int64_t lo, int64_t hi);
@@ -32,6 +33,9 @@ bool boolean(const Napi::Value& v, const char* name);
 int choice(const Napi::Value& v, const char* name, std::initializer_list<const char*> allowed);
 
 Napi::Object object(const Napi::Value& v, const char* name);
+// o[key] if o has it as its own property, else undefined: an option never comes from a prototype
+// (a polluted Object.prototype must not change a call).
+Napi::Value own(const Napi::Object& o, const char* key);
 // The argument at `i`, or a TypeError naming it when missing.
 Napi::Value arg(const Napi::CallbackInfo& info, std::size_t i, const char* name);
 

@@ -36,6 +36,14 @@ void AsyncTask::Execute() {
 void AsyncTask::OnOK() {
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
+  try {
+    Settle(env);
+  } catch (const Napi::Error&) {
+    // JS is being stopped (worker.terminate()): no one is left to settle the promise for
+  }
+}
+
+void AsyncTask::Settle(Napi::Env env) {
   if (failed_) {
     deferred_.Reject(to_js_error(env, kind_, message_, code_).Value());
     return;

@@ -6,6 +6,7 @@
 
 #include "addon/args.h"
 #include "addon/async_task.h"
+#include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/audit.h"
 
@@ -13,7 +14,7 @@ namespace calmoe::addon {
 namespace {
 
 bool wants(const Napi::Object& outputs, const char* key) {
-  const Napi::Value v = outputs.Get(key);
+  const Napi::Value v = own(outputs, key);
   return !v.IsUndefined() && boolean(v, key);
 }
 
@@ -22,43 +23,39 @@ Napi::Value MoeAuditRows(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = object(arg(info, 0, "options"), "options");
     MoeAuditArg a;
-    a.rows = integer(o.Get("rows"), "rows", 0, int64_t(1) << 40);
-    a.slots = integer(o.Get("slots"), "slots", 1, INT32_MAX);
-    a.experts = o.Get("experts").IsUndefined() ? 0 : integer(o.Get("experts"), "experts", 1, INT32_MAX);
-    a.classes = o.Get("classes").IsUndefined() ? 0 : integer(o.Get("classes"), "classes", 1, INT32_MAX);
-    a.sum_tolerance = number(o.Get("sumTolerance"), "sumTolerance");
+    a.rows = integer(own(o, "rows"), "rows", 0, int64_t(1) << 40);
+    a.slots = integer(own(o, "slots"), "slots", 1, INT32_MAX);
+    a.experts = own(o, "experts").IsUndefined() ? 0 : integer(own(o, "experts"), "experts", 1, INT32_MAX);
+    a.classes = own(o, "classes").IsUndefined() ? 0 : integer(own(o, "classes"), "classes", 1, INT32_MAX);
+    a.sum_tolerance = number(own(o, "sumTolerance"), "sumTolerance");
     const std::size_t B = std::size_t(a.rows), K = std::size_t(a.slots), C = std::size_t(a.classes);
-    std::vector<Napi::Value> keep;
-    View<const float> r = f32_array(o.Get("routing"), "routing");
+    const bool async = info.Length() > 1 && boolean(info[1], "async");
+    auto in = std::make_shared<CallInputs>(async);
+    View<const float> r = f32_array(own(o, "routing"), "routing");
     require_length(r.length, B * K, "routing", "weights (rows x slots)");
-    a.routing = r.data;
-    keep.push_back(o.Get("routing"));
-    if (!o.Get("expertIds").IsUndefined()) {
-      View<const int32_t> ids = i32_array(o.Get("expertIds"), "experts");
+    a.routing = in->hold(r);
+    if (!own(o, "expertIds").IsUndefined()) {
+      View<const int32_t> ids = i32_array(own(o, "expertIds"), "experts");
       require_length(ids.length, B * K, "experts", "expert ids (rows x slots)");
-      a.expert_ids = ids.data;
-      keep.push_back(o.Get("expertIds"));
+      a.expert_ids = in->hold(ids);
     }
-    if (!o.Get("expertProbs").IsUndefined()) {
-      View<const float> P = f32_array(o.Get("expertProbs"), "expertProbs");
+    if (!own(o, "expertProbs").IsUndefined()) {
+      View<const float> P = f32_array(own(o, "expertProbs"), "expertProbs");
       require_length(P.length, B * K * C, "expertProbs", "probabilities (rows x slots x classes)");
-      a.expert_probs = P.data;
-      keep.push_back(o.Get("expertProbs"));
+      a.expert_probs = in->hold(P);
     }
-    if (!o.Get("mixture").IsUndefined()) {
-      View<const float> p = f32_array(o.Get("mixture"), "mixture");
+    if (!own(o, "mixture").IsUndefined()) {
+      View<const float> p = f32_array(own(o, "mixture"), "mixture");
       require_length(p.length, B * C, "mixture", "probabilities (rows x classes)");
-      a.mixture = p.data;
-      keep.push_back(o.Get("mixture"));
+      a.mixture = in->hold(p);
     }
-    if (!o.Get("labels").IsUndefined()) {
-      View<const int32_t> y = i32_array(o.Get("labels"), "labels");
+    if (!own(o, "labels").IsUndefined()) {
+      View<const int32_t> y = i32_array(own(o, "labels"), "labels");
       require_length(y.length, B, "labels", "labels (one per row)");
-      a.labels = y.data;
-      keep.push_back(o.Get("labels"));
+      a.labels = in->hold(y);
     }
-    const Device dev = resolve_device(device_request(o.Get("device")));
-    Napi::Object outputs = object(o.Get("outputs"), "outputs");
+    const Device dev = resolve_device(device_request(own(o, "device")));
+    Napi::Object outputs = object(own(o, "outputs"), "outputs");
     // Outputs are allocated here, on the main thread, and filled by the core (maybe off-thread).
     Napi::Object res = Napi::Object::New(env);
     MoeAuditOut out;
@@ -79,15 +76,13 @@ Napi::Value MoeAuditRows(const Napi::CallbackInfo& info) {
     out.loss = f32("loss", B);
     out.regret = f32("regret", B);
     out.own_probs = f32("ownProbs", B * C);
-    const bool async = info.Length() > 1 && boolean(info[1], "async");
     if (!async) {
       moe_audit_rows(dev, a, out);
       return res;
     }
-    keep.push_back(res);
     auto res_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(res));
     return AsyncTask::Start(
-        env, keep, [=]() { moe_audit_rows(dev, a, out); },
+        env, {res}, [in, dev, a, out]() { moe_audit_rows(dev, a, out); },
         [res_ref](Napi::Env) -> Napi::Value { return res_ref->Value(); });
   });
 }

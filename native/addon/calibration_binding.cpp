@@ -3,6 +3,7 @@
 
 #include "addon/args.h"
 #include "addon/async_task.h"
+#include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/calibration.h"
 
@@ -65,34 +66,36 @@ ScoreKind score_kind_arg(const Napi::Value& v) {
   return ScoreKind(choice(v, "input", {"probabilities", "logits"}));
 }
 
-// An update's optional per-row array `key` (group ids, weights): its data, or null when absent.
+// An update's optional per-row array `key` (group ids, weights): empty when absent.
 template <class T>
-const T* per_row(const Napi::Object& o, const char* key, std::size_t rows, View<const T> (*read)(const Napi::Value&, const char*), const char* what) {
-  const Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return nullptr;
+View<const T> per_row(const Napi::Object& o, const char* key, std::size_t rows, View<const T> (*read)(const Napi::Value&, const char*), const char* what) {
+  const Napi::Value v = own(o, key);
+  if (v.IsUndefined()) return {};
   View<const T> a = read(v, key);
   require_length(a.length, rows, key, what);
-  return a.data;
+  return a;
 }
-const int32_t* group_ids(const Napi::Object& o, std::size_t rows) { return per_row<int32_t>(o, "groups", rows, i32_array, "group ids (one per row)"); }
-const float* row_weights(const Napi::Object& o, std::size_t rows) { return per_row<float>(o, "weights", rows, f32_array, "weights (one per row)"); }
+View<const int32_t> group_ids(const Napi::Object& o, std::size_t rows) { return per_row<int32_t>(o, "groups", rows, i32_array, "group ids (one per row)"); }
+View<const float> row_weights(const Napi::Object& o, std::size_t rows) { return per_row<float>(o, "weights", rows, f32_array, "weights (one per row)"); }
+
+bool async_arg(const Napi::CallbackInfo& info, std::size_t i) { return info.Length() > i && boolean(info[i], "async"); }
 
 // calibStateNew({ kind, bins, classes, groups, edges, extras, weighted? }) -> BigUint64Array
 Napi::Value StateNew(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Object o = object(arg(info, 0, "options"), "options");
     CalibConfig c;
-    c.kind = kind_arg(o.Get("kind"));
-    c.bins = int(integer(o.Get("bins"), "bins", 1, 1 << 20));
+    c.kind = kind_arg(own(o, "kind"));
+    c.bins = int(integer(own(o, "bins"), "bins", 1, 1 << 20));
     if (c.kind == CalibKind::Classwise) {
-      c.groups = int(integer(o.Get("classes"), "classes", 1, INT32_MAX));
-    } else if (!o.Get("groups").IsUndefined()) {
-      c.groups = int(integer(o.Get("groups"), "groups", 1, INT32_MAX));
+      c.groups = int(integer(own(o, "classes"), "classes", 1, INT32_MAX));
+    } else if (!own(o, "groups").IsUndefined()) {
+      c.groups = int(integer(own(o, "groups"), "groups", 1, INT32_MAX));
       c.grouped = true;
     }
-    c.edges = BinEdges(choice(o.Get("edges"), "edges", {"right-closed", "left-closed"}));
-    c.extras = boolean(o.Get("extras"), "extras");
-    if (!o.Get("weighted").IsUndefined()) c.weighted = boolean(o.Get("weighted"), "weighted");
+    c.edges = BinEdges(choice(own(o, "edges"), "edges", {"right-closed", "left-closed"}));
+    c.extras = boolean(own(o, "extras"), "extras");
+    if (!own(o, "weighted").IsUndefined()) c.weighted = boolean(own(o, "weighted"), "weighted");
     const std::vector<uint64_t> w = calib_state_new(c);
     auto out = Napi::BigUint64Array::New(info.Env(), w.size());
     std::copy(w.begin(), w.end(), out.Data());
@@ -103,21 +106,20 @@ Napi::Value StateNew(const Napi::CallbackInfo& info) {
 // Runs `update(delta)` into a zeroed state of the same config, then merges delta into `state`.
 // Async: the update runs on a worker thread and the merge on the main thread, so concurrent
 // updates of one accumulator compose exactly (integer sums).
+// `in` holds the update's inputs (copies when async).
 template <class Update>
-Napi::Value run_update(const Napi::CallbackInfo& info, std::size_t async_index, std::vector<Napi::Value> keep, Update update) {
+Napi::Value run_update(const Napi::CallbackInfo& info, std::shared_ptr<CallInputs> in, Update update) {
   Napi::Value state_v = arg(info, 0, "state");
   View<uint64_t> state = u64_array(state_v, "state");
   const CalibConfig cfg = calib_state_config(state.data, state.length);
   auto delta = std::make_shared<std::vector<uint64_t>>(calib_state_new(cfg));
-  const bool async = info.Length() > async_index && boolean(info[async_index], "async");
-  if (!async) {
+  if (!in->copies()) {
     update(*delta);
     calib_merge(state.data, state.length, delta->data(), delta->size());
     return info.Env().Undefined();
   }
-  keep.push_back(state_v);
   return AsyncTask::Start(
-      info.Env(), std::move(keep), [delta, update]() { update(*delta); },
+      info.Env(), {}, [delta, update, in]() { update(*delta); },
       [delta, state_v_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(state_v))](Napi::Env env) -> Napi::Value {
         View<uint64_t> s = u64_array(state_v_ref->Value(), "state");
         calib_merge(s.data, s.length, delta->data(), delta->size());
@@ -135,17 +137,20 @@ Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
     require_length(scores.length, std::size_t(rows * cols), "scores", "elements (rows x cols)");
     require_length(labels.length, std::size_t(rows), "labels", "labels (one per row)");
     Napi::Object o = object(arg(info, 5, "options"), "options");
+    auto in = std::make_shared<CallInputs>(async_arg(info, 6));
     ScoresArg s;
-    s.data = scores.data;
     s.rows = rows;
     s.cols = cols;
-    s.kind = score_kind_arg(o.Get("input"));
-    s.sum_tolerance = number(o.Get("sumTolerance"), "sumTolerance");
-    const Device dev = calib_resolve_device(device_request(o.Get("device")));
-    const int32_t* y = labels.data;
-    const int32_t* g = group_ids(o, std::size_t(rows));
-    const float* wt = row_weights(o, std::size_t(rows));
-    return run_update(info, 6, {info[1], info[4], info[5]}, [=](std::vector<uint64_t>& d) {
+    s.kind = score_kind_arg(own(o, "input"));
+    s.sum_tolerance = number(own(o, "sumTolerance"), "sumTolerance");
+    const Device dev = calib_resolve_device(device_request(own(o, "device")));
+    const View<const int32_t> groups = group_ids(o, std::size_t(rows));
+    const View<const float> weights = row_weights(o, std::size_t(rows));
+    s.data = in->hold(scores);
+    const int32_t* y = in->hold(labels);
+    const int32_t* g = in->hold(groups);
+    const float* wt = in->hold(weights);
+    return run_update(info, in, [=](std::vector<uint64_t>& d) {
       calib_update_rows(dev, s, y, d.data(), d.size(), g, wt);
     });
   });
@@ -158,13 +163,15 @@ Napi::Value UpdateBinary(const Napi::CallbackInfo& info) {
     View<const int32_t> labels = i32_array(arg(info, 2, "labels"), "labels");
     require_length(labels.length, p.length, "labels", "labels (one per score)");
     Napi::Object o = object(arg(info, 3, "options"), "options");
-    const Device dev = calib_resolve_device(device_request(o.Get("device")));
-    const float* pd = p.data;
-    const int32_t* y = labels.data;
+    const Device dev = calib_resolve_device(device_request(own(o, "device")));
+    const View<const int32_t> groups = group_ids(o, p.length);
+    auto in = std::make_shared<CallInputs>(async_arg(info, 4));
+    const float* pd = in->hold(p);
+    const int32_t* y = in->hold(labels);
     const int64_t n = int64_t(p.length);
-    const int32_t* g = group_ids(o, p.length);
-    const float* wt = row_weights(o, p.length);
-    return run_update(info, 4, {info[1], info[2], info[3]}, [=](std::vector<uint64_t>& d) {
+    const int32_t* g = in->hold(groups);
+    const float* wt = in->hold(row_weights(o, p.length));
+    return run_update(info, in, [=](std::vector<uint64_t>& d) {
       calib_update_binary(dev, pd, y, n, d.data(), d.size(), g, wt);
     });
   });
@@ -177,13 +184,15 @@ Napi::Value UpdateConfidence(const Napi::CallbackInfo& info) {
     View<const uint8_t> ok = u8_array(arg(info, 2, "correct"), "correct");
     require_length(ok.length, c.length, "correct", "flags (one per confidence)");
     Napi::Object o = object(arg(info, 3, "options"), "options");
-    const Device dev = calib_resolve_device(device_request(o.Get("device")));
-    const float* cd = c.data;
-    const uint8_t* okd = ok.data;
+    const Device dev = calib_resolve_device(device_request(own(o, "device")));
+    const View<const int32_t> groups = group_ids(o, c.length);
+    auto in = std::make_shared<CallInputs>(async_arg(info, 4));
+    const float* cd = in->hold(c);
+    const uint8_t* okd = in->hold(ok);
     const int64_t n = int64_t(c.length);
-    const int32_t* g = group_ids(o, c.length);
-    const float* wt = row_weights(o, c.length);
-    return run_update(info, 4, {info[1], info[2], info[3]}, [=](std::vector<uint64_t>& d) {
+    const int32_t* g = in->hold(groups);
+    const float* wt = in->hold(row_weights(o, c.length));
+    return run_update(info, in, [=](std::vector<uint64_t>& d) {
       calib_update_confidence(dev, cd, okd, n, d.data(), d.size(), g, wt);
     });
   });
@@ -195,6 +204,15 @@ Napi::Value Merge(const Napi::CallbackInfo& info) {
     View<uint64_t> into = u64_array(arg(info, 0, "into"), "into");
     View<uint64_t> from = u64_array(arg(info, 1, "from"), "from");
     calib_merge(into.data, into.length, from.data, from.length);
+    return info.Env().Undefined();
+  });
+}
+
+// calibStateCheck(state): throws unless `state` is a well-formed state (header, length, counts)
+Napi::Value StateCheck(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    View<uint64_t> s = u64_array(arg(info, 0, "state"), "state");
+    calib_state_config(s.data, s.length);
     return info.Env().Undefined();
   });
 }
@@ -213,37 +231,35 @@ Napi::Value EqualMass(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Object o = object(arg(info, 0, "options"), "options");
     EqualMassArg a;
-    a.kind = kind_arg(o.Get("kind"));
-    a.bins = int(integer(o.Get("bins"), "bins", 1, 1 << 20));
-    a.extras = boolean(o.Get("extras"), "extras");
-    std::vector<Napi::Value> keep;
+    a.kind = kind_arg(own(o, "kind"));
+    a.bins = int(integer(own(o, "bins"), "bins", 1, 1 << 20));
+    a.extras = boolean(own(o, "extras"), "extras");
+    const bool async = async_arg(info, 1);
+    auto in = std::make_shared<CallInputs>(async);
     if (a.kind == CalibKind::Confidence) {
-      View<const float> c = f32_array(o.Get("confidence"), "confidence");
-      View<const uint8_t> ok = u8_array(o.Get("correct"), "correct");
+      View<const float> c = f32_array(own(o, "confidence"), "confidence");
+      View<const uint8_t> ok = u8_array(own(o, "correct"), "correct");
       require_length(ok.length, c.length, "correct", "flags (one per confidence)");
-      a.confidence = c.data;
-      a.correct = ok.data;
+      a.confidence = in->hold(c);
+      a.correct = in->hold(ok);
       a.n = int64_t(c.length);
-      keep = {o.Get("confidence"), o.Get("correct")};
     } else {
-      View<const float> s = f32_array(o.Get("scores"), "scores");
-      View<const int32_t> y = i32_array(o.Get("labels"), "labels");
-      a.scores.data = s.data;
-      a.scores.rows = integer(o.Get("rows"), "rows", 0, int64_t(1) << 40);
-      a.scores.cols = a.kind == CalibKind::Binary ? 1 : integer(o.Get("cols"), "cols", 1, INT32_MAX);
+      View<const float> s = f32_array(own(o, "scores"), "scores");
+      View<const int32_t> y = i32_array(own(o, "labels"), "labels");
+      a.scores.rows = integer(own(o, "rows"), "rows", 0, int64_t(1) << 40);
+      a.scores.cols = a.kind == CalibKind::Binary ? 1 : integer(own(o, "cols"), "cols", 1, INT32_MAX);
       require_length(s.length, std::size_t(a.scores.rows * a.scores.cols), "scores", "elements (rows x cols)");
       require_length(y.length, std::size_t(a.scores.rows), "labels", "labels (one per row)");
-      a.scores.kind = score_kind_arg(o.Get("input"));
-      a.scores.sum_tolerance = number(o.Get("sumTolerance"), "sumTolerance");
-      a.labels = y.data;
-      keep = {o.Get("scores"), o.Get("labels")};
+      a.scores.kind = score_kind_arg(own(o, "input"));
+      a.scores.sum_tolerance = number(own(o, "sumTolerance"), "sumTolerance");
+      a.scores.data = in->hold(s);
+      a.labels = in->hold(y);
     }
-    const Device dev = calib_resolve_device(device_request(o.Get("device")));
-    const bool async = info.Length() > 1 && boolean(info[1], "async");
+    const Device dev = calib_resolve_device(device_request(own(o, "device")));
     if (!async) return summary_to_js(info.Env(), calib_equal_mass(dev, a));
     auto out = std::make_shared<CalibSummary>();
     return AsyncTask::Start(
-        info.Env(), keep, [=]() { *out = calib_equal_mass(dev, a); },
+        info.Env(), {}, [in, out, dev, a]() { *out = calib_equal_mass(dev, a); },
         [out](Napi::Env env) -> Napi::Value { return summary_to_js(env, *out); });
   });
 }
@@ -256,6 +272,7 @@ void register_calibration(Napi::Env env, Napi::Object exports) {
   exports.Set("calibUpdateBinary", Napi::Function::New(env, UpdateBinary, "calibUpdateBinary"));
   exports.Set("calibUpdateConfidence", Napi::Function::New(env, UpdateConfidence, "calibUpdateConfidence"));
   exports.Set("calibMerge", Napi::Function::New(env, Merge, "calibMerge"));
+  exports.Set("calibStateCheck", Napi::Function::New(env, StateCheck, "calibStateCheck"));
   exports.Set("calibFinalize", Napi::Function::New(env, Finalize, "calibFinalize"));
   exports.Set("calibEqualMass", Napi::Function::New(env, EqualMass, "calibEqualMass"));
 }

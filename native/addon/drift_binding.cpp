@@ -3,6 +3,7 @@
 
 #include "addon/args.h"
 #include "addon/async_task.h"
+#include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/drift.h"
 #include "calmoe/error.h"
@@ -10,36 +11,27 @@
 namespace calmoe::addon {
 namespace {
 
-View<const double> f64_array(const Napi::Value& v, const char* name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    throw_type(std::string(name) + ": expected a Float64Array");
-  Napi::Float64Array a = v.As<Napi::Float64Array>();
-  View<const double> out;
-  out.data = a.Data();
-  out.length = a.ElementLength();
-  return out;
-}
-
 KsMethod method_arg(const Napi::Value& v) { return KsMethod(choice(v, "method", {"auto", "exact", "asymp"})); }
 PCorrection correction_arg(const Napi::Value& v) { return PCorrection(choice(v, "correction", {"none", "bh", "by", "bonferroni"})); }
 const char* method_name(uint8_t m) { return m == uint8_t(KsMethod::Exact) ? "exact" : m == uint8_t(KsMethod::Asymp) ? "asymp" : "auto"; }
 
 // A rows x cols float32 matrix argument (data at i, rows at i + 1); cols given separately.
-FeatureMatrix matrix_arg(const Napi::CallbackInfo& info, std::size_t i, int64_t cols, const char* name) {
+// `in` holds its data (a copy when the call is async).
+FeatureMatrix matrix_arg(const Napi::CallbackInfo& info, std::size_t i, int64_t cols, const char* name, CallInputs& in) {
   View<const float> x = f32_array(arg(info, i, name), name);
   FeatureMatrix m;
-  m.data = x.data;
   m.rows = integer(arg(info, i + 1, "rows"), "rows", 0, int64_t(1) << 40);
   m.cols = cols;
   require_length(x.length, std::size_t(m.rows * cols), name, "elements (rows x cols)");
+  m.data = in.hold(x);
   return m;
 }
 
 void report_options(const Napi::Object& o, DriftOptions* d) {
-  d->method = method_arg(o.Get("method"));
-  d->psi_epsilon = number(o.Get("epsilon"), "epsilon");
-  d->correction = correction_arg(o.Get("correction"));
-  d->alpha = number(o.Get("alpha"), "alpha");
+  d->method = method_arg(own(o, "method"));
+  d->psi_epsilon = number(own(o, "epsilon"), "epsilon");
+  d->correction = correction_arg(own(o, "correction"));
+  d->alpha = number(own(o, "alpha"), "alpha");
 }
 
 Napi::Value report_to_js(Napi::Env env, const DriftReport& r) {
@@ -90,19 +82,20 @@ Napi::Value report_to_js(Napi::Env env, const DriftReport& r) {
 Napi::Value Compare(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const int64_t cols = integer(arg(info, 4, "cols"), "cols", 1, INT32_MAX);
-    const FeatureMatrix ref = matrix_arg(info, 0, cols, "reference");
-    const FeatureMatrix cur = matrix_arg(info, 2, cols, "current");
+    const bool async = info.Length() > 6 && boolean(info[6], "async");
+    auto in = std::make_shared<CallInputs>(async);
+    const FeatureMatrix ref = matrix_arg(info, 0, cols, "reference", *in);
+    const FeatureMatrix cur = matrix_arg(info, 2, cols, "current", *in);
     Napi::Object o = object(arg(info, 5, "options"), "options");
     DriftOptions d;
-    d.ks = boolean(o.Get("ks"), "ks");
-    d.psi_bins = int(integer(o.Get("bins"), "bins", 0, 1 << 16));
+    d.ks = boolean(own(o, "ks"), "ks");
+    d.psi_bins = int(integer(own(o, "bins"), "bins", 0, 1 << 16));
     report_options(o, &d);
-    const Device dev = resolve_device(device_request(o.Get("device")));
-    const bool async = info.Length() > 6 && boolean(info[6], "async");
+    const Device dev = resolve_device(device_request(own(o, "device")));
     if (!async) return report_to_js(info.Env(), drift_compare(dev, ref, cur, d));
     auto out = std::make_shared<DriftReport>();
     return AsyncTask::Start(
-        info.Env(), {info[0], info[2]}, [=]() { *out = drift_compare(dev, ref, cur, d); },
+        info.Env(), {}, [in, out, dev, ref, cur, d]() { *out = drift_compare(dev, ref, cur, d); },
         [out](Napi::Env env) -> Napi::Value { return report_to_js(env, *out); });
   });
 }
@@ -143,16 +136,17 @@ Napi::Value state_to_js(Napi::Env env, const std::vector<uint64_t>& w) {
 Napi::Value MonitorNew(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
-    const FeatureMatrix ref = matrix_arg(info, 0, cols, "reference");
-    Napi::Object o = object(arg(info, 3, "options"), "options");
-    const int bins = int(integer(o.Get("bins"), "bins", 1, 1 << 16));
-    const int refinement = int(integer(o.Get("refinement"), "refinement", 1, 1 << 16));
-    const Device dev = resolve_device(device_request(o.Get("device")));
     const bool async = info.Length() > 4 && boolean(info[4], "async");
+    auto in = std::make_shared<CallInputs>(async);
+    const FeatureMatrix ref = matrix_arg(info, 0, cols, "reference", *in);
+    Napi::Object o = object(arg(info, 3, "options"), "options");
+    const int bins = int(integer(own(o, "bins"), "bins", 1, 1 << 16));
+    const int refinement = int(integer(own(o, "refinement"), "refinement", 1, 1 << 16));
+    const Device dev = resolve_device(device_request(own(o, "device")));
     if (!async) return state_to_js(info.Env(), drift_monitor_new(dev, ref, bins, refinement));
     auto out = std::make_shared<std::vector<uint64_t>>();
     return AsyncTask::Start(
-        info.Env(), {info[0]}, [=]() { *out = drift_monitor_new(dev, ref, bins, refinement); },
+        info.Env(), {}, [in, out, dev, ref, bins, refinement]() { *out = drift_monitor_new(dev, ref, bins, refinement); },
         [out](Napi::Env env) -> Napi::Value { return state_to_js(env, *out); });
   });
 }
@@ -164,11 +158,12 @@ Napi::Value MonitorUpdate(const Napi::CallbackInfo& info) {
     Napi::Value state_v = arg(info, 0, "state");
     View<uint64_t> state = u64_array(state_v, "state");
     const int64_t cols = integer(arg(info, 3, "cols"), "cols", 1, INT32_MAX);
-    const FeatureMatrix cur = matrix_arg(info, 1, cols, "current");
-    Napi::Object o = object(arg(info, 4, "options"), "options");
-    const Device dev = resolve_device(device_request(o.Get("device")));
-    auto delta = std::make_shared<std::vector<uint64_t>>(drift_monitor_empty_like(state.data, state.length));
     const bool async = info.Length() > 5 && boolean(info[5], "async");
+    auto in = std::make_shared<CallInputs>(async);
+    const FeatureMatrix cur = matrix_arg(info, 1, cols, "current", *in);
+    Napi::Object o = object(arg(info, 4, "options"), "options");
+    const Device dev = resolve_device(device_request(own(o, "device")));
+    auto delta = std::make_shared<std::vector<uint64_t>>(drift_monitor_empty_like(state.data, state.length));
     if (!async) {
       drift_monitor_update(dev, cur, delta->data(), delta->size());
       drift_monitor_merge(state.data, state.length, delta->data(), delta->size());
@@ -176,7 +171,7 @@ Napi::Value MonitorUpdate(const Napi::CallbackInfo& info) {
     }
     auto state_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(state_v));
     return AsyncTask::Start(
-        info.Env(), {info[1], state_v}, [=]() { drift_monitor_update(dev, cur, delta->data(), delta->size()); },
+        info.Env(), {}, [in, dev, cur, delta]() { drift_monitor_update(dev, cur, delta->data(), delta->size()); },
         [delta, state_ref](Napi::Env env) -> Napi::Value {
           View<uint64_t> s = u64_array(state_ref->Value(), "state");
           drift_monitor_merge(s.data, s.length, delta->data(), delta->size());

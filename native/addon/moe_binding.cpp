@@ -7,6 +7,7 @@
 
 #include "addon/args.h"
 #include "addon/async_task.h"
+#include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/moe.h"
 
@@ -18,6 +19,8 @@ std::vector<int64_t> int_list(const Napi::Value& v, const char* name) {
   if (v.IsUndefined()) return out;
   if (!v.IsArray()) throw_type(std::string(name) + ": expected an array of integers");
   Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > kMoEMaxHiddenLayers)
+    throw_range(std::string(name) + ": expected at most " + std::to_string(kMoEMaxHiddenLayers) + " hidden layers, got " + std::to_string(a.Length()));
   for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(integer(a.Get(i), name, 1, int64_t(1) << 24));
   return out;
 }
@@ -25,26 +28,26 @@ std::vector<int64_t> int_list(const Napi::Value& v, const char* name) {
 MoEConfig config_arg(const Napi::Value& v) {
   Napi::Object o = object(v, "config");
   MoEConfig c;
-  c.input_dim = integer(o.Get("inputDim"), "inputDim", 1, int64_t(1) << 24);
-  c.classes = integer(o.Get("classes"), "classes", 1, int64_t(1) << 24);
-  c.experts = integer(o.Get("experts"), "experts", 1, 4096);
-  c.expert_hidden = int_list(o.Get("expertHidden"), "expertHidden");
-  c.router_hidden = int_list(o.Get("routerHidden"), "routerHidden");
-  c.activation = Activation(choice(o.Get("activation"), "activation", {"relu", "gelu"}));
-  c.routing = Routing(choice(o.Get("routing"), "routing", {"soft", "topk", "hard"}));
-  c.top_k = integer(o.Get("topK"), "topK", 1, 4096);
-  c.router_temperature = float(number(o.Get("routerTemperature"), "routerTemperature"));
-  const Napi::Value precision = o.Get("precision");
+  c.input_dim = integer(own(o, "inputDim"), "inputDim", 1, int64_t(1) << 24);
+  c.classes = integer(own(o, "classes"), "classes", 1, int64_t(1) << 24);
+  c.experts = integer(own(o, "experts"), "experts", 1, 4096);
+  c.expert_hidden = int_list(own(o, "expertHidden"), "expertHidden");
+  c.router_hidden = int_list(own(o, "routerHidden"), "routerHidden");
+  c.activation = Activation(choice(own(o, "activation"), "activation", {"relu", "gelu"}));
+  c.routing = Routing(choice(own(o, "routing"), "routing", {"soft", "topk", "hard"}));
+  c.top_k = integer(own(o, "topK"), "topK", 1, 4096);
+  c.router_temperature = float(number(own(o, "routerTemperature"), "routerTemperature"));
+  const Napi::Value precision = own(o, "precision");
   if (!precision.IsUndefined()) c.precision = MatmulPrecision(choice(precision, "precision", {"tf32", "fp32", "bf16"}));
   moe_check_config(c);
   return c;
 }
 
-const float* temps_arg(const Napi::Value& v, const MoEConfig& c) {
-  if (v.IsUndefined() || v.IsNull()) return nullptr;
+View<const float> temps_arg(const Napi::Value& v, const MoEConfig& c) {
+  if (v.IsUndefined() || v.IsNull()) return {};
   View<const float> t = f32_array(v, "temperatures");
   require_length(t.length, std::size_t(c.experts), "temperatures", "values (one per expert)");
-  return t.data;
+  return t;
 }
 
 // moeLayout(config) -> { total, tensors: [{ name, offset, shape }] }
@@ -69,6 +72,11 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   });
 }
 
+// moeParamCount(config) -> the model's parameter count (checked; no layout built)
+Napi::Value ParamCount(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), double(moe_param_count(config_arg(arg(info, 0, "config"))))); });
+}
+
 // moeInit(config, params, seed, kind, std)
 Napi::Value Init(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -89,12 +97,12 @@ Napi::Value Predict(const Napi::CallbackInfo& info) {
     const MoEConfig c = config_arg(arg(info, 0, "config"));
     View<const float> p = f32_array(arg(info, 1, "params"), "params");
     require_length(p.length, std::size_t(moe_layout(c).total), "params", "values (the model's parameter count)");
-    const float* temps = temps_arg(info[2], c);
+    const View<const float> t = temps_arg(info[2], c);
     View<const float> x = f32_array(arg(info, 3, "x"), "x");
     const int64_t rows = integer(arg(info, 4, "rows"), "rows", 1, int64_t(1) << 40);
     require_length(x.length, std::size_t(rows * c.input_dim), "x", "elements (rows x inputDim)");
     Napi::Object o = object(arg(info, 5, "options"), "options");
-    const Device dev = moe_resolve_device(device_request(o.Get("device")));
+    const Device dev = moe_resolve_device(device_request(own(o, "device")));
     const int64_t A = moe_active_experts(c, false);
     Napi::Object out = Napi::Object::New(env);
     PredictOutputs po;
@@ -104,28 +112,29 @@ Napi::Value Predict(const Napi::CallbackInfo& info) {
       return a.Data();
     };
     po.probs = f32("probs", rows * c.classes);
-    if (boolean(o.Get("routing"), "routing")) po.routing = f32("routing", rows * c.experts);
-    if (boolean(o.Get("selected"), "selected")) {
+    if (boolean(own(o, "routing"), "routing")) po.routing = f32("routing", rows * c.experts);
+    if (boolean(own(o, "selected"), "selected")) {
       auto s = Napi::Int32Array::New(env, std::size_t(rows * A));
       out.Set("selected", s);
       po.selected = s.Data();
     }
-    if (boolean(o.Get("gates"), "gates")) po.gates = f32("gates", rows * A);
-    if (boolean(o.Get("expertProbs"), "expertProbs")) po.expert_probs = f32("expertProbs", rows * A * c.classes);
-    if (!o.Get("expertLogits").IsUndefined() && boolean(o.Get("expertLogits"), "expertLogits"))
+    if (boolean(own(o, "gates"), "gates")) po.gates = f32("gates", rows * A);
+    if (boolean(own(o, "expertProbs"), "expertProbs")) po.expert_probs = f32("expertProbs", rows * A * c.classes);
+    if (!own(o, "expertLogits").IsUndefined() && boolean(own(o, "expertLogits"), "expertLogits"))
       po.expert_logits = f32("expertLogits", rows * A * c.classes);
     out.Set("active", double(A));
-    const float* pd = p.data;
-    const float* xd = x.data;
-    auto work = [=]() { moe_predict(dev, c, pd, temps, xd, rows, po); };
     const bool async = info.Length() > 6 && boolean(info[6], "async");
+    auto in = std::make_shared<CallInputs>(async);
+    const float* pd = in->hold(p);
+    const float* temps = in->hold(t);
+    const float* xd = in->hold(x);
+    auto work = [=]() { moe_predict(dev, c, pd, temps, xd, rows, po); };
     if (!async) {
       work();
       return out;
     }
     auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out));
-    return AsyncTask::Start(env, {info[1], info[3], info[2].IsUndefined() || info[2].IsNull() ? info[1] : info[2]}, work,
-                            [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
+    return AsyncTask::Start(env, {out}, [in, work]() { work(); }, [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
   });
 }
 
@@ -166,65 +175,71 @@ Napi::Object step_to_js(Napi::Env env, const Progress& p) {
 FitConfig fit_arg(const Napi::Value& v) {
   Napi::Object o = object(v, "options");
   FitConfig f;
-  f.epochs = integer(o.Get("epochs"), "epochs", 1, int64_t(1) << 31);
-  f.batch_size = integer(o.Get("batchSize"), "batchSize", 1, int64_t(1) << 24);
-  f.shuffle = boolean(o.Get("shuffle"), "shuffle");
-  f.seed = uint64_t(number(o.Get("seed"), "seed"));
-  f.progress_every = integer(o.Get("progressEvery"), "progressEvery", 0, int64_t(1) << 40);
-  f.snapshot_epochs = !o.Get("snapshotEpochs").IsUndefined() && boolean(o.Get("snapshotEpochs"), "snapshotEpochs");
-  if (!o.Get("checkpointEvery").IsUndefined()) f.checkpoint_every = integer(o.Get("checkpointEvery"), "checkpointEvery", 1, int64_t(1) << 31);
-  if (!o.Get("resume").IsUndefined()) {  // { epoch, steps, m, v, rng: BigUint64Array(1) }: copied, the thread reads its own
-    Napi::Object r = object(o.Get("resume"), "resume");
-    f.start_epoch = integer(r.Get("epoch"), "resume.epoch", 1, int64_t(1) << 31);
-    f.resume.steps = integer(r.Get("steps"), "resume.steps", 0, int64_t(1) << 52);
-    const View<const float> m = f32_array(r.Get("m"), "resume.m"), vv = f32_array(r.Get("v"), "resume.v");
+  f.epochs = integer(own(o, "epochs"), "epochs", 1, int64_t(1) << 31);
+  f.batch_size = integer(own(o, "batchSize"), "batchSize", 1, int64_t(1) << 24);
+  f.shuffle = boolean(own(o, "shuffle"), "shuffle");
+  f.seed = uint64_t(number(own(o, "seed"), "seed"));
+  f.progress_every = integer(own(o, "progressEvery"), "progressEvery", 0, int64_t(1) << 40);
+  f.snapshot_epochs = !own(o, "snapshotEpochs").IsUndefined() && boolean(own(o, "snapshotEpochs"), "snapshotEpochs");
+  if (!own(o, "checkpointEvery").IsUndefined()) f.checkpoint_every = integer(own(o, "checkpointEvery"), "checkpointEvery", 1, int64_t(1) << 31);
+  if (!own(o, "resume").IsUndefined()) {  // { epoch, steps, m, v, rng: BigUint64Array(1) }: copied, the thread reads its own
+    Napi::Object r = object(own(o, "resume"), "resume");
+    f.start_epoch = integer(own(r, "epoch"), "resume.epoch", 1, int64_t(1) << 31);
+    f.resume.steps = integer(own(r, "steps"), "resume.steps", 0, int64_t(1) << 52);
+    const View<const float> m = f32_array(own(r, "m"), "resume.m"), vv = f32_array(own(r, "v"), "resume.v");
     f.resume.m.assign(m.data, m.data + m.length);
     f.resume.v.assign(vv.data, vv.data + vv.length);
-    const View<uint64_t> rng = u64_array(r.Get("rng"), "resume.rng");
+    const View<uint64_t> rng = u64_array(own(r, "rng"), "resume.rng");
     require_length(rng.length, 1, "resume.rng", "value");
     f.resume_rng = rng.data[0];
   }
-  Napi::Object opt = object(o.Get("optimizer"), "optimizer");
-  f.optimizer.kind = OptimizerKind(choice(opt.Get("type"), "optimizer.type", {"sgd", "adamw"}));
-  f.optimizer.lr = number(opt.Get("lr"), "optimizer.lr");
-  f.optimizer.weight_decay = number(opt.Get("weightDecay"), "optimizer.weightDecay");
-  f.optimizer.momentum = number(opt.Get("momentum"), "optimizer.momentum");
-  f.optimizer.nesterov = boolean(opt.Get("nesterov"), "optimizer.nesterov");
-  f.optimizer.beta1 = number(opt.Get("beta1"), "optimizer.beta1");
-  f.optimizer.beta2 = number(opt.Get("beta2"), "optimizer.beta2");
-  f.optimizer.eps = number(opt.Get("eps"), "optimizer.eps");
-  f.optimizer.clip_norm = number(o.Get("clipNorm"), "clipNorm");
-  Napi::Object sch = object(o.Get("schedule"), "schedule");
-  f.schedule.kind = ScheduleKind(choice(sch.Get("type"), "schedule.type", {"constant", "cosine"}));
-  f.schedule.warmup_steps = integer(sch.Get("warmupSteps"), "schedule.warmupSteps", 0, int64_t(1) << 40);
-  f.schedule.min_lr_ratio = number(sch.Get("minLrRatio"), "schedule.minLrRatio");
-  Napi::Object ob = object(o.Get("objective"), "objective");
-  f.objective.kind = ObjectiveKind(choice(ob.Get("type"), "objective.type", {"erm", "robust", "robust-filtered"}));
-  f.objective.eta = number(ob.Get("eta"), "objective.eta");
-  f.objective.gradient = TiltGradient(choice(ob.Get("gradient"), "objective.gradient", {"term", "through"}));
-  f.objective.warmup_epochs = integer(ob.Get("warmupEpochs"), "objective.warmupEpochs", 0, int64_t(1) << 31);
-  f.objective.tau_regret = number(ob.Get("tauRegret"), "objective.tauRegret");
-  f.objective.tau_disagreement = number(ob.Get("tauDisagreement"), "objective.tauDisagreement");
-  f.objective.median_disagreement = boolean(ob.Get("medianDisagreement"), "objective.medianDisagreement");
-  if (!ob.Get("tiltLoss").IsUndefined())
-    f.objective.hard_tilt = HardTilt(choice(ob.Get("tiltLoss"), "objective.tiltLoss", {"competitive", "top1"}));
-  f.objective.balance_alpha = number(o.Get("balanceLoss"), "balanceLoss");
-  if (!o.Get("balanceForm").IsUndefined())
-    f.objective.balance_form = BalanceForm(choice(o.Get("balanceForm"), "balanceForm", {"switch", "squared-mean"}));
+  Napi::Object opt = object(own(o, "optimizer"), "optimizer");
+  f.optimizer.kind = OptimizerKind(choice(own(opt, "type"), "optimizer.type", {"sgd", "adamw"}));
+  f.optimizer.lr = number(own(opt, "lr"), "optimizer.lr");
+  f.optimizer.weight_decay = number(own(opt, "weightDecay"), "optimizer.weightDecay");
+  f.optimizer.momentum = number(own(opt, "momentum"), "optimizer.momentum");
+  f.optimizer.nesterov = boolean(own(opt, "nesterov"), "optimizer.nesterov");
+  f.optimizer.beta1 = number(own(opt, "beta1"), "optimizer.beta1");
+  f.optimizer.beta2 = number(own(opt, "beta2"), "optimizer.beta2");
+  f.optimizer.eps = number(own(opt, "eps"), "optimizer.eps");
+  f.optimizer.clip_norm = number(own(o, "clipNorm"), "clipNorm");
+  Napi::Object sch = object(own(o, "schedule"), "schedule");
+  f.schedule.kind = ScheduleKind(choice(own(sch, "type"), "schedule.type", {"constant", "cosine"}));
+  f.schedule.warmup_steps = integer(own(sch, "warmupSteps"), "schedule.warmupSteps", 0, int64_t(1) << 40);
+  f.schedule.min_lr_ratio = number(own(sch, "minLrRatio"), "schedule.minLrRatio");
+  Napi::Object ob = object(own(o, "objective"), "objective");
+  f.objective.kind = ObjectiveKind(choice(own(ob, "type"), "objective.type", {"erm", "robust", "robust-filtered"}));
+  f.objective.eta = number(own(ob, "eta"), "objective.eta");
+  f.objective.gradient = TiltGradient(choice(own(ob, "gradient"), "objective.gradient", {"term", "through"}));
+  f.objective.warmup_epochs = integer(own(ob, "warmupEpochs"), "objective.warmupEpochs", 0, int64_t(1) << 31);
+  f.objective.tau_regret = number(own(ob, "tauRegret"), "objective.tauRegret");
+  f.objective.tau_disagreement = number(own(ob, "tauDisagreement"), "objective.tauDisagreement");
+  f.objective.median_disagreement = boolean(own(ob, "medianDisagreement"), "objective.medianDisagreement");
+  if (!own(ob, "tiltLoss").IsUndefined())
+    f.objective.hard_tilt = HardTilt(choice(own(ob, "tiltLoss"), "objective.tiltLoss", {"competitive", "top1"}));
+  f.objective.balance_alpha = number(own(o, "balanceLoss"), "balanceLoss");
+  if (!own(o, "balanceForm").IsUndefined())
+    f.objective.balance_form = BalanceForm(choice(own(o, "balanceForm"), "balanceForm", {"switch", "squared-mean"}));
   return f;
 }
 
-// State shared by the training thread and the main thread.
+// State shared by the training thread and the main thread. The thread trains a copy of the
+// parameters on copies of the data (CallInputs): the caller may detach, shrink or overwrite any of
+// its arrays meanwhile. The trained parameters go back into the caller's array on the main
+// thread when the fit settles (finished, cancelled or diverged).
 struct FitJob {
   MoEConfig config;
   FitConfig fit;
   Device device = Device::Cpu;
-  float* params = nullptr;
+  std::vector<float> params;
+  CallInputs inputs{true};
   const float* temps = nullptr;
   Dataset train, val;
   bool has_val = false;
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
-  std::vector<Napi::Reference<Napi::Value>> keep;  // the typed arrays the thread reads and writes
+  Napi::Reference<Napi::Value> params_ref;  // where the trained parameters go back
+  napi_env env = nullptr;
+  bool cleanup_hook = false;  // registered and not yet run (main thread only)
   Napi::Promise::Deferred deferred;
   Napi::ThreadSafeFunction tsfn;
   std::thread thread;
@@ -235,6 +250,33 @@ struct FitJob {
   std::string message, code;
   explicit FitJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
+
+// The trained parameters into the caller's array, unless it no longer has the model's size
+// (transferred or resized during the fit): then the fit fails with an error saying so.
+void write_back(FitJob& job) {
+  View<float> p;
+  try {
+    p = f32_array_mut(job.params_ref.Value(), "params");
+  } catch (const Error&) {
+  }
+  if (p.data != nullptr && p.length == job.params.size()) {
+    std::copy(job.params.begin(), job.params.end(), p.data);
+    return;
+  }
+  if (job.failed) return;  // the first error stands
+  job.failed = true;
+  job.kind = ErrorKind::Runtime;
+  job.message = "params: the model's parameter array was transferred or resized while fit ran, so the trained parameters had nowhere to go";
+  job.code = "CALMOE_DETACHED";
+}
+
+constexpr std::size_t kProgressQueue = 64;
+
+void stop_on_teardown(void* arg) {
+  auto* job = static_cast<FitJob*>(arg);
+  job->cleanup_hook = false;
+  job->cancel->store(true);
+}
 
 struct Event {
   bool done = false;
@@ -251,69 +293,82 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
     job->config = config_arg(arg(info, 0, "config"));
     View<float> p = f32_array_mut(arg(info, 1, "params"), "params");
     require_length(p.length, std::size_t(moe_layout(job->config).total), "params", "values (the model's parameter count)");
-    job->params = p.data;
-    job->temps = temps_arg(info[2], job->config);
+    job->params.assign(p.data, p.data + p.length);
+    job->temps = job->inputs.hold(temps_arg(info[2], job->config));
     View<const float> x = f32_array(arg(info, 3, "x"), "x");
     View<const int32_t> y = i32_array(arg(info, 4, "y"), "y");
     const int64_t rows = integer(arg(info, 5, "rows"), "rows", 1, int64_t(1) << 31);
     require_length(x.length, std::size_t(rows * job->config.input_dim), "x", "elements (rows x inputDim)");
     require_length(y.length, std::size_t(rows), "y", "labels (one per row)");
-    job->train = Dataset{x.data, y.data, rows};
-    std::vector<Napi::Value> keep = {info[1], info[3], info[4]};
-    if (!info[2].IsUndefined() && !info[2].IsNull()) keep.push_back(info[2]);
+    job->train = Dataset{job->inputs.hold(x), job->inputs.hold(y), rows};
     if (!info[6].IsUndefined() && !info[6].IsNull()) {
       View<const float> vx = f32_array(info[6], "validation.x");
       View<const int32_t> vy = i32_array(arg(info, 7, "validation.y"), "validation.y");
       const int64_t vrows = integer(arg(info, 8, "validation rows"), "validation rows", 1, int64_t(1) << 31);
       require_length(vx.length, std::size_t(vrows * job->config.input_dim), "validation.x", "elements (rows x inputDim)");
       require_length(vy.length, std::size_t(vrows), "validation.y", "labels (one per row)");
-      job->val = Dataset{vx.data, vy.data, vrows};
+      job->val = Dataset{job->inputs.hold(vx), job->inputs.hold(vy), vrows};
       job->has_val = true;
-      keep.push_back(info[6]);
-      keep.push_back(info[7]);
     }
     job->fit = fit_arg(arg(info, 9, "options"));
     Napi::Value cb = info.Length() > 10 ? info[10] : env.Undefined();
     if (!cb.IsFunction()) throw_type("onProgress: expected a function");
     job->device = moe_resolve_device(device_request(info.Length() > 11 ? info[11] : env.Undefined()));
-    for (auto& v : keep) job->keep.push_back(Napi::Persistent(v));
+    job->params_ref = Napi::Persistent(info[1]);
+    job->env = env;
 
-    job->tsfn = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "calmoe.fit", 0, 1, job,
+    // A bounded queue: the training thread waits for JS to take its progress events rather than
+    // piling up millions of them (memory, and an abort that settles only after all are delivered).
+    job->tsfn = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "calmoe.fit", kProgressQueue, 1, job,
                                               [](Napi::Env, FitJob* j) {  // finalizer: on the main thread
+                                                if (j->cleanup_hook) napi_remove_env_cleanup_hook(j->env, stop_on_teardown, j);
+                                                // torn down before the fit settled: deleting the reference may fail then,
+                                                // which node-addon-api turns into a fatal error; the environment goes anyway
+                                                if (!j->params_ref.IsEmpty()) j->params_ref.SuppressDestruct();
                                                 if (j->thread.joinable()) j->thread.join();
                                                 delete j;
                                               });
+    // worker.terminate() / environment teardown stops the fit at its next step instead of waiting
+    // for it to finish (the hook runs before the thread-safe function's, which joins the thread).
+    if (napi_add_env_cleanup_hook(env, stop_on_teardown, job) == napi_ok) job->cleanup_hook = true;
     guard.release();  // owned by the thread-safe function from here
     Napi::Promise promise = job->deferred.Promise();
     job->thread = std::thread([job]() {
       auto report = [job](const Progress& p) {
         auto* ev = new Event{false, p};
-        job->tsfn.BlockingCall(ev, [](Napi::Env e, Napi::Function js, Event* ev) {
-          Napi::Object o = ev->progress.epoch_end ? epoch_to_js(e, ev->progress.epoch_log) : step_to_js(e, ev->progress);
-          o.Set("type", ev->progress.epoch_end ? "epoch" : "batch");
-          if (!ev->progress.parameters.empty()) {
-            Napi::Float32Array snap = Napi::Float32Array::New(e, ev->progress.parameters.size());
-            std::copy(ev->progress.parameters.begin(), ev->progress.parameters.end(), snap.Data());
-            o.Set("parameters", snap);
+        auto cancel = job->cancel;
+        job->tsfn.BlockingCall(ev, [cancel](Napi::Env e, Napi::Function js, Event* ev) {
+          std::unique_ptr<Event> owned(ev);
+          // stopping: the steps still queued are not reported (checkpoints and snapshots still are)
+          if (cancel->load() && !ev->progress.checkpoint && ev->progress.parameters.empty()) return;
+          try {
+            Napi::Object o = ev->progress.epoch_end ? epoch_to_js(e, ev->progress.epoch_log) : step_to_js(e, ev->progress);
+            o.Set("type", ev->progress.epoch_end ? "epoch" : "batch");
+            if (!ev->progress.parameters.empty()) {
+              Napi::Float32Array snap = Napi::Float32Array::New(e, ev->progress.parameters.size());
+              std::copy(ev->progress.parameters.begin(), ev->progress.parameters.end(), snap.Data());
+              o.Set("parameters", snap);
+            }
+            if (ev->progress.checkpoint) {
+              const OptimizerState& st = ev->progress.optimizer;
+              Napi::Object ck = Napi::Object::New(e);
+              Napi::Float32Array m = Napi::Float32Array::New(e, st.m.size()), v = Napi::Float32Array::New(e, st.v.size());
+              std::copy(st.m.begin(), st.m.end(), m.Data());
+              std::copy(st.v.begin(), st.v.end(), v.Data());
+              ck.Set("m", m);
+              ck.Set("v", v);
+              ck.Set("steps", double(st.steps));
+              ck.Set("rng", Napi::BigInt::New(e, ev->progress.rng));
+              o.Set("checkpoint", ck);
+            }
+            js.Call({o});
+          } catch (const Napi::Error&) {
+            // JS is being stopped (worker.terminate()): nothing to report to; the cleanup hook stops the fit
           }
-          if (ev->progress.checkpoint) {
-            const OptimizerState& st = ev->progress.optimizer;
-            Napi::Object ck = Napi::Object::New(e);
-            Napi::Float32Array m = Napi::Float32Array::New(e, st.m.size()), v = Napi::Float32Array::New(e, st.v.size());
-            std::copy(st.m.begin(), st.m.end(), m.Data());
-            std::copy(st.v.begin(), st.v.end(), v.Data());
-            ck.Set("m", m);
-            ck.Set("v", v);
-            ck.Set("steps", double(st.steps));
-            ck.Set("rng", Napi::BigInt::New(e, ev->progress.rng));
-            o.Set("checkpoint", ck);
-          }
-          delete ev;
-          js.Call({o});
         });
       };
       try {
-        job->history = moe_fit(job->device, job->config, job->params, job->temps, job->train, job->has_val ? &job->val : nullptr,
+        job->history = moe_fit(job->device, job->config, job->params.data(), job->temps, job->train, job->has_val ? &job->val : nullptr,
                                job->fit, job->cancel.get(), report, &job->cancelled);
       } catch (const Error& e) {
         job->failed = true;
@@ -328,17 +383,22 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
       job->tsfn.BlockingCall(new Event{true, {}}, [job](Napi::Env e, Napi::Function, Event* ev) {
         delete ev;
         Napi::HandleScope scope(e);
-        job->keep.clear();
-        if (job->failed) {
-          job->deferred.Reject(to_js_error(e, job->kind, job->message, job->code).Value());
-          return;
+        try {
+          write_back(*job);
+          job->params_ref.Reset();
+          if (job->failed) {
+            job->deferred.Reject(to_js_error(e, job->kind, job->message, job->code).Value());
+            return;
+          }
+          Napi::Array h = Napi::Array::New(e, job->history.size());
+          for (std::size_t i = 0; i < job->history.size(); ++i) h.Set(uint32_t(i), epoch_to_js(e, job->history[i]));
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("epochs", h);
+          r.Set("cancelled", job->cancelled);
+          job->deferred.Resolve(r);
+        } catch (const Napi::Error&) {
+          // JS is being stopped: the promise has no one left to settle for
         }
-        Napi::Array h = Napi::Array::New(e, job->history.size());
-        for (std::size_t i = 0; i < job->history.size(); ++i) h.Set(uint32_t(i), epoch_to_js(e, job->history[i]));
-        Napi::Object r = Napi::Object::New(e);
-        r.Set("epochs", h);
-        r.Set("cancelled", job->cancelled);
-        job->deferred.Resolve(r);
       });
       job->tsfn.Release();
     });
@@ -358,6 +418,7 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
 void register_moe(Napi::Env env, Napi::Object exports) {
   exports.Set("moeLayout", Napi::Function::New(env, Layout, "moeLayout"));
   exports.Set("moeInit", Napi::Function::New(env, Init, "moeInit"));
+  exports.Set("moeParamCount", Napi::Function::New(env, ParamCount, "moeParamCount"));
   exports.Set("moePredict", Napi::Function::New(env, Predict, "moePredict"));
   exports.Set("moeFit", Napi::Function::New(env, Fit, "moeFit"));
 }

@@ -7,6 +7,7 @@
 
 #include "addon/args.h"
 #include "addon/async_task.h"
+#include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/error.h"
 #include "calmoe/temperature.h"
@@ -26,20 +27,20 @@ Napi::Object eval_to_js(Napi::Env env, const TemperatureEval& e) {
 
 // The score view and its options (input, sumTolerance, rowStride, name), checked to lie inside
 // the array: (rows - 1) * stride + cols elements.
-TemperatureArg view_arg(const View<const float>& scores, int64_t rows, int64_t cols, const Napi::Object& o) {
+TemperatureArg view_arg(const View<const float>& scores, int64_t rows, int64_t cols, const Napi::Object& o, CallInputs& in) {
   TemperatureArg a;
-  a.kind = ScoreKind(choice(o.Get("input"), "input", {"probabilities", "logits"}));
-  a.sum_tolerance = number(o.Get("sumTolerance"), "sumTolerance");
-  a.row_stride = o.Get("rowStride").IsUndefined() ? cols : integer(o.Get("rowStride"), "rowStride", cols, int64_t(1) << 40);
-  if (!o.Get("name").IsUndefined()) {
-    if (!o.Get("name").IsString()) throw_type("name: expected a string");
-    a.name = o.Get("name").As<Napi::String>().Utf8Value();
+  a.kind = ScoreKind(choice(own(o, "input"), "input", {"probabilities", "logits"}));
+  a.sum_tolerance = number(own(o, "sumTolerance"), "sumTolerance");
+  a.row_stride = own(o, "rowStride").IsUndefined() ? cols : integer(own(o, "rowStride"), "rowStride", cols, int64_t(1) << 40);
+  if (!own(o, "name").IsUndefined()) {
+    if (!own(o, "name").IsString()) throw_type("name: expected a string");
+    a.name = own(o, "name").As<Napi::String>().Utf8Value();
   }
   const int64_t need = rows == 0 ? 0 : (rows - 1) * a.row_stride + cols;
   if (int64_t(scores.length) < need)
     throw_range(a.name + ": has " + std::to_string(scores.length) + " elements but " + std::to_string(rows) + " rows of " + std::to_string(cols) +
                 " columns with row stride " + std::to_string(a.row_stride) + " need " + std::to_string(need));
-  a.scores = scores.data;
+  a.scores = in.hold(scores);
   a.rows = rows;
   a.cols = cols;
   return a;
@@ -53,22 +54,21 @@ Napi::Value TemperatureNll(const Napi::CallbackInfo& info) {
     View<const int32_t> labels = i32_array(arg(info, 3, "labels"), "labels");
     const double temperature = number(arg(info, 4, "temperature"), "temperature");
     Napi::Object o = object(arg(info, 5, "options"), "options");
-    TemperatureArg a = view_arg(scores, rows, cols, o);
-    require_length(labels.length, std::size_t(rows), "labels", "labels (one per row)");
-    std::vector<Napi::Value> keep = {info[0], info[3]};
-    if (!o.Get("weights").IsUndefined()) {
-      View<const float> w = f32_array(o.Get("weights"), "weights");
-      require_length(w.length, std::size_t(rows), "weights", "weights (one per row)");
-      a.weights = w.data;
-      keep.push_back(o.Get("weights"));
-    }
-    a.labels = labels.data;
-    const Device dev = resolve_device(device_request(o.Get("device")));
     const bool async = info.Length() > 6 && boolean(info[6], "async");
+    auto in = std::make_shared<CallInputs>(async);
+    require_length(labels.length, std::size_t(rows), "labels", "labels (one per row)");
+    TemperatureArg a = view_arg(scores, rows, cols, o, *in);
+    if (!own(o, "weights").IsUndefined()) {
+      View<const float> w = f32_array(own(o, "weights"), "weights");
+      require_length(w.length, std::size_t(rows), "weights", "weights (one per row)");
+      a.weights = in->hold(w);
+    }
+    a.labels = in->hold(labels);
+    const Device dev = resolve_device(device_request(own(o, "device")));
     if (!async) return eval_to_js(info.Env(), temperature_nll(dev, a, temperature));
     auto out = std::make_shared<TemperatureEval>();
     return AsyncTask::Start(
-        info.Env(), keep, [=]() { *out = temperature_nll(dev, a, temperature); },
+        info.Env(), {}, [in, out, dev, a, temperature]() { *out = temperature_nll(dev, a, temperature); },
         [out](Napi::Env env) -> Napi::Value { return eval_to_js(env, *out); });
   });
 }
@@ -82,19 +82,20 @@ Napi::Value TemperatureApply(const Napi::CallbackInfo& info) {
     const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
     const double temperature = number(arg(info, 3, "temperature"), "temperature");
     Napi::Object o = object(arg(info, 4, "options"), "options");
-    TemperatureArg a = view_arg(scores, rows, cols, o);
-    const Device dev = resolve_device(device_request(o.Get("device")));
+    const bool async = info.Length() > 5 && boolean(info[5], "async");
+    auto in = std::make_shared<CallInputs>(async);
+    TemperatureArg a = view_arg(scores, rows, cols, o, *in);
+    const Device dev = resolve_device(device_request(own(o, "device")));
     if (rows < 1) throw_range(a.name + ": expected at least one row, got " + std::to_string(rows));
     auto out = Napi::Float32Array::New(info.Env(), std::size_t(rows * cols));
     float* od = out.Data();
-    const bool async = info.Length() > 5 && boolean(info[5], "async");
     if (!async) {
       temperature_apply(dev, a, temperature, od);
       return out;
     }
     auto out_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(out.As<Napi::Value>()));
     return AsyncTask::Start(
-        info.Env(), {info[0], out}, [=]() { temperature_apply(dev, a, temperature, od); },
+        info.Env(), {out}, [in, dev, a, temperature, od]() { temperature_apply(dev, a, temperature, od); },
         [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); });
   });
 }

@@ -3,6 +3,7 @@
 
 #include "addon/args.h"
 #include "addon/async_task.h"
+#include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/tilted.h"
 
@@ -26,9 +27,9 @@ Napi::Value Tilted(const Napi::CallbackInfo& info) {
     const double eta = number(arg(info, 1, "eta"), "eta");
     const TiltGradient g = TiltGradient(choice(arg(info, 2, "gradient"), "gradient", {"term", "through"}));
     Napi::Object o = object(arg(info, 3, "options"), "options");
-    const bool want_w = boolean(o.Get("weights"), "weights");
-    const bool want_c = boolean(o.Get("coefficients"), "coefficients");
-    const Device dev = resolve_device(device_request(o.Get("device")));
+    const bool want_w = boolean(own(o, "weights"), "weights");
+    const bool want_c = boolean(own(o, "coefficients"), "coefficients");
+    const Device dev = resolve_device(device_request(own(o, "device")));
     const std::size_t n = l.length;
     // Outputs are allocated here, on the main thread, and filled by the core (maybe off-thread).
     // One object holds the outputs so a single reference keeps them alive.
@@ -46,22 +47,23 @@ Napi::Value Tilted(const Napi::CallbackInfo& info) {
       out.Set("coefficients", c);
     }
     auto stats = std::make_shared<TiltedStats>();
-    const float* ld = l.data;
+    const bool async = info.Length() > 4 && boolean(info[4], "async");
+    auto in = std::make_shared<CallInputs>(async);
+    const float* ld = in->hold(l);
     auto work = [=]() { *stats = tilted_weights(dev, ld, int64_t(n), eta, g, wd, cd); };
     auto out_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out));
     auto done = [stats, out_ref](Napi::Env e) -> Napi::Value {
       Napi::Object r = stats_to_js(e, *stats);
       Napi::Object o = out_ref->Value();
-      if (o.Has("weights")) r.Set("weights", o.Get("weights"));
-      if (o.Has("coefficients")) r.Set("coefficients", o.Get("coefficients"));
+      if (o.Has("weights")) r.Set("weights", own(o, "weights"));
+      if (o.Has("coefficients")) r.Set("coefficients", own(o, "coefficients"));
       return r;
     };
-    const bool async = info.Length() > 4 && boolean(info[4], "async");
     if (!async) {
       work();
       return done(env);
     }
-    return AsyncTask::Start(env, {info[0]}, work, done);
+    return AsyncTask::Start(env, {out}, [in, work]() { work(); }, done);
   });
 }
 

@@ -206,6 +206,46 @@ std::vector<uint64_t> calib_state_new(const CalibConfig& cfg) {
   return w;
 }
 
+namespace {
+
+using u128 = unsigned __int128;
+u128 word128(uint64_t lo, uint64_t hi) { return (u128(hi) << 64) | lo; }
+
+// The counts' invariants of a state whose header and length are valid. Bounds on the fixed-point
+// sums: confidence <= 1 per row, NLL <= kMaxNll < 28 per row, Brier <= 2 + tolerance < 8 per row.
+// Rows a state may count: kMaxStateRows, or 2^40 for a weighted one (its 128-bit weighted sums).
+uint64_t max_rows(const CalibConfig& c) { return c.weighted ? uint64_t(1) << 40 : kMaxStateRows; }
+
+// (The weighted section of a weighted state is not checked here yet.)
+void check_counts(const uint64_t* w, const CalibConfig& c, const std::string& nm) {
+  const uint64_t rows = w[kWRows];
+  auto corrupt = [&](const std::string& what) { throw_range(nm + ": corrupt calibration state (" + what + ")"); };
+  if (rows > max_rows(c)) corrupt("more rows than a state holds");
+  if (w[kWCorrect] > rows) corrupt("more correct rows than rows");
+  if (word128(w[kWNllLo], w[kWNllHi]) > (u128(rows) * 28) << kNllFracBits) corrupt("NLL sum above its bound");
+  if (word128(w[kWBrierLo], w[kWBrierHi]) > (u128(rows) * 8) << kBrierFracBits) corrupt("Brier sum above its bound");
+  if (!c.extras && (w[kWNllLo] | w[kWNllHi] | w[kWBrierLo] | w[kWBrierHi]) != 0) corrupt("NLL or Brier sums without extras");
+  const bool per_group = c.kind == CalibKind::Classwise;  // every row is in every class's histogram
+  uint64_t total = 0;
+  for (int g = 0; g < c.groups; ++g) {
+    uint64_t sum = 0;
+    for (int b = 0; b < c.bins; ++b) {
+      const uint64_t* bin = w + kHeaderWords + (int64_t(g) * c.bins + b) * kBinWords;
+      if (bin[0] > rows) corrupt("a bin counts more rows than the state");
+      if (bin[1] > bin[0]) corrupt("a bin with more positives than rows");
+      if (word128(bin[2], bin[3]) > u128(bin[0]) << kConfFracBits) corrupt("a bin's confidence sum above its count");
+      sum += bin[0];  // <= 2^53 each, at most 2^26 of them: no overflow
+      if (sum > rows) corrupt("bin counts add up to more than the rows");
+    }
+    if (per_group && sum != rows) corrupt("the bins of class " + std::to_string(g) + " do not add up to the rows");
+    total += sum;
+    if (!per_group && total > rows) corrupt("bin counts add up to more than the rows");
+  }
+  if (!per_group && total != rows) corrupt("the bin counts do not add up to the rows");
+}
+
+}  // namespace
+
 CalibConfig calib_state_config(const uint64_t* w, std::size_t n, const char* name) {
   const std::string nm(name);
   if (w == nullptr || n < std::size_t(kHeaderWords) || w[kWMagic] != kMagic)
@@ -225,6 +265,7 @@ CalibConfig calib_state_config(const uint64_t* w, std::size_t n, const char* nam
   if ((c.grouped && c.kind == CalibKind::Classwise) || (!c.grouped && c.kind != CalibKind::Classwise && c.groups != 1))
     throw_range(nm + ": corrupt calibration state (groups)");
   if (n != state_words(c.bins, c.groups, c.weighted)) throw_range(nm + ": corrupt calibration state (length " + std::to_string(n) + " does not match " + std::to_string(c.bins) + " bins x " + std::to_string(c.groups) + " groups)");
+  check_counts(w, c, nm);
   return c;
 }
 
@@ -297,6 +338,8 @@ void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::
       a.weighted != b.weighted)
     throw_range(std::string("merge: accumulators differ (") + kind_name(a.kind) + ", " + std::to_string(a.bins) + " bins vs " +
                 kind_name(b.kind) + ", " + std::to_string(b.bins) + " bins, or in classes, edges, extras or weighting)");
+  // Both are valid, so their sum is valid (and no word overflows) when the rows stay in bounds.
+  if (into[kWRows] + from[kWRows] > max_rows(a)) throw_range("merge: together the accumulators count more rows than a state holds (2^" + std::to_string(a.weighted ? 40 : 53) + ")");
   into[kWRows] += from[kWRows];
   into[kWCorrect] += from[kWCorrect];
   u128_add(into[kWNllLo], into[kWNllHi], from[kWNllLo], from[kWNllHi]);

@@ -26,6 +26,7 @@ constexpr int64_t kMaxRows = (int64_t(1) << 31) - 1;     // i*n2 - j*n1 fits in 
 constexpr int64_t kMaxElements = int64_t(1) << 40;
 constexpr int kMaxPsiBins = 1 << 16;
 constexpr int64_t kMaxStateWords = int64_t(1) << 28;     // 2 GB of monitor state
+constexpr uint64_t kMaxWindowRows = uint64_t(1) << 53;  // a window's rows: exact in a double, no count overflows
 constexpr int64_t kScipyMaxExactN = 10000;               // 'auto': exact when max(n1, n2) <= this
 constexpr double kMaxExactCells = 4e9;                   // 'exact' falls back beyond this (~10 s)
 
@@ -362,18 +363,25 @@ DriftMonitorConfig drift_monitor_config(const uint64_t* w, std::size_t n, const 
   c.reference_rows = w[kWRefRows];
   c.current_rows = w[kWCurRows];
   c.chunks = w[kWChunks];
+  if (c.current_rows > kMaxWindowRows) throw_range(nm + ": corrupt drift monitor state (more than 2^53 current rows)");
+  if (c.chunks > c.current_rows) throw_range(nm + ": corrupt drift monitor state (more chunks than current rows)");
   if (c.features * 3 * int64_t(c.bins) * c.refinement > kMaxStateWords) throw_range(nm + ": corrupt drift monitor state (too large)");
   const Layout l = layout_of(c.features, c.bins, c.refinement);
   if (n != l.total)
     throw_range(nm + ": corrupt drift monitor state (length " + std::to_string(n) + " does not match " + std::to_string(c.features) + " features x " +
                 std::to_string(l.F) + " bins)");
   for (int64_t f = 0; f < c.features; ++f) {
+    // Each count at most its rows (<= 2^53) and at most 2^16 bins: the sums cannot wrap, so a
+    // state whose counts add up only modulo 2^64 is caught.
     uint64_t sr = 0, sc = 0;
+    bool over = false;
     for (int64_t b = 0; b < l.F; ++b) {
-      sr += w[l.ref + std::size_t(f * l.F + b)];
-      sc += w[l.cur + std::size_t(f * l.F + b)];
+      const uint64_t r = w[l.ref + std::size_t(f * l.F + b)], k = w[l.cur + std::size_t(f * l.F + b)];
+      over |= r > c.reference_rows || k > c.current_rows;
+      sr += r;
+      sc += k;
     }
-    if (sr != c.reference_rows || sc != c.current_rows)
+    if (over || sr != c.reference_rows || sc != c.current_rows)
       throw_range(nm + ": corrupt drift monitor state (the counts of feature " + std::to_string(f) + " do not add up to the row counts)");
     for (int64_t e = 0; e < l.E; ++e) {
       const uint64_t k = w[l.edges + std::size_t(f * l.E + e)];
@@ -405,6 +413,7 @@ void drift_monitor_update(Device dev, const FeatureMatrix& cur, uint64_t* w, std
   if (cur.cols != c.features)
     throw_range("current: has " + std::to_string(cur.cols) + " columns (features) but the monitor's reference has " + std::to_string(c.features));
   if (cur.rows == 0) return;
+  if (c.current_rows + uint64_t(cur.rows) > kMaxWindowRows) throw_range("current: the window would count more than 2^53 rows (reset it)");
   const Layout l = layout_of(c.features, c.bins, c.refinement);
   std::vector<uint32_t> keys(std::size_t(l.d * l.E));
   for (std::size_t k = 0; k < keys.size(); ++k) keys[k] = uint32_t(w[l.edges + k]);
@@ -435,6 +444,7 @@ void drift_monitor_merge(uint64_t* into, std::size_t n_into, const uint64_t* fro
     if (into[k] != from[k])
       throw_range("merge: the monitors were built from different references (cut points or reference counts of feature " +
                   std::to_string(k < l.ref ? int64_t(k - l.edges) / l.E : int64_t(k - l.ref) / l.F) + " differ)");
+  if (a.current_rows + b.current_rows > kMaxWindowRows) throw_range("merge: together the windows count more than 2^53 rows");
   for (std::size_t k = l.cur; k < l.total; ++k) into[k] += from[k];
   into[kWCurRows] += from[kWCurRows];
   into[kWChunks] += from[kWChunks];

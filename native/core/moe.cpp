@@ -16,6 +16,27 @@
 namespace calmoe {
 namespace {
 
+// The first non-finite value of v[0, n), or -1 (chunks over the thread pool).
+int64_t first_non_finite(const float* v, int64_t n) {
+  const int64_t chunk = int64_t(1) << 18, chunks = (n + chunk - 1) / chunk;
+  std::vector<int64_t> first(std::size_t(chunks), -1);
+  cpu::parallel_for(chunks, [&](int64_t k, int) {
+    for (int64_t i = k * chunk, e = std::min(n, (k + 1) * chunk); i < e; ++i) {
+      if (!std::isfinite(v[i])) { first[k] = i; return; }
+    }
+  });
+  for (int64_t f : first)
+    if (f >= 0) return f;
+  return -1;
+}
+
+// Non-finite features poison every later step (fit) or give NaN probabilities (predict): both
+// reject them up front, naming the first. `name` prefixes the message ("x", "train x").
+void check_features(const MoEConfig& c, const float* x, int64_t rows, const std::string& name) {
+  const int64_t f = first_non_finite(x, rows * c.input_dim);
+  if (f >= 0) throw_range(name + ": row " + std::to_string(f / c.input_dim) + ", feature " + std::to_string(f % c.input_dim) + " is not finite");
+}
+
 void check_dataset(const MoEConfig& c, const Dataset& d, const char* name) {
   const std::string nm(name);
   if (d.rows < 1) throw_range(nm + ": expected at least one row");
@@ -24,18 +45,12 @@ void check_dataset(const MoEConfig& c, const Dataset& d, const char* name) {
     if (d.y[i] < 0 || d.y[i] >= c.classes)
       throw_range(nm + " labels[" + std::to_string(i) + "] = " + std::to_string(d.y[i]) + " is outside [0, " + std::to_string(c.classes) + ")");
   }
-  // non-finite features poison every later step: reject them up front, naming the first
-  const int64_t n = d.rows * c.input_dim;
-  const int64_t chunk = int64_t(1) << 18, chunks = (n + chunk - 1) / chunk;
-  std::vector<int64_t> first(std::size_t(chunks), -1);
-  cpu::parallel_for(chunks, [&](int64_t k, int) {
-    for (int64_t i = k * chunk, e = std::min(n, (k + 1) * chunk); i < e; ++i) {
-      if (!std::isfinite(d.x[i])) { first[k] = i; return; }
-    }
-  });
-  for (int64_t f : first) {
-    if (f >= 0) throw_range(nm + " x: row " + std::to_string(f / c.input_dim) + ", feature " + std::to_string(f % c.input_dim) + " is not finite");
-  }
+  check_features(c, d.x, d.rows, nm + " x");
+}
+
+std::vector<EpochLog> last_epochs(std::vector<EpochLog> h) {
+  if (h.size() > kMoEMaxHistory) h.erase(h.begin(), h.end() - std::ptrdiff_t(kMoEMaxHistory));
+  return h;
 }
 
 void check_fit(const FitConfig& f) {
@@ -127,9 +142,16 @@ void moe_predict(Device dev, const MoEConfig& c, const float* params, const floa
   if (out.probs == nullptr) throw_type("probs: missing output");
   if (out.expert_logits != nullptr && dev != Device::Cpu)
     throw_range("expertLogits: the CUDA engine does not return expert logits yet; predict them with device 'cpu'");
+  check_features(c, x, rows, "x");
   // the engine only reads the parameters when predicting
   auto e = moe::make_engine(dev, c, const_cast<float*>(params), temps, 1);
   e->predict(x, rows, out);
+  // Finite features can still overflow (huge values, huge parameters, a tiny router temperature):
+  // a NaN probability is an error naming the row, never a silent result.
+  const int64_t bad = first_non_finite(out.probs, rows * c.classes);
+  if (bad >= 0)
+    throw_range("x: row " + std::to_string(bad / c.classes) +
+                " gives non-finite probabilities (its features, the parameters or the router temperature overflow float32)");
 }
 
 std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, const float* temps, const Dataset& train,
@@ -189,7 +211,7 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
       if (cancel && cancel->load()) {
         if (cancelled) *cancelled = true;
         engine->sync_to_host(params);
-        return history;
+        return last_epochs(std::move(history));
       }
       // this batch and, within the epoch, the next (an engine may stage it while this step runs)
       auto batch_at = [&](int64_t i) {
@@ -252,6 +274,7 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
       log.val_ece = v.ece;
     }
     history.push_back(log);
+    if (history.size() >= 2 * kMoEMaxHistory) history.erase(history.begin(), history.end() - std::ptrdiff_t(kMoEMaxHistory));  // amortised O(1)
     if (report) {
       Progress p;
       p.epoch_end = true;
@@ -272,7 +295,7 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
     }
   }
   engine->sync_to_host(params);
-  return history;
+  return last_epochs(std::move(history));
 }
 
 }  // namespace calmoe

@@ -1,4 +1,5 @@
 // MoE configuration checks, the flat parameter layout, and seeded initialisation.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -9,7 +10,6 @@ namespace calmoe {
 namespace {
 
 constexpr int64_t kMaxDim = int64_t(1) << 24;
-constexpr int64_t kMaxParams = int64_t(1) << 34;
 
 // splitmix64: a small, portable generator; the same seed gives the same bits everywhere.
 struct SplitMix {
@@ -43,6 +43,18 @@ void add_layers(ParamLayout& l, const std::string& prefix, const std::vector<int
   }
 }
 
+// Parameters of an MLP with layer widths d, saturating just above kMoEMaxParams (no overflow).
+int64_t mlp_params(int64_t in, const std::vector<int64_t>& hidden, int64_t out) {
+  int64_t total = 0, prev = in;
+  for (std::size_t i = 0; i <= hidden.size(); ++i) {
+    const int64_t next = i < hidden.size() ? hidden[i] : out;
+    total += prev * next + next;  // each factor <= 2^24: no overflow
+    if (total > kMoEMaxParams) return kMoEMaxParams + 1;
+    prev = next;
+  }
+  return total;
+}
+
 void check_dim(int64_t v, const char* name) {
   if (v < 1 || v > kMaxDim) throw_range(std::string(name) + ": expected an integer in [1, " + std::to_string(kMaxDim) + "], got " + std::to_string(v));
 }
@@ -53,13 +65,25 @@ void moe_check_config(const MoEConfig& c) {
   check_dim(c.input_dim, "inputDim");
   check_dim(c.classes, "classes");
   if (c.experts < 1 || c.experts > 4096) throw_range("experts: expected an integer in [1, 4096], got " + std::to_string(c.experts));
+  for (const auto* h : {&c.expert_hidden, &c.router_hidden}) {
+    if (h->size() > kMoEMaxHiddenLayers)
+      throw_range(std::string(h == &c.expert_hidden ? "expertHidden" : "routerHidden") + ": expected at most " + std::to_string(kMoEMaxHiddenLayers) +
+                  " hidden layers, got " + std::to_string(h->size()));
+  }
   for (int64_t h : c.expert_hidden) check_dim(h, "expertHidden");
   for (int64_t h : c.router_hidden) check_dim(h, "routerHidden");
   if (c.routing == Routing::TopK && (c.top_k < 1 || c.top_k > c.experts))
     throw_range("topK: expected an integer in [1, experts = " + std::to_string(c.experts) + "], got " + std::to_string(c.top_k));
   if (!(c.router_temperature > 0.0f) || !std::isfinite(c.router_temperature))
     throw_range("routerTemperature: expected a finite number > 0");
-  if (moe_layout(c).total > kMaxParams) throw_range("model: more than 2^34 parameters");
+  if (moe_param_count(c) > kMoEMaxParams) throw_range("model: more than 2^34 parameters");
+}
+
+int64_t moe_param_count(const MoEConfig& c) {
+  const int64_t router = mlp_params(c.input_dim, c.router_hidden, c.experts);
+  const int64_t expert = mlp_params(c.input_dim, c.expert_hidden, c.classes);
+  if (router > kMoEMaxParams || expert > kMoEMaxParams / c.experts) return kMoEMaxParams + 1;
+  return std::min(kMoEMaxParams + 1, router + expert * c.experts);
 }
 
 int64_t moe_active_experts(const MoEConfig& c, bool training) {

@@ -79,7 +79,7 @@ int64_t calib_accumulate_path(const KernelArgs& a, uint64_t* acc, bool allow_sim
   std::atomic<int64_t> first_bad{INT64_MAX};
   const bool simd = allow_simd && use_avx2() && avx2::calib_supported(a) && !a.weighted;  // weighted: the scalar loop
 
-  parallel_for(n_chunks, [&](int64_t c, int worker) {
+  parallel_for(n_chunks, workers, [&](int64_t c, int worker) {
     const int64_t begin = c * chunk_rows;
     if (begin > first_bad.load(std::memory_order_relaxed)) return;  // an earlier row already failed
     const int64_t end = std::min(a.rows, begin + chunk_rows);

@@ -82,7 +82,7 @@ void drift_features(const FeatureArgs& a, FeatureOut& o) {
 
   // Every task scans its whole group for NaN (so the first NaN reported does not depend on
   // timing); the sorting is skipped once any NaN has been seen.
-  parallel_for(tasks, [&](int64_t t, int worker) {
+  parallel_for(tasks, workers, [&](int64_t t, int worker) {
     const int64_t f0 = t * group, g = std::min(group, d - f0);
     Scratch& s = scratch[worker];
     // one sentinel slot after each column
@@ -128,7 +128,7 @@ int64_t drift_bin_counts(const BinArgs& a, uint64_t* counts) {
   const int workers = workers_for(chunks);
   std::vector<std::vector<uint64_t>> partial(workers);
   std::atomic<int64_t> first_bad{INT64_MAX};
-  parallel_for(chunks, [&](int64_t c, int worker) {
+  parallel_for(chunks, workers, [&](int64_t c, int worker) {
     const int64_t r0 = c * chunk_rows;
     if (r0 * d > first_bad.load(std::memory_order_relaxed)) return;
     const int64_t r1 = std::min(a.rows, r0 + chunk_rows);

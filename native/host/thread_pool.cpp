@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -153,9 +154,12 @@ int workers_for(int64_t n_tasks) {
   return int(std::min<int64_t>(cpu_threads(), n_tasks));
 }
 
-void parallel_for(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+void parallel_for(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) { parallel_for(n_tasks, INT32_MAX, fn); }
+
+void parallel_for(int64_t n_tasks, int max_workers, const std::function<void(int64_t, int)>& fn) {
   if (n_tasks <= 0) return;
-  const int workers = workers_for(n_tasks);
+  // One reading of the thread count per call: the job hands out indices below `workers` only.
+  const int workers = std::max(1, std::min(workers_for(n_tasks), max_workers));
   Job job;
   job.fn = &fn;
   job.n = n_tasks;
@@ -175,4 +179,18 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) 
 }
 
 }  // namespace cpu
+
+void host_copy(void* dst, const void* src, std::size_t bytes) {
+  constexpr std::size_t kChunk = std::size_t(4) << 20;
+  if (bytes <= kChunk) {
+    if (bytes) std::memcpy(dst, src, bytes);
+    return;
+  }
+  const int64_t chunks = int64_t((bytes + kChunk - 1) / kChunk);
+  cpu::parallel_for(chunks, [&](int64_t c, int) {
+    const std::size_t off = std::size_t(c) * kChunk;
+    std::memcpy(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off, std::min(kChunk, bytes - off));
+  });
+}
+
 }  // namespace calmoe

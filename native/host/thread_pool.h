@@ -10,10 +10,14 @@
 
 namespace calmoe::cpu {
 
-// Runs fn(task, worker) for every task in [0, n_tasks). `worker` is in [0, workers_for(n_tasks))
-// and no two tasks run at the same time with the same worker index, so callers can keep one
-// scratch buffer per worker. Exceptions thrown by fn are rethrown here (the first one wins).
+// Runs fn(task, worker) for every task in [0, n_tasks). No two tasks run at the same time with
+// the same worker index. Exceptions thrown by fn are rethrown here (the first one wins).
 void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int worker)>& fn);
+
+// The same with `worker` in [0, max_workers): callers that keep one scratch buffer per worker
+// size it by the count they pass here, so setThreads() between sizing and running (from another
+// call, at any moment) never hands out an index past the buffers.
+void parallel_for(int64_t n_tasks, int max_workers, const std::function<void(int64_t task, int worker)>& fn);
 
 // How many worker indices parallel_for(n_tasks, ...) may use.
 int workers_for(int64_t n_tasks);

@@ -4,7 +4,7 @@
  * the sparse layout where only the k selected experts of each row are given.
  */
 import { rangeError, typeError } from '../errors.js';
-import { isInt, toLabels, toMatrix, type LabelsInput, type Matrix, type MatrixInput } from '../validate.js';
+import { isInt, ownProperties, toLabels, unshared, toMatrix, type LabelsInput, type Matrix, type MatrixInput } from '../validate.js';
 
 /**
  * Row-major B x K x C float32 tensor: `data[(i * experts + k) * classes + j]` is row i, expert
@@ -43,6 +43,7 @@ export function toExpertTensor(x: unknown, name: string): ExpertTensor {
   if (x !== null && typeof x === 'object' && !Array.isArray(x) && 'data' in x) {
     const t = x as Partial<ExpertTensor>;
     if (!(t.data instanceof Float32Array)) throw typeError(`${name}.data: expected a Float32Array, got ${describe(t.data)}`);
+    unshared(t.data, `${name}.data`);
     for (const k of ['rows', 'experts', 'classes'] as const) {
       const v = t[k];
       if (!isInt(v) || v < (k === 'rows' ? 0 : 1)) throw typeError(`${name}.${k}: expected a ${k === 'rows' ? 'non-negative' : 'positive'} integer, got ${describe(v)}`);
@@ -97,7 +98,7 @@ export function toExpertIds(x: unknown, name: string, rows: number, slots: numbe
   let ids: Int32Array;
   if (x instanceof Int32Array) {
     if (x.length !== rows * slots) throw rangeError(`${name}: expected ${rows * slots} ids (rows x slots = ${rows} x ${slots}), got ${x.length}`);
-    ids = x;
+    ids = unshared(x, name);
   } else if (Array.isArray(x)) {
     if (x.length !== rows) throw rangeError(`${name}: expected ${rows} rows of ids, got ${x.length}`);
     ids = new Int32Array(rows * slots);
@@ -162,7 +163,7 @@ const OUTPUT_KEYS = ['routing', 'expertProbs', 'mixture', 'labels', 'experts', '
 /** Checks shapes (values are checked natively, in one pass); `need` names the required parts. */
 export function parseOutputs(x: unknown, need: ReadonlyArray<'expertProbs' | 'mixture' | 'labels'>, name = 'outputs'): ParsedOutputs {
   if (x === null || typeof x !== 'object' || Array.isArray(x)) throw typeError(`${name}: expected an object { routing, expertProbs, mixture, labels }, got ${describe(x)}`);
-  const o = x as Record<string, unknown>;
+  const o = ownProperties(x);
   for (const k of Object.keys(o)) {
     if (!(OUTPUT_KEYS as readonly string[]).includes(k)) throw rangeError(`${name}: unknown field '${k}' (known: ${OUTPUT_KEYS.join(', ')})`);
   }

@@ -407,7 +407,9 @@ export function groupCalibrationSync(scores: MatrixInput, labels: LabelsInput, g
 
 function groupRequest(scores: unknown, labels: unknown, groups: unknown, options: unknown) {
   const o = readOptions(options, 'options', [...ROW_OPTIONS, 'numGroups']);
-  const { numGroups, ...rest } = o;
+  const numGroups = o.numGroups;
+  const rest = o;
+  delete rest.numGroups;
   const m = toMatrix(scores, 'scores');
   const g = groupArg(groups, m.rows, numGroups);
   return { request: rowsRequest('top-label', m, labels, rest, true, g) };
@@ -503,7 +505,9 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
   }
 
   #request(a: unknown, b: unknown, options: unknown): Request {
-    const { groups: ids, ...o } = readOptions(options, 'options', ['input', 'sumTolerance', 'device', 'groups', 'weights']);
+    const o = readOptions(options, 'options', ['input', 'sumTolerance', 'device', 'groups', 'weights']);
+    const ids = o.groups;
+    delete o.groups;
     if (o.weights !== undefined && !this.weighted) throw typeError('options.weights: this accumulator is not weighted; create it with weighted: true');
     if (this.groups && ids === undefined) throw typeError('options.groups: this accumulator is grouped; pass one group id per row');
     if (!this.groups && ids !== undefined) throw rangeError('options.groups: this accumulator was created without groups');
@@ -564,9 +568,15 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
   /** Restores an accumulator from {@link toJSON}'s output (validated). */
   static fromJSON(json: unknown): CalibrationAccumulator {
     const words = wordsFromJSON(json, 'calmoe.calibration-accumulator', 'CalibrationAccumulator.toJSON()');
-    // Reading the summary validates the layout (magic, bins, groups, length).
     const kinds: AccumulatorMode[] = ['top-label', 'classwise', 'binary', 'confidence'];
     if (words.length < 10) throw rangeError('json.state: too short to be a calibration state');
+    // Header, length (against the payload, before anything is allocated from the header) and the
+    // counts' invariants.
+    try {
+      native().calibStateCheck(words);
+    } catch (e) {
+      throw rangeError(`json.state: ${(e as Error).message.replace(/^state: /, '')}`);
+    }
     const flags = words[3];
     const kind = kinds[Number((flags >> 8n) & 0xffn)];
     if (!kind) throw rangeError('json.state: unknown accumulator mode');
@@ -582,7 +592,6 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
     });
     if (acc.#state.length !== words.length) throw rangeError('json.state: length does not match its header');
     acc.#state.set(words);
-    native().calibMerge(new BigUint64Array(acc.#state), acc.#state);  // checks the header once more
     return acc;
   }
 }

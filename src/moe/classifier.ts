@@ -11,7 +11,7 @@ import { fitExpertTemperatures, type ExpertTemperatureResult } from '../calibrat
 import { applyTemperature, applyTemperatureSync, fitTemperature, type TemperatureFit } from '../calibrate/temperature.js';
 import { calibration, calibrationSync, type CalibrationReport } from '../metrics/calibration.js';
 import { native, type NativeEpochLog, type NativeMoEConfig, type NativePrediction, type NativeBatchLog } from '../native.js';
-import { type ClassLabelsInput, type Device, type Matrix, type MatrixInput, type VectorInput, optBool, optChoice, optDevice, optNumber, readOptions, toLabels,
+import { type ClassLabelsInput, type Device, type Matrix, type MatrixInput, type VectorInput, optBool, optChoice, optDevice, optNumber, ownProperties, readOptions, toLabels,
   toMatrix, toVector } from '../validate.js';
 import { BestTracker, type CheckpointOptions, type EarlyStoppingOptions, parseCheckpoint, parseEarlyStopping } from './early-stopping.js';
 import { type Checkpoint, type CheckpointState, type TrainingCheckpointOptions, RESUME_KEYS, checkResume, checkpointParts, parseTrainingCheckpoint,
@@ -245,13 +245,19 @@ export class MoEClassifier {
     return this.#params.length;
   }
 
-  /** All parameters, flat (the layout of tensors()). A live view: writes change the model. */
+  /**
+   * All parameters, flat (the layout of tensors()). A live view: writes change the model. While
+   * fit() runs it throws (code 'CALMOE_BUSY'): the fit trains a private copy and writes it back
+   * when it settles, replacing any write made meanwhile through a view taken earlier.
+   */
   get parameters(): Float32Array {
+    this.#idle('parameters');
     return this.#params;
   }
 
   /** Named views of the parameters: router.<layer>.weight|bias, experts.<k>.<layer>.weight|bias. */
   tensors(): TensorView[] {
+    this.#idle('tensors');
     return this.#layout.map((t) => ({
       name: t.name,
       shape: [...t.shape],
@@ -700,7 +706,7 @@ export class MoEClassifier {
    */
   audit(x: MatrixInput, y: ClassLabelsInput, options?: Omit<MoEAuditOptions, 'temperatures' | 'device'> & { device?: Device; precision?: Precision }): Promise<MoEAudit> {
     return withCallerStack(async () => {
-      const { device, precision, ...rest } = (options ?? {}) as { device?: Device; precision?: Precision } & MoEAuditOptions;
+      const { device, precision, ...rest } = ownProperties(options ?? {}) as { device?: Device; precision?: Precision } & MoEAuditOptions;
       const p = await this.predict(x, { returnRouting: true, returnExperts: true, device, precision });
       const rows = p.probs.rows, { experts: K, classes: C } = this.config;
       return moeAudit({ routing: p.routing.weights, expertProbs: expertTensor(p.experts!, rows, K, C), mixture: p.probs, labels: toLabels(y, 'y', rows, this.classNames) },
@@ -755,13 +761,20 @@ export class MoEClassifier {
     if (j === null || typeof j !== 'object' || j.format !== 'calmoe.moe' || j.version !== 1)
       throw typeError("json: expected the output of MoEClassifier.toJSON() (format 'calmoe.moe', version 1)");
     if (typeof j.parameters !== 'string') throw typeError('json.parameters: expected a base64 string');
+    if (!Array.isArray(j.temperatures)) throw typeError('json.temperatures: expected an array of numbers');
+    // The sizes the options claim are checked against the payload before anything is allocated
+    // or initialised from them: a small hostile document costs no more than its own length.
+    const { config } = parseModelOptions(j.options);
+    const bytes = 4 * native().moeParamCount(config);
+    const got = Buffer.byteLength(j.parameters, 'base64');
+    if (got !== bytes) throw rangeError(`json.parameters: expected ${bytes} bytes for this configuration, got ${got}`);
+    if (j.temperatures.length !== config.experts) throw rangeError(`json.temperatures: expected ${config.experts} values (one per expert), got ${j.temperatures.length}`);
     // the device is this process's choice (files written before it was left out may name 'cuda')
     const { device: _device, ...options } = (j.options ?? {}) as MoEOptions;
     const model = new MoEClassifier(options);
     const buf = Buffer.from(j.parameters, 'base64');
     if (buf.length !== model.#params.byteLength) throw rangeError(`json.parameters: expected ${model.#params.byteLength} bytes for this configuration, got ${buf.length}`);
     model.setParameters(new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length)));
-    if (!Array.isArray(j.temperatures)) throw typeError('json.temperatures: expected an array of numbers');
     model.setTemperatures(j.temperatures as number[]);
     // absent in snapshots written before the aggregate temperature existed: 1 (off)
     if (j.aggregateTemperature !== undefined) {

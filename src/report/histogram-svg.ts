@@ -4,6 +4,7 @@
  */
 import { rangeError, typeError } from '../errors.js';
 import { escapeXml, fitFontSize, formatNumber, formatTick, px } from './markup.js';
+import { ownProperties } from '../validate.js';
 
 export interface HistogramSvgOptions {
   /** Title (escaped). */
@@ -34,7 +35,7 @@ export function histogramSvg(hist: { edges: ArrayLike<number>; counts: ArrayLike
   for (let i = 0; i < counts.length; i++) if (!(counts[i] >= 0 && Number.isFinite(counts[i]))) throw rangeError(`histogram.counts[${i}] = ${counts[i]}: expected a finite number >= 0`);
   for (let i = 0; i < edges.length; i++) if (!Number.isFinite(edges[i])) throw rangeError(`histogram.edges[${i}]: expected a finite number`);
   if (options !== undefined && (options === null || typeof options !== 'object')) throw typeError('options: expected an object');
-  const o = options ?? {};
+  const o = ownProperties(options ?? {}) as HistogramSvgOptions;
   for (const k of Object.keys(o)) if (!['title', 'xLabel', 'width', 'height', 'xmlns'].includes(k)) throw rangeError(`options: unknown option '${k}' (known: title, xLabel, width, height, xmlns)`);
   for (const k of ['title', 'xLabel'] as const) if (o[k] !== undefined && typeof o[k] !== 'string') throw typeError(`${k}: expected a string`);
   const W = o.width ?? 360, H = o.height ?? 220;

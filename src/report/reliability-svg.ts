@@ -10,6 +10,7 @@
  */
 import { rangeError, typeError } from '../errors.js';
 import { escapeXml, fitFontSize, formatNumber, formatPercent, px } from './markup.js';
+import { ownProperties } from '../validate.js';
 import { type CalibrationLike, type ReliabilityDiagram, reliabilityDiagram } from './reliability-diagram.js';
 
 export type ReliabilityStyle = 'bars' | 'points';
@@ -58,7 +59,7 @@ interface Parsed {
 
 function parse(options: unknown, extra: readonly string[]): Parsed & Record<string, unknown> {
   if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) throw typeError('options: expected an object');
-  const o = (options ?? {}) as Record<string, unknown>;
+  const o = ownProperties(options ?? {});
   const known = ['style', 'width', 'level', 'histogram', 'legend', 'xmlns', ...extra];
   for (const k of Object.keys(o)) if (!known.includes(k)) throw rangeError(`options: unknown option '${k}' (known: ${known.join(', ')})`);
   const style = o.style ?? 'bars';
@@ -74,16 +75,30 @@ function parse(options: unknown, extra: readonly string[]): Parsed & Record<stri
     if (typeof v !== 'boolean') throw typeError(`${k}: expected a boolean`);
     return v;
   };
-  return { ...o, style, width, level, histogram: flag('histogram'), legend: flag('legend'), xmlns: flag('xmlns') };
+  return Object.assign(o, { style, width, level, histogram: flag('histogram'), legend: flag('legend'), xmlns: flag('xmlns') }) as Parsed & Record<string, unknown>;
 }
 
 function isDiagram(x: unknown): x is ReliabilityDiagram {
   return x !== null && typeof x === 'object' && Array.isArray((x as ReliabilityDiagram).bins) && typeof (x as ReliabilityDiagram).level === 'number';
 }
 
+// Diagram data given directly reaches the SVG: every field must be a number (NaN allowed where a
+// bin is empty), so nothing a caller passes becomes markup.
+function checkDiagram(d: ReliabilityDiagram, name: string): ReliabilityDiagram {
+  const num = (v: unknown, at: string) => {
+    if (typeof v !== 'number') throw typeError(`${name}.${at}: expected a number, got ${typeof v}`);
+  };
+  for (const k of ['rows', 'ece', 'mce', 'accuracy', 'level'] as const) num(d[k], k);
+  d.bins.forEach((b, i) => {
+    if (b === null || typeof b !== 'object') throw typeError(`${name}.bins[${i}]: expected a bin object`);
+    for (const k of ['lower', 'upper', 'count', 'confidence', 'accuracy', 'gap', 'low', 'high'] as const) num(b[k], `bins[${i}].${k}`);
+  });
+  return d;
+}
+
 function toDiagram(c: unknown, level: number, name: string): ReliabilityDiagram {
   if (c === null || typeof c !== 'object') throw typeError(`${name}: expected a calibration report or reliability-diagram data`);
-  return isDiagram(c) ? c : reliabilityDiagram(c as CalibrationLike, { level });
+  return isDiagram(c) ? checkDiagram(c, name) : reliabilityDiagram(c as CalibrationLike, { level });
 }
 
 /** Height of a panel of the given width. */
@@ -104,7 +119,7 @@ function panel(d: ReliabilityDiagram, title: string | undefined, o: Parsed): str
   out.push(`<text class="title" x="${px(W / 2)}" y="20" text-anchor="middle" font-size="${fitFontSize(t, 15, W - 12)}" font-weight="600" fill="${COLORS.text}">${escapeXml(t)}</text>`);
   const levelPct = `${formatNumber(d.level * 100, 3)}%`;
   const sub = `n = ${d.rows} · accuracy ${formatPercent(d.accuracy, 1)} · MCE ${formatPercent(d.mce, 1)} · ${levelPct} Wilson bands`;
-  out.push(`<text class="subtitle" x="${px(W / 2)}" y="38" text-anchor="middle" font-size="${fitFontSize(sub, 11, W - 12, 0.52)}" fill="#555555">${sub}</text>`);
+  out.push(`<text class="subtitle" x="${px(W / 2)}" y="38" text-anchor="middle" font-size="${fitFontSize(sub, 11, W - 12, 0.52)}" fill="#555555">${escapeXml(sub)}</text>`);
   // grid, ticks, frame
   for (let i = 0; i <= 5; i++) {
     const v = i / 5;
@@ -116,7 +131,7 @@ function panel(d: ReliabilityDiagram, title: string | undefined, o: Parsed): str
   const nonEmpty = d.bins.filter((b) => b.count > 0);
   const levelText = `${formatNumber(d.level * 100, 3)}% interval`;
   for (const b of nonEmpty) {
-    const tip = `<title>bin [${formatNumber(b.lower, 3)}, ${formatNumber(b.upper, 3)}]: n = ${b.count}, accuracy ${formatNumber(b.accuracy, 3)} (${levelText} ${formatNumber(b.low, 3)}–${formatNumber(b.high, 3)}), mean confidence ${formatNumber(b.confidence, 3)}</title>`;
+    const tip = `<title>${escapeXml(`bin [${formatNumber(b.lower, 3)}, ${formatNumber(b.upper, 3)}]: n = ${b.count}, accuracy ${formatNumber(b.accuracy, 3)} (${levelText} ${formatNumber(b.low, 3)}–${formatNumber(b.high, 3)}), mean confidence ${formatNumber(b.confidence, 3)}`)}</title>`;
     const cx = o.style === 'bars' ? (b.lower + b.upper) / 2 : b.confidence;
     if (o.style === 'bars') {
       const x0 = x(b.lower) + 0.75, w = Math.max(0.5, (b.upper - b.lower) * P - 1.5);

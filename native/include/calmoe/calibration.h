@@ -27,6 +27,9 @@ constexpr int kConfFracBits = 63;  // confidence in [0, 1]
 constexpr int kNllFracBits = 58;   // per-row NLL in [0, -log(1e-12)] < 32
 constexpr int kBrierFracBits = 60; // per-row Brier in [0, 2 + tolerance] < 8
 constexpr float kMinProb = 1e-12f; // NLL clamp: -log(max(p, 1e-12))
+// Rows a state may count: every count stays exact in a double, and no sum of two valid states
+// overflows a word (a merge past it is refused).
+constexpr uint64_t kMaxStateRows = uint64_t(1) << 53;
 // header word indices
 enum : int { kWMagic = 0, kWBins, kWGroups, kWFlags, kWRows, kWCorrect, kWNllLo, kWNllHi, kWBrierLo, kWBrierHi };
 // flags
@@ -67,7 +70,10 @@ struct CalibConfig {
 };
 
 std::vector<uint64_t> calib_state_new(const CalibConfig& cfg);
-// Throws RangeError (naming `name`) if `words` is not a well-formed state.
+// Throws RangeError (naming `name`) if `words` is not a well-formed state: header, length, and
+// the counts' invariants (correct <= rows, positives <= count per bin, confidence sums <= counts,
+// each histogram's counts add up to the rows, rows <= kMaxStateRows), so that no state gives an
+// impossible result (accuracy above 1, an ECE above 1).
 CalibConfig calib_state_config(const uint64_t* words, std::size_t n_words, const char* name = "state");
 
 struct ScoresArg {

@@ -56,6 +56,10 @@ void reset_cuda_memory_peak();
 int cpu_threads();
 void set_cpu_threads(int n);
 
+// memcpy on the CPU worker threads (large copies are bound by memory bandwidth, which one thread
+// does not reach). The ranges must not overlap.
+void host_copy(void* dst, const void* src, std::size_t bytes);
+
 // Whether training (moe_fit) runs with subnormals flushed to zero (FTZ/DAZ; native/core/float_mode.h
 // says why the math allows it). Default on; the environment variable CALMOE_DENORMALS=keep, or
 // set_flush_denormals(false), keeps IEEE subnormals (slower once optimiser state decays).

@@ -41,8 +41,19 @@ struct MoEConfig {
 // The device MoE work runs on for a request: as resolve_device ('auto': CUDA when a GPU is usable).
 Device moe_resolve_device(DeviceRequest request);
 
-// Throws RangeError naming the field when the configuration is unusable.
+// Throws RangeError naming the field when the configuration is unusable. Costs O(layers): no
+// allocation from the sizes a configuration claims (a hostile model document is cheap to refuse).
 void moe_check_config(const MoEConfig& c);
+
+// Hidden layers per expert / router at most, and parameters per model at most.
+constexpr std::size_t kMoEMaxHiddenLayers = 64;
+constexpr int64_t kMoEMaxParams = int64_t(1) << 34;
+// Epoch logs a fit returns at most: the last ones (each names its epoch), so a fit of many short
+// epochs holds bounded memory.
+constexpr std::size_t kMoEMaxHistory = 10000;
+
+// The parameter count of a checked configuration (moe_layout(c).total without building it).
+int64_t moe_param_count(const MoEConfig& c);
 
 // Experts active per row: K (soft), top_k (topk), 1 (hard at inference).
 int64_t moe_active_experts(const MoEConfig& c, bool training);
