@@ -152,6 +152,13 @@ describe('calmoe CLI', () => {
     expect(usage.stderr.trim()).toBe('calmoe: --checkpoint-every: needs --checkpoint <file>');
   });
 
+  it('output piped into a reader that stops early ends quietly (no EPIPE stack)', () => {
+    // `true` reads nothing and exits at once: the help text is written into a closed pipe
+    const r = spawnSync('sh', ['-c', `"${process.execPath}" "${bin}" --help | true`], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stderr).not.toMatch(/EPIPE|Unhandled/);
+  });
+
   it('doctor reports the backends', () => {
     const r = calmoe(['doctor', '--json']);
     expect(r.code).toBe(0);
