@@ -317,6 +317,8 @@ export interface NativeAddon {
   abiVersion: number;
   moeLayout(config: NativeMoEConfig): { total: number; tensors: Array<{ name: string; offset: number; shape: number[] }> };
   moeParamCount(config: NativeMoEConfig): number;
+  /** The most epoch logs a fit keeps (its last ones): calmoe/moe.h kMoEMaxHistory. */
+  moeMaxHistory: number;
   moeInit(config: NativeMoEConfig, params: Float32Array, seed: number, init: 'default' | 'normal', std: number): void;
   moePredict(config: NativeMoEConfig, params: Float32Array, temps: Float32Array | undefined, x: Float32Array, rows: number, o: PredictFlags, async?: false): NativePrediction;
   moePredict(config: NativeMoEConfig, params: Float32Array, temps: Float32Array | undefined, x: Float32Array, rows: number, o: PredictFlags, async: true): Promise<NativePrediction>;

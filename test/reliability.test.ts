@@ -144,6 +144,26 @@ describe('bounded work and waiting in fit', () => {
     expect(h.epochs[0].epoch).toBe(15_000);
     expect(h.epochs[9_999].epoch).toBe(24_999);
   });
+  it('keeps no more on the TypeScript side with early stopping and checkpoints (which see every epoch), nor in the checkpoint', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'calmoe-history-'));
+    try {
+      const m = new MoEClassifier({ inputDim: 2, classes: 2, experts: 1, expertHidden: [], seed: 1 });
+      const path = join(dir, 'ck.safetensors');
+      const h = await m.fit(x, y, { epochs: 12_000, batchSize: 4, earlyStopping: { monitor: 'loss', patience: 1e9 }, checkpoint: { path, everyEpochs: 12_000 } });
+      expect(h.epochs.length).toBe(10_000);
+      expect(h.epochs[0].epoch).toBe(2_000);
+      // the run resumes from that checkpoint (its history is the last 10,000 epochs too)
+      const back = new MoEClassifier({ inputDim: 2, classes: 2, experts: 1, expertHidden: [], seed: 1 });
+      const r = await back.fit(x, y, { epochs: 12_001, batchSize: 4, resumeFrom: path });
+      expect(r.epochs.length).toBe(10_000);
+      expect(r.epochs[9_999].epoch).toBe(12_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   it('delivers no progress queued before an abort', async () => {
     const m = new MoEClassifier({ inputDim: 2, classes: 2, experts: 1, expertHidden: [], seed: 1 });
     const ac = new AbortController();

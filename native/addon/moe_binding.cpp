@@ -419,6 +419,8 @@ void register_moe(Napi::Env env, Napi::Object exports) {
   exports.Set("moeLayout", Napi::Function::New(env, Layout, "moeLayout"));
   exports.Set("moeInit", Napi::Function::New(env, Init, "moeInit"));
   exports.Set("moeParamCount", Napi::Function::New(env, ParamCount, "moeParamCount"));
+  // the epoch logs a fit keeps (the core's limit, so the TypeScript layer keeps no more)
+  exports.Set("moeMaxHistory", Napi::Number::New(env, double(kMoEMaxHistory)));
   exports.Set("moePredict", Napi::Function::New(env, Predict, "moePredict"));
   exports.Set("moeFit", Napi::Function::New(env, Fit, "moeFit"));
 }

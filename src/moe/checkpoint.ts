@@ -9,7 +9,7 @@
  * then equals the saved state.
  */
 import { rangeError, typeError } from '../errors.js';
-import type { NativeEpochLog, NativeMoEFitOptions, NativeResumeState } from '../native.js';
+import { type NativeEpochLog, type NativeMoEFitOptions, type NativeResumeState, native } from '../native.js';
 import { optInt, readOptions } from '../validate.js';
 import { type LoadedModel, type ModelFileParts, OPTIMIZER_PREFIX, readModelFile } from './model-file.js';
 
@@ -80,7 +80,9 @@ export function readCheckpoint(path: string, name = 'resumeFrom'): Checkpoint {
   if (typeof s.rng !== 'string' || !/^[0-9]{1,20}$/.test(s.rng) || BigInt(s.rng) >= 2n ** 64n) throw bad('rng: expected an unsigned 64-bit integer (decimal string)');
   if (!isInt(s.rows, 1)) throw bad('rows: expected an integer >= 1');
   if (s.fit === null || typeof s.fit !== 'object' || !isInt(s.fit.epochs, 1) || RESUME_KEYS.some((k) => !(k in s.fit!))) throw bad(`fit: expected { epochs, ${RESUME_KEYS.join(', ')} }`);
-  if (!Array.isArray(s.history) || s.history.length !== s.epoch) throw bad(`history: expected ${s.epoch} epoch logs`);
+  // the run's last epoch logs: all of them, or the last moeMaxHistory (as a fit keeps them)
+  const logs = Math.min(s.epoch, native().moeMaxHistory);
+  if (!Array.isArray(s.history) || s.history.length !== logs) throw bad(`history: expected ${logs} epoch logs`);
   const P = model.parameters.length;
   const moment = (key: string): Float32Array => {
     const t = model.checkpoint!.tensors.get(OPTIMIZER_PREFIX + key) ?? new Float32Array(0);

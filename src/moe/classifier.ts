@@ -364,7 +364,10 @@ export class MoEClassifier {
       if (signal?.aborted) throw abortError(signal, []);
 
       const prior = resume ? resume.state.history : [];  // the checkpointed run's finished epochs
+      // this run's epoch logs, the last moeMaxHistory of them (as the native fit keeps)
+      const maxHistory = native().moeMaxHistory;
       const history: EpochLog[] = [];
+      let trained = 0;
       let callbackError: unknown;
       const tracker = stopping ? new BestTracker(stopping.monitor, stopping.minDelta) : undefined;
       const ckTracker = checkpoint ? new BestTracker(checkpoint.monitor) : undefined;
@@ -383,8 +386,10 @@ export class MoEClassifier {
           try {
             if (type === 'epoch') {
               history.push(log as EpochLog);
+              trained++;
+              if (history.length > maxHistory) history.splice(0, history.length - maxHistory);
               if (ck && saveEvery) {
-                const all = [...prior, ...history];
+                const all = [...prior, ...history].slice(-maxHistory);
                 const state: CheckpointState = { epoch: (log as EpochLog).epoch + 1, steps: ck.steps, rng: String(ck.rng), rows: m.rows, history: all,
                   fit: Object.fromEntries((['epochs', ...RESUME_KEYS] as const).map((k) => [k, fit[k]])) as CheckpointState['fit'] };
                 this.#writeFile(saveEvery.path, parameters!, this.#fitSummary(all, fit, m.rows), checkpointParts(state, ck.m, ck.v));
@@ -411,7 +416,7 @@ export class MoEClassifier {
       this.#training = true;
       try {
         const r = await handle.promise.catch((err: unknown) => {
-          if (before && history.length === 0) {  // a resume that trained nothing leaves the model as it was
+          if (before && trained === 0) {  // a resume that trained nothing leaves the model as it was
             this.#params.set(before.params);
             this.#temps.set(before.temps);
             this.#aggregateTemperature = before.aggregate;
@@ -419,7 +424,7 @@ export class MoEClassifier {
           throw err;
         });
         if (callbackError !== undefined) throw callbackError;
-        const epochs = [...prior, ...r.epochs];
+        const epochs = [...prior, ...r.epochs].slice(-maxHistory);
         if (r.cancelled && !stopped) throw abortError(signal, epochs);
         if (stopping?.restoreBest && bestParams) this.#params.set(bestParams);
         this.#summary = this.#fitSummary(epochs, fit, m.rows);
