@@ -32,8 +32,7 @@ BackendInfo backend_info() {
     info.cuda_gemm = lt.usable ? "cublaslt" : "calmoe";
     info.cuda_gemm_library = lt.path;
     info.cuda_gemm_library_origin = lt.origin;
-    if (lt.version)
-      info.cuda_gemm_library_version = std::to_string(lt.version / 10000) + "." + std::to_string(lt.version / 100 % 100) + "." + std::to_string(lt.version % 100);
+    info.cuda_gemm_library_version = cuda::cublaslt_version_string(lt.version);
     info.cuda_gemm_reason = lt.reason;
     info.cuda_gemm_fallbacks = cuda::gemm_fallbacks();
   }

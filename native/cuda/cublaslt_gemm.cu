@@ -214,10 +214,13 @@ const lt::Api& api() { return g_proc->lib.api; }
 
 const LtInfo& cublaslt_info() { return process().info; }
 
+std::string cublaslt_version_string(std::size_t v) {
+  return v ? std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100) : std::string();
+}
+
 std::string cublaslt_summary() {
   const LtInfo& i = cublaslt_info();
-  auto ver = [](std::size_t v) { return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100); };
-  if (i.usable) return "cublaslt " + ver(i.version) + (i.fake ? " (fake, emulated)" : "") + " at " + i.path + " (" + i.origin + ")";
+  if (i.usable) return "cublaslt " + cublaslt_version_string(i.version) + (i.fake ? " (fake, emulated)" : "") + " at " + i.path + " (" + i.origin + ")";
   return "calmoe (cuBLASLt not used: " + i.reason + ")";
 }
 

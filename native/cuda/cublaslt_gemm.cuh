@@ -39,6 +39,8 @@ struct LtInfo {
 // Loads cuBLASLt and runs its self-check on the current device, once per process (thread-safe);
 // later calls return the same answer. Without a usable GPU: not usable, with the reason.
 const LtInfo& cublaslt_info();
+// "13.1.0" for cublasLtGetVersion()'s 130100 (an empty string for 0: no library).
+std::string cublaslt_version_string(std::size_t version);
 // The library's description for backendInfo and the benchmark: "cublaslt 13.1.0 (path, origin)"
 // or "calmoe (reason)".
 std::string cublaslt_summary();

@@ -251,7 +251,6 @@ class CudaEngine final : public moe::Engine {
     DeviceBuffer<ExpertGemm> tmpl;         // sets x K
     std::vector<ExpertGemm> tmpl_host;     // the same on the host (the cuBLASLt path plans there)
     DeviceBuffer<float> xg;                // cuBLASLt path, top-k: the entries' rows of x in entry order (E x d)
-    std::vector<int64_t> h_offset;         // cuBLASLt path: each expert's first entry (K + 1), on the host
     DeviceBuffer<GemmDesc> descs;          // sets x K
     DeviceBuffer<int64_t> tile_start;      // sets x (K + 1)
     std::vector<int64_t> rhid, ehid;
@@ -292,7 +291,7 @@ class CudaEngine final : public moe::Engine {
   // engine uses it and the GEMM reads no gathered rows, else on calmoe's kernel.
   void run_gemm(const GemmDesc& d0, const GemmDesc* d1 = nullptr, int64_t count = 1);
   // Set `set` of the experts' GEMMs: one grouped launch planned on the device (calmoe's kernels),
-  // or on cuBLASLt from f.h_offset (one strided batch when every expert reads every row, else one
+  // or on cuBLASLt from h_offset_ (one strided batch when every expert reads every row, else one
   // GEMM per expert with entries).
   void run_set(Pass& f, int64_t set, int64_t max_tiles);
   void launch_set(Pass& f, int64_t set, int64_t max_tiles) {
@@ -320,10 +319,12 @@ class CudaEngine final : public moe::Engine {
   GemmMath math_ = GemmMath::Fp32;
 
   DeviceBuffer<float> params_, grad_, m_, v_, next_, inv_temp_;
-  GemmWorkspace gemm_ws_;
+  GemmWorkspace gemm_ws_;  // split-K of the single GEMMs (the router's; gemm.cuh)
   // TF32 / BF16 GEMMs on cuBLASLt (when cublaslt_info().usable; FP32 always on calmoe's kernel)
   std::unique_ptr<LtRunner> lt_;
-  Pinned<int64_t> h_offset_;  // split-K of the single GEMMs (the router's; gemm.cuh)
+  // cuBLASLt path: each expert's first entry (K + 1) of the pass that ran last, on the host (its
+  // sizes come from there); a pass's backward follows its forward on this engine's one thread
+  Pinned<int64_t> h_offset_;
   PhaseTimer phases_;      // CALMOE_CUDA_PHASES=1: per-phase times of each training step
   bool have_m_ = false, have_v_ = false;
   int64_t steps_ = 0;
@@ -636,15 +637,13 @@ void CudaEngine::forward(Pass& f, int64_t n, bool training) {
     // cuBLASLt takes its sizes from the host: every expert's count is n when each reads every row;
     // else the dispatch's offsets come back (the step's one wait before the experts) and the
     // entries' rows of x are gathered for them
-    f.h_offset.assign(std::size_t(K + 1), 0);
     if (f.a == K) {
-      for (int64_t k = 0; k <= K; ++k) f.h_offset[std::size_t(k)] = k * n;
+      for (int64_t k = 0; k <= K; ++k) h_offset_.get()[k] = k * n;
     } else {
       check(cudaMemcpyAsync(h_offset_.get(), f.offset.get(), std::size_t(K + 1) * sizeof(int64_t), cudaMemcpyDeviceToHost, stream_),
             "cudaMemcpyAsync D2H");
       moe_rows::gather_rows(f.x.get(), f.entry_row.get(), E, d, f.xg.get(), stream_);
       check(cudaStreamSynchronize(stream_), "moe dispatch");
-      std::memcpy(f.h_offset.data(), h_offset_.get(), std::size_t(K + 1) * sizeof(int64_t));
     }
   }
   if (training) phases_.mark("route_dispatch", stream_);
@@ -658,7 +657,7 @@ void CudaEngine::run_gemm(const GemmDesc& d0, const GemmDesc* d1, int64_t count)
   const int64_t sa = d1 ? step(d0.a.p, d1->a.p) : 0, sb = d1 ? step(d0.b.p, d1->b.p) : 0, sc = d1 ? step(d0.c, d1->c) : 0;
   const int64_t sbias = d1 ? step(d0.bias, d1->bias) : 0, spre = d1 ? step(d0.pre, d1->pre) : 0;
   const int64_t sdpre = d1 ? step(d0.dact_pre, d1->dact_pre) : 0;
-  const bool lt_form = lt_ && !d0.a.rows && !d0.b.rows && !(d0.pre && (d0.beta != 0 || d0.act == GemmAct::None)) && count <= std::numeric_limits<int32_t>::max();
+  const bool lt_form = lt_ && !d0.a.rows && !d0.b.rows && !(d0.pre && (d0.beta != 0 || d0.act == GemmAct::None));
   if (lt_form) {
     // ReLU without a saved pre-activation goes into cuBLASLt's epilogue; GELU, a saved
     // pre-activation or a backward through the activation run after it (gemm_epilogue_kernel)
@@ -714,8 +713,8 @@ void CudaEngine::run_set(Pass& f, int64_t set, int64_t max_tiles) {
   }
   const int64_t K = c_.experts;
   const auto at = [&](int64_t k) {
-    const int64_t o = f.h_offset[std::size_t(k)];
-    return expert_gemm_at(f.tmpl_host[std::size_t(set * K + k)], o, f.h_offset[std::size_t(k + 1)] - o);
+    const int64_t o = h_offset_.get()[k];
+    return expert_gemm_at(f.tmpl_host[std::size_t(set * K + k)], o, h_offset_.get()[k + 1] - o);
   };
   if (f.a == K && K > 1) {  // every expert reads every row: one strided batch
     const GemmDesc d0 = at(0), d1 = at(1);
@@ -723,7 +722,7 @@ void CudaEngine::run_set(Pass& f, int64_t set, int64_t max_tiles) {
     return;
   }
   for (int64_t k = 0; k < K; ++k) {
-    if (f.h_offset[std::size_t(k + 1)] == f.h_offset[std::size_t(k)]) continue;  // no entries (its dW stays the step's zero)
+    if (h_offset_.get()[k + 1] == h_offset_.get()[k]) continue;  // no entries (its dW stays the step's zero)
     run_gemm(at(k));
   }
 }
