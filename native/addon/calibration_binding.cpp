@@ -1,4 +1,5 @@
 // N-API surface of the calibration histogram (see src/metrics/ for the typed TS API).
+#include <exception>
 #include <memory>
 
 #include "addon/args.h"
@@ -104,28 +105,48 @@ Napi::Value StateNew(const Napi::CallbackInfo& info) {
 }
 
 // Runs `update(delta)` into a zeroed state of the same config, then merges delta into `state`.
-// Async: the update runs on a worker thread and the merge on the main thread, so concurrent
-// updates of one accumulator compose exactly (integer sums).
-// `in` holds the update's inputs (copies when async).
+// Async: the merge runs on the main thread when the promise settles, so concurrent updates of one
+// accumulator compose exactly (integer sums). Where `update` runs:
+// - in copies (CUDA): on a worker thread, reading the copies `in` holds (call_inputs.h);
+// - in place (CPU, the default): during the call, on the CPU threads. The update is one pass over
+//   the inputs into a fixed-size histogram; a copy would read the same bytes and write them once
+//   more, so the pass costs less than the copy it replaces (bench/async-inputs.ts, W3) and blocks
+//   the event loop for less time. Nothing of the caller's memory is read after the call returns.
 template <class Update>
-Napi::Value run_update(const Napi::CallbackInfo& info, std::shared_ptr<CallInputs> in, Update update) {
+Napi::Value run_update(const Napi::CallbackInfo& info, bool async, std::shared_ptr<CallInputs> in, Update update) {
   Napi::Value state_v = arg(info, 0, "state");
   View<uint64_t> state = u64_array(state_v, "state");
   const CalibConfig cfg = calib_state_config(state.data, state.length);
   auto delta = std::make_shared<std::vector<uint64_t>>(calib_state_new(cfg));
-  if (!in->copies()) {
+  if (!async) {
     update(*delta);
     calib_merge(state.data, state.length, delta->data(), delta->size());
     return info.Env().Undefined();
   }
+  AsyncTask::Work work = [delta, update, in]() { update(*delta); };
+  if (!in->copies()) {
+    std::exception_ptr failure;  // settles the promise as the worker's error would
+    try {
+      update(*delta);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    work = [failure]() {
+      if (failure) std::rethrow_exception(failure);
+    };
+  }
   return AsyncTask::Start(
-      info.Env(), {}, [delta, update, in]() { update(*delta); },
+      info.Env(), {}, std::move(work),
       [delta, state_v_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(state_v))](Napi::Env env) -> Napi::Value {
         View<uint64_t> s = u64_array(state_v_ref->Value(), "state");
         calib_merge(s.data, s.length, delta->data(), delta->size());
         return env.Undefined();
       });
 }
+
+// An async histogram update copies its inputs only where it runs on a worker (CUDA); on the CPU it
+// reads them in place during the call (run_update).
+bool update_copies(bool async, Device dev) { return async && dev != Device::Cpu; }
 
 // calibUpdateRows(state, scores, rows, cols, labels, { input, sumTolerance, device, groups }, async)
 Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
@@ -137,7 +158,7 @@ Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
     require_length(scores.length, std::size_t(rows * cols), "scores", "elements (rows x cols)");
     require_length(labels.length, std::size_t(rows), "labels", "labels (one per row)");
     Napi::Object o = object(arg(info, 5, "options"), "options");
-    auto in = std::make_shared<CallInputs>(async_arg(info, 6));
+    const bool async = async_arg(info, 6);
     ScoresArg s;
     s.rows = rows;
     s.cols = cols;
@@ -146,11 +167,12 @@ Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
     const Device dev = calib_resolve_device(device_request(own(o, "device")));
     const View<const int32_t> groups = group_ids(o, std::size_t(rows));
     const View<const float> weights = row_weights(o, std::size_t(rows));
+    auto in = std::make_shared<CallInputs>(update_copies(async, dev));
     s.data = in->hold(scores);
     const int32_t* y = in->hold(labels);
     const int32_t* g = in->hold(groups);
     const float* wt = in->hold(weights);
-    return run_update(info, in, [=](std::vector<uint64_t>& d) {
+    return run_update(info, async, in, [=](std::vector<uint64_t>& d) {
       calib_update_rows(dev, s, y, d.data(), d.size(), g, wt);
     });
   });
@@ -165,13 +187,14 @@ Napi::Value UpdateBinary(const Napi::CallbackInfo& info) {
     Napi::Object o = object(arg(info, 3, "options"), "options");
     const Device dev = calib_resolve_device(device_request(own(o, "device")));
     const View<const int32_t> groups = group_ids(o, p.length);
-    auto in = std::make_shared<CallInputs>(async_arg(info, 4));
+    const bool async = async_arg(info, 4);
+    auto in = std::make_shared<CallInputs>(update_copies(async, dev));
     const float* pd = in->hold(p);
     const int32_t* y = in->hold(labels);
     const int64_t n = int64_t(p.length);
     const int32_t* g = in->hold(groups);
     const float* wt = in->hold(row_weights(o, p.length));
-    return run_update(info, in, [=](std::vector<uint64_t>& d) {
+    return run_update(info, async, in, [=](std::vector<uint64_t>& d) {
       calib_update_binary(dev, pd, y, n, d.data(), d.size(), g, wt);
     });
   });
@@ -186,13 +209,14 @@ Napi::Value UpdateConfidence(const Napi::CallbackInfo& info) {
     Napi::Object o = object(arg(info, 3, "options"), "options");
     const Device dev = calib_resolve_device(device_request(own(o, "device")));
     const View<const int32_t> groups = group_ids(o, c.length);
-    auto in = std::make_shared<CallInputs>(async_arg(info, 4));
+    const bool async = async_arg(info, 4);
+    auto in = std::make_shared<CallInputs>(update_copies(async, dev));
     const float* cd = in->hold(c);
     const uint8_t* okd = in->hold(ok);
     const int64_t n = int64_t(c.length);
     const int32_t* g = in->hold(groups);
     const float* wt = in->hold(row_weights(o, c.length));
-    return run_update(info, in, [=](std::vector<uint64_t>& d) {
+    return run_update(info, async, in, [=](std::vector<uint64_t>& d) {
       calib_update_confidence(dev, cd, okd, n, d.data(), d.size(), g, wt);
     });
   });

@@ -5,6 +5,8 @@
 // was at the call, never a read of freed memory. Outputs are arrays the call allocates itself and
 // hands to JavaScript only when it settles, so they need no copy. The copy runs on the CPU worker
 // threads into pooled memory (copy_pool.h): its cost is bench/async-inputs.ts's async vs sync.
+// One exception: an async calibration histogram update on the CPU makes its single pass over the
+// inputs during the call instead of copying them (calibration_binding.cpp, run_update).
 #pragma once
 #include <cstddef>
 #include <cstring>
