@@ -43,9 +43,10 @@ describe('fit owns its data and parameters', () => {
 });
 
 describe('stopping a fit', () => {
-  it('worker.terminate() stops a running fit (an environment cleanup hook) instead of waiting for it', () => {
-    expect(scenario('terminate-during-fit', 60_000).ok).toBe(true);
-  });
+  // 60 workers stopped at random moments (the scenario says why): slow under the sanitizers
+  it('worker.terminate() stops a running fit (an environment cleanup hook) instead of waiting for it, and never kills the process', () => {
+    expect(scenario('terminate-during-fit').ok).toBe(true);
+  }, 300_000);
 });
 
 describe('setThreads() while calls run', () => {
