@@ -134,6 +134,51 @@ describe('predict never returns NaN silently', () => {
   });
 });
 
+describe("predict's probabilities are what the metrics accept", () => {
+  // Every expert sure of class 0 (p_k = [1, 0, 0] exactly in float32) under a spread router: the
+  // mixture sum_k r_k p_k is the float sum of the router weights, 1 + an ulp on many rows (637
+  // of these 4,000 before the fix), which ece, applyTemperature (the aggregate temperature) and
+  // fit's validation refused as "not a probability in [0, 1]".
+  const model = () => {
+    const m = new MoEClassifier({ inputDim: 4, classes: 3, experts: 8, seed: 3, expertHidden: [] });
+    for (const t of m.tensors()) {
+      if (/^experts\.\d+\.0\.bias$/.test(t.name)) t.data.set([60, 0, 0]);
+      else if (t.name.startsWith('experts.')) t.data.fill(0);
+      else if (t.name === 'router.0.weight') t.data.forEach((v, i) => { t.data[i] = v * 3; });
+    }
+    return m;
+  };
+  const n = 4000;
+  const x = { data: new Float32Array(n * 4).map((_, i) => Math.sin(i * 1.7) * 2), rows: n, cols: 4 };
+  it('a mixture that rounds above 1 is 1 (against the mixture in doubles), sync and async', async () => {
+    const m = model();
+    const sync = m.predictSync(x, { returnRouting: true });
+    const { weights, expertProbs } = sync.routing;
+    let above = 0;
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < 3; c++) {
+        let mix = 0;
+        for (let k = 0; k < 8; k++) mix += weights.data[i * 8 + k] * expertProbs[(i * 8 + k) * 3 + c];
+        if (Math.fround(mix) > 1) above++;
+        expect(Math.abs(sync.probs.data[i * 3 + c] - Math.min(mix, 1))).toBeLessThanOrEqual(1e-6);
+        expect(sync.probs.data[i * 3 + c]).toBeLessThanOrEqual(1);
+      }
+    }
+    expect(above).toBeGreaterThan(0);  // the case is real: the double mixture rounds above 1 on some rows
+    expect((await m.predict(x)).probs.data).toEqual(sync.probs.data);
+    expect(metrics.eceSync(sync.probs, new Int32Array(n))).toBeLessThan(1e-6);
+  });
+  it('the aggregate temperature, evaluate and a fit with validation take them', async () => {
+    const m = model();
+    m.setAggregateTemperature(1.5);
+    for (const p of (await m.predict(x)).probs.data) expect(p).toBeLessThanOrEqual(1);
+    const y = new Int32Array(n);
+    expect((await m.evaluate(x, y)).accuracy).toBe(1);
+    const h = await model().fit(x, y, { epochs: 1, validation: { x, y }, optimizer: { type: 'sgd', lr: 1e-30 } });
+    expect(h.epochs[0].valAccuracy).toBe(1);
+  });
+});
+
 describe('bounded work and waiting in fit', () => {
   const x = { data: new Float32Array([0.1, 0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]), rows: 4, cols: 2 };
   const y = [0, 1, 0, 1];

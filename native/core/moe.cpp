@@ -30,6 +30,18 @@ int64_t first_non_finite(const float* v, int64_t n) {
   return -1;
 }
 
+// A model's probabilities as the metrics accept them: the mixture sum_k r_k p_k of probabilities
+// that each are <= 1 can round to 1 + an ulp in float32 (a calmoe experiment run on Fashion-MNIST
+// stopped on one), which calibration's input check rightly refuses. Such values become 1; the
+// first non-finite value's index is returned (-1: none).
+int64_t settle_probabilities(float* p, int64_t n) {
+  const int64_t chunk = int64_t(1) << 18, chunks = (n + chunk - 1) / chunk;
+  cpu::parallel_for(chunks, [&](int64_t k, int) {
+    for (int64_t i = k * chunk, e = std::min(n, (k + 1) * chunk); i < e; ++i) p[i] = p[i] > 1.0f ? 1.0f : p[i];
+  });
+  return first_non_finite(p, n);
+}
+
 // Non-finite features poison every later step (fit) or give NaN probabilities (predict): both
 // reject them up front, naming the first. `name` prefixes the message ("x", "train x").
 void check_features(const MoEConfig& c, const float* x, int64_t rows, const std::string& name) {
@@ -83,6 +95,7 @@ Validation validate(moe::Engine& e, const MoEConfig& c, const Dataset& v) {
   PredictOutputs out;
   out.probs = probs.data();
   e.predict(v.x, v.rows, out);
+  settle_probabilities(probs.data(), v.rows * c.classes);
   CalibConfig cc;
   auto st = calib_state_new(cc);
   ScoresArg s;
@@ -148,7 +161,7 @@ void moe_predict(Device dev, const MoEConfig& c, const float* params, const floa
   e->predict(x, rows, out);
   // Finite features can still overflow (huge values, huge parameters, a tiny router temperature):
   // a NaN probability is an error naming the row, never a silent result.
-  const int64_t bad = first_non_finite(out.probs, rows * c.classes);
+  const int64_t bad = settle_probabilities(out.probs, rows * c.classes);
   if (bad >= 0)
     throw_range("x: row " + std::to_string(bad / c.classes) +
                 " gives non-finite probabilities (its features, the parameters or the router temperature overflow float32)");
