@@ -1,13 +1,16 @@
 // The shift experiment (src/experiment) on tiny settings, through the library and `calmoe
 // experiment --json` (dist/cli/main.js): the table's shape, the conclusion against the numbers,
-// the shifts' weights, and a self-contained HTML report.
+// the shifts' weights, a self-contained HTML report, and --full (its data found, or exit code 3,
+// and its settings under the options given).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MoEClassifier, experiment, io, report } from '../src/index.js';
+import { idxBytes } from './idx-data.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'calmoe-experiment-'));
@@ -159,5 +162,81 @@ describe('shift experiment', () => {
     expect(html).toContain(report.escapeXml(j.conclusion.shift));
     const help = spawnSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'experiment', '--help'], { encoding: 'utf8' });
     expect(help.stdout).toContain('Examples:');
+  });
+});
+
+describe('calmoe experiment --full', () => {
+  // Fashion-MNIST as Debian installs it, in small: 60 gzip IDX images of 4 x 4 pixels (a bright
+  // pixel per class, plus seeded noise) under the Debian names, in a folder CALMOE_FASHION_MNIST_DIR names
+  const fixture = join(dir, 'fashion-mnist'), empty = join(dir, 'no-fashion-mnist'), n = 60;
+  mkdirSync(fixture);
+  mkdirSync(empty);
+  const g = experiment.seededRandom(5), labels = Uint8Array.from({ length: n }, (_, i) => i % 10);
+  const pixels = Uint8Array.from({ length: n * 16 }, (_, j) => (j % 16 === labels[Math.floor(j / 16)] ? 255 : Math.floor(g.next() * 100)));
+  writeFileSync(join(fixture, 'train-images-idx3-ubyte.gz'), gzipSync(idxBytes(0x08, [n, 4, 4], pixels)));
+  writeFileSync(join(fixture, 'train-labels-idx1-ubyte.gz'), gzipSync(idxBytes(0x08, [n], labels)));
+  const run = (args: string[], folder: string) => spawnSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'experiment', ...args],
+    { encoding: 'utf8', env: { ...process.env, CALMOE_NUM_THREADS: '1', [experiment.FASHION_MNIST_DIR_ENV]: folder } });
+
+  it('finds the Debian files (one constant, overridable for a copy elsewhere) and says which are missing', () => {
+    expect(experiment.FASHION_MNIST_DIR).toBe('/usr/share/datasets/fashion-mnist');
+    expect(experiment.fashionMnistFiles(fixture)).toEqual({ dir: fixture, images: join(fixture, 'train-images-idx3-ubyte.gz'),
+      labels: join(fixture, 'train-labels-idx1-ubyte.gz'), missing: [] });
+    expect(experiment.fashionMnistFiles(empty).missing).toEqual([join(empty, 'train-images-idx3-ubyte.gz'), join(empty, 'train-labels-idx1-ubyte.gz')]);
+    const before = process.env[experiment.FASHION_MNIST_DIR_ENV];
+    try {
+      delete process.env[experiment.FASHION_MNIST_DIR_ENV];
+      expect(experiment.fashionMnistDir()).toBe(experiment.FASHION_MNIST_DIR);
+      process.env[experiment.FASHION_MNIST_DIR_ENV] = fixture;
+      expect(experiment.fashionMnistFiles().images).toBe(join(fixture, 'train-images-idx3-ubyte.gz'));
+    } finally {
+      if (before === undefined) delete process.env[experiment.FASHION_MNIST_DIR_ENV];
+      else process.env[experiment.FASHION_MNIST_DIR_ENV] = before;
+    }
+  });
+
+  it('runs the full run\'s settings on the installed files', () => {
+    const r = run(['--full', '--etas', 'none', '--no-progress', '--json'], fixture);
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as experiment.ExperimentResult;
+    expect(j.settings).toEqual({ ...experiment.FULL_RUN, etas: [] });
+    expect(experiment.FULL_RUN).toEqual({ seeds: 5, epochs: 15, experts: 8, expertHidden: [128], batchSize: 128 });
+    expect(j.data).toMatchObject({ name: join(fixture, 'train-images-idx3-ubyte.gz'), rows: n, train: 36, validation: 12, testPool: 12, features: 16, classes: 10 });
+    expect(j.table[0].accuracy.values).toHaveLength(5);
+  });
+
+  it('options and a data file given explicitly win over --full\'s', () => {
+    const x = join(dir, 'other-images-idx3-ubyte'), y = join(dir, 'other-labels-idx1-ubyte');
+    writeFileSync(x, idxBytes(0x08, [40, 4, 4], pixels.subarray(0, 40 * 16)));
+    writeFileSync(y, idxBytes(0x08, [40], labels.subarray(0, 40)));
+    const r = run(['--full', x, '--labels', y, '--seeds', '2', '--epochs', '1', '--experts', '2', '--expert-hidden', '4', '--batch-size', '16',
+      '--etas', 'none', '--no-progress', '--json'], empty);
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as experiment.ExperimentResult;
+    expect(j.settings).toEqual({ seeds: 2, epochs: 1, experts: 2, expertHidden: [4], batchSize: 16, etas: [] });
+    expect(j.data).toMatchObject({ name: x, rows: 40 });
+    // one option given, the others the full run's
+    const one = run(['--full', '--seeds', '1', '--etas', 'none', '--no-progress', '--json'], fixture);
+    expect(one.status, one.stderr).toBe(0);
+    expect((JSON.parse(one.stdout) as experiment.ExperimentResult).settings).toEqual({ ...experiment.FULL_RUN, seeds: 1, etas: [] });
+  });
+
+  it('without the data: exit code 3, saying how to install them or which files to give', () => {
+    const r = run(['--full', '--no-progress'], empty);
+    expect(r.status).toBe(3);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('apt-get install dataset-fashion-mnist');
+    expect(r.stderr).toContain(join(empty, 'train-images-idx3-ubyte.gz'));
+    expect(r.stderr).toContain('--labels train-labels-idx1-ubyte.gz');
+    const labelsOnly = join(dir, 'labels-only');
+    mkdirSync(labelsOnly);
+    writeFileSync(join(labelsOnly, 'train-images-idx3-ubyte.gz'), gzipSync(idxBytes(0x08, [n, 4, 4], pixels)));
+    const half = run(['--full', '--no-progress'], labelsOnly);
+    expect(half.status).toBe(3);
+    expect(half.stderr).toContain(`${join(labelsOnly, 'train-labels-idx1-ubyte.gz')} not found`);
+    expect(half.stderr).not.toContain('train-images-idx3-ubyte.gz not found');
+    const labelsWithout = run(['--full', '--labels', join(fixture, 'train-labels-idx1-ubyte.gz'), '--no-progress'], fixture);
+    expect(labelsWithout.status).toBe(2);
+    expect(labelsWithout.stderr).toContain('--labels go with a data file');
   });
 });

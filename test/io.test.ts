@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MoEClassifier, io } from '../src/index.js';
+import { idxBytes as idx } from './idx-data.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'calmoe-io-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -133,14 +134,6 @@ describe('.npy', () => {
     expect(() => io.readNpy(q)).toThrow(/Fortran order/);
   });
 });
-
-function idx(type: number, shape: number[], body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + 4 * shape.length + body.length);
-  out.set([0, 0, type, shape.length]);
-  shape.forEach((d, i) => new DataView(out.buffer).setUint32(4 + 4 * i, d, false));
-  out.set(body, 4 + 4 * shape.length);
-  return out;
-}
 
 describe('IDX (MNIST family)', () => {
   it('reads images and labels, gzip or not, and big-endian floats', () => {

@@ -1,15 +1,19 @@
-/** `calmoe experiment`: the shift experiment (src/experiment) on the mnist package's digits or a data file, with an HTML report. */
+/**
+ * `calmoe experiment`: the shift experiment (src/experiment) on the mnist package's digits, a data
+ * file, or (--full) Fashion-MNIST from Debian's dataset-fashion-mnist, with an HTML report.
+ */
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { setThreads } from '../backend.js';
 import { toUnitRange } from '../experiment/domains.js';
 import { experimentReport } from '../experiment/report.js';
 import { runExperiment, type ExperimentProgress } from '../experiment/runner.js';
-import { formatSpread } from '../experiment/summary.js';
+import { FASHION_MNIST_DIR_ENV, FULL_RUN, fashionMnistDir, fashionMnistFiles } from '../experiment/full-run.js';
+import { experimentText } from '../experiment/text.js';
 import { classNamesOf, encodeLabels } from '../io/labels.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import type { Matrix } from '../validate.js';
-import { EXIT_CODES_HELP, intArg, listArg, loadData, output } from './common.js';
+import { CliError, EXIT, EXIT_CODES_HELP, intArg, listArg, loadData, output } from './common.js';
 
 /** "0.5,2" -> [0.5, 2]; "none" -> []. */
 function etaList(v: string): number[] {
@@ -22,7 +26,25 @@ function etaList(v: string): number[] {
 }
 
 interface ExperimentArgs { label?: string; labels?: string; rows?: number; seeds: number; epochs: number; experts: number; expertHidden: number[];
-  batchSize: number; etas: number[]; out?: string; threads?: number; progress: boolean; json?: boolean }
+  batchSize: number; etas: number[]; full?: boolean; out?: string; threads?: number; progress: boolean; json?: boolean }
+
+/** --full: the full run's settings where the command line gave none (options given explicitly win). */
+function withFullRun(cmd: Command, o: ExperimentArgs): ExperimentArgs {
+  const unset = Object.entries(FULL_RUN).filter(([key]) => cmd.getOptionValueSource(key) !== 'cli');
+  return { ...o, ...Object.fromEntries(unset.map(([key, v]) => [key, Array.isArray(v) ? [...v] : v])) };
+}
+
+/** --full without a data file: the Debian package's files, or exit code 3 saying how to get them. */
+function debianFashionMnist(o: ExperimentArgs): { dataPath: string; labels: string } {
+  const f = fashionMnistFiles();
+  if (f.missing.length > 0)
+    throw new CliError(`--full: Fashion-MNIST is not installed (${f.missing.join(' and ')} not found): apt-get install dataset-fashion-mnist ` +
+      `(or set ${FASHION_MNIST_DIR_ENV} to a folder holding its IDX files), or give the files: ` +
+      'calmoe experiment --full train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz', EXIT.input);
+  if (o.label !== undefined || o.labels !== undefined)
+    throw new CliError("--full: --label and --labels go with a data file; without one, the labels are the Debian package's", EXIT.usage);
+  return { dataPath: f.images, labels: f.labels };
+}
 
 /** A bar on a terminal, a line per trained model otherwise (as `train`'s display does). */
 function progressDisplay(total: number): { update(p: ExperimentProgress): void; stop(): void } {
@@ -49,6 +71,9 @@ export function experimentCommand(): Command {
     .option('--expert-hidden <sizes>', "each expert's hidden layer sizes ('none': linear)", listArg, [64])
     .option('--batch-size <n>', 'minibatch rows', intArg(1), 128)
     .option('--etas <list>', "tilts tried for the tilted variants (robust-filtered, 'term'), chosen per seed on validation ('none': no tilted variants)", etaList, [0.5, 2])
+    .option('--full', `the full run: Fashion-MNIST's 60,000 training images from Debian's dataset-fashion-mnist (${fashionMnistDir()}; ` +
+      `or the data file given), ${FULL_RUN.seeds} seeds, ${FULL_RUN.epochs} epochs, ${FULL_RUN.experts} experts of ${FULL_RUN.expertHidden.join(',')} hidden units, ` +
+      `batch ${FULL_RUN.batchSize}, all cores; options given explicitly win`)
     .option('-o, --out <file>', 'write the HTML report here (one self-contained file)')
     .option('--threads <n>', 'CPU threads (default: all cores)', intArg(1, 4096))
     .addOption(new Option('--no-progress', 'no progress display on stderr'))
@@ -56,15 +81,19 @@ export function experimentCommand(): Command {
     .addHelpText('after', `
 Examples:
   $ calmoe experiment --out report.html                       # mnist digits, 3 seeds, 10 epochs
+  $ calmoe experiment --full --out fashion.html                # the full run (apt-get install dataset-fashion-mnist)
+  $ calmoe experiment --full --seeds 2 --out fashion.html     # the full run's settings, 2 seeds
   $ calmoe experiment train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz \\
-      --seeds 5 --epochs 15 --experts 8 --expert-hidden 128 --out fashion.html   # Fashion-MNIST IDX files
+      --seeds 5 --epochs 15 --experts 8 --expert-hidden 128 --out fashion.html   # IDX files anywhere
   $ calmoe experiment --rows 2000 --seeds 1 --epochs 2 --etas none --json
 ${EXIT_CODES_HELP}`)
-    .action(async (dataPath: string | undefined, o: ExperimentArgs) => {
+    .action(async (dataArg: string | undefined, args: ExperimentArgs, cmd: Command) => {
+      const o = args.full ? withFullRun(cmd, args) : args;
+      const { dataPath, labels } = o.full && dataArg === undefined ? debianFashionMnist(o) : { dataPath: dataArg, labels: o.labels };
       if (o.threads) setThreads(o.threads);
       let data: { x: Matrix; y: Int32Array } | undefined;
       if (dataPath !== undefined) {
-        const d = await loadData(dataPath, o, true);
+        const d = await loadData(dataPath, { label: o.label, labels }, true);
         const y = d.labels instanceof Int32Array ? d.labels : encodeLabels(d.labels!, classNamesOf(d.labels!)).labels;
         data = { x: toUnitRange(d.x), y };
       }
@@ -78,15 +107,6 @@ ${EXIT_CODES_HELP}`)
       }
       if (o.out !== undefined) writeFileAtomic(o.out, new TextEncoder().encode(experimentReport(result)));
       const { reliability: _diagrams, ...summary } = result;
-      output(!!o.json, { ...summary, report: o.out ?? null }, () => [
-        `${result.data.name}: ${result.data.train} train, ${result.data.validation} validation, ${result.data.testPool} test pool; ` +
-          `${result.settings.seeds} seed(s), ${result.settings.epochs} epochs; mean ± sd over seeds`,
-        '',
-        ['model', 'evaluation', 'accuracy', 'ECE', 'NLL', 'Brier'].join(' | '),
-        ...result.table.map((t) => [t.model, t.evaluation, formatSpread(t.accuracy), formatSpread(t.ece), formatSpread(t.nll), formatSpread(t.brier)].join(' | ')),
-        '',
-        result.conclusion.text,
-        ...(o.out !== undefined ? [`report: ${o.out}`] : []),
-      ].join('\n'));
+      output(!!o.json, { ...summary, report: o.out ?? null }, () => experimentText(result) + (o.out !== undefined ? `\nreport: ${o.out}` : ''));
     });
 }
