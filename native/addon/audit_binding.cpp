@@ -9,6 +9,7 @@
 #include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/audit.h"
+#include "calmoe/limits.h"
 
 namespace calmoe::addon {
 namespace {
@@ -23,7 +24,7 @@ Napi::Value MoeAuditRows(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = object(arg(info, 0, "options"), "options");
     MoeAuditArg a;
-    a.rows = integer(own(o, "rows"), "rows", 0, int64_t(1) << 40);
+    a.rows = integer(own(o, "rows"), "rows", 0, limits::kMaxElements);
     a.slots = integer(own(o, "slots"), "slots", 1, INT32_MAX);
     a.experts = own(o, "experts").IsUndefined() ? 0 : integer(own(o, "experts"), "experts", 1, INT32_MAX);
     a.classes = own(o, "classes").IsUndefined() ? 0 : integer(own(o, "classes"), "classes", 1, INT32_MAX);

@@ -6,6 +6,7 @@
 #include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/calibration.h"
+#include "calmoe/limits.h"
 
 namespace calmoe::addon {
 namespace {
@@ -86,7 +87,7 @@ Napi::Value StateNew(const Napi::CallbackInfo& info) {
     Napi::Object o = object(arg(info, 0, "options"), "options");
     CalibConfig c;
     c.kind = kind_arg(own(o, "kind"));
-    c.bins = int(integer(own(o, "bins"), "bins", 1, 1 << 20));
+    c.bins = int(integer(own(o, "bins"), "bins", 1, limits::kMaxCalibrationBins));
     if (c.kind == CalibKind::Classwise) {
       c.groups = int(integer(own(o, "classes"), "classes", 1, INT32_MAX));
     } else if (!own(o, "groups").IsUndefined()) {
@@ -131,7 +132,7 @@ Napi::Value run_update(const Napi::CallbackInfo& info, std::shared_ptr<CallInput
 Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     View<const float> scores = f32_array(arg(info, 1, "scores"), "scores");
-    const int64_t rows = integer(arg(info, 2, "rows"), "rows", 0, int64_t(1) << 40);
+    const int64_t rows = integer(arg(info, 2, "rows"), "rows", 0, limits::kMaxElements);
     const int64_t cols = integer(arg(info, 3, "cols"), "cols", 1, INT32_MAX);
     View<const int32_t> labels = i32_array(arg(info, 4, "labels"), "labels");
     require_length(scores.length, std::size_t(rows * cols), "scores", "elements (rows x cols)");
@@ -232,7 +233,7 @@ Napi::Value EqualMass(const Napi::CallbackInfo& info) {
     Napi::Object o = object(arg(info, 0, "options"), "options");
     EqualMassArg a;
     a.kind = kind_arg(own(o, "kind"));
-    a.bins = int(integer(own(o, "bins"), "bins", 1, 1 << 20));
+    a.bins = int(integer(own(o, "bins"), "bins", 1, limits::kMaxCalibrationBins));
     a.extras = boolean(own(o, "extras"), "extras");
     const bool async = async_arg(info, 1);
     auto in = std::make_shared<CallInputs>(async);
@@ -246,7 +247,7 @@ Napi::Value EqualMass(const Napi::CallbackInfo& info) {
     } else {
       View<const float> s = f32_array(own(o, "scores"), "scores");
       View<const int32_t> y = i32_array(own(o, "labels"), "labels");
-      a.scores.rows = integer(own(o, "rows"), "rows", 0, int64_t(1) << 40);
+      a.scores.rows = integer(own(o, "rows"), "rows", 0, limits::kMaxElements);
       a.scores.cols = a.kind == CalibKind::Binary ? 1 : integer(own(o, "cols"), "cols", 1, INT32_MAX);
       require_length(s.length, std::size_t(a.scores.rows * a.scores.cols), "scores", "elements (rows x cols)");
       require_length(y.length, std::size_t(a.scores.rows), "labels", "labels (one per row)");

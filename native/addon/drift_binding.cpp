@@ -7,6 +7,7 @@
 #include "addon/bindings.h"
 #include "calmoe/drift.h"
 #include "calmoe/error.h"
+#include "calmoe/limits.h"
 
 namespace calmoe::addon {
 namespace {
@@ -20,7 +21,7 @@ const char* method_name(uint8_t m) { return m == uint8_t(KsMethod::Exact) ? "exa
 FeatureMatrix matrix_arg(const Napi::CallbackInfo& info, std::size_t i, int64_t cols, const char* name, CallInputs& in) {
   View<const float> x = f32_array(arg(info, i, name), name);
   FeatureMatrix m;
-  m.rows = integer(arg(info, i + 1, "rows"), "rows", 0, int64_t(1) << 40);
+  m.rows = integer(arg(info, i + 1, "rows"), "rows", 0, limits::kMaxElements);
   m.cols = cols;
   require_length(x.length, std::size_t(m.rows * cols), name, "elements (rows x cols)");
   m.data = in.hold(x);
@@ -89,7 +90,7 @@ Napi::Value Compare(const Napi::CallbackInfo& info) {
     Napi::Object o = object(arg(info, 5, "options"), "options");
     DriftOptions d;
     d.ks = boolean(own(o, "ks"), "ks");
-    d.psi_bins = int(integer(own(o, "bins"), "bins", 0, 1 << 16));
+    d.psi_bins = int(integer(own(o, "bins"), "bins", 0, limits::kMaxDriftBins));
     report_options(o, &d);
     const Device dev = resolve_device(device_request(own(o, "device")));
     if (!async) return report_to_js(info.Env(), drift_compare(dev, ref, cur, d));
@@ -140,8 +141,8 @@ Napi::Value MonitorNew(const Napi::CallbackInfo& info) {
     auto in = std::make_shared<CallInputs>(async);
     const FeatureMatrix ref = matrix_arg(info, 0, cols, "reference", *in);
     Napi::Object o = object(arg(info, 3, "options"), "options");
-    const int bins = int(integer(own(o, "bins"), "bins", 1, 1 << 16));
-    const int refinement = int(integer(own(o, "refinement"), "refinement", 1, 1 << 16));
+    const int bins = int(integer(own(o, "bins"), "bins", 1, limits::kMaxDriftBins));
+    const int refinement = int(integer(own(o, "refinement"), "refinement", 1, limits::kMaxDriftBins));
     const Device dev = resolve_device(device_request(own(o, "device")));
     if (!async) return state_to_js(info.Env(), drift_monitor_new(dev, ref, bins, refinement));
     auto out = std::make_shared<std::vector<uint64_t>>();

@@ -15,7 +15,7 @@ namespace {
 
 using namespace audit;
 
-constexpr int64_t kMaxElements = int64_t(1) << 40;
+using limits::kMaxElements;
 
 
 

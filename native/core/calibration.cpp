@@ -18,9 +18,9 @@ namespace {
 
 using namespace calib;
 
-constexpr int kMaxBins = 1 << 20;
-constexpr int64_t kMaxBinCells = int64_t(1) << 26;  // groups x bins
-constexpr int64_t kMaxElements = int64_t(1) << 40;
+using limits::kMaxCalibrationBins;
+using limits::kMaxCalibrationCells;
+using limits::kMaxElements;
 
 
 
@@ -35,17 +35,17 @@ const char* kind_name(CalibKind k) {
 }
 
 void check_config(const CalibConfig& c) {
-  if (c.bins < 1 || c.bins > kMaxBins) throw_range("bins: expected an integer in [1, " + std::to_string(kMaxBins) + "], got " + std::to_string(c.bins));
+  if (c.bins < 1 || c.bins > kMaxCalibrationBins) throw_range("bins: expected an integer in [1, " + std::to_string(kMaxCalibrationBins) + "], got " + std::to_string(c.bins));
   if (c.groups < 1) throw_range("classes: expected at least 1, got " + std::to_string(c.groups));
   if (c.grouped && c.kind == CalibKind::Classwise) throw_range("groups: classwise calibration cannot also be grouped by rows");
   if (c.kind != CalibKind::Classwise && !c.grouped && c.groups != 1) throw_range("groups: only classwise or grouped calibration has more than one histogram");
-  if (int64_t(c.groups) * c.bins > kMaxBinCells) throw_range("bins x classes: " + std::to_string(int64_t(c.groups) * c.bins) + " histogram cells is more than the supported " + std::to_string(kMaxBinCells));
+  if (int64_t(c.groups) * c.bins > kMaxCalibrationCells) throw_range("bins x classes: " + std::to_string(int64_t(c.groups) * c.bins) + " histogram cells is more than the supported " + std::to_string(kMaxCalibrationCells));
   if (c.kind == CalibKind::Confidence && c.extras) throw_range("extras: NLL and Brier need class probabilities; not available from (confidence, correct) input");
 }
 
 void describe_issue(const KernelArgs& a, int64_t row) {
   if (a.weighted && a.weights && !weight_ok(a.weights[row]))
-    throw_range("weights[" + std::to_string(row) + "] = " + fmt_f32(a.weights[row]) + ": expected a finite number in [0, 2^24]");
+    throw_range("weights[" + std::to_string(row) + "] = " + fmt_f32(a.weights[row]) + ": expected a finite number in [0, " + fmt(limits::kMaxWeight) + "]");
   const RowOut r = eval_row(a, row);
   const std::string at = std::to_string(row);
   const char* scores = a.kind == CalibKind::Confidence ? "confidence" : "scores";
@@ -213,8 +213,7 @@ u128 word128(uint64_t lo, uint64_t hi) { return (u128(hi) << 64) | lo; }
 
 // The counts' invariants of a state whose header and length are valid. Bounds on the fixed-point
 // sums: confidence <= 1 per row, NLL <= kMaxNll < 28 per row, Brier <= 2 + tolerance < 8 per row.
-// Rows a state may count: kMaxStateRows, or 2^40 for a weighted one (its 128-bit weighted sums).
-uint64_t max_rows(const CalibConfig& c) { return c.weighted ? uint64_t(1) << 40 : kMaxStateRows; }
+uint64_t max_rows(const CalibConfig& c) { return c.weighted ? limits::kMaxWeightedStateRows : limits::kMaxStateRows; }
 
 // (The weighted section of a weighted state is not checked here yet.)
 void check_counts(const uint64_t* w, const CalibConfig& c, const std::string& nm) {
@@ -251,7 +250,7 @@ CalibConfig calib_state_config(const uint64_t* w, std::size_t n, const char* nam
   if (w == nullptr || n < std::size_t(kHeaderWords) || w[kWMagic] != kMagic)
     throw_range(nm + ": not a calmoe calibration state (bad header)");
   CalibConfig c;
-  if (w[kWBins] < 1 || w[kWBins] > uint64_t(kMaxBins) || w[kWGroups] < 1 || w[kWGroups] > uint64_t(kMaxBinCells))
+  if (w[kWBins] < 1 || w[kWBins] > uint64_t(kMaxCalibrationBins) || w[kWGroups] < 1 || w[kWGroups] > uint64_t(kMaxCalibrationCells))
     throw_range(nm + ": corrupt calibration state (bins/groups out of range)");
   c.bins = int(w[kWBins]);
   c.groups = int(w[kWGroups]);
@@ -339,7 +338,7 @@ void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::
     throw_range(std::string("merge: accumulators differ (") + kind_name(a.kind) + ", " + std::to_string(a.bins) + " bins vs " +
                 kind_name(b.kind) + ", " + std::to_string(b.bins) + " bins, or in classes, edges, extras or weighting)");
   // Both are valid, so their sum is valid (and no word overflows) when the rows stay in bounds.
-  if (into[kWRows] + from[kWRows] > max_rows(a)) throw_range("merge: together the accumulators count more rows than a state holds (2^" + std::to_string(a.weighted ? 40 : 53) + ")");
+  if (into[kWRows] + from[kWRows] > max_rows(a)) throw_range("merge: together the accumulators count more rows than a state holds (2^" + std::to_string(int(std::log2(double(max_rows(a))))) + ")");
   into[kWRows] += from[kWRows];
   into[kWCorrect] += from[kWCorrect];
   u128_add(into[kWNllLo], into[kWNllHi], from[kWNllLo], from[kWNllHi]);

@@ -17,7 +17,7 @@ namespace {
 
 using namespace temp;
 
-constexpr int64_t kMaxElements = int64_t(1) << 40;
+using limits::kMaxElements;
 
 
 

@@ -16,6 +16,7 @@ import { auditWeights, stats } from './expert-audit.js';
 import { type MoEOutputs, type ParsedOutputs, parseOutputs } from './moe-outputs.js';
 import { groupsStep, runAsync, runSync, type Steps } from './native-steps.js';
 import { type RowAudit, parseRowOptions, rowAuditSteps } from './row-audit.js';
+import { limits } from '../limits.js';
 
 export interface HardSubsetOptions {
   /** Share of rows with the highest disagreement that form the subset (default 0.2). */
@@ -135,7 +136,7 @@ export function parseSubsetOptions(o: Partial<Record<string, unknown>>, p: Parse
     names = o.groupNames as string[];
   }
   return {
-    share, regretThreshold, mask, groups, numGroups, names, bins: optInt(o.bins, 'bins', 15, 1, 1 << 20), device: parseRowOptions(o).device,
+    share, regretThreshold, mask, groups, numGroups, names, bins: optInt(o.bins, 'bins', 15, 1, limits().maxCalibrationBins), device: parseRowOptions(o).device,
     weights: auditWeights(o.weights, p.rows),
   };
 }

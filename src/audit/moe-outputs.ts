@@ -5,6 +5,7 @@
  */
 import { rangeError, typeError } from '../errors.js';
 import { isInt, ownProperties, toLabels, unshared, toMatrix, type LabelsInput, type Matrix, type MatrixInput } from '../validate.js';
+import { limits } from '../limits.js';
 
 /**
  * Row-major B x K x C float32 tensor: `data[(i * experts + k) * classes + j]` is row i, expert
@@ -49,7 +50,7 @@ export function toExpertTensor(x: unknown, name: string): ExpertTensor {
       if (!isInt(v) || v < (k === 'rows' ? 0 : 1)) throw typeError(`${name}.${k}: expected a ${k === 'rows' ? 'non-negative' : 'positive'} integer, got ${describe(v)}`);
     }
     const n = t.rows! * t.experts! * t.classes!;
-    if (n > 2 ** 40) throw rangeError(`${name}: ${t.rows} x ${t.experts} x ${t.classes} is larger than supported (2^40 elements)`);
+    if (n > limits().maxElements) throw rangeError(`${name}: ${t.rows} x ${t.experts} x ${t.classes} is larger than supported (${limits().maxElements} elements)`);
     if (t.data.length !== n)
       throw rangeError(`${name}: data has ${t.data.length} elements but rows x experts x classes = ${t.rows} x ${t.experts} x ${t.classes} = ${n}`);
     return t as ExpertTensor;

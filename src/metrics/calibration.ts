@@ -27,6 +27,7 @@ import {
 } from '../validate.js';
 import { rangeError, typeError } from '../errors.js';
 import { type WordStateJSON, wordsFromJSON, wordsToJSON } from '../word-state.js';
+import { limits } from '../limits.js';
 
 export type BinEdges = 'right-closed' | 'left-closed';
 export type Binning = 'equal-width' | 'equal-mass';
@@ -151,7 +152,7 @@ function parse(options: unknown, known: readonly string[]): Parsed {
   const o = readOptions(options, 'options', known);
   return {
     weights: o.weights,
-    bins: optInt(o.bins, 'bins', 15, 1, 1 << 20),
+    bins: optInt(o.bins, 'bins', 15, 1, limits().maxCalibrationBins),
     edges: optChoice(o.edges, 'edges', 'right-closed', ['right-closed', 'left-closed'] as const),
     binning: optChoice(o.binning, 'binning', 'equal-width', ['equal-width', 'equal-mass'] as const),
     input: optChoice(o.input, 'input', 'probabilities', ['probabilities', 'logits'] as const),
@@ -479,7 +480,7 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
   constructor(options?: AccumulatorOptions) {
     const o = readOptions(options, 'options', ['mode', 'classes', 'groups', 'bins', 'edges', 'extras', 'weighted']);
     this.mode = optChoice(o.mode, 'mode', 'top-label', ['top-label', 'classwise', 'binary', 'confidence'] as const);
-    this.bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
+    this.bins = optInt(o.bins, 'bins', 15, 1, limits().maxCalibrationBins);
     this.edges = optChoice(o.edges, 'edges', 'right-closed', ['right-closed', 'left-closed'] as const);
     this.extras = optBool(o.extras, 'extras', this.mode !== 'confidence');
     if (this.mode === 'confidence' && this.extras) throw rangeError("extras: NLL and Brier are not available in 'confidence' mode");
