@@ -215,7 +215,51 @@ u128 word128(uint64_t lo, uint64_t hi) { return (u128(hi) << 64) | lo; }
 // sums: confidence <= 1 per row, NLL <= kMaxNll < 28 per row, Brier <= 2 + tolerance < 8 per row.
 uint64_t max_rows(const CalibConfig& c) { return c.weighted ? limits::kMaxWeightedStateRows : limits::kMaxStateRows; }
 
-// (The weighted section of a weighted state is not checked here yet.)
+// a <= b * 2^s, without forming b * 2^s (which may not fit 128 bits).
+bool le_shifted(u128 a, u128 b, int s) {
+  const u128 q = a >> s;
+  return q < b || (q == b && (a & ((u128(1) << s) - 1)) == 0);
+}
+
+// The weighted section's invariants, against the (already checked) unweighted counts. A row adds
+// q = floor(w * 2^32) <= qmax to the total weight, q to the correct weight if it is correct, and
+// q to its bin's weight (in every class's histogram, classwise), q to the bin's positive weight
+// if positive, q * conf (conf <= 1 at 2^-32) to its confidence sum, q * NLL (< 28) and q * Brier
+// (< 8) to the totals. So each weighted sum is bounded by its rows times qmax, the bin weights
+// add up to the total weight exactly, and no sum is near 2^128.
+template <class Corrupt>
+void check_weighted(const uint64_t* w, const CalibConfig& c, const Corrupt& corrupt) {
+  const u128 qmax = u128(uint64_t(limits::kMaxWeight)) << kWeightFracBits;
+  const uint64_t* ws = w + weighted_offset(c.bins, c.groups);
+  const uint64_t* cells = ws + kWeightedHeaderWords;
+  const u128 W = word128(ws[0], ws[1]), correct = word128(ws[2], ws[3]);
+  if (W > u128(w[kWRows]) * qmax) corrupt("total weight above the rows times the largest weight");
+  if (correct > W) corrupt("more correct weight than weight");
+  if (correct > u128(w[kWCorrect]) * qmax) corrupt("correct weight above the correct rows times the largest weight");
+  if (!le_shifted(word128(ws[4], ws[5]), W * 28, kWNllFracBits)) corrupt("weighted NLL sum above its bound");
+  if (!le_shifted(word128(ws[6], ws[7]), W * 8, kWBrierFracBits)) corrupt("weighted Brier sum above its bound");
+  if (!c.extras && (ws[4] | ws[5] | ws[6] | ws[7]) != 0) corrupt("weighted NLL or Brier sums without extras");
+  const bool per_group = c.kind == CalibKind::Classwise;
+  u128 total = 0;
+  for (int g = 0; g < c.groups; ++g) {
+    u128 sum = 0;
+    for (int b = 0; b < c.bins; ++b) {
+      const int64_t cell = int64_t(g) * c.bins + b;
+      const uint64_t* bin = w + kHeaderWords + cell * kBinWords;
+      const uint64_t* cw = cells + cell * kWeightedCellWords;
+      const u128 wb = word128(cw[0], cw[1]), pos = word128(cw[2], cw[3]);
+      if (wb > u128(bin[0]) * qmax) corrupt("a bin's weight above its rows times the largest weight");
+      if (pos > wb) corrupt("a bin with more positive weight than weight");
+      if (pos > u128(bin[1]) * qmax) corrupt("a bin's positive weight above its positive rows times the largest weight");
+      if (!le_shifted(word128(cw[4], cw[5]), wb, kWConfFracBits)) corrupt("a bin's weighted confidence sum above its weight");
+      sum += wb;  // <= the histogram's rows (<= 2^40) times qmax (2^56): no overflow
+    }
+    if (per_group && sum != W) corrupt("the bin weights of class " + std::to_string(g) + " do not add up to the total weight");
+    total += sum;
+  }
+  if (!per_group && total != W) corrupt("the bin weights do not add up to the total weight");
+}
+
 void check_counts(const uint64_t* w, const CalibConfig& c, const std::string& nm) {
   const uint64_t rows = w[kWRows];
   auto corrupt = [&](const std::string& what) { throw_range(nm + ": corrupt calibration state (" + what + ")"); };
@@ -241,6 +285,7 @@ void check_counts(const uint64_t* w, const CalibConfig& c, const std::string& nm
     if (!per_group && total > rows) corrupt("bin counts add up to more than the rows");
   }
   if (!per_group && total != rows) corrupt("the bin counts do not add up to the rows");
+  if (c.weighted) check_weighted(w, c, corrupt);
 }
 
 }  // namespace

@@ -69,8 +69,11 @@ struct CalibConfig {
 std::vector<uint64_t> calib_state_new(const CalibConfig& cfg);
 // Throws RangeError (naming `name`) if `words` is not a well-formed state: header, length, and
 // the counts' invariants (correct <= rows, positives <= count per bin, confidence sums <= counts,
-// each histogram's counts add up to the rows, rows <= limits::kMaxStateRows), so that no state gives an
-// impossible result (accuracy above 1, an ECE above 1).
+// each histogram's counts add up to the rows, rows <= limits::kMaxStateRows) and, in a weighted
+// state, the weighted sums' (correct weight <= weight, per bin positive weight <= weight and
+// confidence <= weight, the bin weights add up to the total, every weighted sum at most its rows
+// times the largest weight, so none is near 2^128), so that no state gives an impossible result
+// (accuracy above 1, an ECE above 1). A merge checks both states with it.
 CalibConfig calib_state_config(const uint64_t* words, std::size_t n_words, const char* name = "state");
 
 struct ScoresArg {
