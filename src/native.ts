@@ -317,6 +317,7 @@ export interface NativeDriftMonitorConfig {
 export interface NativeLimits {
   readonly maxElements: number;
   readonly maxSampleRows: number;
+  readonly maxIds: number;
   readonly maxFitRows: number;
   readonly maxCalibrationBins: number;
   readonly maxCalibrationCells: number;

@@ -98,6 +98,16 @@ describe('limits: the public API at the limit, just past it, and the raw addon p
     await refusedByAddon(() => native().calibStateNew({ kind: 'classwise', bins, classes: 65, edges: 'right-closed', extras: true }), /^bins x classes: /);
   });
 
+  it('maxIds (classes, groups, columns: int32 ids; at the limit a histogram each is too large, so the cells bound answers)', async () => {
+    const max = L.maxIds;
+    await refusedByTypeScript(() => new metrics.CalibrationAccumulator({ mode: 'classwise', classes: max + 1 }), /^classes: /);
+    await refusedByTypeScript(() => new metrics.CalibrationAccumulator({ groups: max + 1 }), /^groups: /);
+    await refusedByAddon(() => new metrics.CalibrationAccumulator({ groups: max, bins: 1 }), /^bins x classes: /);
+    await refusedByAddon(() => native().calibStateNew({ kind: 'classwise', bins: 1, classes: max + 1, edges: 'right-closed', extras: true }), /^classes: /);
+    await refusedByAddon(() => native().calibStateNew({ kind: 'top-label', bins: 1, groups: max + 1, edges: 'right-closed', extras: true }), /^groups: /);
+    await refusedByAddon(() => native().temperatureApply(new Float32Array(2), 1, max + 1, 1, { input: 'logits', sumTolerance: 1e-3, device: 'cpu' } as never), /^cols: /);
+  });
+
   it('maxDriftBins (PSI bins, and bins x refinement of a monitor)', async () => {
     const max = L.maxDriftBins;
     const ref = matrix(Float32Array.from({ length: 50 }, (_, i) => i), 50, 1);

@@ -82,7 +82,7 @@ Napi::Value report_to_js(Napi::Env env, const DriftReport& r) {
 // driftCompare(ref, refRows, cur, curRows, cols, { ks, bins, method, epsilon, correction, alpha, device }, async)
 Napi::Value Compare(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const int64_t cols = integer(arg(info, 4, "cols"), "cols", 1, INT32_MAX);
+    const int64_t cols = integer(arg(info, 4, "cols"), "cols", 1, limits::kMaxIds);
     const bool async = info.Length() > 6 && boolean(info[6], "async");
     auto in = std::make_shared<CallInputs>(async);
     const FeatureMatrix ref = matrix_arg(info, 0, cols, "reference", *in);
@@ -105,8 +105,8 @@ Napi::Value Compare(const Napi::CallbackInfo& info) {
 Napi::Value KsP(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const double s = number(arg(info, 0, "statistic"), "statistic");
-    const int64_t n1 = integer(arg(info, 1, "n1"), "n1", 1, INT32_MAX);
-    const int64_t n2 = integer(arg(info, 2, "n2"), "n2", 1, INT32_MAX);
+    const int64_t n1 = integer(arg(info, 1, "n1"), "n1", 1, limits::kMaxSampleRows);
+    const int64_t n2 = integer(arg(info, 2, "n2"), "n2", 1, limits::kMaxSampleRows);
     const KsPValue p = ks_2samp_pvalue(s, n1, n2, method_arg(arg(info, 3, "method")));
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("pValue", p.p_value);
@@ -136,7 +136,7 @@ Napi::Value state_to_js(Napi::Env env, const std::vector<uint64_t>& w) {
 // driftMonitorNew(ref, rows, cols, { bins, refinement, device }, async) -> BigUint64Array
 Napi::Value MonitorNew(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
+    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, limits::kMaxIds);
     const bool async = info.Length() > 4 && boolean(info[4], "async");
     auto in = std::make_shared<CallInputs>(async);
     const FeatureMatrix ref = matrix_arg(info, 0, cols, "reference", *in);
@@ -158,7 +158,7 @@ Napi::Value MonitorUpdate(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Value state_v = arg(info, 0, "state");
     View<uint64_t> state = u64_array(state_v, "state");
-    const int64_t cols = integer(arg(info, 3, "cols"), "cols", 1, INT32_MAX);
+    const int64_t cols = integer(arg(info, 3, "cols"), "cols", 1, limits::kMaxIds);
     const bool async = info.Length() > 5 && boolean(info[5], "async");
     auto in = std::make_shared<CallInputs>(async);
     const FeatureMatrix cur = matrix_arg(info, 1, cols, "current", *in);

@@ -12,6 +12,7 @@ void register_limits(Napi::Env env, Napi::Object exports) {
   auto set = [&](const char* name, double v) { o.Set(name, Napi::Number::New(env, v)); };
   set("maxElements", double(limits::kMaxElements));
   set("maxSampleRows", double(limits::kMaxSampleRows));
+  set("maxIds", double(limits::kMaxIds));
   set("maxFitRows", double(limits::kMaxFitRows));
   set("maxCalibrationBins", double(limits::kMaxCalibrationBins));
   set("maxCalibrationCells", double(limits::kMaxCalibrationCells));

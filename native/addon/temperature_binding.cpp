@@ -51,7 +51,7 @@ Napi::Value TemperatureNll(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     View<const float> scores = f32_array(arg(info, 0, "scores"), "scores");
     const int64_t rows = integer(arg(info, 1, "rows"), "rows", 0, limits::kMaxElements);
-    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
+    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, limits::kMaxIds);
     View<const int32_t> labels = i32_array(arg(info, 3, "labels"), "labels");
     const double temperature = number(arg(info, 4, "temperature"), "temperature");
     Napi::Object o = object(arg(info, 5, "options"), "options");
@@ -80,7 +80,7 @@ Napi::Value TemperatureApply(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     View<const float> scores = f32_array(arg(info, 0, "scores"), "scores");
     const int64_t rows = integer(arg(info, 1, "rows"), "rows", 0, limits::kMaxElements);
-    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
+    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, limits::kMaxIds);
     const double temperature = number(arg(info, 3, "temperature"), "temperature");
     Napi::Object o = object(arg(info, 4, "options"), "options");
     const bool async = info.Length() > 5 && boolean(info[5], "async");

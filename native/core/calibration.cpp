@@ -322,7 +322,7 @@ void calib_update_rows(Device dev, const ScoresArg& s, const int32_t* labels, ui
     throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no score matrix");
   check_rows(s.rows, "scores");
   if (s.cols < 1) throw_range("scores: expected at least one column, got " + std::to_string(s.cols));
-  if (s.cols > INT32_MAX || s.rows > kMaxElements / s.cols) throw_range("scores: " + std::to_string(s.rows) + " x " + std::to_string(s.cols) + " is larger than supported");
+  if (s.cols > limits::kMaxIds || s.rows > kMaxElements / s.cols) throw_range("scores: " + std::to_string(s.rows) + " x " + std::to_string(s.cols) + " is larger than supported");
   if (cfg.kind == CalibKind::Classwise && s.cols != cfg.groups)
     throw_range("scores: has " + std::to_string(s.cols) + " columns but the classwise accumulator has " + std::to_string(cfg.groups) + " classes");
   if (!(s.sum_tolerance >= 0 && s.sum_tolerance <= 1)) throw_range("sumTolerance: expected a number in [0, 1], got " + fmt(s.sum_tolerance));
@@ -494,7 +494,7 @@ CalibSummary calib_equal_mass(Device dev, const EqualMassArg& m) {
     a.correct = m.correct;
   } else {
     check_rows(m.scores.rows, "scores");
-    if (m.kind == CalibKind::TopLabel && (m.scores.cols < 1 || m.scores.cols > INT32_MAX || m.scores.rows > kMaxElements / m.scores.cols))
+    if (m.kind == CalibKind::TopLabel && (m.scores.cols < 1 || m.scores.cols > limits::kMaxIds || m.scores.rows > kMaxElements / m.scores.cols))
       throw_range("scores: unsupported shape");
     if (!(m.scores.sum_tolerance >= 0 && m.scores.sum_tolerance <= 1)) throw_range("sumTolerance: expected a number in [0, 1], got " + fmt(m.scores.sum_tolerance));
     a.scores = m.scores.data;

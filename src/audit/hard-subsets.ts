@@ -125,7 +125,7 @@ export function parseSubsetOptions(o: Partial<Record<string, unknown>>, p: Parse
       if (groups[i] < 0) throw rangeError(`groups[${i}] = ${groups[i]}: expected a group id >= 0`);
       max = Math.max(max, groups[i]);
     }
-    numGroups = optInt(o.numGroups, 'numGroups', max + 1, 1, 2 ** 31 - 1);
+    numGroups = optInt(o.numGroups, 'numGroups', max + 1, 1, limits().maxIds);
     if (max >= numGroups) throw rangeError(`groups: contains id ${max} but numGroups is ${numGroups}`);
   } else if (o.numGroups !== undefined) throw rangeError('numGroups: given without groups');
   let names: ReadonlyArray<string> | null = null;

@@ -109,7 +109,7 @@ export function toExpertIds(x: unknown, name: string, rows: number, slots: numbe
       for (let k = 0; k < slots; k++) {
         const v = r[k];
         if (typeof v !== 'number') throw typeError(`${name}[${i}][${k}]: expected an integer, got ${describe(v)}`);
-        if (!Number.isInteger(v) || v < 0 || v >= 2 ** 31) throw rangeError(`${name}[${i}][${k}] = ${v}: expected an integer >= 0`);
+        if (!Number.isInteger(v) || v < 0 || v > limits().maxIds) throw rangeError(`${name}[${i}][${k}] = ${v}: expected an integer in [0, ${limits().maxIds}]`);
         ids[i * slots + k] = v;
       }
     }
@@ -122,7 +122,7 @@ export function toExpertIds(x: unknown, name: string, rows: number, slots: numbe
   let count = max + 1;
   if (numExperts !== undefined) {
     if (typeof numExperts !== 'number') throw typeError(`numExperts: expected an integer, got ${describe(numExperts)}`);
-    if (!Number.isInteger(numExperts) || numExperts < 1 || numExperts >= 2 ** 31) throw rangeError(`numExperts: expected an integer >= 1, got ${numExperts}`);
+    if (!Number.isInteger(numExperts) || numExperts < 1 || numExperts > limits().maxIds) throw rangeError(`numExperts: expected an integer in [1, ${limits().maxIds}], got ${numExperts}`);
     if (max >= numExperts) throw rangeError(`${name}: contains expert ${max} but numExperts is ${numExperts}`);
     count = numExperts;
   }

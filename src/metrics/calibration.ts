@@ -212,7 +212,7 @@ function groupArg(ids: unknown, n: number, count: unknown): GroupArg {
     if (g[i] < 0) throw rangeError(`groups[${i}] = ${g[i]}: expected a group id >= 0`);
     if (g[i] > max) max = g[i];
   }
-  const c = optInt(count, 'numGroups', max + 1, 1, 2 ** 31 - 1);
+  const c = optInt(count, 'numGroups', max + 1, 1, limits().maxIds);
   if (max >= c) throw rangeError(`groups: contains id ${max} but numGroups is ${c}`);
   return { ids: g, count: c };
 }
@@ -486,13 +486,13 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
     if (this.mode === 'confidence' && this.extras) throw rangeError("extras: NLL and Brier are not available in 'confidence' mode");
     if (this.mode === 'classwise') {
       if (o.classes === undefined) throw typeError("classes: required in 'classwise' mode");
-      this.classes = optInt(o.classes, 'classes', 0, 1, 2 ** 31 - 1);
+      this.classes = optInt(o.classes, 'classes', 0, 1, limits().maxIds);
     } else {
       if (o.classes !== undefined) throw rangeError(`classes: only used in 'classwise' mode (mode is '${this.mode}')`);
       this.classes = 1;
     }
     if (o.groups !== undefined && this.mode === 'classwise') throw rangeError("groups: not available in 'classwise' mode");
-    this.groups = optInt(o.groups, 'groups', 0, 1, 2 ** 31 - 1);
+    this.groups = optInt(o.groups, 'groups', 0, 1, limits().maxIds);
     this.weighted = optBool(o.weighted, 'weighted', false);
     this.#state = native().calibStateNew({
       kind: this.mode, bins: this.bins, classes: this.classes, groups: this.groups || undefined, edges: this.edges, extras: this.extras,

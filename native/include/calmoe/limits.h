@@ -13,6 +13,8 @@ namespace calmoe::limits {
 constexpr int64_t kMaxElements = int64_t(1) << 40;
 // Rows of a KS sample (drift): the exact statistic forms i * n2 - j * n1 in int64.
 constexpr int64_t kMaxSampleRows = (int64_t(1) << 31) - 1;
+// Columns, classes, groups and experts of an input (and the ids that index them): int32 ids.
+constexpr int64_t kMaxIds = (int64_t(1) << 31) - 1;
 // Rows of a fit's training or validation set: shuffled with int32-sized row indices per epoch.
 constexpr int64_t kMaxFitRows = int64_t(1) << 31;
 
