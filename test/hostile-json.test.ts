@@ -59,7 +59,7 @@ describe('CalibrationAccumulator.fromJSON', () => {
     const a = metrics.CalibrationAccumulator.fromJSON({ ...j, state: [...j.state] });
     // the same state with extras off (flags 0), bins = 1
     expect(a.rows).toBe(Number(big));
-    expect(() => a.merge(metrics.CalibrationAccumulator.fromJSON(j))).toThrow(/2\^53/);
+    expect(() => a.merge(metrics.CalibrationAccumulator.fromJSON(j))).toThrow(/more rows than a state holds \(9007199254740992\)/);
     expect(a.rows).toBe(Number(big));
   });
 });
@@ -70,7 +70,7 @@ describe('CalibrationAccumulator.fromJSON and merge: weighted states', () => {
   // (10 words), the bin (count, positives, confidence lo/hi), the weighted header (weight,
   // correct weight, NLL, Brier: 128 bits each), the bin's weighted cell (weight, positive weight,
   // confidence: 128 bits each). Each case breaks one invariant of it.
-  const Q = 2n ** 32n, QMAX = 2n ** 56n, U128 = 2n ** 128n;
+  const Q = 2n ** 32n, QMAX = 2n ** 56n, U128 = 2n ** 128n, L_MAX_WEIGHT = 2 ** 24;
   const W = 10 + 4, CELL = W + 8; // first word of the weighted header, of the weighted cell
   const base = () => {
     const w = new Array<bigint>(CELL + 6).fill(0n);
@@ -113,7 +113,7 @@ describe('CalibrationAccumulator.fromJSON and merge: weighted states', () => {
     ['bin weights that add up only modulo 2^128', (w) => { set128(w, W, 3n * Q); set128(w, CELL, U128 - 1n); }, /bin's weight above its rows/],
     ['a confidence sum near 2^128', (w) => set128(w, CELL + 4, U128 - 1n), /confidence sum above its weight/],
     ['weighted NLL or Brier sums without extras', (w) => set128(w, W + 4, 1n), /NLL or Brier sums without extras/],
-    ['more rows than a weighted state holds (2^40)', (w) => { w[4] = 2n ** 40n + 1n; w[10] = w[4]; }, /more rows than a state holds/],
+    ['more rows than a weighted state holds (2^40 - 1)', (w) => { w[4] = 2n ** 40n; w[10] = w[4]; }, /more rows than a state holds/],
   ];
   it.each(cases)('refuses %s on load', (_what, edit, message) => {
     const w = valid();
@@ -132,17 +132,32 @@ describe('CalibrationAccumulator.fromJSON and merge: weighted states', () => {
     expect(Array.from(hostile)).toEqual(bad);
   });
 
-  it('accepts 2^40 rows and refuses a merge past them instead of wrapping', () => {
-    const half = (rows: bigint) => {
-      const w = base();
-      w[4] = rows; w[5] = 0n; w[10] = rows; w[11] = 0n; w[12] = 0n; // rows of weight 0 and confidence 0
-      return w;
+  it('accepts 2^40 - 1 rows of the largest weight and confidence 1, and refuses a merge past them instead of wrapping', () => {
+    // every row weight 2^24 and confidence 1: each adds 2^88 to the bin's confidence sum, which
+    // 2^40 rows would wrap to 0 (a mean confidence of 0)
+    const rows = 2n ** 40n - 2n, q = QMAX;
+    const w = base();
+    w.splice(4, 2, rows, rows);
+    w.splice(10, 4, rows, rows, (rows * 2n ** 63n) % 2n ** 64n, (rows * 2n ** 63n) >> 64n);
+    set128(w, W, rows * q);
+    set128(w, W + 2, rows * q);
+    set128(w, CELL, rows * q);
+    set128(w, CELL + 2, rows * q);
+    set128(w, CELL + 4, rows * q * Q);
+    const a = metrics.CalibrationAccumulator.fromJSON(state(w));
+    const one = () => {
+      const acc = new metrics.CalibrationAccumulator({ bins: 1, extras: false, weighted: true });
+      acc.updateSync({ data: Float32Array.of(1, 0), rows: 1, cols: 2 }, Int32Array.of(0), { weights: [L_MAX_WEIGHT] });
+      return acc;
     };
-    const a = metrics.CalibrationAccumulator.fromJSON(state(half(2n ** 39n)));
-    a.merge(metrics.CalibrationAccumulator.fromJSON(state(half(2n ** 39n))));
-    expect(a.rows).toBe(2 ** 40);
-    expect(() => a.merge(metrics.CalibrationAccumulator.fromJSON(state(half(1n))))).toThrow(/more rows than a state holds \(2\^40\)/);
-    expect(a.rows).toBe(2 ** 40);
+    a.merge(one());
+    expect(a.rows).toBe(2 ** 40 - 1);
+    const r = a.result() as metrics.CalibrationReport;
+    expect(r.bins.meanConfidence[0]).toBe(1);
+    expect(r.accuracy).toBe(1);
+    expect(() => a.merge(one())).toThrow(/more rows than a state holds \(1099511627775\)/);
+    expect(a.rows).toBe(2 ** 40 - 1);
+    expect((a.result() as metrics.CalibrationReport).bins.meanConfidence[0]).toBe(1);
   });
 
   it('refuses bad weights in an update and leaves the state as it was', () => {

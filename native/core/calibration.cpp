@@ -383,7 +383,7 @@ void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::
     throw_range(std::string("merge: accumulators differ (") + kind_name(a.kind) + ", " + std::to_string(a.bins) + " bins vs " +
                 kind_name(b.kind) + ", " + std::to_string(b.bins) + " bins, or in classes, edges, extras or weighting)");
   // Both are valid, so their sum is valid (and no word overflows) when the rows stay in bounds.
-  if (into[kWRows] + from[kWRows] > max_rows(a)) throw_range("merge: together the accumulators count more rows than a state holds (2^" + std::to_string(int(std::log2(double(max_rows(a))))) + ")");
+  if (into[kWRows] + from[kWRows] > max_rows(a)) throw_range("merge: together the accumulators count more rows than a state holds (" + std::to_string(max_rows(a)) + ")");
   into[kWRows] += from[kWRows];
   into[kWCorrect] += from[kWCorrect];
   u128_add(into[kWNllLo], into[kWNllHi], from[kWNllLo], from[kWNllHi]);

@@ -36,8 +36,8 @@ constexpr uint64_t kFlagGrouped = 8;  // rows carry a group id; one histogram pe
 // Weighted states (per-row weights w_i, see CalibConfig::weighted) append a section after the
 // bins: kWeightedHeaderWords (sum q, q*correct, q*nll, q*brier: 128 bits each) then per histogram
 // cell kWeightedCellWords (sum q, q*positive, q*conf: 128 bits each), q = floor(w * 2^32). Each
-// product q*value is below 2^88 (w <= limits::kMaxWeight = 2^24, values in 32/27/29 fraction bits),
-// so limits::kMaxWeightedStateRows = 2^40 rows fit in 128-bit sums: integer sums, exact and order-independent like the unweighted ones.
+// product q*value is at most 2^88 (w <= limits::kMaxWeight = 2^24, values in 32/27/29 fraction bits),
+// so limits::kMaxWeightedStateRows (2^40 - 1) rows fit in 128-bit sums: integer sums, exact and order-independent like the unweighted ones.
 constexpr uint64_t kFlagWeighted = 16;
 constexpr int kWeightedHeaderWords = 8;
 constexpr int kWeightedCellWords = 6;

@@ -27,9 +27,10 @@ constexpr int64_t kMaxCalibrationCells = int64_t(1) << 26;
 // Rows an unweighted state counts: every count stays exact in a double, and no sum of two valid
 // states overflows a 64-bit word (a merge past it is refused).
 constexpr uint64_t kMaxStateRows = uint64_t(1) << 53;
-// Rows a weighted state counts: a row adds below 2^88 to a 128-bit weighted sum (weight <= 2^24 at
-// 2^32 resolution, times a value at <= 2^32 resolution), so 2^40 rows never wrap it.
-constexpr uint64_t kMaxWeightedStateRows = uint64_t(1) << 40;
+// Rows a weighted state counts: a row adds at most 2^88 to a 128-bit weighted sum (a weight <= 2^24
+// at 2^-32 resolution times a confidence <= 1 at 2^-32), so fewer than 2^40 rows never reach 2^128
+// (2^40 rows of weight 2^24 and confidence 1 would wrap the confidence sum to 0).
+constexpr uint64_t kMaxWeightedStateRows = (uint64_t(1) << 40) - 1;
 // A row's weight (importance weights): at most 2^24, so weight x 2^32 fits 56 bits (see above).
 constexpr float kMaxWeight = 16777216.0f;
 
