@@ -1,6 +1,7 @@
 /** What was built, what this machine offers, and the CPU thread count. */
 import { native, type NativeBackendInfo, type NativeCudaGemm } from './native.js';
 import { reqInt } from './validate.js';
+import { limits } from './limits.js';
 
 export type BackendInfo = NativeBackendInfo;
 /** `backendInfo().cudaGemm`: which GEMM runs the CUDA backend's TF32 and BF16 precisions. */
@@ -23,7 +24,7 @@ export function backendInfo(): BackendInfo {
 
 /** Sets the number of CPU threads the CPU backend uses (default: all cores, or CALMOE_NUM_THREADS). */
 export function setThreads(threads: number): void {
-  native().setThreads(reqInt(threads, 'threads', 1, 4096));
+  native().setThreads(reqInt(threads, 'threads', 1, limits().maxThreads));
 }
 
 export function getThreads(): number {

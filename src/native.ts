@@ -313,12 +313,38 @@ export interface NativeDriftMonitorConfig {
   chunks: number;
 }
 
+/** Every size and range limit of the core: calmoe/limits.h, one field per constant (kMaxX -> maxX). */
+export interface NativeLimits {
+  readonly maxElements: number;
+  readonly maxSampleRows: number;
+  readonly maxIds: number;
+  readonly maxFitRows: number;
+  readonly maxCalibrationBins: number;
+  readonly maxCalibrationCells: number;
+  readonly maxStateRows: number;
+  readonly maxWeightedStateRows: number;
+  readonly maxWeight: number;
+  readonly maxDriftBins: number;
+  readonly maxWidth: number;
+  readonly maxExperts: number;
+  readonly maxHiddenLayers: number;
+  readonly maxParams: number;
+  readonly maxBatchSize: number;
+  readonly maxEpochs: number;
+  readonly maxSteps: number;
+  readonly maxEta: number;
+  readonly maxInitStd: number;
+  readonly maxMomentum: number;
+  readonly maxHistory: number;
+  readonly maxThreads: number;
+}
+
 export interface NativeAddon {
   abiVersion: number;
+  /** The core's limits (calmoe/limits.h), frozen. */
+  limits: NativeLimits;
   moeLayout(config: NativeMoEConfig): { total: number; tensors: Array<{ name: string; offset: number; shape: number[] }> };
   moeParamCount(config: NativeMoEConfig): number;
-  /** The most epoch logs a fit keeps (its last ones): calmoe/moe.h kMoEMaxHistory. */
-  moeMaxHistory: number;
   moeInit(config: NativeMoEConfig, params: Float32Array, seed: number, init: 'default' | 'normal', std: number): void;
   moePredict(config: NativeMoEConfig, params: Float32Array, temps: Float32Array | undefined, x: Float32Array, rows: number, o: PredictFlags, async?: false): NativePrediction;
   moePredict(config: NativeMoEConfig, params: Float32Array, temps: Float32Array | undefined, x: Float32Array, rows: number, o: PredictFlags, async: true): Promise<NativePrediction>;

@@ -3,6 +3,7 @@
  * without copies; plain arrays are converted (documented on each type).
  */
 import { rangeError, typeError } from './errors.js';
+import { limits } from './limits.js';
 
 export type Device = 'auto' | 'cpu' | 'cuda';
 export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
@@ -38,8 +39,6 @@ export function matrix(data: Float32Array, rows: number, cols: number): Matrix {
   return toMatrix(m, 'matrix');
 }
 
-const MAX_ELEMENTS = 2 ** 40;
-
 export function isInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v);
 }
@@ -68,7 +67,7 @@ export function toMatrix(x: unknown, name: string): Matrix {
     unshared(m.data, `${name}.data`);
     if (!isInt(m.rows) || m.rows < 0) throw typeError(`${name}.rows: expected a non-negative integer, got ${describe(m.rows)}`);
     if (!isInt(m.cols) || m.cols < 1) throw typeError(`${name}.cols: expected a positive integer, got ${describe(m.cols)}`);
-    if (m.rows * m.cols > MAX_ELEMENTS) throw rangeError(`${name}: ${m.rows} x ${m.cols} is larger than supported (2^40 elements)`);
+    if (m.rows * m.cols > limits().maxElements) throw rangeError(`${name}: ${m.rows} x ${m.cols} is larger than supported (${limits().maxElements} elements)`);
     if (m.data.length !== m.rows * m.cols)
       throw rangeError(`${name}: data has ${m.data.length} elements but rows x cols = ${m.rows} x ${m.cols} = ${m.rows * m.cols}`);
     return m as Matrix;

@@ -116,6 +116,9 @@ describe('calmoe CLI', () => {
   it('exit codes: 2 for wrong usage, 3 for bad input, with one line saying what is wrong', () => {
     expect(calmoe(['train', 'train.csv', '--label', 'species', '--epochz', '3']).code).toBe(2);
     expect(calmoe(['train', 'train.csv', '--label', 'species', '--epochs', 'three']).code).toBe(2);
+    // options bounded by the core's limits (src/limits.ts): the bound in the message is the addon's
+    const experts = calmoe(['train', 'train.csv', '--label', 'species', '--experts', '4097']);
+    expect([experts.code, experts.stderr]).toEqual([2, expect.stringMatching(/--experts <n>' argument '4097' is invalid\. expected an integer in \[1, 4096\]/)]);
     expect(calmoe(['frobnicate']).code).toBe(2);
     const nolabel = calmoe(['train', 'train.csv']);
     expect([nolabel.code, nolabel.stderr]).toEqual([2, expect.stringMatching(/no labels: name the label column \(--label <name>\)/)]);

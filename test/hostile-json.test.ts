@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { MoEClassifier, drift, metrics } from '../src/index.js';
+import { native } from '../src/native.js';
 
 const MAGIC_CALIB = 0x43414c4d45000001n;
 const state = (words: bigint[]) => ({ format: 'calmoe.calibration-accumulator', version: 1, state: words.map(String) });
@@ -58,8 +59,122 @@ describe('CalibrationAccumulator.fromJSON', () => {
     const a = metrics.CalibrationAccumulator.fromJSON({ ...j, state: [...j.state] });
     // the same state with extras off (flags 0), bins = 1
     expect(a.rows).toBe(Number(big));
-    expect(() => a.merge(metrics.CalibrationAccumulator.fromJSON(j))).toThrow(/2\^53/);
+    expect(() => a.merge(metrics.CalibrationAccumulator.fromJSON(j))).toThrow(/more rows than a state holds \(9007199254740992\)/);
     expect(a.rows).toBe(Number(big));
+  });
+});
+
+describe('CalibrationAccumulator.fromJSON and merge: weighted states', () => {
+  // A weighted top-label state by hand, 1 bin, no extras (flags: weighted = 16): two rows of weight
+  // 1 and 2 (q = w * 2^32), the weight-1 row correct, confidences 0.25 and 0.75. Layout: header
+  // (10 words), the bin (count, positives, confidence lo/hi), the weighted header (weight,
+  // correct weight, NLL, Brier: 128 bits each), the bin's weighted cell (weight, positive weight,
+  // confidence: 128 bits each). Each case breaks one invariant of it.
+  const Q = 2n ** 32n, QMAX = 2n ** 56n, U128 = 2n ** 128n, L_MAX_WEIGHT = 2 ** 24;
+  const W = 10 + 4, CELL = W + 8; // first word of the weighted header, of the weighted cell
+  const base = () => {
+    const w = new Array<bigint>(CELL + 6).fill(0n);
+    w.splice(0, 6, MAGIC_CALIB, 1n, 1n, 16n, 2n, 1n);
+    w.splice(10, 3, 2n, 1n, 2n ** 63n); // bin: 2 rows, 1 positive, confidence sum 1.0 at 2^63
+    return w;
+  };
+  const set128 = (w: bigint[], i: number, v: bigint) => { w[i] = v % 2n ** 64n; w[i + 1] = v >> 64n; };
+  const valid = () => {
+    const w = base();
+    set128(w, W, 3n * Q);      // total weight 3
+    set128(w, W + 2, Q);       // correct weight 1
+    set128(w, CELL, 3n * Q);   // the bin's weight 3
+    set128(w, CELL + 2, Q);    // its positive weight 1
+    set128(w, CELL + 4, (Q * Q) / 4n + 2n * Q * ((3n * Q) / 4n)); // 1 x 0.25 + 2 x 0.75 at 2^-64
+    return w;
+  };
+
+  it('accepts the valid state: round trip, and the weighted results', () => {
+    const acc = metrics.CalibrationAccumulator.fromJSON(state(valid()));
+    expect(acc.weighted).toBe(true);
+    expect(acc.toJSON()).toEqual(state(valid()));
+    const r = acc.result() as metrics.CalibrationReport;
+    expect(r.weight).toBe(3);
+    expect(r.accuracy).toBeCloseTo(1 / 3, 15);
+    expect(r.bins.meanConfidence[0]).toBeCloseTo(1.75 / 3, 15);
+    expect(r.ece).toBeCloseTo(Math.abs(1 / 3 - 1.75 / 3), 15);
+  });
+
+  const cases: Array<[string, (w: bigint[]) => void, RegExp]> = [
+    ['bin weights that do not add up to the total weight', (w) => set128(w, W, 3n * Q + 1n), /bin weights do not add up to the total weight/],
+    ['more correct weight than weight', (w) => set128(w, W + 2, 3n * Q + 1n), /more correct weight than weight/],
+    ['correct weight without correct rows', (w) => { w[5] = 0n; }, /correct weight above the correct rows/],
+    ['a bin with more positive weight than weight', (w) => set128(w, CELL + 2, 3n * Q + 1n), /more positive weight than weight/],
+    ['positive weight without positive rows', (w) => { w[11] = 0n; }, /positive weight above its positive rows/],
+    ['a confidence sum above the bin weight', (w) => set128(w, CELL + 4, 3n * Q * Q + 1n), /confidence sum above its weight/],
+    ['weight in a bin without rows', (w) => { w[0 + 10] = 0n; w[4] = 0n; w[5] = 0n; w[11] = 0n; w[12] = 0n; }, /(weight above the rows|bin's weight above its rows)/],
+    ['a total weight above what the rows can carry', (w) => { set128(w, W, 2n * QMAX + 1n); set128(w, CELL, 2n * QMAX + 1n); }, /total weight above the rows times the largest weight/],
+    ['a total weight near 2^128', (w) => { set128(w, W, U128 - 1n); set128(w, CELL, U128 - 1n); }, /total weight above the rows/],
+    ['bin weights that add up only modulo 2^128', (w) => { set128(w, W, 3n * Q); set128(w, CELL, U128 - 1n); }, /bin's weight above its rows/],
+    ['a confidence sum near 2^128', (w) => set128(w, CELL + 4, U128 - 1n), /confidence sum above its weight/],
+    ['weighted NLL or Brier sums without extras', (w) => set128(w, W + 4, 1n), /NLL or Brier sums without extras/],
+    ['more rows than a weighted state holds (2^40 - 1)', (w) => { w[4] = 2n ** 40n; w[10] = w[4]; }, /more rows than a state holds/],
+  ];
+  it.each(cases)('refuses %s on load', (_what, edit, message) => {
+    const w = valid();
+    edit(w);
+    expect(() => metrics.CalibrationAccumulator.fromJSON(state(w))).toThrow(expect.objectContaining({ name: 'RangeError', message: expect.stringMatching(/^json\.state: corrupt calibration state/) }));
+    expect(() => metrics.CalibrationAccumulator.fromJSON(state(w))).toThrow(message);
+  });
+  it.each(cases)('refuses %s on merge, either side, leaving the state as it was', (_what, edit, message) => {
+    const bad = valid();
+    edit(bad);
+    const hostile = BigUint64Array.from(bad), good = BigUint64Array.from(valid());
+    expect(() => native().calibMerge(good, hostile)).toThrow(expect.objectContaining({ name: 'RangeError', message: expect.stringMatching(/^from: corrupt calibration state/) }));
+    expect(() => native().calibMerge(good, hostile)).toThrow(message);
+    expect(Array.from(good)).toEqual(valid());
+    expect(() => native().calibMerge(hostile, BigUint64Array.from(valid()))).toThrow(/^into: corrupt calibration state/);
+    expect(Array.from(hostile)).toEqual(bad);
+  });
+
+  it('accepts 2^40 - 1 rows of the largest weight and confidence 1, and refuses a merge past them instead of wrapping', () => {
+    // every row weight 2^24 and confidence 1: each adds 2^88 to the bin's confidence sum, which
+    // 2^40 rows would wrap to 0 (a mean confidence of 0)
+    const rows = 2n ** 40n - 2n, q = QMAX;
+    const w = base();
+    w.splice(4, 2, rows, rows);
+    w.splice(10, 4, rows, rows, (rows * 2n ** 63n) % 2n ** 64n, (rows * 2n ** 63n) >> 64n);
+    set128(w, W, rows * q);
+    set128(w, W + 2, rows * q);
+    set128(w, CELL, rows * q);
+    set128(w, CELL + 2, rows * q);
+    set128(w, CELL + 4, rows * q * Q);
+    const a = metrics.CalibrationAccumulator.fromJSON(state(w));
+    const one = () => {
+      const acc = new metrics.CalibrationAccumulator({ bins: 1, extras: false, weighted: true });
+      acc.updateSync({ data: Float32Array.of(1, 0), rows: 1, cols: 2 }, Int32Array.of(0), { weights: [L_MAX_WEIGHT] });
+      return acc;
+    };
+    a.merge(one());
+    expect(a.rows).toBe(2 ** 40 - 1);
+    const r = a.result() as metrics.CalibrationReport;
+    expect(r.bins.meanConfidence[0]).toBe(1);
+    expect(r.accuracy).toBe(1);
+    expect(() => a.merge(one())).toThrow(/more rows than a state holds \(1099511627775\)/);
+    expect(a.rows).toBe(2 ** 40 - 1);
+    expect((a.result() as metrics.CalibrationReport).bins.meanConfidence[0]).toBe(1);
+  });
+
+  it('refuses bad weights in an update and leaves the state as it was', () => {
+    const acc = new metrics.CalibrationAccumulator({ weighted: true });
+    const p = { data: Float32Array.of(0.9, 0.1, 0.2, 0.8), rows: 2, cols: 2 };
+    acc.updateSync(p, Int32Array.of(0, 1), { weights: [1, 0] });
+    const before = acc.toJSON();
+    for (const bad of [-1, -1e-30, NaN, Infinity, -Infinity, 2 ** 24 + 2]) {
+      expect(() => acc.updateSync(p, Int32Array.of(0, 1), { weights: [1, bad] }), String(bad)).toThrow(expect.objectContaining({ name: 'RangeError', message: expect.stringMatching(/^weights\[1\]/) }));
+      expect(acc.toJSON()).toEqual(before);
+    }
+    expect(() => acc.updateSync(p, Int32Array.of(0, 1), { weights: ['1', 1] as never })).toThrow(TypeError);
+    // all weights zero: a valid state, but no weighted result
+    const zero = new metrics.CalibrationAccumulator({ weighted: true });
+    zero.updateSync(p, Int32Array.of(0, 1), { weights: [0, 0] });
+    expect(metrics.CalibrationAccumulator.fromJSON(zero.toJSON()).rows).toBe(2);
+    expect(() => zero.result()).toThrow(/weights: all zero/);
   });
 });
 

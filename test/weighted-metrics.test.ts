@@ -132,6 +132,51 @@ describe('weighted calibration metrics', () => {
     expect(() => fwd.merge(new metrics.CalibrationAccumulator())).toThrow(/weighting/);
   });
 
+  it('every mode: merged weighted accumulators equal one fed all rows (bit for bit), survive JSON, and match the naive reference', () => {
+    const n = 301, C = 4;
+    const d = randomProbs(41, n, C);
+    const w = weights(42, n);
+    const conf = Float32Array.from({ length: n }, (_, i) => d.data[i * C]);
+    const correct = Uint8Array.from(d.labels, (y) => (y === 0 ? 1 : 0));
+    const binary = Int32Array.from(d.labels, (y) => y % 2);
+    const groups = Int32Array.from({ length: n }, (_, i) => i % 3);
+    type Feed = (acc: metrics.CalibrationAccumulator, a: number, b: number) => void;
+    const rowsOf = (a: number, b: number) => matrix(d.data.subarray(a * C, b * C), b - a, C);
+    const modes: Array<[string, object, Feed]> = [
+      ['top-label', {}, (acc, a, b) => acc.updateSync(rowsOf(a, b), d.labels.subarray(a, b), { weights: w.subarray(a, b) })],
+      ['classwise', { mode: 'classwise', classes: C }, (acc, a, b) => acc.updateSync(rowsOf(a, b), d.labels.subarray(a, b), { weights: w.subarray(a, b) })],
+      ['grouped', { groups: 3 }, (acc, a, b) => acc.updateSync(rowsOf(a, b), d.labels.subarray(a, b), { weights: w.subarray(a, b), groups: groups.subarray(a, b) })],
+      ['binary', { mode: 'binary' }, (acc, a, b) => acc.updateSync(conf.subarray(a, b), binary.subarray(a, b), { weights: w.subarray(a, b) })],
+      ['confidence', { mode: 'confidence', extras: false }, (acc, a, b) => acc.updateSync(conf.subarray(a, b), correct.subarray(a, b), { weights: w.subarray(a, b) })],
+    ];
+    for (const [name, options, feed] of modes) {
+      const make = () => new metrics.CalibrationAccumulator({ ...options, bins: 7, weighted: true });
+      const one = make();
+      feed(one, 0, n);
+      const merged = make();
+      for (const [a, b] of [[0, 100], [100, 101], [101, 301]]) {
+        const part = make();
+        feed(part, a, b);
+        merged.merge(metrics.CalibrationAccumulator.fromJSON(JSON.parse(JSON.stringify(part))));
+      }
+      expect(merged.toJSON(), name).toEqual(one.toJSON());
+      expect(metrics.CalibrationAccumulator.fromJSON(JSON.parse(JSON.stringify(merged))).result(), name).toEqual(one.result());
+    }
+    // merged top-label accumulators against the naive weighted reference
+    const acc = new metrics.CalibrationAccumulator({ bins: 7, weighted: true });
+    for (const [lo, hi] of [[0, 150], [150, 301]]) {
+      const part = new metrics.CalibrationAccumulator({ bins: 7, weighted: true });
+      part.updateSync(rowsOf(lo, hi), d.labels.subarray(lo, hi), { weights: w.subarray(lo, hi) });
+      acc.merge(part);
+    }
+    const r = acc.result(), ref = refWeightedCalibration(d.data, n, C, d.labels, w, 7);
+    close(r.weight, ref.weight, 1e-8);
+    for (const k of ['accuracy', 'ece', 'mce', 'rmsce'] as const) close(r[k], ref[k]);
+    close(r.nll!, ref.nll, 1e-7);
+    close(r.brier!, ref.brier, 1e-7);
+    for (let b = 0; b < 7; b++) close(r.bins.weight[b], ref.binWeight[b], 1e-8);
+  });
+
   it('bad weights name the argument', () => {
     const d = randomProbs(31, 4, 2);
     const m = matrix(d.data, 4, 2);

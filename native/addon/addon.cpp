@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   calmoe::addon::register_temperature(env, exports);
   calmoe::addon::register_audit(env, exports);
   calmoe::addon::register_drift(env, exports);
+  calmoe::addon::register_limits(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -9,6 +9,7 @@
 #include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/audit.h"
+#include "calmoe/limits.h"
 
 namespace calmoe::addon {
 namespace {
@@ -23,10 +24,10 @@ Napi::Value MoeAuditRows(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = object(arg(info, 0, "options"), "options");
     MoeAuditArg a;
-    a.rows = integer(own(o, "rows"), "rows", 0, int64_t(1) << 40);
-    a.slots = integer(own(o, "slots"), "slots", 1, INT32_MAX);
-    a.experts = own(o, "experts").IsUndefined() ? 0 : integer(own(o, "experts"), "experts", 1, INT32_MAX);
-    a.classes = own(o, "classes").IsUndefined() ? 0 : integer(own(o, "classes"), "classes", 1, INT32_MAX);
+    a.rows = integer(own(o, "rows"), "rows", 0, limits::kMaxElements);
+    a.slots = integer(own(o, "slots"), "slots", 1, limits::kMaxIds);
+    a.experts = own(o, "experts").IsUndefined() ? 0 : integer(own(o, "experts"), "experts", 1, limits::kMaxIds);
+    a.classes = own(o, "classes").IsUndefined() ? 0 : integer(own(o, "classes"), "classes", 1, limits::kMaxIds);
     a.sum_tolerance = number(own(o, "sumTolerance"), "sumTolerance");
     const std::size_t B = std::size_t(a.rows), K = std::size_t(a.slots), C = std::size_t(a.classes);
     const bool async = info.Length() > 1 && boolean(info[1], "async");

@@ -3,6 +3,7 @@
 #include "addon/bindings.h"
 #include "addon/js_error.h"
 #include "calmoe/device.h"
+#include "calmoe/limits.h"
 
 namespace calmoe::addon {
 namespace {
@@ -52,7 +53,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    set_cpu_threads(int(integer(arg(info, 0, "threads"), "threads", 1, 4096)));
+    set_cpu_threads(int(integer(arg(info, 0, "threads"), "threads", 1, limits::kMaxThreads)));
     return info.Env().Undefined();
   });
 }

@@ -10,4 +10,5 @@ void register_moe(Napi::Env env, Napi::Object exports);
 void register_temperature(Napi::Env env, Napi::Object exports);
 void register_audit(Napi::Env env, Napi::Object exports);
 void register_drift(Napi::Env env, Napi::Object exports);
+void register_limits(Napi::Env env, Napi::Object exports);
 }  // namespace calmoe::addon

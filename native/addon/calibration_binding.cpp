@@ -7,6 +7,7 @@
 #include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/calibration.h"
+#include "calmoe/limits.h"
 
 namespace calmoe::addon {
 namespace {
@@ -87,11 +88,11 @@ Napi::Value StateNew(const Napi::CallbackInfo& info) {
     Napi::Object o = object(arg(info, 0, "options"), "options");
     CalibConfig c;
     c.kind = kind_arg(own(o, "kind"));
-    c.bins = int(integer(own(o, "bins"), "bins", 1, 1 << 20));
+    c.bins = int(integer(own(o, "bins"), "bins", 1, limits::kMaxCalibrationBins));
     if (c.kind == CalibKind::Classwise) {
-      c.groups = int(integer(own(o, "classes"), "classes", 1, INT32_MAX));
+      c.groups = int(integer(own(o, "classes"), "classes", 1, limits::kMaxIds));
     } else if (!own(o, "groups").IsUndefined()) {
-      c.groups = int(integer(own(o, "groups"), "groups", 1, INT32_MAX));
+      c.groups = int(integer(own(o, "groups"), "groups", 1, limits::kMaxIds));
       c.grouped = true;
     }
     c.edges = BinEdges(choice(own(o, "edges"), "edges", {"right-closed", "left-closed"}));
@@ -152,8 +153,8 @@ bool update_copies(bool async, Device dev) { return async && dev != Device::Cpu;
 Napi::Value UpdateRows(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     View<const float> scores = f32_array(arg(info, 1, "scores"), "scores");
-    const int64_t rows = integer(arg(info, 2, "rows"), "rows", 0, int64_t(1) << 40);
-    const int64_t cols = integer(arg(info, 3, "cols"), "cols", 1, INT32_MAX);
+    const int64_t rows = integer(arg(info, 2, "rows"), "rows", 0, limits::kMaxElements);
+    const int64_t cols = integer(arg(info, 3, "cols"), "cols", 1, limits::kMaxIds);
     View<const int32_t> labels = i32_array(arg(info, 4, "labels"), "labels");
     require_length(scores.length, std::size_t(rows * cols), "scores", "elements (rows x cols)");
     require_length(labels.length, std::size_t(rows), "labels", "labels (one per row)");
@@ -256,7 +257,7 @@ Napi::Value EqualMass(const Napi::CallbackInfo& info) {
     Napi::Object o = object(arg(info, 0, "options"), "options");
     EqualMassArg a;
     a.kind = kind_arg(own(o, "kind"));
-    a.bins = int(integer(own(o, "bins"), "bins", 1, 1 << 20));
+    a.bins = int(integer(own(o, "bins"), "bins", 1, limits::kMaxCalibrationBins));
     a.extras = boolean(own(o, "extras"), "extras");
     const bool async = async_arg(info, 1);
     auto in = std::make_shared<CallInputs>(async);
@@ -270,8 +271,8 @@ Napi::Value EqualMass(const Napi::CallbackInfo& info) {
     } else {
       View<const float> s = f32_array(own(o, "scores"), "scores");
       View<const int32_t> y = i32_array(own(o, "labels"), "labels");
-      a.scores.rows = integer(own(o, "rows"), "rows", 0, int64_t(1) << 40);
-      a.scores.cols = a.kind == CalibKind::Binary ? 1 : integer(own(o, "cols"), "cols", 1, INT32_MAX);
+      a.scores.rows = integer(own(o, "rows"), "rows", 0, limits::kMaxElements);
+      a.scores.cols = a.kind == CalibKind::Binary ? 1 : integer(own(o, "cols"), "cols", 1, limits::kMaxIds);
       require_length(s.length, std::size_t(a.scores.rows * a.scores.cols), "scores", "elements (rows x cols)");
       require_length(y.length, std::size_t(a.scores.rows), "labels", "labels (one per row)");
       a.scores.kind = score_kind_arg(own(o, "input"));

@@ -7,6 +7,7 @@
 #include "addon/bindings.h"
 #include "calmoe/drift.h"
 #include "calmoe/error.h"
+#include "calmoe/limits.h"
 
 namespace calmoe::addon {
 namespace {
@@ -20,7 +21,7 @@ const char* method_name(uint8_t m) { return m == uint8_t(KsMethod::Exact) ? "exa
 FeatureMatrix matrix_arg(const Napi::CallbackInfo& info, std::size_t i, int64_t cols, const char* name, CallInputs& in) {
   View<const float> x = f32_array(arg(info, i, name), name);
   FeatureMatrix m;
-  m.rows = integer(arg(info, i + 1, "rows"), "rows", 0, int64_t(1) << 40);
+  m.rows = integer(arg(info, i + 1, "rows"), "rows", 0, limits::kMaxElements);
   m.cols = cols;
   require_length(x.length, std::size_t(m.rows * cols), name, "elements (rows x cols)");
   m.data = in.hold(x);
@@ -81,7 +82,7 @@ Napi::Value report_to_js(Napi::Env env, const DriftReport& r) {
 // driftCompare(ref, refRows, cur, curRows, cols, { ks, bins, method, epsilon, correction, alpha, device }, async)
 Napi::Value Compare(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const int64_t cols = integer(arg(info, 4, "cols"), "cols", 1, INT32_MAX);
+    const int64_t cols = integer(arg(info, 4, "cols"), "cols", 1, limits::kMaxIds);
     const bool async = info.Length() > 6 && boolean(info[6], "async");
     auto in = std::make_shared<CallInputs>(async);
     const FeatureMatrix ref = matrix_arg(info, 0, cols, "reference", *in);
@@ -89,7 +90,7 @@ Napi::Value Compare(const Napi::CallbackInfo& info) {
     Napi::Object o = object(arg(info, 5, "options"), "options");
     DriftOptions d;
     d.ks = boolean(own(o, "ks"), "ks");
-    d.psi_bins = int(integer(own(o, "bins"), "bins", 0, 1 << 16));
+    d.psi_bins = int(integer(own(o, "bins"), "bins", 0, limits::kMaxDriftBins));
     report_options(o, &d);
     const Device dev = resolve_device(device_request(own(o, "device")));
     if (!async) return report_to_js(info.Env(), drift_compare(dev, ref, cur, d));
@@ -104,8 +105,8 @@ Napi::Value Compare(const Napi::CallbackInfo& info) {
 Napi::Value KsP(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const double s = number(arg(info, 0, "statistic"), "statistic");
-    const int64_t n1 = integer(arg(info, 1, "n1"), "n1", 1, INT32_MAX);
-    const int64_t n2 = integer(arg(info, 2, "n2"), "n2", 1, INT32_MAX);
+    const int64_t n1 = integer(arg(info, 1, "n1"), "n1", 1, limits::kMaxSampleRows);
+    const int64_t n2 = integer(arg(info, 2, "n2"), "n2", 1, limits::kMaxSampleRows);
     const KsPValue p = ks_2samp_pvalue(s, n1, n2, method_arg(arg(info, 3, "method")));
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("pValue", p.p_value);
@@ -135,13 +136,13 @@ Napi::Value state_to_js(Napi::Env env, const std::vector<uint64_t>& w) {
 // driftMonitorNew(ref, rows, cols, { bins, refinement, device }, async) -> BigUint64Array
 Napi::Value MonitorNew(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
+    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, limits::kMaxIds);
     const bool async = info.Length() > 4 && boolean(info[4], "async");
     auto in = std::make_shared<CallInputs>(async);
     const FeatureMatrix ref = matrix_arg(info, 0, cols, "reference", *in);
     Napi::Object o = object(arg(info, 3, "options"), "options");
-    const int bins = int(integer(own(o, "bins"), "bins", 1, 1 << 16));
-    const int refinement = int(integer(own(o, "refinement"), "refinement", 1, 1 << 16));
+    const int bins = int(integer(own(o, "bins"), "bins", 1, limits::kMaxDriftBins));
+    const int refinement = int(integer(own(o, "refinement"), "refinement", 1, limits::kMaxDriftBins));
     const Device dev = resolve_device(device_request(own(o, "device")));
     if (!async) return state_to_js(info.Env(), drift_monitor_new(dev, ref, bins, refinement));
     auto out = std::make_shared<std::vector<uint64_t>>();
@@ -157,7 +158,7 @@ Napi::Value MonitorUpdate(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Value state_v = arg(info, 0, "state");
     View<uint64_t> state = u64_array(state_v, "state");
-    const int64_t cols = integer(arg(info, 3, "cols"), "cols", 1, INT32_MAX);
+    const int64_t cols = integer(arg(info, 3, "cols"), "cols", 1, limits::kMaxIds);
     const bool async = info.Length() > 5 && boolean(info[5], "async");
     auto in = std::make_shared<CallInputs>(async);
     const FeatureMatrix cur = matrix_arg(info, 1, cols, "current", *in);

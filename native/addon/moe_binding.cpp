@@ -10,6 +10,7 @@
 #include "addon/call_inputs.h"
 #include "addon/bindings.h"
 #include "calmoe/moe.h"
+#include "calmoe/limits.h"
 
 namespace calmoe::addon {
 namespace {
@@ -19,23 +20,23 @@ std::vector<int64_t> int_list(const Napi::Value& v, const char* name) {
   if (v.IsUndefined()) return out;
   if (!v.IsArray()) throw_type(std::string(name) + ": expected an array of integers");
   Napi::Array a = v.As<Napi::Array>();
-  if (a.Length() > kMoEMaxHiddenLayers)
-    throw_range(std::string(name) + ": expected at most " + std::to_string(kMoEMaxHiddenLayers) + " hidden layers, got " + std::to_string(a.Length()));
-  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(integer(a.Get(i), name, 1, int64_t(1) << 24));
+  if (a.Length() > limits::kMaxHiddenLayers)
+    throw_range(std::string(name) + ": expected at most " + std::to_string(limits::kMaxHiddenLayers) + " hidden layers, got " + std::to_string(a.Length()));
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(integer(a.Get(i), name, 1, limits::kMaxWidth));
   return out;
 }
 
 MoEConfig config_arg(const Napi::Value& v) {
   Napi::Object o = object(v, "config");
   MoEConfig c;
-  c.input_dim = integer(own(o, "inputDim"), "inputDim", 1, int64_t(1) << 24);
-  c.classes = integer(own(o, "classes"), "classes", 1, int64_t(1) << 24);
-  c.experts = integer(own(o, "experts"), "experts", 1, 4096);
+  c.input_dim = integer(own(o, "inputDim"), "inputDim", 1, limits::kMaxWidth);
+  c.classes = integer(own(o, "classes"), "classes", 1, limits::kMaxWidth);
+  c.experts = integer(own(o, "experts"), "experts", 1, limits::kMaxExperts);
   c.expert_hidden = int_list(own(o, "expertHidden"), "expertHidden");
   c.router_hidden = int_list(own(o, "routerHidden"), "routerHidden");
   c.activation = Activation(choice(own(o, "activation"), "activation", {"relu", "gelu"}));
   c.routing = Routing(choice(own(o, "routing"), "routing", {"soft", "topk", "hard"}));
-  c.top_k = integer(own(o, "topK"), "topK", 1, 4096);
+  c.top_k = integer(own(o, "topK"), "topK", 1, limits::kMaxExperts);
   c.router_temperature = float(number(own(o, "routerTemperature"), "routerTemperature"));
   const Napi::Value precision = own(o, "precision");
   if (!precision.IsUndefined()) c.precision = MatmulPrecision(choice(precision, "precision", {"tf32", "fp32", "bf16"}));
@@ -99,7 +100,7 @@ Napi::Value Predict(const Napi::CallbackInfo& info) {
     require_length(p.length, std::size_t(moe_layout(c).total), "params", "values (the model's parameter count)");
     const View<const float> t = temps_arg(info[2], c);
     View<const float> x = f32_array(arg(info, 3, "x"), "x");
-    const int64_t rows = integer(arg(info, 4, "rows"), "rows", 1, int64_t(1) << 40);
+    const int64_t rows = integer(arg(info, 4, "rows"), "rows", 1, limits::kMaxElements);
     require_length(x.length, std::size_t(rows * c.input_dim), "x", "elements (rows x inputDim)");
     Napi::Object o = object(arg(info, 5, "options"), "options");
     const Device dev = moe_resolve_device(device_request(own(o, "device")));
@@ -175,16 +176,16 @@ Napi::Object step_to_js(Napi::Env env, const Progress& p) {
 FitConfig fit_arg(const Napi::Value& v) {
   Napi::Object o = object(v, "options");
   FitConfig f;
-  f.epochs = integer(own(o, "epochs"), "epochs", 1, int64_t(1) << 31);
-  f.batch_size = integer(own(o, "batchSize"), "batchSize", 1, int64_t(1) << 24);
+  f.epochs = integer(own(o, "epochs"), "epochs", 1, limits::kMaxEpochs);
+  f.batch_size = integer(own(o, "batchSize"), "batchSize", 1, limits::kMaxBatchSize);
   f.shuffle = boolean(own(o, "shuffle"), "shuffle");
   f.seed = uint64_t(number(own(o, "seed"), "seed"));
-  f.progress_every = integer(own(o, "progressEvery"), "progressEvery", 0, int64_t(1) << 40);
+  f.progress_every = integer(own(o, "progressEvery"), "progressEvery", 0, limits::kMaxSteps);
   f.snapshot_epochs = !own(o, "snapshotEpochs").IsUndefined() && boolean(own(o, "snapshotEpochs"), "snapshotEpochs");
-  if (!own(o, "checkpointEvery").IsUndefined()) f.checkpoint_every = integer(own(o, "checkpointEvery"), "checkpointEvery", 1, int64_t(1) << 31);
+  if (!own(o, "checkpointEvery").IsUndefined()) f.checkpoint_every = integer(own(o, "checkpointEvery"), "checkpointEvery", 1, limits::kMaxEpochs);
   if (!own(o, "resume").IsUndefined()) {  // { epoch, steps, m, v, rng: BigUint64Array(1) }: copied, the thread reads its own
     Napi::Object r = object(own(o, "resume"), "resume");
-    f.start_epoch = integer(own(r, "epoch"), "resume.epoch", 1, int64_t(1) << 31);
+    f.start_epoch = integer(own(r, "epoch"), "resume.epoch", 1, limits::kMaxEpochs);
     f.resume.steps = integer(own(r, "steps"), "resume.steps", 0, int64_t(1) << 52);
     const View<const float> m = f32_array(own(r, "m"), "resume.m"), vv = f32_array(own(r, "v"), "resume.v");
     f.resume.m.assign(m.data, m.data + m.length);
@@ -205,13 +206,13 @@ FitConfig fit_arg(const Napi::Value& v) {
   f.optimizer.clip_norm = number(own(o, "clipNorm"), "clipNorm");
   Napi::Object sch = object(own(o, "schedule"), "schedule");
   f.schedule.kind = ScheduleKind(choice(own(sch, "type"), "schedule.type", {"constant", "cosine"}));
-  f.schedule.warmup_steps = integer(own(sch, "warmupSteps"), "schedule.warmupSteps", 0, int64_t(1) << 40);
+  f.schedule.warmup_steps = integer(own(sch, "warmupSteps"), "schedule.warmupSteps", 0, limits::kMaxSteps);
   f.schedule.min_lr_ratio = number(own(sch, "minLrRatio"), "schedule.minLrRatio");
   Napi::Object ob = object(own(o, "objective"), "objective");
   f.objective.kind = ObjectiveKind(choice(own(ob, "type"), "objective.type", {"erm", "robust", "robust-filtered"}));
   f.objective.eta = number(own(ob, "eta"), "objective.eta");
   f.objective.gradient = TiltGradient(choice(own(ob, "gradient"), "objective.gradient", {"term", "through"}));
-  f.objective.warmup_epochs = integer(own(ob, "warmupEpochs"), "objective.warmupEpochs", 0, int64_t(1) << 31);
+  f.objective.warmup_epochs = integer(own(ob, "warmupEpochs"), "objective.warmupEpochs", 0, limits::kMaxEpochs);
   f.objective.tau_regret = number(own(ob, "tauRegret"), "objective.tauRegret");
   f.objective.tau_disagreement = number(own(ob, "tauDisagreement"), "objective.tauDisagreement");
   f.objective.median_disagreement = boolean(own(ob, "medianDisagreement"), "objective.medianDisagreement");
@@ -297,14 +298,14 @@ Napi::Value Fit(const Napi::CallbackInfo& info) {
     job->temps = job->inputs.hold(temps_arg(info[2], job->config));
     View<const float> x = f32_array(arg(info, 3, "x"), "x");
     View<const int32_t> y = i32_array(arg(info, 4, "y"), "y");
-    const int64_t rows = integer(arg(info, 5, "rows"), "rows", 1, int64_t(1) << 31);
+    const int64_t rows = integer(arg(info, 5, "rows"), "rows", 1, limits::kMaxFitRows);
     require_length(x.length, std::size_t(rows * job->config.input_dim), "x", "elements (rows x inputDim)");
     require_length(y.length, std::size_t(rows), "y", "labels (one per row)");
     job->train = Dataset{job->inputs.hold(x), job->inputs.hold(y), rows};
     if (!info[6].IsUndefined() && !info[6].IsNull()) {
       View<const float> vx = f32_array(info[6], "validation.x");
       View<const int32_t> vy = i32_array(arg(info, 7, "validation.y"), "validation.y");
-      const int64_t vrows = integer(arg(info, 8, "validation rows"), "validation rows", 1, int64_t(1) << 31);
+      const int64_t vrows = integer(arg(info, 8, "validation rows"), "validation rows", 1, limits::kMaxFitRows);
       require_length(vx.length, std::size_t(vrows * job->config.input_dim), "validation.x", "elements (rows x inputDim)");
       require_length(vy.length, std::size_t(vrows), "validation.y", "labels (one per row)");
       job->val = Dataset{job->inputs.hold(vx), job->inputs.hold(vy), vrows};
@@ -419,8 +420,6 @@ void register_moe(Napi::Env env, Napi::Object exports) {
   exports.Set("moeLayout", Napi::Function::New(env, Layout, "moeLayout"));
   exports.Set("moeInit", Napi::Function::New(env, Init, "moeInit"));
   exports.Set("moeParamCount", Napi::Function::New(env, ParamCount, "moeParamCount"));
-  // the epoch logs a fit keeps (the core's limit, so the TypeScript layer keeps no more)
-  exports.Set("moeMaxHistory", Napi::Number::New(env, double(kMoEMaxHistory)));
   exports.Set("moePredict", Napi::Function::New(env, Predict, "moePredict"));
   exports.Set("moeFit", Napi::Function::New(env, Fit, "moeFit"));
 }

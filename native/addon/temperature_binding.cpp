@@ -11,6 +11,7 @@
 #include "addon/bindings.h"
 #include "calmoe/error.h"
 #include "calmoe/temperature.h"
+#include "calmoe/limits.h"
 
 namespace calmoe::addon {
 namespace {
@@ -31,7 +32,7 @@ TemperatureArg view_arg(const View<const float>& scores, int64_t rows, int64_t c
   TemperatureArg a;
   a.kind = ScoreKind(choice(own(o, "input"), "input", {"probabilities", "logits"}));
   a.sum_tolerance = number(own(o, "sumTolerance"), "sumTolerance");
-  a.row_stride = own(o, "rowStride").IsUndefined() ? cols : integer(own(o, "rowStride"), "rowStride", cols, int64_t(1) << 40);
+  a.row_stride = own(o, "rowStride").IsUndefined() ? cols : integer(own(o, "rowStride"), "rowStride", cols, limits::kMaxElements);
   if (!own(o, "name").IsUndefined()) {
     if (!own(o, "name").IsString()) throw_type("name: expected a string");
     a.name = own(o, "name").As<Napi::String>().Utf8Value();
@@ -49,8 +50,8 @@ TemperatureArg view_arg(const View<const float>& scores, int64_t rows, int64_t c
 Napi::Value TemperatureNll(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     View<const float> scores = f32_array(arg(info, 0, "scores"), "scores");
-    const int64_t rows = integer(arg(info, 1, "rows"), "rows", 0, int64_t(1) << 40);
-    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
+    const int64_t rows = integer(arg(info, 1, "rows"), "rows", 0, limits::kMaxElements);
+    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, limits::kMaxIds);
     View<const int32_t> labels = i32_array(arg(info, 3, "labels"), "labels");
     const double temperature = number(arg(info, 4, "temperature"), "temperature");
     Napi::Object o = object(arg(info, 5, "options"), "options");
@@ -78,8 +79,8 @@ Napi::Value TemperatureNll(const Napi::CallbackInfo& info) {
 Napi::Value TemperatureApply(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     View<const float> scores = f32_array(arg(info, 0, "scores"), "scores");
-    const int64_t rows = integer(arg(info, 1, "rows"), "rows", 0, int64_t(1) << 40);
-    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, INT32_MAX);
+    const int64_t rows = integer(arg(info, 1, "rows"), "rows", 0, limits::kMaxElements);
+    const int64_t cols = integer(arg(info, 2, "cols"), "cols", 1, limits::kMaxIds);
     const double temperature = number(arg(info, 3, "temperature"), "temperature");
     Napi::Object o = object(arg(info, 4, "options"), "options");
     const bool async = info.Length() > 5 && boolean(info[5], "async");

@@ -15,7 +15,7 @@ namespace {
 
 using namespace audit;
 
-constexpr int64_t kMaxElements = int64_t(1) << 40;
+using limits::kMaxElements;
 
 
 
@@ -54,14 +54,14 @@ constexpr int64_t kMaxElements = int64_t(1) << 40;
 
 void moe_audit_rows(Device dev, const MoeAuditArg& in, const MoeAuditOut& out) {
   if (in.rows < 1) throw_range("routing: expected at least one row, got " + std::to_string(in.rows));
-  if (in.slots < 1 || in.slots > INT32_MAX) throw_range("routing: expected at least one column (one per expert slot), got " + std::to_string(in.slots));
+  if (in.slots < 1 || in.slots > limits::kMaxIds) throw_range("routing: expected at least one column (one per expert slot), got " + std::to_string(in.slots));
   if (in.routing == nullptr) throw_type("routing: missing data");
   if (in.expert_ids == nullptr && in.experts != 0 && in.experts != in.slots)
     throw_range("numExperts: " + std::to_string(in.experts) + " differs from the " + std::to_string(in.slots) + " routing columns; pass expert ids for the active-expert layout");
   const int64_t E = in.expert_ids ? in.experts : in.slots;
-  if (E < 1 || E > INT32_MAX) throw_range("numExperts: expected an integer in [1, 2^31), got " + std::to_string(E));
+  if (E < 1 || E > limits::kMaxIds) throw_range("numExperts: expected an integer in [1, " + std::to_string(limits::kMaxIds) + "], got " + std::to_string(E));
   const bool probs = in.expert_probs || in.mixture;
-  if (probs && (in.classes < 1 || in.classes > INT32_MAX)) throw_range("classes: expected at least one class, got " + std::to_string(in.classes));
+  if (probs && (in.classes < 1 || in.classes > limits::kMaxIds)) throw_range("classes: expected at least one class, got " + std::to_string(in.classes));
   if (in.labels && !in.mixture && !in.expert_probs) throw_type("labels: given without probabilities to score");
   if (in.rows > kMaxElements / in.slots || (probs && in.rows * in.slots > kMaxElements / in.classes))
     throw_range("routing: " + std::to_string(in.rows) + " rows x " + std::to_string(in.slots) + " experts is larger than supported");

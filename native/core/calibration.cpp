@@ -18,9 +18,9 @@ namespace {
 
 using namespace calib;
 
-constexpr int kMaxBins = 1 << 20;
-constexpr int64_t kMaxBinCells = int64_t(1) << 26;  // groups x bins
-constexpr int64_t kMaxElements = int64_t(1) << 40;
+using limits::kMaxCalibrationBins;
+using limits::kMaxCalibrationCells;
+using limits::kMaxElements;
 
 
 
@@ -35,17 +35,17 @@ const char* kind_name(CalibKind k) {
 }
 
 void check_config(const CalibConfig& c) {
-  if (c.bins < 1 || c.bins > kMaxBins) throw_range("bins: expected an integer in [1, " + std::to_string(kMaxBins) + "], got " + std::to_string(c.bins));
+  if (c.bins < 1 || c.bins > kMaxCalibrationBins) throw_range("bins: expected an integer in [1, " + std::to_string(kMaxCalibrationBins) + "], got " + std::to_string(c.bins));
   if (c.groups < 1) throw_range("classes: expected at least 1, got " + std::to_string(c.groups));
   if (c.grouped && c.kind == CalibKind::Classwise) throw_range("groups: classwise calibration cannot also be grouped by rows");
   if (c.kind != CalibKind::Classwise && !c.grouped && c.groups != 1) throw_range("groups: only classwise or grouped calibration has more than one histogram");
-  if (int64_t(c.groups) * c.bins > kMaxBinCells) throw_range("bins x classes: " + std::to_string(int64_t(c.groups) * c.bins) + " histogram cells is more than the supported " + std::to_string(kMaxBinCells));
+  if (int64_t(c.groups) * c.bins > kMaxCalibrationCells) throw_range("bins x classes: " + std::to_string(int64_t(c.groups) * c.bins) + " histogram cells is more than the supported " + std::to_string(kMaxCalibrationCells));
   if (c.kind == CalibKind::Confidence && c.extras) throw_range("extras: NLL and Brier need class probabilities; not available from (confidence, correct) input");
 }
 
 void describe_issue(const KernelArgs& a, int64_t row) {
   if (a.weighted && a.weights && !weight_ok(a.weights[row]))
-    throw_range("weights[" + std::to_string(row) + "] = " + fmt_f32(a.weights[row]) + ": expected a finite number in [0, 2^24]");
+    throw_range("weights[" + std::to_string(row) + "] = " + fmt_f32(a.weights[row]) + ": expected a finite number in [0, " + fmt(limits::kMaxWeight) + "]");
   const RowOut r = eval_row(a, row);
   const std::string at = std::to_string(row);
   const char* scores = a.kind == CalibKind::Confidence ? "confidence" : "scores";
@@ -213,10 +213,53 @@ u128 word128(uint64_t lo, uint64_t hi) { return (u128(hi) << 64) | lo; }
 
 // The counts' invariants of a state whose header and length are valid. Bounds on the fixed-point
 // sums: confidence <= 1 per row, NLL <= kMaxNll < 28 per row, Brier <= 2 + tolerance < 8 per row.
-// Rows a state may count: kMaxStateRows, or 2^40 for a weighted one (its 128-bit weighted sums).
-uint64_t max_rows(const CalibConfig& c) { return c.weighted ? uint64_t(1) << 40 : kMaxStateRows; }
+uint64_t max_rows(const CalibConfig& c) { return c.weighted ? limits::kMaxWeightedStateRows : limits::kMaxStateRows; }
 
-// (The weighted section of a weighted state is not checked here yet.)
+// a <= b * 2^s, without forming b * 2^s (which may not fit 128 bits).
+bool le_shifted(u128 a, u128 b, int s) {
+  const u128 q = a >> s;
+  return q < b || (q == b && (a & ((u128(1) << s) - 1)) == 0);
+}
+
+// The weighted section's invariants, against the (already checked) unweighted counts. A row adds
+// q = floor(w * 2^32) <= qmax to the total weight, q to the correct weight if it is correct, and
+// q to its bin's weight (in every class's histogram, classwise), q to the bin's positive weight
+// if positive, q * conf (conf <= 1 at 2^-32) to its confidence sum, q * NLL (< 28) and q * Brier
+// (< 8) to the totals. So each weighted sum is bounded by its rows times qmax, the bin weights
+// add up to the total weight exactly, and no sum is near 2^128.
+template <class Corrupt>
+void check_weighted(const uint64_t* w, const CalibConfig& c, const Corrupt& corrupt) {
+  const u128 qmax = u128(uint64_t(limits::kMaxWeight)) << kWeightFracBits;
+  const uint64_t* ws = w + weighted_offset(c.bins, c.groups);
+  const uint64_t* cells = ws + kWeightedHeaderWords;
+  const u128 W = word128(ws[0], ws[1]), correct = word128(ws[2], ws[3]);
+  if (W > u128(w[kWRows]) * qmax) corrupt("total weight above the rows times the largest weight");
+  if (correct > W) corrupt("more correct weight than weight");
+  if (correct > u128(w[kWCorrect]) * qmax) corrupt("correct weight above the correct rows times the largest weight");
+  if (!le_shifted(word128(ws[4], ws[5]), W * 28, kWNllFracBits)) corrupt("weighted NLL sum above its bound");
+  if (!le_shifted(word128(ws[6], ws[7]), W * 8, kWBrierFracBits)) corrupt("weighted Brier sum above its bound");
+  if (!c.extras && (ws[4] | ws[5] | ws[6] | ws[7]) != 0) corrupt("weighted NLL or Brier sums without extras");
+  const bool per_group = c.kind == CalibKind::Classwise;
+  u128 total = 0;
+  for (int g = 0; g < c.groups; ++g) {
+    u128 sum = 0;
+    for (int b = 0; b < c.bins; ++b) {
+      const int64_t cell = int64_t(g) * c.bins + b;
+      const uint64_t* bin = w + kHeaderWords + cell * kBinWords;
+      const uint64_t* cw = cells + cell * kWeightedCellWords;
+      const u128 wb = word128(cw[0], cw[1]), pos = word128(cw[2], cw[3]);
+      if (wb > u128(bin[0]) * qmax) corrupt("a bin's weight above its rows times the largest weight");
+      if (pos > wb) corrupt("a bin with more positive weight than weight");
+      if (pos > u128(bin[1]) * qmax) corrupt("a bin's positive weight above its positive rows times the largest weight");
+      if (!le_shifted(word128(cw[4], cw[5]), wb, kWConfFracBits)) corrupt("a bin's weighted confidence sum above its weight");
+      sum += wb;  // <= the histogram's rows (<= 2^40) times qmax (2^56): no overflow
+    }
+    if (per_group && sum != W) corrupt("the bin weights of class " + std::to_string(g) + " do not add up to the total weight");
+    total += sum;
+  }
+  if (!per_group && total != W) corrupt("the bin weights do not add up to the total weight");
+}
+
 void check_counts(const uint64_t* w, const CalibConfig& c, const std::string& nm) {
   const uint64_t rows = w[kWRows];
   auto corrupt = [&](const std::string& what) { throw_range(nm + ": corrupt calibration state (" + what + ")"); };
@@ -242,6 +285,7 @@ void check_counts(const uint64_t* w, const CalibConfig& c, const std::string& nm
     if (!per_group && total > rows) corrupt("bin counts add up to more than the rows");
   }
   if (!per_group && total != rows) corrupt("the bin counts do not add up to the rows");
+  if (c.weighted) check_weighted(w, c, corrupt);
 }
 
 }  // namespace
@@ -251,7 +295,7 @@ CalibConfig calib_state_config(const uint64_t* w, std::size_t n, const char* nam
   if (w == nullptr || n < std::size_t(kHeaderWords) || w[kWMagic] != kMagic)
     throw_range(nm + ": not a calmoe calibration state (bad header)");
   CalibConfig c;
-  if (w[kWBins] < 1 || w[kWBins] > uint64_t(kMaxBins) || w[kWGroups] < 1 || w[kWGroups] > uint64_t(kMaxBinCells))
+  if (w[kWBins] < 1 || w[kWBins] > uint64_t(kMaxCalibrationBins) || w[kWGroups] < 1 || w[kWGroups] > uint64_t(kMaxCalibrationCells))
     throw_range(nm + ": corrupt calibration state (bins/groups out of range)");
   c.bins = int(w[kWBins]);
   c.groups = int(w[kWGroups]);
@@ -278,7 +322,7 @@ void calib_update_rows(Device dev, const ScoresArg& s, const int32_t* labels, ui
     throw_range(std::string("state: a ") + kind_name(cfg.kind) + " accumulator takes no score matrix");
   check_rows(s.rows, "scores");
   if (s.cols < 1) throw_range("scores: expected at least one column, got " + std::to_string(s.cols));
-  if (s.cols > INT32_MAX || s.rows > kMaxElements / s.cols) throw_range("scores: " + std::to_string(s.rows) + " x " + std::to_string(s.cols) + " is larger than supported");
+  if (s.cols > limits::kMaxIds || s.rows > kMaxElements / s.cols) throw_range("scores: " + std::to_string(s.rows) + " x " + std::to_string(s.cols) + " is larger than supported");
   if (cfg.kind == CalibKind::Classwise && s.cols != cfg.groups)
     throw_range("scores: has " + std::to_string(s.cols) + " columns but the classwise accumulator has " + std::to_string(cfg.groups) + " classes");
   if (!(s.sum_tolerance >= 0 && s.sum_tolerance <= 1)) throw_range("sumTolerance: expected a number in [0, 1], got " + fmt(s.sum_tolerance));
@@ -339,7 +383,7 @@ void calib_merge(uint64_t* into, std::size_t n_into, const uint64_t* from, std::
     throw_range(std::string("merge: accumulators differ (") + kind_name(a.kind) + ", " + std::to_string(a.bins) + " bins vs " +
                 kind_name(b.kind) + ", " + std::to_string(b.bins) + " bins, or in classes, edges, extras or weighting)");
   // Both are valid, so their sum is valid (and no word overflows) when the rows stay in bounds.
-  if (into[kWRows] + from[kWRows] > max_rows(a)) throw_range("merge: together the accumulators count more rows than a state holds (2^" + std::to_string(a.weighted ? 40 : 53) + ")");
+  if (into[kWRows] + from[kWRows] > max_rows(a)) throw_range("merge: together the accumulators count more rows than a state holds (" + std::to_string(max_rows(a)) + ")");
   into[kWRows] += from[kWRows];
   into[kWCorrect] += from[kWCorrect];
   u128_add(into[kWNllLo], into[kWNllHi], from[kWNllLo], from[kWNllHi]);
@@ -450,7 +494,7 @@ CalibSummary calib_equal_mass(Device dev, const EqualMassArg& m) {
     a.correct = m.correct;
   } else {
     check_rows(m.scores.rows, "scores");
-    if (m.kind == CalibKind::TopLabel && (m.scores.cols < 1 || m.scores.cols > INT32_MAX || m.scores.rows > kMaxElements / m.scores.cols))
+    if (m.kind == CalibKind::TopLabel && (m.scores.cols < 1 || m.scores.cols > limits::kMaxIds || m.scores.rows > kMaxElements / m.scores.cols))
       throw_range("scores: unsupported shape");
     if (!(m.scores.sum_tolerance >= 0 && m.scores.sum_tolerance <= 1)) throw_range("sumTolerance: expected a number in [0, 1], got " + fmt(m.scores.sum_tolerance));
     a.scores = m.scores.data;

@@ -22,7 +22,7 @@ enum Issue : int32_t {
   kRowSum = 4,      // probabilities do not sum to 1 within the tolerance
   kCorrectValue = 5, // correctness not 0 or 1
   kGroupRange = 6,   // group id outside [0, groups)
-  kWeightRange = 7   // weight not finite or outside [0, kMaxWeight]
+  kWeightRange = 7   // weight not finite or outside [0, limits::kMaxWeight]
 };
 
 // What one row contributes.
@@ -210,7 +210,7 @@ inline void u128_mul_add(uint64_t& lo, uint64_t& hi, uint64_t a, uint64_t b) {
   u128_add(lo, hi, plo, phi);
 }
 
-inline bool weight_ok(float w) { return w >= 0.0f && w <= kMaxWeight; }  // NaN fails
+inline bool weight_ok(float w) { return w >= 0.0f && w <= limits::kMaxWeight; }  // NaN fails
 
 // Adds a row of weight q (fixed point) to a weighted section `ws`: totals, and cell `cell`.
 inline void add_weighted_totals(uint64_t* ws, uint64_t q, const RowOut& r, bool extras) {

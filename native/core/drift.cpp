@@ -22,9 +22,9 @@ namespace {
 using namespace drift;
 using namespace driftmon;
 
-constexpr int64_t kMaxRows = (int64_t(1) << 31) - 1;     // i*n2 - j*n1 fits in int64
-constexpr int64_t kMaxElements = int64_t(1) << 40;
-constexpr int kMaxPsiBins = 1 << 16;
+using limits::kMaxDriftBins;
+using limits::kMaxElements;
+using limits::kMaxSampleRows;
 constexpr int64_t kMaxStateWords = int64_t(1) << 28;     // 2 GB of monitor state
 constexpr uint64_t kMaxWindowRows = uint64_t(1) << 53;  // a window's rows: exact in a double, no count overflows
 constexpr int64_t kScipyMaxExactN = 10000;               // 'auto': exact when max(n1, n2) <= this
@@ -43,7 +43,7 @@ void check_matrix(const FeatureMatrix& m, const char* name, bool allow_empty) {
   const std::string nm(name);
   if (m.cols < 1) throw_range(nm + ": expected at least one column (feature), got " + std::to_string(m.cols));
   if (m.rows < (allow_empty ? 0 : 1)) throw_range(nm + ": expected at least one row, got " + std::to_string(m.rows));
-  if (m.rows > kMaxRows) throw_range(nm + ": " + std::to_string(m.rows) + " rows is more than the supported 2^31 - 1");
+  if (m.rows > kMaxSampleRows) throw_range(nm + ": " + std::to_string(m.rows) + " rows is more than the supported " + std::to_string(kMaxSampleRows));
   if (m.rows > kMaxElements / m.cols) throw_range(nm + ": " + std::to_string(m.rows) + " x " + std::to_string(m.cols) + " is larger than supported");
   if (m.data == nullptr && m.rows > 0) throw_type(nm + ": missing data");
 }
@@ -108,8 +108,8 @@ double psi_of(const uint64_t* ref_counts, const uint64_t* cur_counts, int bins, 
 }
 
 void check_options(const DriftOptions& o, bool need_psi) {
-  if (need_psi && (o.psi_bins < 1 || o.psi_bins > kMaxPsiBins))
-    throw_range("bins: expected an integer in [1, " + std::to_string(kMaxPsiBins) + "], got " + std::to_string(o.psi_bins));
+  if (need_psi && (o.psi_bins < 1 || o.psi_bins > kMaxDriftBins))
+    throw_range("bins: expected an integer in [1, " + std::to_string(kMaxDriftBins) + "], got " + std::to_string(o.psi_bins));
   if (!(o.psi_epsilon > 0.0 && o.psi_epsilon <= 1.0)) throw_range("epsilon: expected a number in (0, 1], got " + fmt(o.psi_epsilon));
   if (!(o.alpha >= 0.0 && o.alpha <= 1.0)) throw_range("alpha: expected a number in [0, 1], got " + fmt(o.alpha));
   if (uint8_t(o.method) > uint8_t(KsMethod::Asymp)) throw_range("method: expected 'auto', 'exact' or 'asymp'");
@@ -162,10 +162,10 @@ Layout layout_of(int64_t d, int64_t bins, int64_t refinement) {
 }
 
 void check_monitor_shape(int64_t d, int bins, int refinement) {
-  if (bins < 1 || bins > kMaxPsiBins) throw_range("bins: expected an integer in [1, " + std::to_string(kMaxPsiBins) + "], got " + std::to_string(bins));
-  if (refinement < 1 || refinement > kMaxFineBins) throw_range("refinement: expected an integer in [1, " + std::to_string(kMaxFineBins) + "], got " + std::to_string(refinement));
-  if (int64_t(bins) * refinement > kMaxFineBins)
-    throw_range("bins x refinement: " + std::to_string(int64_t(bins) * refinement) + " histogram bins per feature is more than the supported " + std::to_string(kMaxFineBins));
+  if (bins < 1 || bins > kMaxDriftBins) throw_range("bins: expected an integer in [1, " + std::to_string(kMaxDriftBins) + "], got " + std::to_string(bins));
+  if (refinement < 1 || refinement > kMaxDriftBins) throw_range("refinement: expected an integer in [1, " + std::to_string(kMaxDriftBins) + "], got " + std::to_string(refinement));
+  if (int64_t(bins) * refinement > kMaxDriftBins)
+    throw_range("bins x refinement: " + std::to_string(int64_t(bins) * refinement) + " histogram bins per feature is more than the supported " + std::to_string(kMaxDriftBins));
   if (d * 3 * int64_t(bins) * refinement > kMaxStateWords)
     throw_range("monitor: " + std::to_string(d) + " features x " + std::to_string(int64_t(bins) * refinement) + " bins is a larger state than supported (2^28 words)");
 }
@@ -176,7 +176,7 @@ void check_monitor_shape(int64_t d, int bins, int refinement) {
 
 KsPValue ks_2samp_pvalue(double statistic, int64_t n1, int64_t n2, KsMethod method) {
   if (n1 < 1 || n2 < 1) throw_range("n1, n2: expected sample sizes of at least 1, got " + std::to_string(n1) + " and " + std::to_string(n2));
-  if (n1 > kMaxRows || n2 > kMaxRows) throw_range("n1, n2: sample sizes above 2^31 - 1 are not supported");
+  if (n1 > kMaxSampleRows || n2 > kMaxSampleRows) throw_range("n1, n2: sample sizes above " + std::to_string(kMaxSampleRows) + " are not supported");
   if (!(statistic >= 0.0 && statistic <= 1.0)) throw_range("statistic: expected a number in [0, 1], got " + fmt(statistic));
   if (uint8_t(method) > uint8_t(KsMethod::Asymp)) throw_range("method: expected 'auto', 'exact' or 'asymp'");
   const KsMethod m = choose_method(method, uint64_t(n1), uint64_t(n2));
@@ -352,9 +352,9 @@ std::vector<uint64_t> drift_monitor_new(Device dev, const FeatureMatrix& ref, in
 DriftMonitorConfig drift_monitor_config(const uint64_t* w, std::size_t n, const char* name) {
   const std::string nm(name);
   if (w == nullptr || n < std::size_t(kHeaderWords) || w[kWMagic] != kMagic) throw_range(nm + ": not a calmoe drift monitor state (bad header)");
-  if (w[kWFeatures] < 1 || w[kWFeatures] > uint64_t(kMaxStateWords) || w[kWBins] < 1 || w[kWBins] > uint64_t(kMaxPsiBins) ||
-      w[kWRefinement] < 1 || w[kWRefinement] > uint64_t(kMaxFineBins) || w[kWBins] * w[kWRefinement] > uint64_t(kMaxFineBins) ||
-      w[kWRefRows] < 1 || w[kWRefRows] > uint64_t(kMaxRows))
+  if (w[kWFeatures] < 1 || w[kWFeatures] > uint64_t(kMaxStateWords) || w[kWBins] < 1 || w[kWBins] > uint64_t(kMaxDriftBins) ||
+      w[kWRefinement] < 1 || w[kWRefinement] > uint64_t(kMaxDriftBins) || w[kWBins] * w[kWRefinement] > uint64_t(kMaxDriftBins) ||
+      w[kWRefRows] < 1 || w[kWRefRows] > uint64_t(kMaxSampleRows))
     throw_range(nm + ": corrupt drift monitor state (header out of range)");
   DriftMonitorConfig c;
   c.features = int64_t(w[kWFeatures]);

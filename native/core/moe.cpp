@@ -10,6 +10,7 @@
 #include "calmoe/device.h"
 #include "calmoe/error.h"
 #include "core/float_mode.h"
+#include "core/format.h"
 #include "core/moe_engine.h"
 #include "host/thread_pool.h"
 
@@ -52,6 +53,7 @@ void check_features(const MoEConfig& c, const float* x, int64_t rows, const std:
 void check_dataset(const MoEConfig& c, const Dataset& d, const char* name) {
   const std::string nm(name);
   if (d.rows < 1) throw_range(nm + ": expected at least one row");
+  if (d.rows > limits::kMaxFitRows) throw_range(nm + ": " + std::to_string(d.rows) + " rows is more than the supported " + std::to_string(limits::kMaxFitRows));
   if (d.x == nullptr || d.y == nullptr) throw_type(nm + ": missing data");
   for (int64_t i = 0; i < d.rows; ++i) {
     if (d.y[i] < 0 || d.y[i] >= c.classes)
@@ -61,28 +63,30 @@ void check_dataset(const MoEConfig& c, const Dataset& d, const char* name) {
 }
 
 std::vector<EpochLog> last_epochs(std::vector<EpochLog> h) {
-  if (h.size() > kMoEMaxHistory) h.erase(h.begin(), h.end() - std::ptrdiff_t(kMoEMaxHistory));
+  if (h.size() > std::size_t(limits::kMaxHistory)) h.erase(h.begin(), h.end() - std::ptrdiff_t(limits::kMaxHistory));
   return h;
 }
 
 void check_fit(const FitConfig& f) {
-  if (f.epochs < 1 || f.epochs > (int64_t(1) << 31)) throw_range("epochs: expected an integer >= 1, got " + std::to_string(f.epochs));
-  if (f.batch_size < 1 || f.batch_size > (int64_t(1) << 24)) throw_range("batchSize: expected an integer in [1, 2^24], got " + std::to_string(f.batch_size));
+  if (f.epochs < 1 || f.epochs > limits::kMaxEpochs) throw_range("epochs: expected an integer in [1, " + std::to_string(limits::kMaxEpochs) + "], got " + std::to_string(f.epochs));
+  if (f.batch_size < 1 || f.batch_size > limits::kMaxBatchSize) throw_range("batchSize: expected an integer in [1, " + std::to_string(limits::kMaxBatchSize) + "], got " + std::to_string(f.batch_size));
   const OptimizerConfig& o = f.optimizer;
   if (!(o.lr > 0) || !std::isfinite(o.lr)) throw_range("optimizer.lr: expected a finite number > 0");
   if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay)) throw_range("optimizer.weightDecay: expected a finite number >= 0");
-  if (!(o.momentum >= 0 && o.momentum < 1)) throw_range("optimizer.momentum: expected a number in [0, 1)");
-  if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1)) throw_range("optimizer.betas: expected numbers in [0, 1)");
+  const std::string beta_range = "expected a number in [0, " + fmt(limits::kMaxMomentum) + "]";
+  if (!(o.momentum >= 0 && o.momentum <= limits::kMaxMomentum)) throw_range("optimizer.momentum: " + beta_range);
+  if (!(o.beta1 >= 0 && o.beta1 <= limits::kMaxMomentum)) throw_range("optimizer.betas[0]: " + beta_range);
+  if (!(o.beta2 >= 0 && o.beta2 <= limits::kMaxMomentum)) throw_range("optimizer.betas[1]: " + beta_range);
   if (!(o.eps > 0)) throw_range("optimizer.eps: expected a number > 0");
   if (!(o.clip_norm >= 0) || !std::isfinite(o.clip_norm)) throw_range("clipNorm: expected a finite number >= 0");
   const ObjectiveConfig& ob = f.objective;
-  if (!std::isfinite(ob.eta)) throw_range("objective.eta: expected a finite number");
-  if (ob.warmup_epochs < 0) throw_range("objective.warmupEpochs: expected an integer >= 0");
+  if (!(std::fabs(ob.eta) <= limits::kMaxEta)) throw_range("objective.eta: expected a number in [" + fmt(-limits::kMaxEta) + ", " + fmt(limits::kMaxEta) + "], got " + fmt(ob.eta));
+  if (ob.warmup_epochs < 0 || ob.warmup_epochs > limits::kMaxEpochs) throw_range("objective.warmupEpochs: expected an integer in [0, " + std::to_string(limits::kMaxEpochs) + "]");
   if (!(ob.balance_alpha >= 0) || !std::isfinite(ob.balance_alpha)) throw_range("balanceLoss: expected a finite number >= 0");
   if (!(ob.tau_regret >= 0) || !(ob.tau_disagreement >= 0)) throw_range("objective thresholds: expected numbers >= 0");
-  if (f.schedule.warmup_steps < 0) throw_range("schedule.warmupSteps: expected an integer >= 0");
+  if (f.schedule.warmup_steps < 0 || f.schedule.warmup_steps > limits::kMaxSteps) throw_range("schedule.warmupSteps: expected an integer in [0, " + std::to_string(limits::kMaxSteps) + "]");
   if (!(f.schedule.min_lr_ratio >= 0 && f.schedule.min_lr_ratio <= 1)) throw_range("schedule.minLrRatio: expected a number in [0, 1]");
-  if (f.checkpoint_every < 0) throw_range("checkpoint.everyEpochs: expected an integer >= 1");
+  if (f.checkpoint_every < 0 || f.checkpoint_every > limits::kMaxEpochs) throw_range("checkpoint.everyEpochs: expected an integer in [1, " + std::to_string(limits::kMaxEpochs) + "]");
   if (f.start_epoch < 0) throw_range("resumeFrom: expected a checkpoint at an epoch >= 0");
 }
 
@@ -287,7 +291,7 @@ std::vector<EpochLog> moe_fit(Device dev, const MoEConfig& c, float* params, con
       log.val_ece = v.ece;
     }
     history.push_back(log);
-    if (history.size() >= 2 * kMoEMaxHistory) history.erase(history.begin(), history.end() - std::ptrdiff_t(kMoEMaxHistory));  // amortised O(1)
+    if (history.size() >= 2 * std::size_t(limits::kMaxHistory)) history.erase(history.begin(), history.end() - std::ptrdiff_t(limits::kMaxHistory));  // amortised O(1)
     if (report) {
       Progress p;
       p.epoch_end = true;

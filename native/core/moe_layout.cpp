@@ -9,8 +9,6 @@
 namespace calmoe {
 namespace {
 
-constexpr int64_t kMaxDim = int64_t(1) << 24;
-
 // splitmix64: a small, portable generator; the same seed gives the same bits everywhere.
 struct SplitMix {
   uint64_t s;
@@ -43,20 +41,20 @@ void add_layers(ParamLayout& l, const std::string& prefix, const std::vector<int
   }
 }
 
-// Parameters of an MLP with layer widths d, saturating just above kMoEMaxParams (no overflow).
+// Parameters of an MLP with layer widths d, saturating just above limits::kMaxParams (no overflow).
 int64_t mlp_params(int64_t in, const std::vector<int64_t>& hidden, int64_t out) {
   int64_t total = 0, prev = in;
   for (std::size_t i = 0; i <= hidden.size(); ++i) {
     const int64_t next = i < hidden.size() ? hidden[i] : out;
     total += prev * next + next;  // each factor <= 2^24: no overflow
-    if (total > kMoEMaxParams) return kMoEMaxParams + 1;
+    if (total > limits::kMaxParams) return limits::kMaxParams + 1;
     prev = next;
   }
   return total;
 }
 
 void check_dim(int64_t v, const char* name) {
-  if (v < 1 || v > kMaxDim) throw_range(std::string(name) + ": expected an integer in [1, " + std::to_string(kMaxDim) + "], got " + std::to_string(v));
+  if (v < 1 || v > limits::kMaxWidth) throw_range(std::string(name) + ": expected an integer in [1, " + std::to_string(limits::kMaxWidth) + "], got " + std::to_string(v));
 }
 
 }  // namespace
@@ -64,10 +62,11 @@ void check_dim(int64_t v, const char* name) {
 void moe_check_config(const MoEConfig& c) {
   check_dim(c.input_dim, "inputDim");
   check_dim(c.classes, "classes");
-  if (c.experts < 1 || c.experts > 4096) throw_range("experts: expected an integer in [1, 4096], got " + std::to_string(c.experts));
+  if (c.experts < 1 || c.experts > limits::kMaxExperts)
+    throw_range("experts: expected an integer in [1, " + std::to_string(limits::kMaxExperts) + "], got " + std::to_string(c.experts));
   for (const auto* h : {&c.expert_hidden, &c.router_hidden}) {
-    if (h->size() > kMoEMaxHiddenLayers)
-      throw_range(std::string(h == &c.expert_hidden ? "expertHidden" : "routerHidden") + ": expected at most " + std::to_string(kMoEMaxHiddenLayers) +
+    if (h->size() > std::size_t(limits::kMaxHiddenLayers))
+      throw_range(std::string(h == &c.expert_hidden ? "expertHidden" : "routerHidden") + ": expected at most " + std::to_string(limits::kMaxHiddenLayers) +
                   " hidden layers, got " + std::to_string(h->size()));
   }
   for (int64_t h : c.expert_hidden) check_dim(h, "expertHidden");
@@ -76,14 +75,14 @@ void moe_check_config(const MoEConfig& c) {
     throw_range("topK: expected an integer in [1, experts = " + std::to_string(c.experts) + "], got " + std::to_string(c.top_k));
   if (!(c.router_temperature > 0.0f) || !std::isfinite(c.router_temperature))
     throw_range("routerTemperature: expected a finite number > 0");
-  if (moe_param_count(c) > kMoEMaxParams) throw_range("model: more than 2^34 parameters");
+  if (moe_param_count(c) > limits::kMaxParams) throw_range("model: more than " + std::to_string(limits::kMaxParams) + " parameters");
 }
 
 int64_t moe_param_count(const MoEConfig& c) {
   const int64_t router = mlp_params(c.input_dim, c.router_hidden, c.experts);
   const int64_t expert = mlp_params(c.input_dim, c.expert_hidden, c.classes);
-  if (router > kMoEMaxParams || expert > kMoEMaxParams / c.experts) return kMoEMaxParams + 1;
-  return std::min(kMoEMaxParams + 1, router + expert * c.experts);
+  if (router > limits::kMaxParams || expert > limits::kMaxParams / c.experts) return limits::kMaxParams + 1;
+  return std::min(limits::kMaxParams + 1, router + expert * c.experts);
 }
 
 int64_t moe_active_experts(const MoEConfig& c, bool training) {
@@ -109,8 +108,8 @@ ParamLayout moe_layout(const MoEConfig& c) {
 }
 
 void moe_init_params(const MoEConfig& c, float* params, uint64_t seed, InitKind kind, float normal_std) {
-  if (kind == InitKind::Normal && !(normal_std >= 0.0f && std::isfinite(normal_std)))
-    throw_range("init.std: expected a finite number >= 0");
+  if (kind == InitKind::Normal && !(normal_std >= 0.0f && normal_std <= limits::kMaxInitStd))
+    throw_range("init.std: expected a number in [0, " + std::to_string(int64_t(limits::kMaxInitStd)) + "]");
   const ParamLayout l = moe_layout(c);
   SplitMix rng{seed};
   int64_t fan_in = 1;  // a bias shares the fan_in of the weight before it

@@ -17,7 +17,7 @@ namespace {
 
 using namespace temp;
 
-constexpr int64_t kMaxElements = int64_t(1) << 40;
+using limits::kMaxElements;
 
 
 
@@ -56,7 +56,7 @@ KernelArgs prepare(const TemperatureArg& arg, double temperature, bool need_labe
   if (arg.cols < 1) throw_range(nm + ": expected at least one column, got " + std::to_string(arg.cols));
   const int64_t stride = arg.row_stride == 0 ? arg.cols : arg.row_stride;
   if (stride < arg.cols) throw_range("rowStride: " + std::to_string(stride) + " is less than the " + std::to_string(arg.cols) + " columns");
-  if (arg.cols > INT32_MAX || stride > kMaxElements || arg.rows > kMaxElements / stride)
+  if (arg.cols > limits::kMaxIds || stride > kMaxElements || arg.rows > kMaxElements / stride)
     throw_range(nm + ": " + std::to_string(arg.rows) + " x " + std::to_string(stride) + " is larger than supported");
   if (!(std::isfinite(temperature) && temperature > 0)) throw_range("temperature: expected a finite number > 0, got " + fmt(temperature));
   const double beta = 1.0 / temperature;

@@ -18,6 +18,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/gemm_order.h"
+
 namespace calmoe::cpu {
 
 // Logical M x K (for A) or K x N (for B) operand. Element (i, j) of the logical matrix is
@@ -76,7 +78,7 @@ namespace gemm_detail {
 
 constexpr int kMR = 6;    // register tile rows (broadcasts of A)
 constexpr int kNR = 16;   // register tile columns (two 8-float vectors of packed B): 12 accumulators
-constexpr int64_t kKC = 256;  // k block: fixes the summation order, so it is a constant
+constexpr int64_t kKC = kGemmSumBlock;  // k block: fixes the summation order (core/gemm_order.h)
 
 // The write-back of one register tile: (m <= kMR) x (n <= kNR) at c. `first`: the first k block
 // (v = alpha * acc [+ beta * c]), else v = c + alpha * acc. `last`: apply the epilogue. The

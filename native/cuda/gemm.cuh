@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "calmoe/moe.h"
+#include "core/gemm_order.h"
 #include "core/hd.h"
 #include "cuda/runtime.cuh"
 
@@ -62,7 +63,7 @@ struct GemmDesc {
 };
 static_assert(sizeof(GemmOperand) == 32 && sizeof(GemmDesc) == 8 * 3 + 2 * 32 + 8 * 10, "no padding");
 
-constexpr int64_t kGemmKC = 256;   // summation blocks: cpu::gemm_detail::kKC
+constexpr int64_t kGemmKC = kGemmSumBlock;  // summation blocks, as the CPU's (core/gemm_order.h)
 
 // The output tile of one thread block: 64 x 64 (Fp32, SIMT) or 128 x 128 (Tf32, Bf16: tensor
 // cores). Grouped launches number their blocks by the tiles of this shape: plan with gemm_tile_of.

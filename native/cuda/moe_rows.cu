@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "calmoe/limits.h"
 #include "core/moe_math.h"
 #include "core/moe_row_bodies.h"
 #include "cuda/moe_rows.cuh"
@@ -264,7 +265,9 @@ void dispatch(const int32_t* sel, int64_t n, int64_t a, int64_t K, const Dispatc
     return;
   }
   const int64_t chunks = dispatch_chunks(n);
-  const std::size_t shmem = std::size_t(K) * sizeof(int32_t);  // K <= 4096: 16 KB
+  // one count per expert in shared memory: within the 48 KB every device gives a block
+  static_assert(limits::kMaxExperts * sizeof(int32_t) <= 48 * 1024, "experts' counts fit shared memory");
+  const std::size_t shmem = std::size_t(K) * sizeof(int32_t);
   dispatch_count_kernel<<<unsigned(chunks), kDispatchRows, shmem, stream>>>(sel, n, a, K, chunks, d.counts);
   check(cudaGetLastError(), "moe dispatch count launch");
   dispatch_scan_kernel<<<1, kScanThreads, 0, stream>>>(d.counts, K, chunks, d.base, d.offset);

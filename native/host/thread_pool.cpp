@@ -13,6 +13,7 @@
 
 #include "calmoe/device.h"
 #include "calmoe/error.h"
+#include "calmoe/limits.h"
 #include "core/float_mode.h"
 
 namespace calmoe {
@@ -21,7 +22,7 @@ namespace {
 int default_threads() {
   if (const char* env = std::getenv("CALMOE_NUM_THREADS")) {
     const int n = std::atoi(env);
-    if (n >= 1 && n <= 4096) return n;
+    if (n >= 1 && n <= limits::kMaxThreads) return n;
   }
   const unsigned hw = std::thread::hardware_concurrency();
   return hw == 0 ? 1 : int(hw);
@@ -42,7 +43,8 @@ int cpu_threads() {
 }
 
 void set_cpu_threads(int n) {
-  if (n < 1 || n > 4096) throw_range("threads: expected an integer in [1, 4096], got " + std::to_string(n));
+  if (n < 1 || n > limits::kMaxThreads)
+    throw_range("threads: expected an integer in [1, " + std::to_string(limits::kMaxThreads) + "], got " + std::to_string(n));
   g_threads.store(n);
 }
 

@@ -11,6 +11,7 @@ import { type MoEOutputs, type ParsedOutputs, parseOutputs } from './moe-outputs
 import { groupsStep, runAsync, runSync, type Steps } from './native-steps.js';
 import { expertUsage } from './routing-stats.js';
 import { type RowAudit, parseRowOptions, rowAuditSteps } from './row-audit.js';
+import { limits } from '../limits.js';
 
 export interface ExpertAuditOptions {
   /** Calibration bins (default 15, right-closed). */
@@ -107,7 +108,7 @@ export function* expertAuditSteps(p: ParsedOutputs, rows: RowAudit, bins: number
 function* steps(outputs: unknown, options: unknown): Steps<ExpertAudit> {
   const o = readOptions(options, 'options', ['bins', 'temperatures', 'sumTolerance', 'device', 'weights']);
   const p = parseOutputs(outputs, ['expertProbs', 'mixture', 'labels']);
-  const bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
+  const bins = optInt(o.bins, 'bins', 15, 1, limits().maxCalibrationBins);
   const t = parseTemperatures(o.temperatures, p.experts);
   const w = auditWeights(o.weights, p.rows);
   const ro = parseRowOptions(o);

@@ -16,6 +16,7 @@ import { auditWeights, stats } from './expert-audit.js';
 import { type MoEOutputs, type ParsedOutputs, parseOutputs } from './moe-outputs.js';
 import { groupsStep, runAsync, runSync, type Steps } from './native-steps.js';
 import { type RowAudit, parseRowOptions, rowAuditSteps } from './row-audit.js';
+import { limits } from '../limits.js';
 
 export interface HardSubsetOptions {
   /** Share of rows with the highest disagreement that form the subset (default 0.2). */
@@ -124,7 +125,7 @@ export function parseSubsetOptions(o: Partial<Record<string, unknown>>, p: Parse
       if (groups[i] < 0) throw rangeError(`groups[${i}] = ${groups[i]}: expected a group id >= 0`);
       max = Math.max(max, groups[i]);
     }
-    numGroups = optInt(o.numGroups, 'numGroups', max + 1, 1, 2 ** 31 - 1);
+    numGroups = optInt(o.numGroups, 'numGroups', max + 1, 1, limits().maxIds);
     if (max >= numGroups) throw rangeError(`groups: contains id ${max} but numGroups is ${numGroups}`);
   } else if (o.numGroups !== undefined) throw rangeError('numGroups: given without groups');
   let names: ReadonlyArray<string> | null = null;
@@ -135,7 +136,7 @@ export function parseSubsetOptions(o: Partial<Record<string, unknown>>, p: Parse
     names = o.groupNames as string[];
   }
   return {
-    share, regretThreshold, mask, groups, numGroups, names, bins: optInt(o.bins, 'bins', 15, 1, 1 << 20), device: parseRowOptions(o).device,
+    share, regretThreshold, mask, groups, numGroups, names, bins: optInt(o.bins, 'bins', 15, 1, limits().maxCalibrationBins), device: parseRowOptions(o).device,
     weights: auditWeights(o.weights, p.rows),
   };
 }

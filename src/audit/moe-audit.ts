@@ -12,6 +12,7 @@ import { runAsync, runSync, type Steps } from './native-steps.js';
 import { type RoutingStats, parseRoutingOptions, routingFromRows } from './routing-stats.js';
 import { parseRowOptions, rowAuditSteps } from './row-audit.js';
 import type { LabelsInput } from '../validate.js';
+import { limits } from '../limits.js';
 
 export interface MoEAuditOptions {
   /** Calibration bins (default 15, right-closed). */
@@ -51,7 +52,7 @@ const KNOWN = [
 function* steps(outputs: unknown, options: unknown): Steps<MoEAudit> {
   const o = readOptions(options, 'options', KNOWN);
   const p = parseOutputs(outputs, ['expertProbs', 'mixture', 'labels']);
-  const bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
+  const bins = optInt(o.bins, 'bins', 15, 1, limits().maxCalibrationBins);
   const temperatures = parseTemperatures(o.temperatures, p.experts);
   const so = parseSubsetOptions(o, p);
   const ro = parseRoutingOptions(o);

@@ -5,6 +5,7 @@
  */
 import { rangeError, typeError } from '../errors.js';
 import { isInt, ownProperties, toLabels, unshared, toMatrix, type LabelsInput, type Matrix, type MatrixInput } from '../validate.js';
+import { limits } from '../limits.js';
 
 /**
  * Row-major B x K x C float32 tensor: `data[(i * experts + k) * classes + j]` is row i, expert
@@ -49,7 +50,7 @@ export function toExpertTensor(x: unknown, name: string): ExpertTensor {
       if (!isInt(v) || v < (k === 'rows' ? 0 : 1)) throw typeError(`${name}.${k}: expected a ${k === 'rows' ? 'non-negative' : 'positive'} integer, got ${describe(v)}`);
     }
     const n = t.rows! * t.experts! * t.classes!;
-    if (n > 2 ** 40) throw rangeError(`${name}: ${t.rows} x ${t.experts} x ${t.classes} is larger than supported (2^40 elements)`);
+    if (n > limits().maxElements) throw rangeError(`${name}: ${t.rows} x ${t.experts} x ${t.classes} is larger than supported (${limits().maxElements} elements)`);
     if (t.data.length !== n)
       throw rangeError(`${name}: data has ${t.data.length} elements but rows x experts x classes = ${t.rows} x ${t.experts} x ${t.classes} = ${n}`);
     return t as ExpertTensor;
@@ -108,7 +109,7 @@ export function toExpertIds(x: unknown, name: string, rows: number, slots: numbe
       for (let k = 0; k < slots; k++) {
         const v = r[k];
         if (typeof v !== 'number') throw typeError(`${name}[${i}][${k}]: expected an integer, got ${describe(v)}`);
-        if (!Number.isInteger(v) || v < 0 || v >= 2 ** 31) throw rangeError(`${name}[${i}][${k}] = ${v}: expected an integer >= 0`);
+        if (!Number.isInteger(v) || v < 0 || v > limits().maxIds) throw rangeError(`${name}[${i}][${k}] = ${v}: expected an integer in [0, ${limits().maxIds}]`);
         ids[i * slots + k] = v;
       }
     }
@@ -121,7 +122,7 @@ export function toExpertIds(x: unknown, name: string, rows: number, slots: numbe
   let count = max + 1;
   if (numExperts !== undefined) {
     if (typeof numExperts !== 'number') throw typeError(`numExperts: expected an integer, got ${describe(numExperts)}`);
-    if (!Number.isInteger(numExperts) || numExperts < 1 || numExperts >= 2 ** 31) throw rangeError(`numExperts: expected an integer >= 1, got ${numExperts}`);
+    if (!Number.isInteger(numExperts) || numExperts < 1 || numExperts > limits().maxIds) throw rangeError(`numExperts: expected an integer in [1, ${limits().maxIds}], got ${numExperts}`);
     if (max >= numExperts) throw rangeError(`${name}: contains expert ${max} but numExperts is ${numExperts}`);
     count = numExperts;
   }

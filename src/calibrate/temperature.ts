@@ -25,6 +25,7 @@ import {
   toVector,
 } from '../validate.js';
 import { type Evaluation, type SolverOptions, solveAsync, solveSync } from './log-temperature-solver.js';
+import { limits } from '../limits.js';
 
 export type TemperatureInput = 'logits' | 'probabilities';
 
@@ -206,7 +207,7 @@ interface FitRequest {
 function fitRequest(scores: unknown, labels: unknown, options: unknown): FitRequest {
   const { o, m, y, c, view } = objectiveRequest(scores, labels, options, FIT_OPTIONS);
   const solver = solverOptions(o, { min: 0.01, max: 100 });
-  const bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
+  const bins = optInt(o.bins, 'bins', 15, 1, limits().maxCalibrationBins);
   let eceScores = m, eceLabels = y;
   if (c.weights) {
     const keep: number[] = [];

@@ -44,17 +44,21 @@ export function exitCodeOf(err: unknown): number {
 }
 
 // option parsers (commander calls them with the raw string)
-export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
+/** A bound, or a function giving it when an argument is parsed (a core limit: src/limits.ts). */
+export type Bound = number | (() => number);
+const bound = (b: Bound): number => (typeof b === 'function' ? b() : b);
+
+export function intArg(min: Bound, maxBound: Bound = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer in [${min}, ${max}]`);
+    const n = Number(v), lo = bound(min), max = bound(maxBound);
+    if (!Number.isInteger(n) || n < lo || n > max) throw new InvalidArgumentError(`expected an integer in [${lo}, ${max}]`);
     return n;
   };
 }
 
-export function numArg(min = -Infinity, max = Infinity) {
+export function numArg(minBound: Bound = -Infinity, maxBound: Bound = Infinity) {
   return (v: string): number => {
-    const n = Number(v);
+    const n = Number(v), min = bound(minBound), max = bound(maxBound);
     if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`expected a number in [${min}, ${max}]`);
     return n;
   };

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { driftReport } from '../drift/report.js';
 import { CliError, EXIT, EXIT_CODES_HELP, fixed, intArg, loadData, numArg, output } from './common.js';
+import { limits } from '../limits.js';
 
 interface DriftArgs { label?: string; alpha: number; correction: 'bh' | 'by' | 'bonferroni' | 'none'; bins: number; top: number; device: 'auto' | 'cpu' | 'cuda'; json?: boolean }
 
@@ -13,7 +14,7 @@ export function driftCommand(): Command {
     .option('-l, --label <column>', 'a CSV column to leave out (e.g. the labels)')
     .option('--alpha <a>', 'significance level on the adjusted p-values', numArg(0, 1), 0.05)
     .addOption(new Option('--correction <c>', 'multiple-testing correction across features').choices(['bh', 'by', 'bonferroni', 'none']).default('bh'))
-    .option('--bins <n>', 'PSI bins', intArg(2, 1 << 16), 10)
+    .option('--bins <n>', 'PSI bins', intArg(2, () => limits().maxDriftBins), 10)
     .option('--top <n>', 'features listed (most severe first)', intArg(1), 10)
     .addOption(new Option('--device <device>').choices(['auto', 'cpu', 'cuda']).default('auto'))
     .option('--json', 'print one JSON object (every feature)')

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { htmlReport } from '../report/html-report.js';
 import { auditSection, calibrationTable } from '../report/report-tables.js';
 import { CliError, EXIT, EXIT_CODES_HELP, deviceOptions, fixed, intArg, loadData, output } from './common.js';
+import { limits } from '../limits.js';
 import { labelsFor, loadModel } from './model-arg.js';
 
 interface EvalArgs { label?: string; labels?: string; bins: number; audit?: boolean; report?: string; device: 'auto' | 'cpu' | 'cuda'; precision: 'tf32' | 'fp32' | 'bf16'; json?: boolean }
@@ -15,7 +16,7 @@ export function evalCommand(): Command {
     .argument('<data>', 'labelled data: .csv/.tsv with --label, .npy or IDX with --labels')
     .option('-l, --label <column>', 'the CSV column holding the labels')
     .option('--labels <file>', 'labels in a .npy or IDX file')
-    .option('--bins <n>', 'calibration bins', intArg(1, 1 << 20), 15)
+    .option('--bins <n>', 'calibration bins', intArg(1, () => limits().maxCalibrationBins), 15)
     .option('--audit', 'add the per-expert audit (own accuracy and ECE, load, regret and disagreement subsets)')
     .option('--report <file.html>', 'write a self-contained HTML report (reliability diagram, audit)')
     ).option('--json', 'print one JSON object')

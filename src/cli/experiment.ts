@@ -14,6 +14,7 @@ import { classNamesOf, encodeLabels } from '../io/labels.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import type { Matrix } from '../validate.js';
 import { CliError, EXIT, EXIT_CODES_HELP, intArg, listArg, loadData, output } from './common.js';
+import { limits } from '../limits.js';
 
 /** "0.5,2" -> [0.5, 2]; "none" -> []. */
 function etaList(v: string): number[] {
@@ -67,7 +68,7 @@ export function experimentCommand(): Command {
     .option('--rows <n>', 'use this many rows (seeded shuffle; default all): 60% train, 20% validation, 20% test pool', intArg(20))
     .option('--seeds <n>', 'seeds (mean and sd over them)', intArg(1, 1000), 3)
     .option('--epochs <n>', 'epochs per model', intArg(1), 10)
-    .option('--experts <n>', 'experts', intArg(1, 4096), 4)
+    .option('--experts <n>', 'experts', intArg(1, () => limits().maxExperts), 4)
     .option('--expert-hidden <sizes>', "each expert's hidden layer sizes ('none': linear)", listArg, [64])
     .option('--batch-size <n>', 'minibatch rows', intArg(1), 128)
     .option('--etas <list>', "tilts tried for the tilted variants (robust-filtered, 'term'), chosen per seed on validation ('none': no tilted variants)", etaList, [0.5, 2])
@@ -75,7 +76,7 @@ export function experimentCommand(): Command {
       `or the data file given), ${FULL_RUN.seeds} seeds, ${FULL_RUN.epochs} epochs, ${FULL_RUN.experts} experts of ${FULL_RUN.expertHidden.join(',')} hidden units, ` +
       `batch ${FULL_RUN.batchSize}, all cores; options given explicitly win`)
     .option('-o, --out <file>', 'write the HTML report here (one self-contained file)')
-    .option('--threads <n>', 'CPU threads (default: all cores)', intArg(1, 4096))
+    .option('--threads <n>', 'CPU threads (default: all cores)', intArg(1, () => limits().maxThreads))
     .addOption(new Option('--no-progress', 'no progress display on stderr'))
     .option('--json', 'print the result as one JSON object')
     .addHelpText('after', `

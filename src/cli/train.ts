@@ -7,6 +7,7 @@ import { MoEClassifier, type FitOptions } from '../moe/classifier.js';
 import type { MoEOptions } from '../moe/options.js';
 import type { Matrix } from '../validate.js';
 import { CliError, EXIT, EXIT_CODES_HELP, deviceOptions, fixed, intArg, listArg, loadData, numArg, output } from './common.js';
+import { limits } from '../limits.js';
 
 interface TrainArgs {
   label?: string; labels?: string; output: string; validation?: string; valLabels?: string; valSplit: number;
@@ -66,33 +67,33 @@ export function trainCommand(): Command {
     .option('--val-split <fraction>', 'hold out this fraction of the training rows for validation (seeded by --seed)', numArg(0, 0.9), 0)
     .option('--classes <n>', 'number of classes (default: the largest integer label + 1, or the number of distinct names)', intArg(1))
     // model
-    .option('--experts <n>', 'number of experts', intArg(1, 4096), 8)
+    .option('--experts <n>', 'number of experts', intArg(1, () => limits().maxExperts), 8)
     .option('--expert-hidden <sizes>', "each expert's hidden layer sizes, comma-separated ('none': linear experts)", listArg, [64])
     .option('--router-hidden <sizes>', "the router's hidden layer sizes ('none': linear router)", listArg, [])
     .addOption(new Option('--activation <name>', 'hidden activation').choices(['relu', 'gelu']).default('relu'))
     .addOption(new Option('--routing <mode>', 'soft: mix all experts; topk: the k largest; hard: the argmax expert alone').choices(['soft', 'topk', 'hard']).default('soft'))
-    .option('--top-k <k>', 'experts per row with --routing topk (default 2)', intArg(1, 4096))
+    .option('--top-k <k>', 'experts per row with --routing topk (default 2)', intArg(1, () => limits().maxExperts))
     .option('--router-temperature <t>', 'r = softmax(g / t)', numArg(Number.MIN_VALUE), 1)
     .option('--seed <n>', 'seed of the initialisation, shuffling and --val-split', intArg(0), 0)
-    .option('--init-std <std>', 'initialise every parameter ~ N(0, std) (default: PyTorch Linear init)', numArg(0))
+    .option('--init-std <std>', 'initialise every parameter ~ N(0, std) (default: PyTorch Linear init)', numArg(0, () => limits().maxInitStd))
     // training
-    .option('--epochs <n>', 'epochs', intArg(1), 10)
-    .option('--batch-size <n>', 'minibatch rows', intArg(1), 128)
+    .option('--epochs <n>', 'epochs', intArg(1, () => limits().maxEpochs), 10)
+    .option('--batch-size <n>', 'minibatch rows', intArg(1, () => limits().maxBatchSize), 128)
     .option('--no-shuffle', 'keep the rows in file order')
     .addOption(new Option('--optimizer <name>', 'optimiser').choices(['adamw', 'sgd']).default('adamw'))
     .option('--lr <rate>', 'learning rate (default 1e-3 AdamW, 1e-2 SGD)', numArg(Number.MIN_VALUE))
     .option('--weight-decay <wd>', 'weight decay (default 1e-4 AdamW, decoupled; 0 SGD)', numArg(0))
-    .option('--momentum <m>', 'SGD momentum', numArg(0, 0.999999), 0)
+    .option('--momentum <m>', 'SGD momentum', numArg(0, () => limits().maxMomentum), 0)
     .option('--nesterov', 'SGD Nesterov momentum')
-    .option('--beta1 <b>', 'AdamW beta1', numArg(0, 0.999999), 0.9)
-    .option('--beta2 <b>', 'AdamW beta2', numArg(0, 0.999999999), 0.999)
+    .option('--beta1 <b>', 'AdamW beta1', numArg(0, () => limits().maxMomentum), 0.9)
+    .option('--beta2 <b>', 'AdamW beta2', numArg(0, () => limits().maxMomentum), 0.999)
     .option('--eps <e>', 'AdamW epsilon', numArg(Number.MIN_VALUE, 1), 1e-8)
     .addOption(new Option('--schedule <name>', 'learning-rate schedule').choices(['constant', 'cosine']).default('constant'))
     .option('--warmup-steps <n>', 'linear warm-up steps', intArg(0), 0)
     .option('--min-lr-ratio <r>', 'cosine floor as a fraction of --lr', numArg(0, 1), 0)
     .option('--clip-norm <n>', 'clip the global gradient norm (0: off)', numArg(0), 0)
     .addOption(new Option('--objective <name>', 'erm; robust: tilted loss w = softmax(eta * loss); robust-filtered').choices(['erm', 'robust', 'robust-filtered']).default('erm'))
-    .option('--eta <eta>', 'tilt of the robust objectives', numArg(-1e6, 1e6), 2)
+    .option('--eta <eta>', 'tilt of the robust objectives', numArg(() => -limits().maxEta, () => limits().maxEta), 2)
     .addOption(new Option('--gradient <kind>', "robust gradient: 'term' holds the weights constant, 'through' differentiates them").choices(['term', 'through']).default('term'))
     .option('--robust-warmup-epochs <n>', 'ERM epochs before the robust term', intArg(0), 0)
     .option('--tau-regret <t>', 'robust-filtered regret threshold', numArg(0), 1e-6)
@@ -106,7 +107,7 @@ export function trainCommand(): Command {
     .option('--checkpoint-every <epochs>', 'epochs between checkpoints (default 1 with --checkpoint)', intArg(1))
     .option('--resume <file>', 'continue the run that wrote this checkpoint: give the same data and options (epochs: the run\'s total); the result equals the uninterrupted run')
     // where
-    .option('--threads <n>', 'CPU threads (default: all cores)', intArg(1, 4096))
+    .option('--threads <n>', 'CPU threads (default: all cores)', intArg(1, () => limits().maxThreads))
     .option('--no-progress', 'no progress display on stderr')
     .option('--json', 'print the result as one JSON object')
     .addHelpText('after', `

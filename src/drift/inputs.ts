@@ -5,6 +5,7 @@
 import { rangeError, typeError } from '../errors.js';
 import type { NativeCorrection, NativeDriftReport, NativeKsMethod } from '../native.js';
 import { type Matrix, optChoice, optInt, optNumber, toMatrix } from '../validate.js';
+import { limits } from '../limits.js';
 
 /** 'auto' (SciPy's default: exact when max(n1, n2) <= 10000, else asymptotic), 'exact', 'asymp'. */
 export type KsMethod = NativeKsMethod;
@@ -16,7 +17,6 @@ export type Correction = NativeCorrection;
 
 export const KS_METHODS: readonly KsMethod[] = ['auto', 'exact', 'asymp'];
 export const CORRECTIONS: readonly Correction[] = ['bh', 'by', 'bonferroni', 'none'];
-export const MAX_BINS = 1 << 16;
 
 export interface Pair {
   reference: Matrix;
@@ -39,7 +39,7 @@ export function toPair(reference: unknown, current: unknown): Pair {
 export const optMethod = (v: unknown): KsMethod => optChoice(v, 'method', 'auto', KS_METHODS);
 export const optCorrection = (v: unknown): Correction => optChoice(v, 'correction', 'bh', CORRECTIONS);
 export const optAlpha = (v: unknown): number => optNumber(v, 'alpha', 0.05, 0, 1);
-export const optBins = (v: unknown): number => optInt(v, 'bins', 10, 1, MAX_BINS);
+export const optBins = (v: unknown): number => optInt(v, 'bins', 10, 1, limits().maxDriftBins);
 
 export function optEpsilon(v: unknown): number {
   const e = optNumber(v, 'epsilon', 1e-4, 0, 1);

@@ -10,6 +10,7 @@ import { native, type NativeDriftReport } from '../native.js';
 import { type Device, type MatrixInput, isInt, optDevice, readOptions } from '../validate.js';
 import { type KsMethod, optMethod, toPair } from './inputs.js';
 import { rangeError } from '../errors.js';
+import { limits } from '../limits.js';
 
 export interface KsTestOptions {
   /** 'auto' (default), 'exact' or 'asymp', as scipy.stats.ks_2samp's `method`. */
@@ -91,7 +92,7 @@ export function ksPValue(statistic: number, n1: number, n2: number, options?: { 
   if (!(statistic >= 0 && statistic <= 1)) throw rangeError(`statistic: expected a number in [0, 1], got ${statistic}`);
   for (const [v, name] of [[n1, 'n1'], [n2, 'n2']] as const) {
     if (typeof v !== 'number') throw typeError(`${name}: expected an integer`);
-    if (!isInt(v) || v < 1 || v > 2 ** 31 - 1) throw rangeError(`${name}: expected a sample size in [1, 2^31 - 1], got ${v}`);
+    if (!isInt(v) || v < 1 || v > limits().maxSampleRows) throw rangeError(`${name}: expected a sample size in [1, ${limits().maxSampleRows}], got ${v}`);
   }
   const o = readOptions(options, 'options', ['method']);
   return native().driftKsPValue(statistic, n1, n2, optMethod(o.method));

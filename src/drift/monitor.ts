@@ -24,7 +24,6 @@ import {
   type DriftReport,
   type KsMethod,
   atLeastOneRow,
-  MAX_BINS,
   optAlpha,
   optCorrection,
   optEpsilon,
@@ -32,6 +31,7 @@ import {
   optMethod,
   toReport,
 } from './inputs.js';
+import { limits } from '../limits.js';
 
 export interface DriftMonitorOptions {
   /** PSI bins (default 10). */
@@ -83,9 +83,10 @@ export class DriftMonitor {
   static #request(reference: unknown, options: unknown) {
     const o = readOptions(options, 'options', ['bins', 'refinement', 'device']);
     const r = atLeastOneRow(toMatrix(reference, 'reference'), 'reference');
-    const bins = optInt(o.bins, 'bins', 10, 1, MAX_BINS);
-    const refinement = optInt(o.refinement, 'refinement', 10, 1, MAX_BINS);
-    if (bins * refinement > MAX_BINS) throw rangeError(`bins x refinement: ${bins * refinement} histogram bins per feature is more than the supported ${MAX_BINS}`);
+    const max = limits().maxDriftBins;
+    const bins = optInt(o.bins, 'bins', 10, 1, max);
+    const refinement = optInt(o.refinement, 'refinement', 10, 1, max);
+    if (bins * refinement > max) throw rangeError(`bins x refinement: ${bins * refinement} histogram bins per feature is more than the supported ${max}`);
     return { r, opts: { bins, refinement, device: optDevice(o.device) } };
   }
 

@@ -27,6 +27,7 @@ import {
 } from '../validate.js';
 import { rangeError, typeError } from '../errors.js';
 import { type WordStateJSON, wordsFromJSON, wordsToJSON } from '../word-state.js';
+import { limits } from '../limits.js';
 
 export type BinEdges = 'right-closed' | 'left-closed';
 export type Binning = 'equal-width' | 'equal-mass';
@@ -151,7 +152,7 @@ function parse(options: unknown, known: readonly string[]): Parsed {
   const o = readOptions(options, 'options', known);
   return {
     weights: o.weights,
-    bins: optInt(o.bins, 'bins', 15, 1, 1 << 20),
+    bins: optInt(o.bins, 'bins', 15, 1, limits().maxCalibrationBins),
     edges: optChoice(o.edges, 'edges', 'right-closed', ['right-closed', 'left-closed'] as const),
     binning: optChoice(o.binning, 'binning', 'equal-width', ['equal-width', 'equal-mass'] as const),
     input: optChoice(o.input, 'input', 'probabilities', ['probabilities', 'logits'] as const),
@@ -211,7 +212,7 @@ function groupArg(ids: unknown, n: number, count: unknown): GroupArg {
     if (g[i] < 0) throw rangeError(`groups[${i}] = ${g[i]}: expected a group id >= 0`);
     if (g[i] > max) max = g[i];
   }
-  const c = optInt(count, 'numGroups', max + 1, 1, 2 ** 31 - 1);
+  const c = optInt(count, 'numGroups', max + 1, 1, limits().maxIds);
   if (max >= c) throw rangeError(`groups: contains id ${max} but numGroups is ${c}`);
   return { ids: g, count: c };
 }
@@ -479,19 +480,19 @@ class Accumulator<out R extends AnyCalibrationReport = AnyCalibrationReport> {
   constructor(options?: AccumulatorOptions) {
     const o = readOptions(options, 'options', ['mode', 'classes', 'groups', 'bins', 'edges', 'extras', 'weighted']);
     this.mode = optChoice(o.mode, 'mode', 'top-label', ['top-label', 'classwise', 'binary', 'confidence'] as const);
-    this.bins = optInt(o.bins, 'bins', 15, 1, 1 << 20);
+    this.bins = optInt(o.bins, 'bins', 15, 1, limits().maxCalibrationBins);
     this.edges = optChoice(o.edges, 'edges', 'right-closed', ['right-closed', 'left-closed'] as const);
     this.extras = optBool(o.extras, 'extras', this.mode !== 'confidence');
     if (this.mode === 'confidence' && this.extras) throw rangeError("extras: NLL and Brier are not available in 'confidence' mode");
     if (this.mode === 'classwise') {
       if (o.classes === undefined) throw typeError("classes: required in 'classwise' mode");
-      this.classes = optInt(o.classes, 'classes', 0, 1, 2 ** 31 - 1);
+      this.classes = optInt(o.classes, 'classes', 0, 1, limits().maxIds);
     } else {
       if (o.classes !== undefined) throw rangeError(`classes: only used in 'classwise' mode (mode is '${this.mode}')`);
       this.classes = 1;
     }
     if (o.groups !== undefined && this.mode === 'classwise') throw rangeError("groups: not available in 'classwise' mode");
-    this.groups = optInt(o.groups, 'groups', 0, 1, 2 ** 31 - 1);
+    this.groups = optInt(o.groups, 'groups', 0, 1, limits().maxIds);
     this.weighted = optBool(o.weighted, 'weighted', false);
     this.#state = native().calibStateNew({
       kind: this.mode, bins: this.bins, classes: this.classes, groups: this.groups || undefined, edges: this.edges, extras: this.extras,

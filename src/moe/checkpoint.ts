@@ -12,6 +12,7 @@ import { rangeError, typeError } from '../errors.js';
 import { type NativeEpochLog, type NativeMoEFitOptions, type NativeResumeState, native } from '../native.js';
 import { optInt, readOptions } from '../validate.js';
 import { type LoadedModel, type ModelFileParts, OPTIMIZER_PREFIX, readModelFile } from './model-file.js';
+import { limits } from '../limits.js';
 
 export interface TrainingCheckpointOptions {
   /** The checkpoint file (safetensors), overwritten atomically at each checkpoint. */
@@ -48,7 +49,7 @@ export function parseTrainingCheckpoint(v: unknown): { path: string; everyEpochs
   if (v === undefined) return undefined;
   const o = readOptions(v, 'checkpoint', ['path', 'everyEpochs']);
   if (typeof o.path !== 'string' || o.path === '') throw typeError('checkpoint.path: expected a file path');
-  return { path: o.path, everyEpochs: optInt(o.everyEpochs, 'checkpoint.everyEpochs', 1, 1, 2 ** 31) };
+  return { path: o.path, everyEpochs: optInt(o.everyEpochs, 'checkpoint.everyEpochs', 1, 1, limits().maxEpochs) };
 }
 
 /** The checkpoint part of a model file: the optimiser tensors and the state. */
@@ -80,8 +81,8 @@ export function readCheckpoint(path: string, name = 'resumeFrom'): Checkpoint {
   if (typeof s.rng !== 'string' || !/^[0-9]{1,20}$/.test(s.rng) || BigInt(s.rng) >= 2n ** 64n) throw bad('rng: expected an unsigned 64-bit integer (decimal string)');
   if (!isInt(s.rows, 1)) throw bad('rows: expected an integer >= 1');
   if (s.fit === null || typeof s.fit !== 'object' || !isInt(s.fit.epochs, 1) || RESUME_KEYS.some((k) => !(k in s.fit!))) throw bad(`fit: expected { epochs, ${RESUME_KEYS.join(', ')} }`);
-  // the run's last epoch logs: all of them, or the last moeMaxHistory (as a fit keeps them)
-  const logs = Math.min(s.epoch, native().moeMaxHistory);
+  // the run's last epoch logs: all of them, or the last limits().maxHistory (as a fit keeps them)
+  const logs = Math.min(s.epoch, limits().maxHistory);
   if (!Array.isArray(s.history) || s.history.length !== logs) throw bad(`history: expected ${logs} epoch logs`);
   const P = model.parameters.length;
   const moment = (key: string): Float32Array => {

@@ -20,6 +20,7 @@ import { type ModelFileParts, portableOptions, readModelFile, writeModelFile } f
 import { type ProgressDisplay, type ProgressOptions, parseProgress, progressDisplay } from './progress.js';
 import { type MoEOptions, type ObjectiveOptions, type OptimizerOptions, type Precision, type ScheduleOptions, FIT_OPTIONS, PRECISIONS, parseFitOptions,
   parseModelOptions } from './options.js';
+import { limits } from '../limits.js';
 
 export type EpochLog = NativeEpochLog;
 /** The epoch log of a fit given `validation`: its metrics are there. */
@@ -364,8 +365,8 @@ export class MoEClassifier {
       if (signal?.aborted) throw abortError(signal, []);
 
       const prior = resume ? resume.state.history : [];  // the checkpointed run's finished epochs
-      // this run's epoch logs, the last moeMaxHistory of them (as the native fit keeps)
-      const maxHistory = native().moeMaxHistory;
+      // this run's epoch logs, the last limits().maxHistory of them (as the native fit keeps)
+      const maxHistory = limits().maxHistory;
       const history: EpochLog[] = [];
       let trained = 0;
       let callbackError: unknown;

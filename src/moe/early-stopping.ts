@@ -7,6 +7,7 @@
 import { rangeError, typeError } from '../errors.js';
 import type { NativeEpochLog } from '../native.js';
 import { optBool, optChoice, optInt, optNumber, readOptions } from '../validate.js';
+import { limits } from '../limits.js';
 
 export type Monitor = 'loss' | 'valLoss' | 'valEce' | 'valAccuracy';
 const MONITORS = ['loss', 'valLoss', 'valEce', 'valAccuracy'] as const;
@@ -40,7 +41,7 @@ export function parseEarlyStopping(v: unknown, hasValidation: boolean): ParsedSt
   const o = readOptions(v === true ? {} : v, 'earlyStopping', ['monitor', 'patience', 'minDelta', 'restoreBest']);
   return {
     monitor: monitorOption(o.monitor, 'earlyStopping.monitor', hasValidation),
-    patience: optInt(o.patience, 'earlyStopping.patience', 3, 0, 2 ** 31),
+    patience: optInt(o.patience, 'earlyStopping.patience', 3, 0, limits().maxEpochs),
     minDelta: optNumber(o.minDelta, 'earlyStopping.minDelta', 0, 0, Number.MAX_VALUE),
     restoreBest: optBool(o.restoreBest, 'earlyStopping.restoreBest', true),
   };

@@ -5,6 +5,7 @@
 import { rangeError, typeError } from '../errors.js';
 import type { NativeMoEConfig, NativeMoEFitOptions } from '../native.js';
 import { type Device, optBool, optChoice, optDevice, optInt, optNumber, readOptions } from '../validate.js';
+import { limits } from '../limits.js';
 
 export type Routing = 'soft' | 'topk' | 'hard';
 export type Activation = 'relu' | 'gelu';
@@ -102,7 +103,8 @@ export const MODEL_OPTIONS = ['inputDim', 'classes', 'experts', 'expertHidden', 
 function intList(v: unknown, name: string, def: number[]): number[] {
   if (v === undefined) return def;
   if (!Array.isArray(v)) throw typeError(`${name}: expected an array of positive integers`);
-  return v.map((h, i) => optInt(h, `${name}[${i}]`, 1, 1, 2 ** 24));
+  if (v.length > limits().maxHiddenLayers) throw rangeError(`${name}: expected at most ${limits().maxHiddenLayers} hidden layers, got ${v.length}`);
+  return v.map((h, i) => optInt(h, `${name}[${i}]`, 1, 1, limits().maxWidth));
 }
 
 export interface ParsedModel {
@@ -130,16 +132,16 @@ export function parseModelOptions(options: unknown): ParsedModel {
   for (const key of ['inputDim', 'classes', 'experts'] as const) {
     if (o[key] === undefined) throw typeError(`${key}: required (a positive integer)`);
   }
-  const experts = optInt(o.experts, 'experts', 1, 1, 4096);
+  const experts = optInt(o.experts, 'experts', 1, 1, limits().maxExperts);
   const config: NativeMoEConfig = {
-    inputDim: optInt(o.inputDim, 'inputDim', 1, 1, 2 ** 24),
-    classes: optInt(o.classes, 'classes', 1, 1, 2 ** 24),
+    inputDim: optInt(o.inputDim, 'inputDim', 1, 1, limits().maxWidth),
+    classes: optInt(o.classes, 'classes', 1, 1, limits().maxWidth),
     experts,
     expertHidden: intList(o.expertHidden, 'expertHidden', [64]),
     routerHidden: intList(o.routerHidden, 'routerHidden', []),
     activation: optChoice(o.activation, 'activation', 'relu', ['relu', 'gelu'] as const),
     routing: optChoice(o.routing, 'routing', 'soft', ['soft', 'topk', 'hard'] as const),
-    topK: optInt(o.topK, 'topK', Math.min(2, experts), 1, 4096),
+    topK: optInt(o.topK, 'topK', Math.min(2, experts), 1, limits().maxExperts),
     routerTemperature: optNumber(o.routerTemperature, 'routerTemperature', 1, Number.MIN_VALUE, Number.MAX_VALUE),
   };
   if (config.topK > experts) throw rangeError(`topK: expected an integer in [1, experts = ${experts}], got ${config.topK}`);
@@ -148,7 +150,7 @@ export function parseModelOptions(options: unknown): ParsedModel {
   if (o.init !== undefined && o.init !== 'default') {
     const i = readOptions(o.init, 'init', ['std']);
     if (i.std === undefined) throw typeError("init: expected 'default' or { std: number }");
-    init = { kind: 'normal', std: optNumber(i.std, 'init.std', 0.05, 0, 1e6) };
+    init = { kind: 'normal', std: optNumber(i.std, 'init.std', 0.05, 0, limits().maxInitStd) };
   }
   return { config, seed: optInt(o.seed, 'seed', 0, 0, Number.MAX_SAFE_INTEGER), init, device: optDevice(o.device),
     precision: optChoice(o.precision, 'precision', 'tf32', PRECISIONS), classNames: namesOption(o.classNames, 'classNames', config.classes, 'classes'),
@@ -165,16 +167,16 @@ export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], 
   let betas: [number, number] = [0.9, 0.999];
   if (opt.betas !== undefined) {
     if (!Array.isArray(opt.betas) || opt.betas.length !== 2) throw typeError('optimizer.betas: expected [beta1, beta2]');
-    betas = [optNumber(opt.betas[0], 'optimizer.betas[0]', 0.9, 0, 0.999999), optNumber(opt.betas[1], 'optimizer.betas[1]', 0.999, 0, 0.999999999)];
+    betas = [optNumber(opt.betas[0], 'optimizer.betas[0]', 0.9, 0, limits().maxMomentum), optNumber(opt.betas[1], 'optimizer.betas[1]', 0.999, 0, limits().maxMomentum)];
   }
   const sch = readOptions(o.schedule, 'schedule', ['type', 'warmupSteps', 'minLrRatio']);
   const obj = readOptions(o.objective, 'objective', ['type', 'eta', 'gradient', 'warmupEpochs', 'tauRegret', 'tauDisagreement', 'medianDisagreement', 'tiltLoss']);
   return {
-    epochs: optInt(o.epochs, 'epochs', 1, 1, 2 ** 31),
-    batchSize: optInt(o.batchSize, 'batchSize', 128, 1, 2 ** 24),
+    epochs: optInt(o.epochs, 'epochs', 1, 1, limits().maxEpochs),
+    batchSize: optInt(o.batchSize, 'batchSize', 128, 1, limits().maxBatchSize),
     shuffle: optBool(o.shuffle, 'shuffle', true),
     seed: optInt(o.seed, 'seed', 0, 0, Number.MAX_SAFE_INTEGER),
-    progressEvery: optInt(o.progressEvery, 'progressEvery', o.onBatchEnd ? 1 : 0, 0, 2 ** 40),
+    progressEvery: optInt(o.progressEvery, 'progressEvery', o.onBatchEnd ? 1 : 0, 0, limits().maxSteps),
     clipNorm: optNumber(o.clipNorm, 'clipNorm', 0, 0, Number.MAX_VALUE),
     balanceLoss: optNumber(o.balanceLoss, 'balanceLoss', 0, 0, Number.MAX_VALUE),
     balanceForm: optChoice(o.balanceForm, 'balanceForm', 'switch', ['switch', 'squared-mean'] as const),
@@ -182,7 +184,7 @@ export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], 
       type,
       lr: optNumber(opt.lr, 'optimizer.lr', type === 'adamw' ? 1e-3 : 1e-2, Number.MIN_VALUE, Number.MAX_VALUE),
       weightDecay: optNumber(opt.weightDecay, 'optimizer.weightDecay', type === 'adamw' ? 1e-4 : 0, 0, Number.MAX_VALUE),
-      momentum: optNumber(opt.momentum, 'optimizer.momentum', 0, 0, 0.999999),
+      momentum: optNumber(opt.momentum, 'optimizer.momentum', 0, 0, limits().maxMomentum),
       nesterov: optBool(opt.nesterov, 'optimizer.nesterov', false),
       beta1: betas[0],
       beta2: betas[1],
@@ -190,14 +192,14 @@ export function parseFitOptions(o: Partial<Record<(typeof FIT_OPTIONS)[number], 
     },
     schedule: {
       type: optChoice(sch.type, 'schedule.type', 'constant', ['constant', 'cosine'] as const),
-      warmupSteps: optInt(sch.warmupSteps, 'schedule.warmupSteps', 0, 0, 2 ** 40),
+      warmupSteps: optInt(sch.warmupSteps, 'schedule.warmupSteps', 0, 0, limits().maxSteps),
       minLrRatio: optNumber(sch.minLrRatio, 'schedule.minLrRatio', 0, 0, 1),
     },
     objective: {
       type: optChoice(obj.type, 'objective.type', 'erm', ['erm', 'robust', 'robust-filtered'] as const),
-      eta: optNumber(obj.eta, 'objective.eta', 2, -1e6, 1e6),
+      eta: optNumber(obj.eta, 'objective.eta', 2, -limits().maxEta, limits().maxEta),
       gradient: optChoice(obj.gradient, 'objective.gradient', 'term', ['term', 'through'] as const),
-      warmupEpochs: optInt(obj.warmupEpochs, 'objective.warmupEpochs', 0, 0, 2 ** 31),
+      warmupEpochs: optInt(obj.warmupEpochs, 'objective.warmupEpochs', 0, 0, limits().maxEpochs),
       tauRegret: optNumber(obj.tauRegret, 'objective.tauRegret', 1e-6, 0, Number.MAX_VALUE),
       tauDisagreement: optNumber(obj.tauDisagreement, 'objective.tauDisagreement', 0.01, 0, Number.MAX_VALUE),
       medianDisagreement: optBool(obj.medianDisagreement, 'objective.medianDisagreement', false),

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "calmoe/device.h"
+#include "calmoe/limits.h"
 
 namespace calmoe {
 

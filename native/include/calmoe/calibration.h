@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "calmoe/device.h"
+#include "calmoe/limits.h"
 
 namespace calmoe {
 
@@ -27,9 +28,6 @@ constexpr int kConfFracBits = 63;  // confidence in [0, 1]
 constexpr int kNllFracBits = 58;   // per-row NLL in [0, -log(1e-12)] < 32
 constexpr int kBrierFracBits = 60; // per-row Brier in [0, 2 + tolerance] < 8
 constexpr float kMinProb = 1e-12f; // NLL clamp: -log(max(p, 1e-12))
-// Rows a state may count: every count stays exact in a double, and no sum of two valid states
-// overflows a word (a merge past it is refused).
-constexpr uint64_t kMaxStateRows = uint64_t(1) << 53;
 // header word indices
 enum : int { kWMagic = 0, kWBins, kWGroups, kWFlags, kWRows, kWCorrect, kWNllLo, kWNllHi, kWBrierLo, kWBrierHi };
 // flags
@@ -38,8 +36,8 @@ constexpr uint64_t kFlagGrouped = 8;  // rows carry a group id; one histogram pe
 // Weighted states (per-row weights w_i, see CalibConfig::weighted) append a section after the
 // bins: kWeightedHeaderWords (sum q, q*correct, q*nll, q*brier: 128 bits each) then per histogram
 // cell kWeightedCellWords (sum q, q*positive, q*conf: 128 bits each), q = floor(w * 2^32). Each
-// product q*value is below 2^88 (w <= 2^24, values in 32/27/29 fraction bits), so 2^40 rows fit
-// in 128-bit sums: integer sums, exact and order-independent like the unweighted ones.
+// product q*value is at most 2^88 (w <= limits::kMaxWeight = 2^24, values in 32/27/29 fraction bits),
+// so limits::kMaxWeightedStateRows (2^40 - 1) rows fit in 128-bit sums: integer sums, exact and order-independent like the unweighted ones.
 constexpr uint64_t kFlagWeighted = 16;
 constexpr int kWeightedHeaderWords = 8;
 constexpr int kWeightedCellWords = 6;
@@ -47,7 +45,6 @@ constexpr int kWeightFracBits = 32;
 constexpr int kWConfFracBits = 32;   // confidence in [0, 1]
 constexpr int kWNllFracBits = 27;    // NLL < 32
 constexpr int kWBrierFracBits = 29;  // Brier < 8
-constexpr float kMaxWeight = 16777216.0f;  // 2^24
 }  // namespace calib
 
 struct CalibConfig {
@@ -72,8 +69,11 @@ struct CalibConfig {
 std::vector<uint64_t> calib_state_new(const CalibConfig& cfg);
 // Throws RangeError (naming `name`) if `words` is not a well-formed state: header, length, and
 // the counts' invariants (correct <= rows, positives <= count per bin, confidence sums <= counts,
-// each histogram's counts add up to the rows, rows <= kMaxStateRows), so that no state gives an
-// impossible result (accuracy above 1, an ECE above 1).
+// each histogram's counts add up to the rows, rows <= limits::kMaxStateRows) and, in a weighted
+// state, the weighted sums' (correct weight <= weight, per bin positive weight <= weight and
+// confidence <= weight, the bin weights add up to the total, every weighted sum at most its rows
+// times the largest weight, so none is near 2^128), so that no state gives an impossible result
+// (accuracy above 1, an ECE above 1). A merge checks both states with it.
 CalibConfig calib_state_config(const uint64_t* words, std::size_t n_words, const char* name = "state");
 
 struct ScoresArg {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "calmoe/device.h"
+#include "calmoe/limits.h"
 
 namespace calmoe {
 
@@ -100,7 +101,6 @@ namespace driftmon {
 constexpr uint64_t kMagic = 0x43414C4D44000001ull;  // "CALMD" + layout version 1
 constexpr int kHeaderWords = 8;
 enum : int { kWMagic = 0, kWFeatures, kWBins, kWRefinement, kWRefRows, kWCurRows, kWChunks, kWReserved };
-constexpr int kMaxFineBins = 1 << 16;
 }  // namespace driftmon
 
 struct DriftMonitorConfig {

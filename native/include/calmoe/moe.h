@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "calmoe/device.h"
+#include "calmoe/limits.h"
 #include "calmoe/tilted.h"
 
 namespace calmoe {
@@ -44,13 +45,6 @@ Device moe_resolve_device(DeviceRequest request);
 // Throws RangeError naming the field when the configuration is unusable. Costs O(layers): no
 // allocation from the sizes a configuration claims (a hostile model document is cheap to refuse).
 void moe_check_config(const MoEConfig& c);
-
-// Hidden layers per expert / router at most, and parameters per model at most.
-constexpr std::size_t kMoEMaxHiddenLayers = 64;
-constexpr int64_t kMoEMaxParams = int64_t(1) << 34;
-// Epoch logs a fit returns at most: the last ones (each names its epoch), so a fit of many short
-// epochs holds bounded memory.
-constexpr std::size_t kMoEMaxHistory = 10000;
 
 // The parameter count of a checked configuration (moe_layout(c).total without building it).
 int64_t moe_param_count(const MoEConfig& c);
