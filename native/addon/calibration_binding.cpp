@@ -124,8 +124,10 @@ Napi::Value run_update(const Napi::CallbackInfo& info, bool async, std::shared_p
     calib_merge(state.data, state.length, delta->data(), delta->size());
     return info.Env().Undefined();
   }
-  AsyncTask::Work work = [delta, update, in]() { update(*delta); };
-  if (!in->copies()) {
+  AsyncTask::Work work;
+  if (in->copies()) {
+    work = [delta, update, in]() { update(*delta); };
+  } else {
     std::exception_ptr failure;  // settles the promise as the worker's error would
     try {
       update(*delta);

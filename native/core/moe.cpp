@@ -37,10 +37,16 @@ int64_t first_non_finite(const float* v, int64_t n) {
 // first non-finite value's index is returned (-1: none).
 int64_t settle_probabilities(float* p, int64_t n) {
   const int64_t chunk = int64_t(1) << 18, chunks = (n + chunk - 1) / chunk;
-  cpu::parallel_for(chunks, [&](int64_t k, int) {
-    for (int64_t i = k * chunk, e = std::min(n, (k + 1) * chunk); i < e; ++i) p[i] = p[i] > 1.0f ? 1.0f : p[i];
+  std::vector<int64_t> first(std::size_t(chunks), -1);
+  cpu::parallel_for(chunks, [&](int64_t k, int) {  // one pass: clamp, and note the first non-finite
+    for (int64_t i = k * chunk, e = std::min(n, (k + 1) * chunk); i < e; ++i) {
+      if (!std::isfinite(p[i]) && first[k] < 0) first[k] = i;
+      p[i] = p[i] > 1.0f ? 1.0f : p[i];
+    }
   });
-  return first_non_finite(p, n);
+  for (int64_t f : first)
+    if (f >= 0) return f;
+  return -1;
 }
 
 // Non-finite features poison every later step (fit) or give NaN probabilities (predict): both
